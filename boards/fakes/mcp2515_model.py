@@ -1,0 +1,454 @@
+"""Register-level model of the Microchip MCP2515 CAN controller (tests only).
+
+The driver (boards/esp32/mcp2515.py) talks to it through the fake
+``machine.SPI`` exactly as to the chip: the model watches the chip-select
+pin (``select(level)``) and answers each SPI byte (``xfer(byte)``).  It
+implements the SPI instruction set (RESET, READ, WRITE, BIT MODIFY, READ
+STATUS, RX STATUS, LOAD TX BUFFER, READ RX BUFFER, RTS), the operating
+modes (CANCTRL.REQOP -> CANSTAT.OPMOD; configuration-only registers are
+write-protected outside configuration mode), the three transmit buffers,
+the two receive buffers with acceptance filters/masks and RXB0 -> RXB1
+rollover (BUKT), CANINTF/CANINTE and the INT pin, EFLG, TEC and REC.
+
+Not modelled: bus timing/arbitration (a requested frame is "sent" at once,
+unless ``tx_hold``), one-shot mode, sleep wake-up, CLKOUT, RXnBF pins,
+data-byte filtering of standard frames.
+
+Test side: ``t_inject(id, data, ext=True, rtr=False)`` puts a frame on the
+bus (returns "RXB0", "RXB1", "overflow" or None if filtered out);
+``t_sent()`` lists transmitted frames as (id, bytes, ext); ``t_errors(tec,
+rec)`` sets the error counters (TEC > 255 = bus-off); ``bitrate()`` /
+``sample_permille()`` decode CNF1-3; ``violations`` counts writes the
+datasheet forbids (e.g. a TX buffer modified while TXREQ is set).
+"""
+import machine
+
+RESET = 0xC0
+READ = 0x03
+WRITE = 0x02
+BIT_MODIFY = 0x05
+READ_STATUS = 0xA0
+RX_STATUS = 0xB0
+
+CANSTAT = 0x0E
+CANCTRL = 0x0F
+TEC = 0x1C
+REC = 0x1D
+CNF3 = 0x28
+CNF2 = 0x29
+CNF1 = 0x2A
+CANINTE = 0x2B
+CANINTF = 0x2C
+EFLG = 0x2D
+TXB = (0x30, 0x40, 0x50)
+RXB = (0x60, 0x70)
+FILTERS = (0x00, 0x04, 0x08, 0x10, 0x14, 0x18)
+MASKS = (0x20, 0x24)
+
+MODE_NORMAL = 0
+MODE_SLEEP = 1
+MODE_LOOPBACK = 2
+MODE_LISTEN = 3
+MODE_CONFIG = 4
+
+_S_IDLE = 0
+_S_INSTR = 1
+_S_ADDR = 2
+_S_READ = 3
+_S_WRITE = 4
+_S_MASK = 5
+_S_DATA = 6
+_S_STATUS = 7
+_S_RXSTATUS = 8
+_S_RXBUF = 9
+_S_TXBUF = 10
+_S_DONE = 11
+
+_LOAD_TX = (0x31, 0x36, 0x41, 0x46, 0x51, 0x56)
+_READ_RX = (0x61, 0x66, 0x71, 0x76)
+LOG = 64
+
+
+def _cfg_only(a):
+    return a < 0x0C or 0x10 <= a < 0x1C or 0x20 <= a < 0x28 or CNF3 <= a <= CNF1
+
+
+class MCP2515Model:
+    def __init__(self, osc_hz=8000000, int_pin=None):
+        self.osc_hz = osc_hz
+        self.int_pin = int_pin
+        self.regs = bytearray(128)
+        self.state = _S_IDLE
+        self.instr = 0
+        self.addr = 0
+        self.mask = 0
+        self.rx_clear = -1
+        self.tx_hold = False
+        self.tec = 0
+        self.rec = 0
+        self.violations = 0
+        self.resets = 0
+        self.transactions = 0
+        self.log_ids = [0] * LOG
+        self.log_ext = [0] * LOG
+        self.log_dlc = [0] * LOG
+        self.log_data = bytearray(8 * LOG)
+        self.log_n = 0
+        self._reset()
+
+    # ------------------------------------------------------------ chip
+    def _reset(self):
+        for i in range(128):
+            self.regs[i] = 0
+        self.regs[CANCTRL] = 0x87
+        self.regs[CANSTAT] = 0x80
+        self.tec = 0
+        self.rec = 0
+        self.resets += 1
+        self._update_int()
+
+    def mode(self):
+        return self.regs[CANSTAT] >> 5
+
+    def select(self, level):
+        """Chip-select pin watcher (wired by the test with machine.watch_pin)."""
+        if level == 0:
+            self.state = _S_INSTR
+            self.transactions += 1
+        else:
+            if self.rx_clear >= 0:
+                self.regs[CANINTF] &= ~(1 << self.rx_clear) & 0xFF
+                self.rx_clear = -1
+                self._update_int()
+            self.state = _S_IDLE
+
+    def _read(self, a):
+        a &= 0x7F
+        low = a & 0x0F
+        if low == 0x0E:
+            return self.regs[CANSTAT]
+        if low == 0x0F:
+            return self.regs[CANCTRL]
+        return self.regs[a]
+
+    def _write(self, a, v):
+        a &= 0x7F
+        r = self.regs
+        low = a & 0x0F
+        if a == CANSTAT or a == TEC or a == REC or low == 0x0E:
+            return                          # read-only
+        if low == 0x0F:
+            r[CANCTRL] = v
+            self._set_mode((v >> 5) & 7)
+            return
+        if _cfg_only(a) and self.mode() != MODE_CONFIG:
+            self.violations += 1
+            return
+        for n in range(3):
+            b = TXB[n]
+            if b < a < b + 0x0E and r[b] & 0x08:
+                self.violations += 1        # TX buffer changed while TXREQ set
+                return
+            if a == b:
+                r[a] = (r[a] & 0x70) | (v & 0x0B)
+                if v & 0x08:
+                    self._try_tx(n)
+                return
+        if a == EFLG:
+            r[a] = (r[a] & 0x3F) | (v & 0xC0)   # only RXnOVR are writable
+            return
+        r[a] = v
+        if a == CANINTF or a == CANINTE:
+            self._update_int()
+
+    def _set_mode(self, m):
+        if m > 4:
+            m = 4
+        r = self.regs
+        r[CANSTAT] = (r[CANSTAT] & 0x1F) | (m << 5)
+        if m in (MODE_NORMAL, MODE_LOOPBACK):
+            for n in range(3):
+                if r[TXB[n]] & 0x08:
+                    self._try_tx(n)
+
+    def _status(self):
+        r = self.regs
+        f = r[CANINTF]
+        s = f & 0x03
+        if r[TXB[0]] & 0x08:
+            s |= 0x04
+        if f & 0x04:
+            s |= 0x08
+        if r[TXB[1]] & 0x08:
+            s |= 0x10
+        if f & 0x08:
+            s |= 0x20
+        if r[TXB[2]] & 0x08:
+            s |= 0x40
+        if f & 0x10:
+            s |= 0x80
+        return s
+
+    def _rx_status(self):
+        r = self.regs
+        f = r[CANINTF] & 3
+        s = f << 6
+        if f:
+            b = RXB[0] if f & 1 else RXB[1]
+            ext = r[b + 2] & 0x08
+            if ext:
+                s |= 0x10 | (0x08 if r[b + 5] & 0x40 else 0)
+            elif r[b + 2] & 0x10:
+                s |= 0x08
+            s |= (r[RXB[0]] & 1) if f & 1 else (r[RXB[1]] & 7)
+        return s
+
+    def xfer(self, b):
+        st = self.state
+        if st == _S_IDLE:
+            return 0xFF
+        if st == _S_INSTR:
+            self.instr = b
+            if b == RESET:
+                self._reset()
+                self.state = _S_DONE
+            elif b == READ or b == WRITE or b == BIT_MODIFY:
+                self.state = _S_ADDR
+            elif b == READ_STATUS:
+                self.state = _S_STATUS
+            elif b == RX_STATUS:
+                self.state = _S_RXSTATUS
+            elif b & 0xF8 == 0x40 and b & 7 < 6:
+                self.addr = _LOAD_TX[b & 7]
+                n = (b & 7) >> 1
+                if self.regs[TXB[n]] & 0x08:
+                    self.violations += 1
+                self.state = _S_TXBUF
+            elif b & 0xF9 == 0x90:
+                k = (b >> 1) & 3
+                self.addr = _READ_RX[k]
+                self.rx_clear = k >> 1
+                self.state = _S_RXBUF
+            elif b & 0xF8 == 0x80:
+                for n in range(3):
+                    if b & (1 << n):
+                        self._write(TXB[n], self.regs[TXB[n]] | 0x08)
+                self.state = _S_DONE
+            else:
+                self.violations += 1
+                self.state = _S_DONE
+            return 0xFF
+        if st == _S_ADDR:
+            self.addr = b & 0x7F
+            i = self.instr
+            self.state = _S_READ if i == READ else (_S_WRITE if i == WRITE else _S_MASK)
+            return 0xFF
+        if st == _S_READ or st == _S_RXBUF:
+            v = self._read(self.addr)
+            self.addr = (self.addr + 1) & 0x7F
+            return v
+        if st == _S_WRITE or st == _S_TXBUF:
+            self._write(self.addr, b)
+            self.addr = (self.addr + 1) & 0x7F
+            return 0xFF
+        if st == _S_MASK:
+            self.mask = b
+            self.state = _S_DATA
+            return 0xFF
+        if st == _S_DATA:
+            old = self._read(self.addr)
+            self._write(self.addr, (old & ~self.mask & 0xFF) | (b & self.mask))
+            self.state = _S_DONE
+            return 0xFF
+        if st == _S_STATUS:
+            return self._status()
+        if st == _S_RXSTATUS:
+            return self._rx_status()
+        return 0xFF
+
+    # ------------------------------------------------------------ bus
+    def _try_tx(self, n):
+        r = self.regs
+        m = self.mode()
+        if m not in (MODE_NORMAL, MODE_LOOPBACK) or self.tec > 255:
+            return                          # stays pending
+        if self.tx_hold and m == MODE_NORMAL:
+            return
+        b = TXB[n]
+        sidh = r[b + 1]
+        sidl = r[b + 2]
+        ext = sidl & 0x08
+        sid = (sidh << 3) | (sidl >> 5)
+        if ext:
+            can_id = (sid << 18) | ((sidl & 3) << 16) | (r[b + 3] << 8) | r[b + 4]
+        else:
+            can_id = sid
+        dlc = r[b + 5] & 0x0F
+        if dlc > 8:
+            dlc = 8
+        j = self.log_n % LOG
+        self.log_ids[j] = can_id
+        self.log_ext[j] = 1 if ext else 0
+        self.log_dlc[j] = dlc
+        for k in range(dlc):
+            self.log_data[j * 8 + k] = r[b + 6 + k]
+        self.log_n += 1
+        r[b] &= ~0x08 & 0xFF
+        r[CANINTF] |= 0x04 << n
+        self._update_int()
+        if m == MODE_LOOPBACK:
+            self._receive(can_id, ext, r[b + 5] & 0x40, r, b + 6, dlc)
+
+    def t_sent(self):
+        out = []
+        for i in range(self.log_n):
+            j = i % LOG
+            out.append((self.log_ids[j],
+                        bytes(self.log_data[j * 8:j * 8 + self.log_dlc[j]]),
+                        self.log_ext[j]))
+        return out
+
+    def t_release(self):
+        """Transmit every frame held pending by ``tx_hold``."""
+        self.tx_hold = False
+        r = self.regs
+        while True:           # highest TXP first; ties: highest buffer number
+            best = -1
+            for n in range(3):
+                if r[TXB[n]] & 0x08 and (best < 0 or r[TXB[n]] & 3 >= r[TXB[best]] & 3):
+                    best = n
+            if best < 0:
+                return
+            self._try_tx(best)
+            if r[TXB[best]] & 0x08:
+                return        # could not transmit (mode, bus-off)
+
+    def t_inject(self, can_id, data, ext=True, rtr=False):
+        if self.mode() not in (MODE_NORMAL, MODE_LISTEN, MODE_LOOPBACK):
+            return None
+        return self._receive(can_id, ext, rtr, data, 0, len(data))
+
+    def _match(self, f, m, can_id, ext):
+        r = self.regs
+        fext = r[f + 1] & 0x08
+        if bool(fext) != bool(ext):
+            return False
+        fsid = (r[f] << 3) | (r[f + 1] >> 5)
+        msid = (r[m] << 3) | (r[m + 1] >> 5)
+        if ext:
+            fid = (fsid << 18) | ((r[f + 1] & 3) << 16) | (r[f + 2] << 8) | r[f + 3]
+            mid = (msid << 18) | ((r[m + 1] & 3) << 16) | (r[m + 2] << 8) | r[m + 3]
+            return (can_id ^ fid) & mid == 0
+        return (can_id ^ fsid) & msid == 0
+
+    def _hit(self, buf, can_id, ext):
+        r = self.regs
+        if (r[RXB[buf]] >> 5) & 3 == 3:
+            return 0 if buf == 0 else 2     # filters off: receive any
+        rng = (0, 1) if buf == 0 else (2, 3, 4, 5)
+        m = MASKS[buf]
+        for k in rng:
+            if self._match(FILTERS[k], m, can_id, ext):
+                return k
+        return -1
+
+    def _receive(self, can_id, ext, rtr, src, off, n):
+        r = self.regs
+        h0 = self._hit(0, can_id, ext)
+        if h0 >= 0:
+            if not r[CANINTF] & 1:
+                self._load(0, can_id, ext, rtr, src, off, n)
+                r[RXB[0]] = (r[RXB[0]] & 0xFE) | h0
+                return "RXB0"
+            if r[RXB[0]] & 0x04:           # BUKT: roll over into RXB1
+                if not r[CANINTF] & 2:
+                    self._load(1, can_id, ext, rtr, src, off, n)
+                    r[RXB[1]] = (r[RXB[1]] & 0xF8) | (6 + h0)
+                    return "RXB1"
+                r[EFLG] |= 0x80
+            else:
+                r[EFLG] |= 0x40
+            r[CANINTF] |= 0x20             # ERRIF
+            self._update_int()
+            return "overflow"
+        h1 = self._hit(1, can_id, ext)
+        if h1 >= 0:
+            if not r[CANINTF] & 2:
+                self._load(1, can_id, ext, rtr, src, off, n)
+                r[RXB[1]] = (r[RXB[1]] & 0xF8) | h1
+                return "RXB1"
+            r[EFLG] |= 0x80
+            r[CANINTF] |= 0x20
+            self._update_int()
+            return "overflow"
+        return None
+
+    def _load(self, k, can_id, ext, rtr, src, off, n):
+        r = self.regs
+        b = RXB[k]
+        if ext:
+            sid = can_id >> 18
+            r[b + 1] = sid >> 3
+            r[b + 2] = ((sid & 7) << 5) | 0x08 | ((can_id >> 16) & 3)
+            r[b + 3] = (can_id >> 8) & 0xFF
+            r[b + 4] = can_id & 0xFF
+            r[b + 5] = n | (0x40 if rtr else 0)
+        else:
+            r[b + 1] = can_id >> 3
+            r[b + 2] = ((can_id & 7) << 5) | (0x10 if rtr else 0)
+            r[b + 3] = 0
+            r[b + 4] = 0
+            r[b + 5] = n
+        for i in range(n):
+            r[b + 6 + i] = src[off + i]
+        r[CANINTF] |= 1 << k
+        self._update_int()
+
+    def _update_int(self):
+        if self.int_pin is None:
+            return
+        active = self.regs[CANINTF] & self.regs[CANINTE]
+        lv = 0 if active else 1
+        if machine.level(self.int_pin) != lv:
+            machine.set_level(self.int_pin, lv)
+
+    # ------------------------------------------------------------ errors
+    def t_errors(self, tec, rec):
+        self.tec = tec
+        self.rec = rec
+        r = self.regs
+        r[TEC] = tec if tec < 256 else 255
+        r[REC] = rec if rec < 256 else 255
+        e = r[EFLG] & 0xC0
+        if tec >= 96 or rec >= 96:
+            e |= 0x01
+        if rec >= 96:
+            e |= 0x02
+        if tec >= 96:
+            e |= 0x04
+        if rec >= 128:
+            e |= 0x08
+        if tec >= 128:
+            e |= 0x10
+        if tec > 255:
+            e |= 0x20
+        r[EFLG] = e
+
+    # ------------------------------------------------------------ timing
+    def timing(self):
+        """(brp, sjw, prseg, phseg1, phseg2, ntq) decoded from CNF1-3."""
+        r = self.regs
+        brp = r[CNF1] & 0x3F
+        sjw = (r[CNF1] >> 6) + 1
+        prseg = (r[CNF2] & 7) + 1
+        ps1 = ((r[CNF2] >> 3) & 7) + 1
+        ps2 = (r[CNF3] & 7) + 1 if r[CNF2] & 0x80 else max(ps1, 2)
+        return brp, sjw, prseg, ps1, ps2, 1 + prseg + ps1 + ps2
+
+    def bitrate(self):
+        brp, _, _, _, _, ntq = self.timing()
+        return self.osc_hz // (2 * (brp + 1) * ntq)
+
+    def sample_permille(self):
+        _, _, prseg, ps1, _, ntq = self.timing()
+        return (1 + prseg + ps1) * 1000 // ntq

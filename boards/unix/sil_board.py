@@ -1,0 +1,345 @@
+"""The software-in-the-loop board: the firmware on the MicroPython unix port.
+
+CAN frames, IO values and time travel over one TCP connection on loopback to
+the host harness (``host_tools/sil``).  The wire format is in
+``docs/sil-link.md``; it is small and fixed so that any program can drive
+the firmware.  Two modes:
+
+* ``lockstep``: time is ``SimClock``; the harness sends STEP(target_ms) and
+  the board runs every scheduler pass that falls due up to ``target_ms``,
+  then answers ACK.  Deterministic: same inputs, same bytes, same times.
+* ``realtime``: time is the wall clock (``TicksClock``); the board polls the
+  socket without blocking between scheduler passes.
+"""
+import socket
+import struct
+import select
+import sys
+
+from micropython import const
+from board import Board, CAN_ERROR_ACTIVE, INPUT_NAMES, OUTPUT_NAMES
+from rt.clock import SimClock, TicksClock, ticks_diff
+
+PROTOCOL_VERSION = const(1)
+
+# host -> firmware
+T_STEP = const(0x01)
+T_FRAME = const(0x02)
+T_INPUT = const(0x03)
+T_STOP = const(0x04)
+T_INJECT = const(0x05)
+T_CAN_STATE = const(0x06)
+# firmware -> host
+T_HELLO = const(0x80)
+T_ACK = const(0x81)
+T_FRAME_OUT = const(0x82)
+T_OUTPUT = const(0x83)
+T_TEXT = const(0x84)
+T_TELEMETRY = const(0x85)
+T_BYE = const(0x86)
+
+_RXQ = const(64)          # CAN receive FIFO depth (frames)
+_N_IN = const(12)
+_N_OUT = const(7)
+_EXT = const(0x80000000)
+
+
+class SilBoard(Board):
+    name = "unix-sil"
+
+    def __init__(self, host="127.0.0.1", port=0, mode="lockstep"):
+        self.mode = mode
+        self.lockstep = mode == "lockstep"
+        self.clock = SimClock() if self.lockstep else TicksClock()
+        s = socket.socket()
+        s.connect(socket.getaddrinfo(host, port)[0][-1])
+        self.sock = s
+        self.poller = select.poll()
+        self.poller.register(s, select.POLLIN)
+        self.rbuf = bytearray(260)
+        self.rmv = memoryview(self.rbuf)
+        self.tbuf = bytearray(20)
+        self.tmv = memoryview(self.tbuf)
+        self.frame_mv = self.tmv[:19]
+        self.out_mv = self.tmv[:11]
+        # CAN receive FIFO (preallocated ring)
+        self.q_id = [0] * _RXQ
+        self.q_dlc = [0] * _RXQ
+        self.q_data = bytearray(8 * _RXQ)
+        self.q_head = 0
+        self.q_len = 0
+        self.rx_frames = 0
+        self.tx_frames = 0
+        self.rx_overruns = 0
+        self.tx_fail = 0
+        self.state = CAN_ERROR_ACTIVE
+        self.inputs = [0] * _N_IN
+        self.inputs[3] = 12000     # cc1: unplugged
+        self.inputs[4] = -1        # no insulation reading
+        self.inputs[5] = 250
+        self.inputs[6] = 250
+        self.inputs[11] = 1        # mains ok
+        self.sent_out = [-99999] * _N_OUT
+        self.stop = False
+        self.inject = 0
+        self.last_type = 0
+        self.ack = bytearray(6)
+        self.rec_hdr = bytearray(6)
+        self.rec_hdr_mv = memoryview(self.rec_hdr)
+        self.hello()
+
+    # ---- link primitives -------------------------------------------------
+    def _write(self, mv):
+        # A blocking socket normally takes the whole packet; slice (which
+        # allocates) only in the rare partial-write case.
+        n = len(mv)
+        w = self.sock.write(mv)
+        while w is not None and w < n:
+            mv = mv[w:]
+            n = len(mv)
+            w = self.sock.write(mv)
+
+    def _read_exact(self, n):
+        r = self.sock.readinto(self.rbuf, n)
+        if not r:
+            raise OSError("SIL link closed")
+        got = r
+        while got < n:
+            r = self.sock.readinto(self.rmv[got:n])
+            if not r:
+                raise OSError("SIL link closed")
+            got += r
+
+    def hello(self):
+        name = b"unix-sil"
+        b = bytearray(2 + 6 + len(name))
+        b[0] = T_HELLO
+        b[1] = 6 + len(name)
+        struct.pack_into("<BBI", b, 2, PROTOCOL_VERSION, 0 if self.lockstep else 1,
+                         self.clock.ticks_ms())
+        b[8:] = name
+        self._write(memoryview(b))
+
+    def send_text(self, kind, text):
+        """Event text to the harness (not hot path: allocates)."""
+        t = ("%s %s" % (kind, text)).encode()[:250]
+        b = bytearray(6 + len(t))
+        b[0] = T_TEXT
+        b[1] = 4 + len(t)
+        struct.pack_into("<I", b, 2, self.clock.ticks_ms())
+        b[6:] = t
+        self._write(memoryview(b))
+
+    def send_record(self, mv):
+        """A telemetry record (P-6, a memoryview of <= 250 bytes) onto the
+        SIL telemetry channel; on boards this is a UART."""
+        hdr = self.rec_hdr
+        hdr[0] = T_TELEMETRY
+        hdr[1] = 4 + len(mv)
+        struct.pack_into("<I", hdr, 2, self.clock.ticks_ms())
+        self._write(self.rec_hdr_mv)
+        self._write(mv)
+
+    # ---- Board: CAN ---------------------------------------------------------
+    def can_send(self, can_id, buf, n):
+        if self.state >= 3:          # bus-off / stopped: nothing leaves
+            self.tx_fail += 1
+            return False
+        b = self.tbuf
+        b[0] = T_FRAME_OUT
+        b[1] = 17
+        struct.pack_into("<IIB", b, 2, self.clock.ticks_ms(), can_id | _EXT, n)
+        for i in range(8):
+            b[11 + i] = buf[i] if i < n else 0
+        self._write(self.frame_mv)
+        self.tx_frames += 1
+        return True
+
+    def can_recv(self, frame):
+        if not self.q_len:
+            return False
+        h = self.q_head
+        frame.id = self.q_id[h]
+        frame.dlc = self.q_dlc[h]
+        d = frame.data
+        q = self.q_data
+        o = h * 8
+        for i in range(8):
+            d[i] = q[o + i]
+        frame.ts_ms = self.clock.ticks_ms()
+        self.q_head = (h + 1) % _RXQ
+        self.q_len -= 1
+        return True
+
+    def can_state(self):
+        return self.state
+
+    def can_counters(self, out):
+        out[0] = 0
+        out[1] = 0
+        out[2] = self.tx_frames
+        out[3] = self.rx_frames
+        out[4] = self.rx_overruns
+
+    def _enqueue(self, off):
+        # payload at rbuf[off]: <I id> <B dlc> <8 data>
+        if self.state >= 3:
+            return
+        if self.q_len >= _RXQ:
+            self.rx_overruns += 1
+            return
+        t = (self.q_head + self.q_len) % _RXQ
+        r = self.rbuf
+        self.q_id[t] = (r[off] | (r[off + 1] << 8) | (r[off + 2] << 16)
+                        | ((r[off + 3] & 0x1F) << 24))
+        dlc = r[off + 4]
+        self.q_dlc[t] = dlc if dlc <= 8 else 8
+        q = self.q_data
+        o = t * 8
+        for i in range(8):
+            q[o + i] = r[off + 5 + i]
+        self.q_len += 1
+        self.rx_frames += 1
+
+    # ---- Board: IO ----------------------------------------------------------
+    def read_inputs(self, inp):
+        v = self.inputs
+        inp.v_inside = v[0]
+        inp.v_outside = v[1]
+        inp.i_out = v[2]
+        inp.cc1_mv = v[3]
+        inp.insulation_kohm = v[4]
+        inp.t_gun_pos = v[5]
+        inp.t_gun_neg = v[6]
+        inp.estop = v[7]
+        inp.k12_fb = v[8]
+        inp.lock_fb = v[9]
+        inp.leakage_ma = v[10]
+        inp.mains_ok = v[11]
+
+    def _out(self, idx, val):
+        if self.sent_out[idx] == val:
+            return
+        self.sent_out[idx] = val
+        b = self.tbuf
+        b[0] = T_OUTPUT
+        b[1] = 9
+        struct.pack_into("<IBi", b, 2, self.clock.ticks_ms(), idx, val)
+        self._write(self.out_mv)
+
+    def write_outputs(self, out):
+        self._out(0, out.k12)
+        self._out(1, out.k34)
+        self._out(2, out.lock)
+        self._out(3, out.bleed)
+        self._out(4, out.pwr_en)
+        self._out(5, out.v_set)
+        self._out(6, out.i_set)
+
+    def force_safe(self):
+        self._out(4, 0)
+        self._out(5, 0)
+        self._out(6, 0)
+        self._out(0, 0)
+        self._out(1, 0)
+        self._out(3, 1)
+
+    # ---- packet handling ----------------------------------------------------
+    def _handle(self, typ, n):
+        """Apply one received packet whose payload is in rbuf[0:n].
+        Returns the STEP target for T_STEP, else -1."""
+        r = self.rbuf
+        if typ == T_FRAME:
+            self._enqueue(0)
+        elif typ == T_INPUT:
+            idx = r[0]
+            if idx < _N_IN:
+                v = r[1] | (r[2] << 8) | (r[3] << 16) | (r[4] << 24)
+                if v & 0x80000000:
+                    v -= 0x100000000
+                self.inputs[idx] = v
+        elif typ == T_STEP:
+            return r[0] | (r[1] << 8) | (r[2] << 16) | (r[3] << 24)
+        elif typ == T_STOP:
+            self.stop = True
+        elif typ == T_INJECT:
+            self.inject = r[0]
+        elif typ == T_CAN_STATE:
+            self.state = r[0]
+        return -1
+
+    def _pending(self):
+        for _ in self.poller.ipoll(0):
+            return True
+        return False
+
+    def _read_packet(self):
+        self._read_exact(2)
+        typ = self.rbuf[0]
+        n = self.rbuf[1]
+        if n:
+            self._read_exact(n)
+        self.last_type = typ
+        return n
+
+    def run(self, app):
+        """The board's main loop: owns time in lock-step, polls in real time."""
+        if self.lockstep:
+            self._run_lockstep(app)
+        else:
+            self._run_realtime(app)
+
+    def _run_lockstep(self, app):
+        clock = self.clock
+        sched = app.sched
+        ack = self.ack
+        ack_mv = memoryview(ack)
+        ack[0] = T_ACK
+        ack[1] = 4
+        while not self.stop:
+            n = self._read_packet()
+            target = self._handle(self.last_type, n)
+            if target < 0:
+                continue
+            while True:
+                nd = sched.next_due()
+                if ticks_diff(nd, target) > 0:
+                    break
+                clock.advance_to(nd)
+                app.run_due()
+                if self.stop:
+                    break
+            clock.advance_to(target)
+            struct.pack_into("<I", ack, 2, clock.ms)
+            self._write(ack_mv)
+        app.shutdown("host stop")
+
+    def _run_realtime(self, app):
+        clock = self.clock
+        sched = app.sched
+        ipoll = self.poller.ipoll
+        while not self.stop:
+            app.run_due()
+            wait = ticks_diff(sched.next_due(), clock.ticks_ms())
+            if wait < 0:
+                wait = 0
+            for _ in ipoll(wait):
+                # drain everything that is already here, then run tasks
+                while True:
+                    n = self._read_packet()
+                    self._handle(self.last_type, n)
+                    if not self._pending():
+                        break
+        app.shutdown("host stop")
+
+    def bye(self, code, text):
+        t = text.encode()[:200]
+        b = bytearray(3 + len(t))
+        b[0] = T_BYE
+        b[1] = 1 + len(t)
+        b[2] = code
+        b[3:] = t
+        try:
+            self._write(memoryview(b))
+        except OSError:
+            pass

@@ -1,0 +1,663 @@
+"""The diagnostics console: an mpremote-compatible REPL served by the firmware.
+
+The stock MicroPython REPL owns the CPU while it waits for input; a charger
+cannot afford that.  ``Console`` is instead *polled* from a scheduler task:
+``poll(now_ms)`` takes only the bytes the stream already holds (never
+blocks), advances a small protocol state machine, and returns.  Between two
+polls the session and safety ticks run as usual, so an engineer attached
+with ``mpremote`` never stalls CCS or the protocol timeouts.
+
+Modes, byte for byte as MicroPython's ``shared/runtime/pyexec.c`` answers
+them (that is what ``mpremote`` waits for):
+
+friendly REPL   ``>>> `` prompt, echo, backspace, Ctrl-C clears the input,
+                ``... `` continuation for blocks/brackets, Ctrl-E paste mode.
+                Ctrl-A (empty line) -> raw REPL; Ctrl-B -> banner;
+                Ctrl-D (empty line) -> "soft reset".
+raw REPL        ``raw REPL; CTRL-B to exit\\r\\n>``; code collected until
+                Ctrl-D, answered ``OK`` + stdout + ``\\x04`` + error text +
+                ``\\x04`` + ``>``.  Ctrl-C clears, Ctrl-B -> friendly.
+raw paste       Ctrl-E 'A' Ctrl-A in raw REPL: ``R\\x01`` + window (2 bytes,
+                little endian) + ``\\x01`` (a second window is free), one
+                ``\\x01`` per window consumed, Ctrl-D ends (acked ``\\x04``),
+                then execution as in raw REPL (no ``OK``).
+soft reset      Ctrl-D with nothing typed.  Answers exactly like a board
+                (``OK\\r\\nMPY: soft reboot\\r\\n`` + the raw REPL banner, or
+                the friendly banner) but only restores the console's
+                namespace to its defaults: the charger, the session and the
+                scheduler are untouched (requirement D-1).
+
+Ctrl-C is never a KeyboardInterrupt: ``start()`` calls
+``micropython.kbd_intr(-1)`` (and re-asserts it after every command, in case
+user code re-enabled it); 0x03 bytes are plain input the console handles.
+
+Execution of one command is synchronous: it runs inside ``poll`` and
+therefore inside the console's scheduler slot.  Long-running user code
+delays every task behind it; keep commands short.  Exceptions in user code
+are printed (traceback) and never leave ``poll``.
+
+Stream protocol (see boards/unix/console_io.py):
+    ``readinto(buf) -> int``  bytes already available, up to len(buf);
+                              0 when none.  Never blocks.
+    ``write(buf) -> int``     send bytes; bounded wait, may drop on a
+                              stalled peer.
+
+Output of user code: ``print`` in the console namespace writes to the
+console stream, with ``\\n`` sent as ``\\r\\n`` like a board's cooked stdout.
+Code that writes to ``sys.stdout`` directly reaches the console only where
+``sys.stdout`` is the console (the usual case on a board and on the unix
+SIL); ``console.out`` is a file object for commands that want to be sure.
+"""
+import sys
+import io
+import micropython
+from micropython import const
+from rt.clock import ticks_diff
+import config
+
+CONFIG_SCHEMA = (
+    ("console.code_max", 4096, 256, 32768, "bytes",
+     "Largest command the console accepts (raw REPL, raw paste, a friendly-REPL block); "
+     "preallocated at start. mpremote fs cp sends <= ~1.1 KB per command"),
+    ("console.rx_chunk", 64, 1, 1024, "bytes",
+     "Most input bytes taken per poll: bounds the console's own time per tick"),
+    ("console.tx_buf", 128, 16, 1024, "bytes",
+     "Output staging buffer (fewer, larger writes to the stream)"),
+    ("console.paste_window", 128, 16, 4096, "bytes",
+     "Raw-paste flow-control window announced to the host"),
+    ("console.paste_timeout_ms", 3000, 100, 60000, "ms",
+     "A raw paste with no byte for this long is abandoned (host vanished)"),
+    ("console.tx_timeout_ms", 20, 0, 1000, "ms",
+     "Longest wait for the console peer to accept output before it is dropped "
+     "(board stream adapters)"),
+)
+config.register(CONFIG_SCHEMA)
+
+# Modes (``Console.mode``).
+FRIENDLY = const(0)
+RAW = const(1)
+PASTE = const(2)        # raw-paste data transfer
+PASTE_ABORT = const(3)  # buffer full: told host to stop, waiting for its Ctrl-D
+MODE_NAMES = ("friendly", "raw", "raw-paste", "raw-paste-abort")
+
+_CTRL_A = const(1)
+_CTRL_B = const(2)
+_CTRL_C = const(3)
+_CTRL_D = const(4)
+_CTRL_E = const(5)
+_BS = const(8)
+_TAB = const(9)
+_LF = const(10)
+_CR = const(13)
+_ESC = const(27)
+_DEL = const(127)
+
+# Escape-sequence states (friendly REPL swallows cursor keys etc.).
+_E_NONE = const(0)
+_E_ESC = const(1)
+_E_CSI = const(2)
+
+_RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+_SOFT_REBOOT = b"MPY: soft reboot\r\n"
+_PS1 = b">>> "
+_PS2 = b"... "
+
+_bprint = print
+
+
+def _cfg(cfg, key):
+    if cfg is not None and key in cfg:
+        return cfg[key]
+    for e in CONFIG_SCHEMA:
+        if e[0] == key:
+            return e[1]
+
+
+class _Out(io.IOBase):
+    """File object for user output: ``\\n`` -> ``\\r\\n``, written through.
+
+    Written through (not held until the end of the command) so that output
+    stays in order with anything user code writes to ``sys.stdout``
+    directly."""
+
+    def __init__(self, con):
+        self._con = con
+
+    def write(self, b):
+        if isinstance(b, str):
+            b = b.encode()
+        con = self._con
+        n = len(b)
+        mv = memoryview(b)
+        i = 0
+        while i < n:
+            j = b.find(b"\n", i)
+            if j < 0:
+                con._put(mv[i:])
+                break
+            con._put(mv[i:j])
+            con._put(b"\r\n")
+            i = j + 1
+        con._flush()
+        return n
+
+    def flush(self):
+        self._con._flush()
+
+
+def _is_ident(c):
+    return c == 95 or 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c >= 128
+
+
+_COMPOUND = (b"if", b"while", b"for", b"try", b"with", b"def", b"class", b"async")
+
+
+def needs_more(src):
+    """True if the friendly REPL should ask for another line (``... ``).
+
+    ``src`` is the input so far, lines joined by ``\\n``.  Same rule as
+    MicroPython's REPL: open brackets or triple quotes, a trailing
+    backslash, or a compound statement whose last line was not empty.
+    (Unlike MicroPython, a ``#`` comment outside quotes is skipped.)"""
+    n = len(src)
+    if n == 0:
+        return False
+    compound = src[0] == 64  # '@'
+    if not compound:
+        for kw in _COMPOUND:
+            k = len(kw)
+            if src.startswith(kw) and (n == k or not _is_ident(src[k])):
+                compound = True
+                break
+    depth = 0
+    q = 0        # 0 none, else the quote byte
+    q3 = False   # triple quote
+    i = 0
+    while i < n:
+        c = src[i]
+        if q:
+            if c == 92:  # backslash escapes the next byte inside quotes
+                i += 2
+                continue
+            if c == q:
+                if not q3:
+                    q = 0
+                elif src[i + 1:i + 3] == (b"'''" if q == 39 else b'"""')[1:]:
+                    q = 0
+                    i += 2
+        elif c == 39 or c == 34:
+            if src[i:i + 3] == (b"'''" if c == 39 else b'"""'):
+                q3 = True
+                i += 2
+            else:
+                q3 = False
+            q = c
+        elif c == 35:  # comment: skip to end of line
+            while i < n and src[i] != 10:
+                i += 1
+            continue
+        elif c == 40 or c == 91 or c == 123:
+            depth += 1
+        elif c == 41 or c == 93 or c == 125:
+            depth -= 1
+        i += 1
+    if q and q3:
+        return True
+    if depth > 0 and not q:
+        return True
+    last = src[n - 1]
+    if last == 92:
+        return True
+    return compound and last != 10
+
+
+class Console:
+    """``Console(stream, namespace=None, cfg=None, banner=None)``.
+
+    ``namespace``: names available to console code (diagnostic commands,
+    live objects).  It is copied as the *defaults*: a soft reset (Ctrl-D)
+    restores exactly these, plus ``print``/``help``/``console``.
+    ``cfg``: the product configuration dict (keys in ``CONFIG_SCHEMA``;
+    missing keys take their defaults).
+    """
+
+    def __init__(self, stream, namespace=None, cfg=None, banner=None):
+        self.stream = stream
+        self._readinto = stream.readinto    # cached: no bound method per poll
+        self._write = stream.write
+        cap = _cfg(cfg, "console.code_max")
+        self._rx = bytearray(_cfg(cfg, "console.rx_chunk"))
+        self._buf = bytearray(cap)
+        self._mv = memoryview(self._buf)
+        self._tx = bytearray(_cfg(cfg, "console.tx_buf"))
+        self._txmv = memoryview(self._tx)
+        self._txn = 0
+        w = _cfg(cfg, "console.paste_window")
+        if w > 0xFFFF:
+            w = 0xFFFF
+        if w > cap:
+            w = cap
+        self._win = w
+        self._paste_cap = (cap // w) * w    # the host gets credit in whole windows
+        self._paste_timeout = _cfg(cfg, "console.paste_timeout_ms")
+        self.out = _Out(self)
+        if banner is None:
+            v = sys.implementation.version
+            banner = "MicroPython v%d.%d.%d diagnostics console; %s (Ctrl-D resets the console only)" % (
+                v[0], v[1], v[2], sys.platform)
+        self._banner = banner.encode() + b"\r\nType \"help()\" for more information.\r\n"
+        self.defaults = dict(namespace or {})
+        self.namespace = {}
+        self.on_soft_reset = None   # optional callable, run after a soft reset
+        # State.
+        self.mode = FRIENDLY
+        self._n = 0          # bytes in _buf
+        self._line0 = 0      # friendly: start of the current line in _buf
+        self._cont = False   # friendly: continuation lines being collected
+        self._fpaste = False  # friendly paste mode (Ctrl-E)
+        self._esc = _E_NONE
+        self._last_cr = False
+        self._overflow = False
+        self._granted = 0    # raw paste: bytes the host may send in total
+        self._win_left = 0   # raw paste: bytes until the next window is consumed
+        self._last_rx = 0
+        # Counters for diagnostics.
+        self.rx_bytes = 0
+        self.commands = 0
+        self.errors = 0
+        self.soft_resets = 0
+        self.overflows = 0
+        self.reset_namespace()
+
+    # ---- namespace -----------------------------------------------------
+
+    def add(self, name, obj):
+        """Add a name to the defaults and to the live namespace."""
+        self.defaults[name] = obj
+        self.namespace[name] = obj
+
+    def reset_namespace(self):
+        """Back to the defaults (what a soft reset does)."""
+        ns = self.namespace
+        ns.clear()
+        out = self.out
+
+        def _print(*args, sep=" ", end="\n", file=None):
+            _bprint(*args, sep=sep, end=end, file=out if file is None else file)
+
+        ns["print"] = _print
+        ns["help"] = self._help
+        ns["console"] = self
+        ns.update(self.defaults)
+
+    def _help(self, obj=None):
+        if obj is not None:
+            _bprint(obj, file=self.out)
+            doc = getattr(obj, "__doc__", None)
+            if doc:
+                _bprint(doc, file=self.out)
+            return
+        _bprint("Charger diagnostics console. Names:", file=self.out)
+        _bprint(" ", " ".join(sorted(k for k in self.namespace if not k.startswith("_"))),
+                file=self.out)
+        _bprint("Ctrl-D: reset this namespace (the charger keeps running). "
+                "Commands run synchronously: keep them short.", file=self.out)
+
+    # ---- lifecycle -----------------------------------------------------
+
+    def start(self, greet=True):
+        """Disable Ctrl-C interrupts; optionally print banner and prompt."""
+        micropython.kbd_intr(-1)
+        if greet:
+            self._put(self._banner)
+            self._put(_PS1)
+            self._flush()
+
+    def close(self):
+        """Flush, and give Ctrl-C back to the runtime."""
+        self._flush()
+        micropython.kbd_intr(3)
+
+    # ---- output --------------------------------------------------------
+
+    def _put(self, b):
+        n = len(b)
+        room = len(self._tx) - self._txn
+        if n > room:
+            self._flush()
+            if n > len(self._tx):
+                self._write(b)
+                return
+        self._txmv[self._txn:self._txn + n] = b
+        self._txn += n
+
+    def _put1(self, c):
+        if self._txn >= len(self._tx):
+            self._flush()
+        self._tx[self._txn] = c
+        self._txn += 1
+
+    def _flush(self):
+        if self._txn:
+            n = self._txn
+            self._txn = 0
+            self._write(self._txmv[:n])
+
+    # ---- input ---------------------------------------------------------
+
+    def poll(self, now_ms):
+        """Take the bytes already available, act on them; never blocks.
+
+        Returns the number of bytes processed.  With nothing pending this
+        does one ``stream.readinto`` and a few integer tests: no
+        allocation."""
+        n = self._readinto(self._rx)
+        if not n:
+            if self.mode >= PASTE and ticks_diff(now_ms, self._last_rx) > self._paste_timeout:
+                # The host vanished mid-paste: drop it, back to raw REPL.
+                self.mode = RAW
+                self._n = 0
+            return 0
+        self._last_rx = now_ms
+        self.rx_bytes += n
+        rx = self._rx
+        i = 0
+        while i < n:
+            c = rx[i]
+            i += 1
+            m = self.mode
+            if m == PASTE:
+                if c == _CTRL_D or c == _CTRL_C:
+                    self._paste_end(c)
+                    continue
+                if self._n >= self._paste_cap:  # host ignored flow control
+                    continue
+                self._buf[self._n] = c
+                self._n += 1
+                self._win_left -= 1
+                if self._win_left == 0:
+                    self._win_left = self._win
+                    if self._granted + self._win <= self._paste_cap:
+                        self._granted += self._win
+                        self._put1(_CTRL_A)
+                if self._n == self._granted and self._granted + self._win > self._paste_cap:
+                    # No room for another window: tell the host to stop.
+                    self._put1(_CTRL_D)
+                    self.mode = PASTE_ABORT
+            elif m == RAW:
+                self._raw_byte(c)
+            elif m == FRIENDLY:
+                self._friendly_byte(c)
+            else:  # PASTE_ABORT: discard until the host's Ctrl-D
+                if c == _CTRL_D or c == _CTRL_C:
+                    self._n = 0
+                    self.overflows += 1
+                    self._put1(_CTRL_D)
+                    self._put(b"MemoryError: command longer than %d bytes\r\n" % self._paste_cap)
+                    self._put(b"\x04>")
+                    self.mode = RAW
+        self._flush()
+        return n
+
+    # ---- raw REPL ------------------------------------------------------
+
+    def _raw_byte(self, c):
+        if c == _CTRL_A:
+            if self._n == 2 and self._buf[0] == _CTRL_E:
+                if self._buf[1] == 65:  # 'A'
+                    self._paste_start()
+                else:
+                    self._put(b"R\x00>")
+                    self._n = 0
+                return
+            self._n = 0
+            self._overflow = False
+            self._put(_RAW_BANNER)
+            self._put1(62)
+        elif c == _CTRL_B:
+            self._to_friendly(b"\r\n")
+        elif c == _CTRL_C:
+            self._n = 0
+            self._overflow = False
+        elif c == _CTRL_D:
+            self._put(b"OK")
+            if self._n == 0 and not self._overflow:
+                self._put(b"\r\n")
+                self._soft_reset()
+                self._put(_RAW_BANNER)
+                self._put1(62)
+                return
+            if self._overflow:
+                self._overflow = False
+                self._n = 0
+                self.overflows += 1
+                self._put(b"\x04MemoryError: command longer than %d bytes\r\n\x04>" % len(self._buf))
+                return
+            self._exec_raw()
+        else:
+            if self._n < len(self._buf):
+                self._buf[self._n] = c
+                self._n += 1
+            else:
+                self._overflow = True
+
+    def _paste_start(self):
+        w = self._win
+        self._n = 0
+        self._put(b"R\x01")
+        self._put1(w & 0xFF)
+        self._put1(w >> 8)
+        self._granted = w
+        self._win_left = w
+        if 2 * w <= self._paste_cap:
+            self._put1(_CTRL_A)  # a second window is free
+            self._granted = 2 * w
+        self.mode = PASTE
+
+    def _paste_end(self, c):
+        self._put1(_CTRL_D)  # acknowledge end of data
+        self.mode = RAW
+        if c == _CTRL_C:
+            self._n = 0
+            self._put(b"\x04KeyboardInterrupt: \r\n\x04>")
+            return
+        self._exec_raw()
+
+    def _exec_raw(self):
+        self._flush()
+        self._run(self._n, False)
+        self._n = 0
+        self._put1(_CTRL_D)
+        self._put1(62)
+
+    def _run(self, n, friendly):
+        """Execute ``_buf[:n]`` in the namespace; print, never raise.
+
+        ``friendly``: a single-line friendly command is tried as an
+        expression first, and a value other than None is printed (repr)."""
+        self.commands += 1
+        out = self.out
+        raw = self.mode != FRIENDLY
+        try:
+            src = bytes(self._mv[:n])
+            code = None
+            if friendly:
+                try:
+                    code = compile(src, "<stdin>", "eval")
+                except SyntaxError:
+                    code = None
+            if code is not None:
+                r = eval(code, self.namespace)
+                if r is not None:
+                    self.namespace["_"] = r
+                    _bprint(repr(r), file=out)
+            else:
+                exec(compile(src, "<stdin>", "exec"), self.namespace)
+            if raw:
+                self._put1(_CTRL_D)
+        except BaseException as e:  # noqa: user code must never reach the scheduler
+            self.errors += 1
+            if raw:
+                self._put1(_CTRL_D)
+            self._traceback(e)
+        micropython.kbd_intr(-1)  # user code may have re-enabled it
+
+    def _traceback(self, e):
+        """Print ``e`` like the board's REPL: without the console's own frame."""
+        out = self.out
+        try:
+            buf = io.StringIO()
+            sys.print_exception(e, buf)
+            for line in buf.getvalue().split("\n"):
+                if line.startswith('  File "') and line.endswith(", in _run") \
+                        and '"<stdin>"' not in line:
+                    continue  # the exec() call in Console._run
+                if line:
+                    out.write(line)
+                    out.write("\n")
+        except BaseException:  # e.g. MemoryError: still say what happened
+            try:
+                sys.print_exception(e, out)
+            except BaseException:
+                self._put(b"(exception while printing the traceback)\r\n")
+
+    def _soft_reset(self):
+        self.soft_resets += 1
+        self._put(_SOFT_REBOOT)
+        self.reset_namespace()
+        if self.on_soft_reset is not None:
+            try:
+                self.on_soft_reset()
+            except BaseException as e:
+                sys.print_exception(e, self.out)
+
+    # ---- friendly REPL -------------------------------------------------
+
+    def _to_friendly(self, pre):
+        self.mode = FRIENDLY
+        self._n = 0
+        self._overflow = False
+        self._restart(pre + self._banner)
+
+    def _restart(self, pre=None):
+        """New input: clear everything and print the primary prompt."""
+        if pre:
+            self._put(pre)
+        self._n = 0
+        self._line0 = 0
+        self._cont = False
+        self._fpaste = False
+        self._put(_PS1)
+
+    def _friendly_byte(self, c):
+        if self._esc != _E_NONE:
+            # Swallow ESC [ ... final, ESC O x (cursor keys): no history/editing.
+            if self._esc == _E_ESC:
+                self._esc = _E_CSI if c == 91 or c == 79 else _E_NONE
+            elif 0x40 <= c <= 0x7E:
+                self._esc = _E_NONE
+            return
+        last_cr = self._last_cr
+        self._last_cr = c == _CR
+        if self._fpaste:
+            self._paste_mode_byte(c, last_cr)
+            return
+        empty = self._n == self._line0
+        if c == _CR or (c == _LF and not last_cr):
+            self._put(b"\r\n")
+            self._enter()
+        elif c == _LF:
+            pass  # second half of CR LF
+        elif c == _BS or c == _DEL:
+            if not empty:
+                # Remove one character (a whole UTF-8 sequence).
+                n = self._n - 1
+                while n > self._line0 and (self._buf[n] & 0xC0) == 0x80:
+                    n -= 1
+                self._n = n
+                self._put(b"\b \b")
+        elif c == _CTRL_C:
+            self._restart(b"\r\n")
+        elif c == _CTRL_D:
+            if not empty:
+                return
+            if self._cont:
+                self._put(b"\r\n")
+                self._exec_friendly()
+            else:
+                self._put(b"\r\n")
+                self._soft_reset()
+                self._restart(self._banner)
+        elif c == _CTRL_A:
+            if empty and not self._cont:
+                self.mode = RAW
+                self._n = 0
+                self._put(b"\r\n")
+                self._put(_RAW_BANNER)
+                self._put1(62)
+        elif c == _CTRL_B:
+            if empty and not self._cont:
+                self._restart(b"\r\n" + self._banner)
+        elif c == _CTRL_E:
+            if empty and not self._cont:
+                self._put(b"\r\npaste mode; Ctrl-C to cancel, Ctrl-D to finish\r\n=== ")
+                self._n = 0
+                self._fpaste = True
+        elif c == _ESC:
+            self._esc = _E_ESC
+        elif c == _TAB:
+            for _ in range(4):
+                self._add_echo(32)
+        elif c >= 32:
+            self._add_echo(c)
+
+    def _add_echo(self, c):
+        if self._n < len(self._buf):
+            self._buf[self._n] = c
+            self._n += 1
+            self._put1(c)
+        else:
+            self._put1(7)  # bell: input full
+
+    def _enter(self):
+        if self._n == 0:
+            self._restart()
+            return
+        src = self._mv[:self._n]
+        if needs_more(bytes(src)):
+            if self._n < len(self._buf):
+                self._buf[self._n] = _LF
+                self._n += 1
+            self._line0 = self._n
+            self._cont = True
+            self._put(_PS2)
+            return
+        self._exec_friendly()
+
+    def _exec_friendly(self):
+        n = self._n
+        single = not self._cont
+        self._flush()
+        self._run(n, single)
+        self._restart()
+
+    def _paste_mode_byte(self, c, last_cr):
+        if c == _CTRL_C:
+            self._restart(b"\r\n")
+        elif c == _CTRL_D:
+            self._put(b"\r\n")
+            self._fpaste = False
+            self._cont = True  # a block: exec, not eval
+            self._exec_friendly()
+        else:
+            if c == _LF and last_cr:
+                return
+            if c == _CR:
+                c = _LF
+            if self._n < len(self._buf):
+                self._buf[self._n] = c
+                self._n += 1
+            if c == _LF:
+                self._put(b"\r\n=== ")
+            else:
+                self._put1(c)

@@ -1,0 +1,302 @@
+"""Persistent event and fault log (D-2): bounded, rotating, power-loss tolerant.
+
+Files ``<dir>/events.0`` (current, newest) .. ``<dir>/events.<N-1>`` (oldest).
+Each event is one fixed-size 32-byte record appended to ``events.0`` and
+flushed at once, so a power cut loses at most the record being written:
+
+    off size field
+      0   1  magic 0xE7 (resynchronisation mark)
+      1   1  version (1)
+      2   2  code    u16, one of the EV_* constants below
+      4   4  seq     u32, global record counter: orders records across
+                     files and boots (rotation never renumbers)
+      8   4  time_s  u32, the caller's seconds (RTC epoch seconds when the
+                     board has a set clock, else uptime seconds)
+     12   4  a       i32, meaning per code (see docs/records.md)
+     16   4  b       i32
+     20   8  text    ASCII, NUL padded (a short tag: cause, exception name)
+     28   2  boot    u16, boot counter (this log's count of starts)
+     30   2  crc     u16 CRC-16/CCITT-FALSE over bytes 0..29, little-endian
+
+Power-loss behaviour, and why it is safe:
+* A torn write leaves a short or corrupt last record.  Readers scan for
+  ``magic + valid CRC`` instead of trusting alignment, so the torn bytes are
+  skipped and every complete record before (and after) them is still read.
+* At start, if ``events.0`` does not end on a clean record boundary the log
+  rotates first, so new records are never appended behind garbage.
+* Rotation only renames files (``events.i`` -> ``events.i+1``, oldest
+  removed first).  A cut in the middle leaves a gap in the names, never a
+  duplicated or half-copied record; readers order by ``seq``, not by name.
+
+Storage is bounded: at most ``files * max_bytes_per_file`` bytes.
+
+``log()`` runs on events, not on every tick: it may allocate a little (file
+I/O), uses no float and never raises: a full or broken filesystem only
+counts ``errors``, because the fail-safe path logs through here.
+
+The same module decodes records (``decode``, ``scan``), so the console
+(``recent``) and the host tool (``host_tools/eventlog.py``) share one
+definition of the layout and of the event names.
+"""
+import os
+import struct
+
+from micropython import const
+
+# ---- event codes (append only: the numbers are in every log ever written) --
+EV_BOOT = const(1)            # a: 1 = config ok, 0 = bad config; b: reset cause
+EV_CONFIG_ERROR = const(2)    # a: index of the error; text: setting (truncated)
+EV_STAGE = const(3)           # a: new stage, b: previous stage
+EV_STOP = const(4)            # a: CST reason mask, b: CST fault mask; text: why
+EV_CEM = const(5)             # a: CEM bits (timeouts the charger reports)
+EV_BEM = const(6)             # a: BEM bits (timeouts the BMS reports)
+EV_TRIP = const(7)            # a: cause id, b: measured value; text: cause
+EV_RISK_RAISED = const(8)     # a: check number (S-n: n), b: level (1..3)
+EV_RISK_CLEARED = const(9)    # a: check number, b: level
+EV_LOCKOUT = const(10)        # a: check number, b: hours; text: VIN tail
+EV_FAILSAFE = const(11)       # text: exception type; a: task index
+EV_OPERATOR = const(12)       # a: OP_* action, b: argument
+EV_BST = const(13)            # a: BST reason, b: BST fault (BMS stop)
+EV_LOCKOUT_CLEARED = const(14)  # a: check number
+EV_SESSION = const(15)        # a: telemetry session number; text: VIN tail
+
+NAMES = ("?", "boot", "config-error", "stage", "stop", "CEM", "BEM", "trip",
+         "risk-raised", "risk-cleared", "lockout", "fail-safe", "operator",
+         "BST", "lockout-cleared", "session")
+
+# operator actions (EV_OPERATOR a)
+OP_START = const(1)
+OP_STOP = const(2)
+OP_ACK = const(3)             # acknowledge a "needs confirmation" flag
+OP_RESET = const(4)           # reset a latched trip / lockout
+OP_CONFIG = const(5)          # configuration changed
+OP_NAMES = ("?", "start", "stop", "ack", "reset", "config")
+
+
+def name(code):
+    """Name of an event code ("?" for unknown codes)."""
+    if 0 <= code < len(NAMES):
+        return NAMES[code]
+    return "?"
+
+
+# ---- record layout ---------------------------------------------------------
+MAGIC = const(0xE7)
+VERSION = const(1)
+REC_SIZE = const(32)
+FMT = "<BBHIIii8sH"           # bytes 0..29; the CRC follows at 30
+_CRC_OFF = const(30)
+_I32_MAX = const(0x7FFFFFFF)
+
+
+def _make_table():
+    t = []
+    for i in range(256):
+        c = i << 8
+        for _ in range(8):
+            c = ((c << 1) ^ 0x1021) if c & 0x8000 else (c << 1)
+        t.append(c & 0xFFFF)
+    return tuple(t)
+
+
+_CRC_TABLE = _make_table()
+
+
+def crc16(buf, start, end):
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) of ``buf[start:end]``.
+
+    Allocation-free (table lookups on small ints); equals
+    ``binascii.crc_hqx(data, 0xFFFF)`` on CPython.  Shared with telemetry."""
+    t = _CRC_TABLE
+    c = 0xFFFF
+    for i in range(start, end):
+        c = ((c << 8) & 0xFFFF) ^ t[((c >> 8) ^ buf[i]) & 0xFF]
+    return c
+
+
+def valid_at(data, off):
+    """True if a complete record with a good CRC starts at ``data[off]``."""
+    if off + REC_SIZE > len(data) or data[off] != MAGIC:
+        return False
+    crc = data[off + _CRC_OFF] | (data[off + _CRC_OFF + 1] << 8)
+    return crc16(data, off, off + _CRC_OFF) == crc
+
+
+def decode(data, off=0):
+    """One record -> ``(seq, boot, time_s, code, name, a, b, text)``.
+
+    The caller has checked it with ``valid_at``."""
+    _m, _v, code, seq, t, a, b, text, boot = struct.unpack_from(FMT, data, off)
+    # ASCII only: a multi-byte character cut at byte 8 must not make the
+    # record undecodable, so anything outside ASCII reads as "?".
+    s = ""
+    for c in text:
+        if not c:
+            break
+        s += chr(c) if 32 <= c < 127 else "?"
+    return (seq, boot, t, code, name(code), a, b, s)
+
+
+def scan(data):
+    """Decode every valid record in a file's bytes; skip torn/corrupt bytes.
+
+    Returns ``(records, skipped_bytes)``.  Resynchronises byte by byte on a
+    bad magic or CRC, so a torn record in the middle of a file (power cut,
+    then appends after the reboot) costs only that record."""
+    recs = []
+    skipped = 0
+    off = 0
+    n = len(data)
+    while off + REC_SIZE <= n:
+        if valid_at(data, off):
+            recs.append(decode(data, off))
+            off += REC_SIZE
+        else:
+            off += 1
+            skipped += 1
+    return recs, skipped + (n - off)
+
+
+def _clamp32(v):
+    if v > _I32_MAX:
+        return _I32_MAX
+    if v < -_I32_MAX - 1:
+        return -_I32_MAX - 1
+    return v
+
+
+class EventLog:
+    """Append-only event log in ``dirname`` with ``files`` rotating files of
+    at most ``max_bytes_per_file`` bytes each (rounded down to whole
+    records, at least one record)."""
+
+    def __init__(self, dirname, max_bytes_per_file=4096, files=4):
+        self.dir = dirname
+        n = (max_bytes_per_file // REC_SIZE) * REC_SIZE
+        self.max_bytes = n if n >= REC_SIZE else REC_SIZE
+        self.files = files if files >= 1 else 1
+        self.buf = bytearray(REC_SIZE)
+        self.seq = 0              # next record number
+        self.boot = 0
+        self.size = 0             # bytes in events.0
+        self.errors = 0           # failed writes / renames (never raised)
+        self.written = 0
+        self.rotations = 0
+        self.torn = 0             # torn tails found at start
+        self.f = None
+        try:
+            os.mkdir(dirname)
+        except OSError:
+            pass                  # exists (or cannot be made: writes count errors)
+        self._recover()
+
+    def path(self, i):
+        return "%s/events.%d" % (self.dir, i)
+
+    def _read(self, i):
+        try:
+            with open(self.path(i), "rb") as f:
+                return f.read()
+        except OSError:
+            return b""
+
+    def _recover(self):
+        """Find the last seq and boot; rotate away a torn tail."""
+        last = None
+        for i in range(self.files):
+            data = self._read(i)
+            if i == 0:
+                self.size = len(data)
+                if len(data) % REC_SIZE or (data and not valid_at(data, len(data) - REC_SIZE)):
+                    self.torn += 1
+            recs, _ = scan(data)
+            for r in recs:
+                if last is None or r[0] > last[0]:
+                    last = r
+            if last is not None:
+                break             # newer files hold the higher numbers
+        if last is not None:
+            self.seq = last[0] + 1
+            self.boot = last[1] + 1
+        if self.torn:
+            self._rotate()
+
+    def _rotate(self):
+        """events.i -> events.i+1 (oldest dropped); next write starts events.0."""
+        self._close()
+        try:
+            os.remove(self.path(self.files - 1))
+        except OSError:
+            pass
+        for i in range(self.files - 2, -1, -1):
+            try:
+                os.rename(self.path(i), self.path(i + 1))
+            except OSError:
+                pass              # that file does not exist yet
+        self.size = 0
+        self.rotations += 1
+
+    def _close(self):
+        if self.f is not None:
+            try:
+                self.f.close()
+            except OSError:
+                pass
+            self.f = None
+
+    def close(self):
+        self._close()
+
+    def log(self, now_s, code, a=0, b=0, text8=None):
+        """Append one event.  ``text8``: str/bytes, first 8 bytes kept.
+
+        Returns True if the record reached the file.  Never raises."""
+        buf = self.buf
+        try:
+            t = text8.encode() if isinstance(text8, str) else (text8 or b"")
+            struct.pack_into(FMT, buf, 0, MAGIC, VERSION, code & 0xFFFF,
+                             self.seq & 0xFFFFFFFF, now_s & 0xFFFFFFFF,
+                             _clamp32(a), _clamp32(b), t[:8], self.boot & 0xFFFF)
+            crc = crc16(buf, 0, _CRC_OFF)
+            buf[_CRC_OFF] = crc & 0xFF
+            buf[_CRC_OFF + 1] = crc >> 8
+        except Exception:
+            self.errors += 1      # e.g. text of a wrong type: drop, count
+            return False
+        self.seq += 1
+        try:
+            if self.size + REC_SIZE > self.max_bytes:
+                self._rotate()
+            if self.f is None:
+                self.f = open(self.path(0), "ab")
+            self.f.write(buf)
+            self.f.flush()        # commit now: a power cut loses <= 1 record
+            self.size += REC_SIZE
+            self.written += 1
+            return True
+        except OSError:
+            self.errors += 1
+            self._close()
+            return False
+
+    def read_all(self):
+        """Every valid record of every file, oldest first (by seq)."""
+        out = []
+        for i in range(self.files - 1, -1, -1):
+            recs, _ = scan(self._read(i))
+            out.extend(recs)
+        out.sort(key=lambda r: r[0])
+        return out
+
+    def recent(self, n=20):
+        """The last ``n`` events, oldest first, as decoded tuples
+        ``(seq, boot, time_s, code, name, a, b, text)``.  Reads newest
+        files first and stops once it has enough (console command)."""
+        out = []
+        for i in range(self.files):
+            recs, _ = scan(self._read(i))
+            out = recs + out
+            if len(out) >= n:
+                break
+        out.sort(key=lambda r: r[0])
+        return out[-n:] if n > 0 else []

@@ -1,0 +1,539 @@
+"""Telemetry records for the monitoring platform (P-6, seed 000 Table 1).
+
+``Telemetry.tick(now, stage)`` runs every 50 ms (the app's records task).
+Per charging stage it emits compact binary records at the Table-1
+intervals (all configurable, ``CONFIG_SCHEMA``):
+
+    type  name       stage          interval  Table-1 items
+    1     handshake  1 handshake    250 ms    battery type, rated capacity,
+                                              rated total voltage (BRM)
+    2     params     2 parameters   500 ms    max cell V, max current, nominal
+                                              energy, max total V, max temp,
+                                              SOC (BCP)
+    3     demand     3 charging      50 ms    demand V/I and mode (BCL) +
+                                              the charger's measured output V/I
+    4     status     3 charging     250 ms    measured V/I, SOC (BCS), max/min
+                                              cell V and numbers, max/min temp
+                                              and probe numbers (BCS/BSM/BMV)
+    5     end        4 end          250 ms    final SOC, max/min cell V, max/min
+                                              temp (BSD)
+    6     event      any            on call   code, a, b (risk raised, stage...)
+
+Seed 000 Table 1 lists two groups for the charging stage: BCL items at
+50 ms and the measured values (GB/T 27930 11.3.2/11.3.4) at 250 ms; that
+second charging group is the "fifth" 250 ms interval of requirement P-6.
+
+Every record starts with the same 48-byte header: magic, version, type,
+length, sequence number, board ms, date-time (Y-M-D h:m:s.ms), charger
+id, charger type, region (GB/T 2260 six-digit code), session number,
+stage, VIN (17 ASCII bytes from BRM, NUL when not received); it ends with
+a CRC-16/CCITT-FALSE.  Byte tables: docs/records.md.  Values are the
+scaled integers of ``gbt.bmsdata`` / ``board`` (-1 = not available).
+
+The hot path (``tick``/``event``) allocates nothing: one preallocated
+buffer, ``struct.pack_into``, memoryviews made once, no float.  The RTC is
+read rarely (``telemetry.rtc_sync_s``): on a board whose ``time.time()``
+counts from 1970 the value does not fit a small int and reading it
+allocates, so between syncs the date-time is carried forward from the
+tick clock.  After a sync request the RTC is read every tick until its
+second changes, which puts the sub-second phase within one tick.
+
+``decode``/``scan`` turn record bytes back into dicts (on MicroPython and,
+through ``host_tools/telemetry.py``, on CPython: one definition).
+"""
+import struct
+
+from micropython import const
+
+from diag.eventlog import crc16, EV_STAGE, EV_SESSION, name as event_name
+
+try:
+    from time import ticks_diff
+except ImportError:           # CPython: the host tools import the layouts
+    def ticks_diff(a, b):
+        return a - b
+
+CONFIG_SCHEMA = (
+    ("telemetry.enable", 1, 0, 1, "-", "Emit P-6 telemetry records (1) or not (0)"),
+    ("telemetry.handshake_ms", 250, 50, 60000, "ms", "Handshake record interval (Table 1: 250 ms)"),
+    ("telemetry.params_ms", 500, 50, 60000, "ms", "Parameter record interval (Table 1: 500 ms)"),
+    ("telemetry.demand_ms", 50, 50, 60000, "ms", "Charging demand record interval (Table 1: 50 ms)"),
+    ("telemetry.status_ms", 250, 50, 60000, "ms", "Charging status record interval (Table 1: 250 ms)"),
+    ("telemetry.end_ms", 250, 50, 60000, "ms", "End record interval (Table 1: 250 ms)"),
+    ("telemetry.region_code", 440305, 0, 999999, "-",
+     "GB/T 2260 administrative division code (province+city+district), 0 = not set"),
+    ("telemetry.charger_type", 1, 0, 255, "-",
+     "Charger type code in records (docs/records.md: 1 = DC off-board integrated)"),
+    ("telemetry.rtc_sync_s", 60, 1, 86400, "s", "Re-read the RTC this often; in between, the tick clock"),
+    ("telemetry.rtc_epoch_2000", 0, 0, 1, "-",
+     "RTC seconds count from 2000-01-01 (1, older embedded ports) or 1970-01-01 (0)"),
+)
+
+try:
+    import config
+    config.register(CONFIG_SCHEMA)
+except (ImportError, AttributeError):
+    pass                      # host tools: layouts only
+
+# ---- record layout ---------------------------------------------------------
+MAGIC = const(0xA5)
+VERSION = const(1)
+
+T_HANDSHAKE = const(1)
+T_PARAMS = const(2)
+T_DEMAND = const(3)
+T_STATUS = const(4)
+T_END = const(5)
+T_EVENT = const(6)
+
+ST_IDLE = const(0)
+ST_HANDSHAKE = const(1)
+ST_PARAMS = const(2)
+ST_CHARGING = const(3)
+ST_END = const(4)
+STAGE_NAMES = ("idle", "handshake", "params", "charging", "end")
+
+HDR_FMT = "<BBBBHIHBBBBBHIBIHB17s"
+HDR_SIZE = const(48)
+HDR_FIELDS = ("magic", "version", "type", "length", "seq", "t_ms", "year", "month",
+              "day", "hour", "minute", "second", "ms", "charger_id", "charger_type",
+              "region", "session", "stage", "vin")
+_CRC_SIZE = const(2)
+
+# Payload formats follow the header.  'i' for every value whose wire field
+# is 16 bits or more (no overflow whatever a decoder lets through), 'h' for
+# 1-byte wire values (temps, SOC %, numbers, mode).
+P_HANDSHAKE = "<hiiii"
+F_HANDSHAKE = ("batt_type", "rated_ah", "rated_v", "bhm_max_v", "brm_version")
+P_PARAMS = "<iiiihii"
+F_PARAMS = ("max_cell_v", "max_i", "energy", "max_v", "max_temp", "bcp_soc", "bcp_v")
+P_DEMAND = "<iihiiiii"
+F_DEMAND = ("req_v", "req_i", "req_mode", "out_v", "out_i", "set_v", "set_i", "pwr_v")
+P_STATUS = "<iihhhhhhhhhhiiiH"
+F_STATUS = ("meas_v", "meas_i", "soc", "cell_max_v", "cell_max_no", "cell_max_group",
+            "cell_min_v", "cell_min_no", "temp_max", "temp_max_no", "temp_min",
+            "temp_min_no", "remain_min", "out_v", "out_i", "bsm_flags")
+P_END = "<hiihhiii"
+F_END = ("end_soc", "end_cell_min_v", "end_cell_max_v", "end_temp_min", "end_temp_max",
+         "bst_reason", "bst_fault", "bst_error")
+P_EVENT = "<Hii"
+F_EVENT = ("code", "a", "b")
+
+# indexed by record type
+TYPE_NAMES = ("?", "handshake", "params", "demand", "status", "end", "event")
+LAYOUTS = (None, (P_HANDSHAKE, F_HANDSHAKE), (P_PARAMS, F_PARAMS),
+           (P_DEMAND, F_DEMAND), (P_STATUS, F_STATUS), (P_END, F_END),
+           (P_EVENT, F_EVENT))
+SIZES = (0,) + tuple(HDR_SIZE + struct.calcsize(l[0]) + _CRC_SIZE for l in LAYOUTS[1:])
+MAX_SIZE = max(SIZES)
+
+_DAY_S = const(86400)
+_SEEK_MS = const(2000)        # give up waiting for the RTC second to change
+_DAYS_1970_2000 = const(10957)
+
+
+def _next(due, iv, now):
+    """Next due time on the interval grid; late by a whole interval (a
+    stalled loop): restart the grid at ``now``, never emit a burst."""
+    due += iv
+    if ticks_diff(now, due) >= 0:
+        due = now + iv
+    return due
+
+
+def _cfg(cfg, key):
+    if cfg is not None and key in cfg:
+        return cfg[key]
+    for e in CONFIG_SCHEMA:
+        if e[0] == key:
+            return e[1]
+    return 1 if key == "charger.id" else 0
+
+
+class Telemetry:
+    """P-6 record producer.
+
+    cfg        configuration dict (``telemetry.*``, ``charger.id``)
+    clock      the app clock (kept for callers that stamp ``now`` from it)
+    bms        ``gbt.bmsdata.BmsData``; inp/out: ``board.Inputs``/``Outputs``
+    sink       an object with ``write(memoryview)`` (UART, ``FileSink``) or a
+               callable taking the memoryview (the SIL ``board.send_record``)
+    rtc        callable -> epoch seconds (int), or None (date-time zero)
+    stage_map  session stage -> telemetry stage (0 idle .. 4 end): None =
+               identity, a dict/tuple/list indexed by the session's stage,
+               or a callable.  Unknown stages map to idle (no records).
+    session    first session number (e.g. restored from the event log)
+    """
+
+    def __init__(self, cfg, clock, bms, inp, out, sink, rtc=None, stage_map=None,
+                 session=0):
+        self.clock = clock
+        self.bms = bms
+        self.inp = inp
+        self.out = out
+        w = getattr(sink, "write", None)
+        self._w = w if w is not None else sink        # bound once
+        self._rtc = rtc
+        self.enabled = bool(_cfg(cfg, "telemetry.enable"))
+        self.iv_hs = _cfg(cfg, "telemetry.handshake_ms")
+        self.iv_par = _cfg(cfg, "telemetry.params_ms")
+        self.iv_dem = _cfg(cfg, "telemetry.demand_ms")
+        self.iv_sta = _cfg(cfg, "telemetry.status_ms")
+        self.iv_end = _cfg(cfg, "telemetry.end_ms")
+        self.region = _cfg(cfg, "telemetry.region_code")
+        self.ctype = _cfg(cfg, "telemetry.charger_type") & 0xFF
+        self.charger_id = _cfg(cfg, "charger.id") & 0xFFFFFFFF
+        self.sync_ms = _cfg(cfg, "telemetry.rtc_sync_s") * 1000
+        self.epoch_days = _DAYS_1970_2000 if _cfg(cfg, "telemetry.rtc_epoch_2000") else 0
+        # stage mapping: a 256-entry lookup table, or a callable
+        self._map_fn = None
+        self._map = bytearray(256)
+        if stage_map is None:
+            for i in range(5):
+                self._map[i] = i
+        elif callable(stage_map) and not isinstance(stage_map, (dict, tuple, list)):
+            self._map_fn = stage_map
+        else:
+            keys = stage_map.keys() if isinstance(stage_map, dict) else range(len(stage_map))
+            for k in keys:
+                v = stage_map[k]
+                if 0 <= k < 256 and 0 <= v <= ST_END:
+                    self._map[k] = v
+        self.buf = bytearray(MAX_SIZE)
+        mv = memoryview(self.buf)
+        self._mvs = tuple(mv[:n] for n in SIZES)
+        self.stage = ST_IDLE
+        self.session = session
+        self.seq = 0
+        self.records = 0
+        self.errors = 0           # sink write failures (record dropped)
+        self.counts = [0] * len(SIZES)
+        self._d_hs = self._d_par = self._d_dem = self._d_sta = self._d_end = 0
+        # date-time state (see module doc)
+        self._rtc_state = 0       # 0 unsynced, 1 seeking the second edge, 2 synced
+        self._rtc_edge = 0
+        self._seek_ms = 0
+        self._valid = False
+        self._base_days = 0
+        self._base_sod = 0
+        self._base_ms = 0
+        self._last_sync = 0
+        self._day = -1
+        self.year = self.month = self.day = 0
+        self.hour = self.minute = self.second = self.msec = 0
+
+    # ---- date-time ---------------------------------------------------------
+    def _set_base(self, t, now):
+        self._base_days = t // _DAY_S + self.epoch_days
+        self._base_sod = t % _DAY_S
+        self._base_ms = now
+        self._valid = True
+
+    def _sync(self, now):
+        """Keep the RTC base current; reads the RTC only when needed."""
+        st = self._rtc_state
+        if st == 2 and ticks_diff(now, self._last_sync) < self.sync_ms:
+            return
+        t = self._rtc()
+        if t is None or t < 0:
+            self._valid = False           # no date-time: stamps read 0
+            self._rtc_state = 0
+            return
+        if st == 1:
+            if t != self._rtc_edge:
+                self._set_base(t, now)    # the second just changed: exact phase
+            elif ticks_diff(now, self._seek_ms) < _SEEK_MS:
+                return                    # keep looking for the edge
+            self._rtc_state = 2           # synced (or an RTC that stands still)
+            self._last_sync = now
+            return
+        if st == 0:
+            self._set_base(t, now)        # coarse at once, refined at the edge
+        self._rtc_edge = t
+        self._seek_ms = now
+        self._rtc_state = 1
+
+    def _civil(self, z):
+        """Days since 1970-01-01 -> year, month, day (proleptic Gregorian;
+        integer-only, so no allocation)."""
+        z += 719468
+        era = z // 146097
+        doe = z - era * 146097
+        yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+        doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+        mp = (5 * doy + 2) // 153
+        self.day = doy - (153 * mp + 2) // 5 + 1
+        self.month = mp + 3 if mp < 10 else mp - 9
+        self.year = yoe + era * 400 + (1 if self.month <= 2 else 0)
+
+    def _stamp(self, now):
+        if not self._valid:
+            self.year = self.month = self.day = 0
+            self.hour = self.minute = self.second = self.msec = 0
+            self._day = -1
+            return
+        el = ticks_diff(now, self._base_ms)
+        if el < 0:
+            el = 0
+        sod = self._base_sod + el // 1000
+        days = self._base_days
+        while sod >= _DAY_S:
+            sod -= _DAY_S
+            days += 1
+        if days != self._day:
+            self._civil(days)
+            self._day = days
+        self.hour = sod // 3600
+        self.minute = (sod // 60) % 60
+        self.second = sod % 60
+        self.msec = el % 1000
+
+    # ---- records -----------------------------------------------------------
+    def _emit(self, typ, now):
+        """Header + CRC around a payload already packed at HDR_SIZE."""
+        n = SIZES[typ]
+        buf = self.buf
+        self._stamp(now)
+        struct.pack_into(HDR_FMT, buf, 0, MAGIC, VERSION, typ, n, self.seq & 0xFFFF,
+                         now & 0xFFFFFFFF, self.year, self.month, self.day, self.hour,
+                         self.minute, self.second, self.msec, self.charger_id,
+                         self.ctype, self.region, self.session & 0xFFFF, self.stage,
+                         self.bms.vin)
+        crc = crc16(buf, 0, n - _CRC_SIZE)
+        buf[n - 2] = crc & 0xFF
+        buf[n - 1] = crc >> 8
+        self.seq += 1
+        try:
+            self._w(self._mvs[typ])
+        except Exception:
+            self.errors += 1      # a dead channel never stops charging
+            return
+        self.records += 1
+        self.counts[typ] += 1
+
+    def _handshake(self, now):
+        b = self.bms
+        struct.pack_into(P_HANDSHAKE, self.buf, HDR_SIZE, b.batt_type, b.rated_ah,
+                         b.rated_v, b.bhm_max_v, b.brm_version)
+        self._emit(T_HANDSHAKE, now)
+
+    def _params(self, now):
+        b = self.bms
+        struct.pack_into(P_PARAMS, self.buf, HDR_SIZE, b.max_cell_v, b.max_i, b.energy,
+                         b.max_v, b.max_temp, b.bcp_soc, b.bcp_v)
+        self._emit(T_PARAMS, now)
+
+    def _demand(self, now):
+        b = self.bms
+        i = self.inp
+        o = self.out
+        struct.pack_into(P_DEMAND, self.buf, HDR_SIZE, b.req_v, b.req_i, b.req_mode,
+                         i.v_outside, i.i_out, o.v_set, o.i_set, i.v_inside)
+        self._emit(T_DEMAND, now)
+
+    def _status(self, now):
+        b = self.bms
+        i = self.inp
+        flags = ((b.st_cell_v & 3) | ((b.st_soc & 3) << 2) | ((b.st_oc & 3) << 4)
+                 | ((b.st_ot & 3) << 6) | ((b.st_ins & 3) << 8) | ((b.st_conn & 3) << 10)
+                 | ((b.permit & 1) << 12))
+        struct.pack_into(P_STATUS, self.buf, HDR_SIZE, b.meas_v, b.meas_i, b.soc,
+                         b.cell_max_v, b.cell_max_no, b.cell_max_group, b.cell_min_v,
+                         b.cell_min_no, b.temp_max, b.temp_max_no, b.temp_min,
+                         b.temp_min_no, b.remain_min, i.v_outside, i.i_out, flags)
+        self._emit(T_STATUS, now)
+
+    def _end(self, now):
+        b = self.bms
+        struct.pack_into(P_END, self.buf, HDR_SIZE, b.end_soc, b.end_cell_min_v,
+                         b.end_cell_max_v, b.end_temp_min, b.end_temp_max,
+                         b.bst_reason, b.bst_fault, b.bst_error)
+        self._emit(T_END, now)
+
+    def _event(self, now, code, a, b):
+        struct.pack_into(P_EVENT, self.buf, HDR_SIZE, code & 0xFFFF, a, b)
+        self._emit(T_EVENT, now)
+
+    def event(self, now, code, a=0, b=0):
+        """A telemetry event now (risk raised: code EV_RISK_RAISED, a = check
+        number, b = level; codes are ``diag.eventlog`` EV_*).  a/b: int32."""
+        if not self.enabled:
+            return
+        if self._rtc is not None:
+            self._sync(now)
+        self._event(now, code, a, b)
+
+    # ---- the 50 ms tick ------------------------------------------------------
+    def tick(self, now, stage):
+        """Emit the records that are due.  ``stage``: the session's stage."""
+        if not self.enabled:
+            return
+        if self._map_fn is not None:
+            st = self._map_fn(stage)
+            if not 0 <= st <= ST_END:
+                st = ST_IDLE
+        elif 0 <= stage < 256:
+            st = self._map[stage]
+        else:
+            st = ST_IDLE
+        if self._rtc is not None:
+            self._sync(now)
+        prev = self.stage
+        if st != prev:
+            if st != ST_IDLE and (prev == ST_IDLE or (prev == ST_END and st != ST_END)):
+                self.session += 1
+                self.stage = st
+                self._event(now, EV_SESSION, self.session, self.bms.vin_len)
+            self.stage = st
+            self._event(now, EV_STAGE, st, prev)
+            self._d_hs = self._d_par = self._d_dem = self._d_sta = self._d_end = now
+        if st == ST_CHARGING:
+            if ticks_diff(now, self._d_dem) >= 0:
+                self._demand(now)
+                self._d_dem = _next(self._d_dem, self.iv_dem, now)
+            if ticks_diff(now, self._d_sta) >= 0:
+                self._status(now)
+                self._d_sta = _next(self._d_sta, self.iv_sta, now)
+        elif st == ST_HANDSHAKE:
+            if ticks_diff(now, self._d_hs) >= 0:
+                self._handshake(now)
+                self._d_hs = _next(self._d_hs, self.iv_hs, now)
+        elif st == ST_PARAMS:
+            if ticks_diff(now, self._d_par) >= 0:
+                self._params(now)
+                self._d_par = _next(self._d_par, self.iv_par, now)
+        elif st == ST_END:
+            if ticks_diff(now, self._d_end) >= 0:
+                self._end(now)
+                self._d_end = _next(self._d_end, self.iv_end, now)
+
+
+class SimRtc:
+    """SIL date-time: ``epoch_s`` (configured start) + simulated seconds."""
+
+    def __init__(self, clock, epoch_s):
+        self.clock = clock
+        self.epoch_s = epoch_s
+
+    def __call__(self):
+        return self.epoch_s + self.clock.ticks_ms() // 1000
+
+
+class FileSink:
+    """Append records to ``path``; at ``max_bytes`` the file moves to
+    ``path + '.1'`` (replacing the older one) and a new one starts, so the
+    pair never exceeds 2 * max_bytes.  Buffered: call ``flush()``/``close()``
+    before reading.  For tests and bench logging; on a board the channel is
+    a UART (pass the ``machine.UART`` object: it has ``write``)."""
+
+    def __init__(self, path, max_bytes=65536):
+        import os
+        self.path = path
+        self.max_bytes = max_bytes
+        try:
+            self.size = os.stat(path)[6]
+        except OSError:
+            self.size = 0
+        self.rotations = 0
+        self.f = open(path, "ab")
+
+    def write(self, mv):
+        n = len(mv)
+        if self.size + n > self.max_bytes and self.size:
+            self._rotate()
+        self.f.write(mv)
+        self.size += n
+
+    def _rotate(self):
+        import os
+        self.f.close()
+        old = self.path + ".1"
+        try:
+            os.remove(old)
+        except OSError:
+            pass
+        os.rename(self.path, old)
+        self.f = open(self.path, "ab")
+        self.size = 0
+        self.rotations += 1
+
+    def flush(self):
+        self.f.flush()
+
+    def close(self):
+        self.f.close()
+
+
+# ---- decoding (not on the hot path: allocates) ------------------------------
+def check(data, off=0):
+    """Length of a valid record at ``data[off]`` (magic, version, known type,
+    consistent length, CRC), else 0."""
+    if off + HDR_SIZE + _CRC_SIZE > len(data) or data[off] != MAGIC:
+        return 0
+    if data[off + 1] != VERSION:
+        return 0
+    typ = data[off + 2]
+    n = data[off + 3]
+    if not 0 < typ < len(SIZES) or n != SIZES[typ] or off + n > len(data):
+        return 0
+    crc = data[off + n - 2] | (data[off + n - 1] << 8)
+    if crc16(data, off, off + n - _CRC_SIZE) != crc:
+        return 0
+    return n
+
+
+def decode(data, off=0):
+    """One record -> dict (header fields + payload fields), or None if the
+    bytes at ``off`` are not a valid record.  -1 = not available."""
+    if not check(data, off):
+        return None
+    h = struct.unpack_from(HDR_FMT, data, off)
+    d = {}
+    for i in range(len(HDR_FIELDS)):
+        d[HDR_FIELDS[i]] = h[i]
+    v = h[18]
+    n = 0
+    while n < 17 and v[n]:
+        n += 1
+    s = ""
+    for i in range(n):
+        c = v[i]
+        s += chr(c) if 32 <= c < 127 else "?"
+    d["vin"] = s
+    typ = h[2]
+    d["type_name"] = TYPE_NAMES[typ]
+    fmt, fields = LAYOUTS[typ]
+    p = struct.unpack_from(fmt, data, off + HDR_SIZE)
+    for i in range(len(fields)):
+        d[fields[i]] = p[i]
+    if typ == T_EVENT:
+        d["event"] = event_name(d["code"])
+    return d
+
+
+def iter_records(data, skipped=None, typ=0):
+    """Yield the valid records of a byte stream as dicts, resynchronising on
+    the magic byte after garbage or a torn record.  ``skipped``: an optional
+    one-element list that receives the count of skipped bytes; ``typ``: only
+    records of this type (0 = all)."""
+    off = 0
+    bad = 0
+    n = len(data)
+    while off < n:
+        k = check(data, off)
+        if k:
+            if not typ or data[off + 2] == typ:
+                yield decode(data, off)
+            off += k
+        else:
+            off += 1
+            bad += 1
+    if skipped is not None:
+        skipped[0] = bad
+
+
+def scan(data):
+    """All valid records in a byte stream -> ``(list of dicts, skipped)``."""
+    sk = [0]
+    out = list(iter_records(data, sk))
+    return out, sk[0]

@@ -1,0 +1,94 @@
+"""What the charger knows about the vehicle: the decoded BMS messages.
+
+One preallocated ``BmsData`` per session.  ``gbt.messages`` decoders write
+into it; the session, the safety checks, telemetry and the console read it.
+All values are scaled integers in the units named per field.  ``NA`` (-1)
+means "not received / not available" (the BMS sent 0xFF.. fill, or never
+sent the message); checks that need a field that is ``NA`` are inactive.
+
+Currents are stored as positive *charging* current (0.1 A): the wire
+format uses -400 A offset with negative = charge, so
+``charge_dA = 4000 - raw``.
+Temperatures are stored in whole degC (wire offset -50 already removed).
+"""
+
+NA = -1
+
+
+class BmsData:
+    def __init__(self):
+        self.vin = bytearray(17)
+        self.reset()
+
+    def reset(self):
+        # BHM
+        self.bhm_max_v = NA          # 0.1 V, max permitted total charging voltage
+        # BRM
+        self.brm_len = 0             # bytes actually received (8..49)
+        self.brm_version = NA        # 3-byte version as int, 0x000101 = V1.1
+        self.batt_type = NA          # 1..8, 0xFF other
+        self.rated_ah = NA           # 0.1 Ah
+        self.rated_v = NA            # 0.1 V
+        self.vin_len = 0             # 0 = no VIN sent
+        for i in range(17):
+            self.vin[i] = 0
+        # BCP
+        self.max_cell_v = NA         # 0.01 V, max permitted cell charging voltage
+        self.max_i = NA              # 0.1 A (charge), max permitted charging current
+        self.energy = NA             # 0.1 kWh nominal total energy
+        self.max_v = NA              # 0.1 V, max permitted total charging voltage
+        self.max_temp = NA           # degC, max permitted temperature
+        self.bcp_soc = NA            # 0.1 %
+        self.bcp_v = NA              # 0.1 V, present battery voltage
+        # BRO
+        self.bro = NA                # 0x00 / 0xAA
+        # BCL
+        self.req_v = NA              # 0.1 V demand
+        self.req_i = NA              # 0.1 A (charge) demand
+        self.req_mode = NA           # 1 = CV, 2 = CC
+        # BCS
+        self.meas_v = NA             # 0.1 V measured by BMS
+        self.meas_i = NA             # 0.1 A (charge) measured by BMS
+        self.cell_max_v = NA         # 0.01 V highest cell
+        self.cell_max_group = NA     # 0..15
+        self.soc = NA                # 1 %
+        self.remain_min = NA         # minutes
+        # BSM
+        self.cell_max_no = NA        # 1..256
+        self.temp_max = NA           # degC
+        self.temp_max_no = NA        # 1..128
+        self.temp_min = NA           # degC
+        self.temp_min_no = NA        # 1..128
+        self.st_cell_v = 0           # 2-bit states: 0 normal, 1 high/fault, 2 low
+        self.st_soc = 0
+        self.st_oc = 0
+        self.st_ot = 0
+        self.st_ins = 0
+        self.st_conn = 0
+        self.permit = 1              # BSM charging permitted: 1 yes, 0 pause
+        # BMV / BMT (optional, derived extremes over all cells / probes)
+        self.bmv_cells = 0
+        self.cell_min_v = NA         # 0.01 V lowest cell seen in BMV
+        self.cell_min_no = NA
+        self.bmv_max_v = NA          # 0.01 V highest cell seen in BMV
+        self.bmt_probes = 0
+        self.bmt_min = NA            # degC
+        self.bmt_max = NA            # degC
+        # BST (raw fields, 2-bit codes as on the wire)
+        self.bst_reason = NA
+        self.bst_fault = NA
+        self.bst_error = NA
+        # BSD
+        self.end_soc = NA            # 1 %
+        self.end_cell_min_v = NA     # 0.01 V
+        self.end_cell_max_v = NA     # 0.01 V
+        self.end_temp_min = NA       # degC
+        self.end_temp_max = NA       # degC
+        # BEM (raw 4 bytes as int, little-endian)
+        self.bem = NA
+
+    def vin_str(self):
+        """VIN as text for records (allocates: not for the hot path)."""
+        if not self.vin_len:
+            return ""
+        return bytes(self.vin[:self.vin_len]).decode()

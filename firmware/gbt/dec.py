@@ -1,0 +1,388 @@
+"""Decoders of the BMS -> charger messages (GB/T 27930 spec section 3).
+
+Import these through ``gbt.messages``.  ``dec_xxx(data, n, bms) -> status``:
+``data`` a bytearray/bytes/memoryview holding ``n`` received bytes, ``bms`` a
+``gbt.bmsdata.BmsData`` written in place.  Allocation-free for every input
+(byte indexing and small-int arithmetic only) and never raises.
+
+Status: ``OK``; ``E_LEN`` (length wrong, or ``n`` outside 0..len(data):
+message ignored, bms untouched); ``E_RANGE`` (a value outside its legal
+range: whole message rejected, bms untouched); ``E_UNKNOWN`` (``decode``
+given a PGN that is not a BMS -> charger message).  Messages are validated
+completely before the first field is written, so a rejected message never
+leaves ``bms`` half updated.
+
+Rules (full table with reasons in docs/protocol.md):
+* Single-frame / TP messages: ``n`` >= the defined length is accepted, extra
+  bytes (DLC-8 padding) are ignored.  BRM: 8..49.  BMV: even, 2..512.
+  BMT: 1..128.  BSP: 1..16.
+* Values the charger *acts on* (BHM/BCP limits, BCL demand, BRO) must be
+  legal, else ``E_RANGE``.  A BCL current demand or a BCP max current that
+  would mean discharge is rejected.
+* Values the safety checks S-1..S-13 *watch* pass through as received even
+  beyond the nominal range (SOC > 100 %, demand above the BCP limit,
+  temperatures above 200 degC) so that the checks can fire; only encodings
+  that are physically impossible are rejected (a cell voltage > 24 V).
+* All-ones fill ("not available") becomes ``NA`` (-1) in informational and
+  measured fields.
+* 2-bit states: ``10`` (untrusted) and ``11`` (not available) keep the
+  previous state (Annex C.3), except BSM cell-voltage / SOC state where
+  ``10`` means "too low" and is stored.
+* Every stored int is below 2**30 (small int on 32-bit ports): BEM keeps
+  the low 30 bits of its 32-bit image.
+"""
+from micropython import const
+
+from gbt.bmsdata import NA
+from gbt import ids
+
+OK = const(0)
+E_LEN = const(1)
+E_RANGE = const(2)
+E_UNKNOWN = const(3)
+
+_I_OFFSET = const(4000)      # -400 A offset, 0.1 A
+_T_OFFSET = const(50)        # -50 degC offset
+_CELL_MAX = const(2400)      # 24.00 V: cell voltage field range (0.01 V)
+_CELL_NA = const(0xFFF)      # 12-bit cell voltage "not available"
+_TEMP_MAX_RAW = const(250)   # 200 degC: BCP max temperature range
+_REMAIN_MAX = const(600)     # BCS remaining minutes "send 600 if longer"
+_BRM_MAX = const(49)
+_BMV_MAX = const(512)
+_BMT_MAX = const(128)
+_BSP_MAX = const(16)
+_VIN_OFF = const(24)         # BRM bytes 25..41
+_VIN_LEN = const(17)
+
+
+def _bad_len(data, n, need):
+    # n larger than the buffer would make us read past it: a caller bug we
+    # report as a length error instead of an IndexError.
+    return n < need or n > len(data)
+
+
+def _u16(d, o):
+    return d[o] | (d[o + 1] << 8)
+
+
+def _merge2(prev, new, pairs):
+    """Per 2-bit field: ``10`` (untrusted) keeps ``prev``'s field.  With no
+    previous value (NA) the previous state counts as 00 (normal)."""
+    if prev < 0:
+        prev = 0
+    out = new
+    for k in range(pairs):
+        s = k + k
+        if ((new >> s) & 3) == 2:
+            m = 3 << s
+            out = (out & ~m) | (prev & m)
+    return out
+
+
+def _state(prev, raw, low_ok):
+    """BSM 2-bit state: 00/01 stored; 10 stored only where it means "too
+    low" (``low_ok``), otherwise untrusted -> previous; 11 -> previous."""
+    if raw == 0 or raw == 1 or (raw == 2 and low_ok):
+        return raw
+    return prev
+
+
+def dec_bhm(data, n, bms):
+    """BHM: max permitted total charging voltage (0.1 V).  0xFFFF -> E_RANGE
+    (the insulation-test voltage is derived from it)."""
+    if _bad_len(data, n, 2):
+        return E_LEN
+    v = _u16(data, 0)
+    if v == 0xFFFF:
+        return E_RANGE
+    bms.bhm_max_v = v
+    return OK
+
+
+def dec_brm(data, n, bms):
+    """BRM (TP): 8..49 bytes.  Version, type, rated Ah and V; VIN if sent."""
+    if n > _BRM_MAX or _bad_len(data, n, 8):
+        return E_LEN
+    bms.brm_len = n
+    bms.brm_version = data[0] | (data[1] << 8) | (data[2] << 16)
+    bms.batt_type = data[3]          # informational, stored as received
+    v = _u16(data, 4)
+    bms.rated_ah = NA if v == 0xFFFF else v
+    v = _u16(data, 6)
+    bms.rated_v = NA if v == 0xFFFF else v
+    # VIN: whatever part of bytes 25..41 arrived, trailing fill (FF/00/space)
+    # dropped, non-printable bytes shown as '?' so vin_str() cannot fail.
+    m = n - _VIN_OFF if n > _VIN_OFF else 0
+    if m > _VIN_LEN:
+        m = _VIN_LEN
+    while m > 0:
+        c = data[_VIN_OFF + m - 1]
+        if c != 0xFF and c != 0x00 and c != 0x20:
+            break
+        m -= 1
+    vin = bms.vin
+    for i in range(_VIN_LEN):
+        if i < m:
+            c = data[_VIN_OFF + i]
+            if c < 0x20 or c > 0x7E:
+                c = 0x3F
+            vin[i] = c
+        else:
+            vin[i] = 0
+    bms.vin_len = m
+    return OK
+
+
+def dec_bcp(data, n, bms):
+    """BCP (TP, 13 bytes).  Limits legal or E_RANGE; SOC/voltage as is."""
+    if _bad_len(data, n, 13):
+        return E_LEN
+    cell = _u16(data, 0)
+    i_raw = _u16(data, 2)
+    energy = _u16(data, 4)
+    vmax = _u16(data, 6)
+    t_raw = data[8]
+    soc = _u16(data, 9)
+    vnow = _u16(data, 11)
+    if cell > _CELL_MAX or i_raw > _I_OFFSET or vmax == 0xFFFF or t_raw > _TEMP_MAX_RAW:
+        return E_RANGE
+    bms.max_cell_v = cell
+    bms.max_i = _I_OFFSET - i_raw
+    bms.energy = NA if energy == 0xFFFF else energy
+    bms.max_v = vmax
+    bms.max_temp = t_raw - _T_OFFSET
+    bms.bcp_soc = NA if soc == 0xFFFF else soc      # > 1000 kept for S-12
+    bms.bcp_v = NA if vnow == 0xFFFF else vnow
+    return OK
+
+
+def dec_bro(data, n, bms):
+    """BRO: 0x00 / 0xAA, anything else (0xFF "invalid" included) E_RANGE."""
+    if _bad_len(data, n, 1):
+        return E_LEN
+    v = data[0]
+    if v != 0x00 and v != 0xAA:
+        return E_RANGE
+    bms.bro = v
+    return OK
+
+
+def dec_bcl(data, n, bms):
+    """BCL (5 bytes): demand V, I, mode.  V 0xFFFF, discharge current, mode
+    not 1/2 -> E_RANGE.  Demands above the BCP limits pass (S-1, S-4)."""
+    if _bad_len(data, n, 5):
+        return E_LEN
+    v = _u16(data, 0)
+    i_raw = _u16(data, 2)
+    mode = data[4]
+    if v == 0xFFFF or i_raw > _I_OFFSET or (mode != 1 and mode != 2):
+        return E_RANGE
+    bms.req_v = v
+    bms.req_i = _I_OFFSET - i_raw
+    bms.req_mode = mode
+    return OK
+
+
+def dec_bcs(data, n, bms):
+    """BCS (TP, 9 bytes).  Measured V/I, highest cell + group, SOC (1 %),
+    remaining minutes.  Cell > 24 V -> E_RANGE; a discharge current reads as
+    0 charging current; SOC > 100 passes; remaining time clamped to 600."""
+    if _bad_len(data, n, 9):
+        return E_LEN
+    w = _u16(data, 4)
+    cell = w & 0xFFF
+    if cell != _CELL_NA and cell > _CELL_MAX:
+        return E_RANGE
+    v = _u16(data, 0)
+    bms.meas_v = NA if v == 0xFFFF else v
+    i_raw = _u16(data, 2)
+    if i_raw == 0xFFFF:
+        bms.meas_i = NA
+    elif i_raw > _I_OFFSET:
+        bms.meas_i = 0
+    else:
+        bms.meas_i = _I_OFFSET - i_raw
+    if cell == _CELL_NA:
+        bms.cell_max_v = NA
+        bms.cell_max_group = NA
+    else:
+        bms.cell_max_v = cell
+        bms.cell_max_group = w >> 12
+    soc = data[6]
+    bms.soc = NA if soc == 0xFF else soc
+    t = _u16(data, 7)
+    if t == 0xFFFF:
+        bms.remain_min = NA
+    else:
+        bms.remain_min = _REMAIN_MAX if t > _REMAIN_MAX else t
+    return OK
+
+
+def dec_bsm(data, n, bms):
+    """BSM (7 bytes).  Extremes and their numbers, six 2-bit states and the
+    charging permission.  Only E_LEN: a BSM is never rejected for its
+    values, its fault bits must always get through."""
+    if _bad_len(data, n, 7):
+        return E_LEN
+    bms.cell_max_no = data[0] + 1                # 1..256, 0xFF = cell 256
+    t = data[1]
+    bms.temp_max = NA if t == 0xFF else t - _T_OFFSET
+    t = data[2]
+    bms.temp_max_no = NA if t >= _BMT_MAX else t + 1
+    t = data[3]
+    bms.temp_min = NA if t == 0xFF else t - _T_OFFSET
+    t = data[4]
+    bms.temp_min_no = NA if t >= _BMT_MAX else t + 1
+    b = data[5]
+    bms.st_cell_v = _state(bms.st_cell_v, b & 3, True)
+    bms.st_soc = _state(bms.st_soc, (b >> 2) & 3, True)
+    bms.st_oc = _state(bms.st_oc, (b >> 4) & 3, False)
+    bms.st_ot = _state(bms.st_ot, (b >> 6) & 3, False)
+    b = data[6]
+    bms.st_ins = _state(bms.st_ins, b & 3, False)
+    bms.st_conn = _state(bms.st_conn, (b >> 2) & 3, False)
+    bms.permit = _state(bms.permit, (b >> 4) & 3, False)
+    return OK
+
+
+def dec_bmv(data, n, bms):
+    """BMV (2..512 bytes, 2 per cell).  Bits 13-16 (group) are masked off
+    before the voltage is used; the cell number is the position in the
+    message (1-based).  0xFFF = cell not available (skipped); any cell
+    > 24 V -> E_RANGE.  Fills bmv_cells (valid cells), cell_min_v,
+    cell_min_no (first lowest), bmv_max_v."""
+    if n > _BMV_MAX or (n & 1) or _bad_len(data, n, 2):
+        return E_LEN
+    lo = 0x7FFF
+    lo_at = 0
+    hi = NA
+    cnt = 0
+    # hot loop (256 cells): as few bytecodes per cell as possible
+    for o in range(0, n, 2):
+        v = data[o] | ((data[o + 1] & 0x0F) << 8)
+        if v > _CELL_MAX:
+            if v == _CELL_NA:
+                continue
+            return E_RANGE
+        cnt += 1
+        if v < lo:
+            lo = v
+            lo_at = o
+        if v > hi:
+            hi = v
+    bms.bmv_cells = cnt
+    if cnt:
+        bms.cell_min_v = lo
+        bms.cell_min_no = (lo_at >> 1) + 1
+        bms.bmv_max_v = hi
+    else:
+        bms.cell_min_v = NA
+        bms.cell_min_no = NA
+        bms.bmv_max_v = NA
+    return OK
+
+
+def dec_bmt(data, n, bms):
+    """BMT (1..128 bytes, 1 per probe, -50 degC).  0xFF = probe not
+    available (skipped).  Fills bmt_probes (valid), bmt_min, bmt_max."""
+    if n > _BMT_MAX or _bad_len(data, n, 1):
+        return E_LEN
+    lo = 0x7FFF
+    hi = -0x7FFF
+    cnt = 0
+    for k in range(n):
+        t = data[k]
+        if t == 0xFF:
+            continue
+        cnt += 1
+        if t < lo:
+            lo = t
+        if t > hi:
+            hi = t
+    bms.bmt_probes = cnt
+    if cnt:
+        bms.bmt_min = lo - _T_OFFSET
+        bms.bmt_max = hi - _T_OFFSET
+    else:
+        bms.bmt_min = NA
+        bms.bmt_max = NA
+    return OK
+
+
+def dec_bsp(data, n, bms):
+    """BSP (1..16 reserved bytes): length checked, content not stored."""
+    if n > _BSP_MAX or _bad_len(data, n, 1):
+        return E_LEN
+    return OK
+
+
+def dec_bst(data, n, bms):
+    """BST (4 bytes): reason byte, fault 16 bit LE, error byte, stored as on
+    the wire with untrusted (10) fields replaced by the previous value."""
+    if _bad_len(data, n, 4):
+        return E_LEN
+    bms.bst_reason = _merge2(bms.bst_reason, data[0], 4)
+    bms.bst_fault = _merge2(bms.bst_fault, _u16(data, 1), 8)
+    bms.bst_error = _merge2(bms.bst_error, data[3], 4)
+    return OK
+
+
+def dec_bsd(data, n, bms):
+    """BSD (7 bytes): end SOC (as is), min/max cell (> 24 V -> E_RANGE),
+    min/max temperature.  All-ones fields -> NA."""
+    if _bad_len(data, n, 7):
+        return E_LEN
+    lo = _u16(data, 1)
+    hi = _u16(data, 3)
+    if (lo != 0xFFFF and lo > _CELL_MAX) or (hi != 0xFFFF and hi > _CELL_MAX):
+        return E_RANGE
+    t = data[0]
+    bms.end_soc = NA if t == 0xFF else t
+    bms.end_cell_min_v = NA if lo == 0xFFFF else lo
+    bms.end_cell_max_v = NA if hi == 0xFFFF else hi
+    t = data[5]
+    bms.end_temp_min = NA if t == 0xFF else t - _T_OFFSET
+    t = data[6]
+    bms.end_temp_max = NA if t == 0xFF else t - _T_OFFSET
+    return OK
+
+
+def dec_bem(data, n, bms):
+    """BEM (4 bytes): LE 32-bit image, low 30 bits kept (byte 4 bits 7-8 are
+    unused fill), untrusted fields keep the previous value."""
+    if _bad_len(data, n, 4):
+        return E_LEN
+    new = data[0] | (data[1] << 8) | (data[2] << 16) | ((data[3] & 0x3F) << 24)
+    bms.bem = _merge2(bms.bem, new, 15)
+    return OK
+
+
+def decode(pgn, data, n, bms):
+    """Dispatch on PGN; ``E_UNKNOWN`` for anything that is not BMS -> charger."""
+    if pgn == ids.PGN_BCL:
+        return dec_bcl(data, n, bms)
+    if pgn == ids.PGN_BSM:
+        return dec_bsm(data, n, bms)
+    if pgn == ids.PGN_BCS:
+        return dec_bcs(data, n, bms)
+    if pgn == ids.PGN_BST:
+        return dec_bst(data, n, bms)
+    if pgn == ids.PGN_BHM:
+        return dec_bhm(data, n, bms)
+    if pgn == ids.PGN_BRM:
+        return dec_brm(data, n, bms)
+    if pgn == ids.PGN_BCP:
+        return dec_bcp(data, n, bms)
+    if pgn == ids.PGN_BRO:
+        return dec_bro(data, n, bms)
+    if pgn == ids.PGN_BMV:
+        return dec_bmv(data, n, bms)
+    if pgn == ids.PGN_BMT:
+        return dec_bmt(data, n, bms)
+    if pgn == ids.PGN_BSP:
+        return dec_bsp(data, n, bms)
+    if pgn == ids.PGN_BSD:
+        return dec_bsd(data, n, bms)
+    if pgn == ids.PGN_BEM:
+        return dec_bem(data, n, bms)
+    return E_UNKNOWN

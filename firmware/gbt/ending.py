@@ -1,0 +1,173 @@
+"""End paths of the charger session: stop, re-handshake, statistics, finish.
+
+A mixin of ``gbt.session.ChargerSession`` (kept apart so each module stays
+small; it uses the session's attributes directly).  The paths, with the
+spec clauses behind them, are drawn in docs/session.md:
+
+* ``_stop``: every end (BST, operator, supervisor, trip, target, fault,
+  unplug).  CST at 10 ms, current down at ``ramp_stop``, K1/K2 open only
+  below ``i_off`` (or after ``open_wait_ms``, recorded), bleed, then - if
+  the BMS is in the protocol (BRM seen) and still connected - wait for BST
+  (``bst_ms`` after the first CST), CSD/BSD exchange (``bsd_ms`` from the
+  stop), and only then aux power off and unlock below ``unlock_v``.
+* ``_rehandshake``: a receive timeout (BRM, BCP, BRO, BCL, BCS) or a BEM.
+  CEM with the bit at 250 ms, current down, K1/K2 open, CEM kept for
+  ``cem_hold_ms``, then CRM 0x00 again; after ``rehs_max`` re-handshakes the
+  next one ends the session (communication interrupted, re-plug needed).
+"""
+from time import ticks_diff
+
+from gbt import messages as m
+from gbt import chargertx as tx_
+from gbt.stages import (RECOGNITION, PARAMETER, PRECHARGE, CHARGING,
+                        REHANDSHAKE, STOPPING, STATISTICS, FINISH, DONE,
+                        IDLE, CONNECTED, LOCKING, WHY_COMM, WHY_BST_TO,
+                        WHY_BSD_TO)
+
+
+class Ending:
+    # -- entry points ------------------------------------------------------
+    def _stop(self, now, reason, fault, error, why, exchange=True):
+        """Begin the end path; the first cause wins (later ones are ignored)."""
+        st = self.stage
+        if st == IDLE or st == CONNECTED or st == DONE:
+            return
+        if st == STOPPING or st == STATISTICS or st == FINISH:
+            return
+        self.stop_why = why
+        tx = self.tx
+        tx.stop_all()
+        tx.cst_reason = reason
+        tx.cst_fault = fault
+        tx.cst_error = error
+        self._t_stop = now
+        if st == LOCKING:                 # no CHM yet: nobody to tell
+            self._exchange = 0
+            self._enter_finish(now, 0)
+            return
+        tx.start(tx_.CST, now)
+        self._exchange = 1 if (exchange and self._brm_ever) else 0
+        self._enter(STOPPING, now)
+
+    def _rehandshake(self, now, bits, why):
+        st = self.stage
+        if st != RECOGNITION and st != PARAMETER and st != PRECHARGE and st != CHARGING:
+            return
+        self.timeout_why = why
+        self.cem |= bits
+        tx = self.tx
+        tx.stop_all()
+        tx.cem_bits = bits
+        if bits:
+            tx.start(tx_.CEM, now)
+        self._comm_lost = 1 if self.rehandshakes >= self.c.rehs_max else 0
+        self._enter(REHANDSHAKE, now)
+
+    # -- per-tick handlers -------------------------------------------------
+    def _current_down(self, now, dt, t0):
+        """Ramp to 0 and open K1/K2 below i_off (or after open_wait_ms)."""
+        c = self.c
+        out = self.out
+        if not self._k12:
+            out.pwr_en = 0                # e.g. pre-charge output on, K1/K2 open
+            out.i_set = 0
+            out.v_set = 0
+            return True
+        i = self.ctl.ramp(0, dt, c.ramp_stop, c.ramp_stop)
+        out.i_set = i
+        self.ctl.integrate(self.inp.v_outside, self.inp.i_out, dt, False)
+        if i <= c.i_off and self.inp.i_out <= c.i_off:
+            self._open_k12()
+            return True
+        if ticks_diff(now, t0) >= c.open_wait_ms:
+            self.open_forced += 1
+            self._open_k12()
+            return True
+        return False
+
+    def _tick_rehandshake(self, now, dt):
+        if not self._current_down(now, dt, self.stage_entered_ms):
+            return
+        if ticks_diff(now, self.stage_entered_ms) < self.c.cem_hold_ms:
+            return
+        self.tx.stop(tx_.CEM)
+        if self._comm_lost:
+            self.stop_why = WHY_COMM
+            self.need_replug = 1
+            self._t_stop = now
+            self._enter_finish(now, 0)
+            return
+        self.rehandshakes += 1
+        self._enter_recognition(now)
+
+    def _tick_stopping(self, now, dt):
+        if (self._current_down(now, dt, self._t_stop) and self._need_bleed
+                and not self._bleed_started):
+            self._bleed_start(now)
+        if self._k12:
+            return
+        if not self._exchange:
+            self._enter_finish(now, 0)
+            return
+        if self._bst_seen:
+            self._enter_statistics(now)
+            return
+        if ticks_diff(now, self.tx.cst_t0) >= self.c.bst_ms:
+            self.stop_detail = WHY_BST_TO
+            self._enter_finish(now, m.CEM_BST)
+
+    def _enter_statistics(self, now):
+        tx = self.tx
+        tx.stop(tx_.CST)
+        tx.csd_min = self.ctl.minutes()
+        tx.csd_energy = self.ctl.energy_wh // 100
+        self._csd_n0 = tx.sent[tx_.CSD]
+        self._t_tail = -1
+        tx.start(tx_.CSD, now)
+        self._enter(STATISTICS, now)
+
+    def _tick_statistics(self, now):
+        if not self._exchange:            # connector removed meanwhile
+            self._enter_finish(now, 0)
+            return
+        if self._bsd_seen and self.tx.sent[tx_.CSD] != self._csd_n0:
+            if self._t_tail < 0:
+                self._t_tail = now
+            if ticks_diff(now, self._t_tail) >= self.c.csd_tail_ms:
+                self._enter_finish(now, 0)
+            return
+        if ticks_diff(now, self._t_stop) >= self.c.bsd_ms:
+            self.stop_detail = WHY_BSD_TO
+            self._enter_finish(now, m.CEM_BSD)
+
+    def _enter_finish(self, now, cem_bits):
+        tx = self.tx
+        if cem_bits:
+            tx.stop(tx_.CST)
+            tx.stop(tx_.CSD)
+            self.cem |= cem_bits
+            tx.cem_bits = cem_bits
+            tx.start(tx_.CEM, now)
+        else:
+            tx.stop(tx_.CSD)
+        self._aux_done = 0
+        if self._k12:                     # LOCKING path / safety net
+            self._open_k12()
+        self._enter(FINISH, now)
+
+    def _tick_finish(self, now):
+        c = self.c
+        out = self.out
+        if not self._aux_done:
+            if self.tx.on[tx_.CEM] and ticks_diff(now, self.stage_entered_ms) < c.cem_hold_ms:
+                return
+            self.tx.stop(tx_.CEM)
+            out.k34 = 0                   # aux power off: CSD sent + BSD in (or timed out)
+            self._aux_done = 1
+            self.aux_off_ms = now
+        if self._bleeding:
+            return
+        if self._k12 or self.inp.v_outside >= c.unlock_v:
+            return                        # keep the gun locked while it is live
+        out.lock = 0
+        self._enter(DONE, now)

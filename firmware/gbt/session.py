@@ -1,0 +1,427 @@
+"""GB/T 27930 charger-side session: the stage machine from plug to unplug.
+
+``ChargerSession(cfg, send, inp, out, bms, link)``; the app calls
+``tick(now)`` every 10 ms (after the protection and CAN tasks, before
+``board.write_outputs(out)``).  The session reads ``inp`` (measurements) and
+``bms`` (decoded BMS messages), writes only ``out`` (k12, k34, lock, bleed,
+pwr_en, v_set, i_set) and sends frames through ``send(can_id, buf, n)``.
+Messages arrive through ``link`` -> ``on_message(now, pgn, status)``.
+
+Discrete outputs (contactors, aux, lock, bleed, enable) are written only
+when the session changes them, set-points every control tick: a safety
+supervisor that overrides ``out`` keeps its override until the session is
+told (``on_trip``).  Stage diagram, timeouts, end paths: docs/session.md.
+
+Hot path (CHARGING tick and the BCL/BCS/BSM handlers) allocates nothing.
+"""
+from time import ticks_diff
+
+from gbt import ids
+from gbt import messages as m
+from gbt import chargertx as tx_
+from gbt.chargertx import ChargerTx
+from gbt.control import Control
+from gbt.ending import Ending
+from gbt.startup import Startup
+from gbt.sessioncfg import SessionConfig, CONFIG_SCHEMA  # noqa: F401
+from gbt.stages import (IDLE, CONNECTED, LOCKING, HANDSHAKE, INSULATION,
+                        RECOGNITION, PARAMETER, PRECHARGE, CHARGING,
+                        REHANDSHAKE, STOPPING, STATISTICS, FINISH, DONE,
+                        STAGE_NAMES)
+from gbt import stages as W
+
+
+def _bem_timeout(bem):
+    """True if any BEM 2-bit field reads 01 (a timeout reported)."""
+    if bem < 0:
+        return False
+    for s in (0, 2, 8, 10, 16, 18, 24):
+        if ((bem >> s) & 3) == 1:
+            return True
+    return False
+
+
+class ChargerSession(Startup, Ending):
+    def __init__(self, cfg, send, inp, out, bms, link):
+        self.c = c = SessionConfig(cfg)
+        self.inp = inp
+        self.out = out
+        self.bms = bms
+        self.link = link
+        self.tx = ChargerTx(send, c)
+        self.ctl = Control(c)
+        self.i_cap = c.max_i          # app: supervisor current limit (0.1 A), every tick
+        self.vin_check = None         # app: fn(vin_str) -> bool or (ok, reason)
+        self.stage = IDLE
+        self.stage_entered_ms = 0
+        self._last = -1
+        self._cc1_in = -1
+        self._cc1_out = -1
+        self._pend_start = 0
+        self._pend_stop = 0
+        self._pend_unplug = 0
+        self.profile = c.profile
+        if link is not None:
+            link.set_handler(self.on_message)   # bound method made once
+        self._reset_plug()
+
+    # -- public API --------------------------------------------------------
+    def operator_start(self):
+        self._pend_start = 1
+
+    def operator_stop(self):
+        self._pend_stop = 1
+        self._pend_start = 0
+
+    def plug_event(self, now, plugged):
+        """Extra plug information (e.g. an interrupt-driven detector):
+        ``plugged`` False ends a session at once, without the CC1 debounce.
+        Plug-in is always decided from ``inp.cc1_mv``."""
+        if not plugged:
+            self._pend_unplug = 1
+
+    def request_stop(self, now, reason, fault, error, why):
+        """Controlled stop (level II): ramp down, CST with these masks."""
+        self._stop(now, reason or m.CST_R_FAULT, fault, error, why, True)
+
+    def on_trip(self, now, fault, error, why):
+        """The supervisor has already cut the output: open K1/K2 in our
+        bookkeeping too, report CST (fault) and finish the end stage."""
+        self.trip_why = why
+        out = self.out
+        out.pwr_en = 0
+        out.i_set = 0
+        out.v_set = 0
+        self.ctl.drop()
+        if self._k12:
+            self._open_k12()
+        self._stop(now, m.CST_R_FAULT, fault, error, why, True)
+
+    @property
+    def energy_wh(self):
+        return self.ctl.energy_wh
+
+    @property
+    def charge_min(self):
+        return self.ctl.minutes()
+
+    def stage_name(self):
+        return STAGE_NAMES[self.stage]
+
+    # -- bookkeeping -------------------------------------------------------
+    def _reset_plug(self):
+        """A new plug session: forget everything about the last one."""
+        self.bms.reset()
+        if self.link is not None:
+            self.link.reset()
+        self.tx.reset()
+        self.ctl.reset()
+        self.stop_why = W.WHY_NONE
+        self.stop_detail = W.WHY_NONE     # BST/BSD timeout after the stop
+        self.timeout_why = W.WHY_NONE     # cause of the last re-handshake
+        self.trip_why = W.WHY_NONE
+        self.fault_why = W.WHY_NONE       # bleed failure at the end
+        self.vin_why = None
+        self.cem = 0                      # every CEM bit sent this plug session
+        self.rehandshakes = 0
+        self.need_replug = 0
+        self.ins_ohm_v = -1
+        self.ins_warn = 0
+        self.ins_test_v = 0
+        self.open_forced = 0
+        self.rx_bad = 0
+        self.aux_off_ms = -1
+        self._k12 = 0
+        self._bleeding = 0
+        self._bleed_started = 0
+        self._need_bleed = 0
+        self._t_bleed = 0
+        self._brm_ever = 0
+        self._bst_seen = 0
+        self._bsd_seen = 0
+        self._bhm = 0
+        self._chm_started = 0
+        self._exchange = 0
+        self._comm_lost = 0
+        self._t_stop = 0
+        self._aux_done = 0
+        self._reset_attempt()
+
+    def _reset_attempt(self):
+        """A new handshake attempt (first one or a re-handshake)."""
+        self._brm = 0
+        self._bcp = 0
+        self._bro_seen = 0
+        self._bro_aa = 0
+        self._bcl_seen = 0
+        self._bcs_seen = 0
+        self._flowing = 0
+        self._armed = 0
+        self._t_bcl = 0
+        self._t_bcs = 0
+        self._t_pause = -1
+        self._sub = 0
+        self._t = 0
+        self._vb = 0
+
+    def _enter(self, stage, now):
+        self.stage = stage
+        self.stage_entered_ms = now
+        self._sub = 0
+        self._t = now
+
+    def _open_k12(self):
+        out = self.out
+        out.pwr_en = 0
+        out.i_set = 0
+        out.v_set = 0
+        if self._k12:
+            self._need_bleed = 1          # the interface was live
+        out.k12 = 0
+        self._k12 = 0
+        self.ctl.drop()
+
+    def _bleed_start(self, now):
+        self.out.bleed = 1
+        self._bleeding = 1
+        self._bleed_started = 1
+        self._t_bleed = now
+
+    def _bleed_tick(self, now):
+        inp = self.inp
+        v = inp.v_outside
+        if self._k12 and inp.v_inside > v:
+            v = inp.v_inside
+        if v < self.c.bleed_v:
+            self.out.bleed = 0
+            self._bleeding = 0
+        elif ticks_diff(now, self._t_bleed) >= self.c.bleed_ms:
+            self.out.bleed = 0            # a bleeder is not rated for a battery
+            self._bleeding = 0
+            self.fault_why = W.WHY_BLEED
+        return not self._bleeding
+
+    def _selfcheck_fault(self):
+        return m.CST_F_SELFCHECK if self.profile == m.PROFILE_2023A else m.CST_F_OTHER
+
+    # -- the tick ------------------------------------------------------------
+    def tick(self, now):
+        dt = 0 if self._last < 0 else ticks_diff(now, self._last)
+        self._last = now
+        st = self.stage
+        c = self.c
+        mv = self.inp.cc1_mv
+        if c.cc1_lo_mv <= mv <= c.cc1_hi_mv:
+            self._cc1_out = -1
+            if self._cc1_in < 0:
+                self._cc1_in = now
+        else:
+            self._cc1_in = -1
+            if self._cc1_out < 0:
+                self._cc1_out = now
+        if st == IDLE or st == DONE or st == CONNECTED:
+            self._tick_waiting(now, st)
+        else:
+            self._global(now)
+            st = self.stage
+            if st == CHARGING:            # hot path first
+                self._tick_charging(now, dt)
+            else:
+                self._tick_active(now, dt, st)
+        if self._bleeding:
+            self._bleed_tick(now)
+        self.tx.service(now)
+
+    def _plugged(self, now):
+        return self._cc1_in >= 0 and ticks_diff(now, self._cc1_in) >= self.c.cc1_on_ms
+
+    def _tick_waiting(self, now, st):
+        if st == IDLE:
+            self._pend_stop = 0
+            if self._plugged(now):
+                self._reset_plug()
+                self._enter(CONNECTED, now)
+            return
+        if st == DONE:
+            if self._cc1_out >= 0 and ticks_diff(now, self._cc1_out) >= self.c.replug_ms:
+                self.tx.stop_all()
+                self._enter(IDLE, now)
+                self._pend_start = 0
+            elif self._pend_start and not self.need_replug and self._plugged(now):
+                self._reset_plug()
+                self._start(now)
+            self._pend_start = 0
+            return
+        # CONNECTED
+        if self._cc1_out >= 0:
+            self._enter(IDLE, now)
+            return
+        if self._pend_stop:
+            self._pend_stop = 0
+            self._pend_start = 0
+        elif self._pend_start or self.c.auto_start:
+            self._start(now)
+
+    def _start(self, now):
+        self._pend_start = 0
+        self.out.lock = 1
+        self._enter(LOCKING, now)
+
+    def _global(self, now):
+        """Connector removed / operator stop: the same in every active stage."""
+        if self._pend_unplug or (self._cc1_out >= 0 and
+                                 ticks_diff(now, self._cc1_out) >= self.c.cc1_lost_ms):
+            self._pend_unplug = 0
+            self._unplugged(now)
+        if self._pend_stop:
+            self._pend_stop = 0
+            self._stop(now, m.CST_R_MANUAL, 0, 0, W.WHY_OPERATOR, True)
+
+    def _tick_active(self, now, dt, st):
+        if st == LOCKING:
+            self._tick_locking(now)
+        elif st == HANDSHAKE:
+            self._tick_handshake(now)
+        elif st == INSULATION:
+            self._tick_insulation(now)
+        elif st == RECOGNITION:
+            self._tick_recognition(now)
+        elif st == PARAMETER:
+            self._tick_parameter(now)
+        elif st == PRECHARGE:
+            self._tick_precharge(now)
+        elif st == REHANDSHAKE:
+            self._tick_rehandshake(now, dt)
+        elif st == STOPPING:
+            self._tick_stopping(now, dt)
+        elif st == STATISTICS:
+            self._tick_statistics(now)
+        elif st == FINISH:
+            self._tick_finish(now)
+
+    def _unplugged(self, now):
+        self.need_replug = 1
+        self._exchange = 0                # CAN goes with the connector
+        st = self.stage
+        if st == STOPPING or st == STATISTICS or st == FINISH:
+            return
+        self.ctl.drop()
+        self.out.i_set = 0
+        self._stop(now, m.CST_R_FAULT, m.CST_F_CONNECTOR, 0, W.WHY_UNPLUG, False)
+
+    # -- charging (hot path: no allocation) ----------------------------------
+    def _tick_charging(self, now, dt):
+        c = self.c
+        tx = self.tx
+        if not self._armed:
+            t0 = tx.cro_aa_t0
+            if t0 >= 0:
+                self._armed = 1
+                if not self._bcl_seen:
+                    self._t_bcl = t0
+                if not self._bcs_seen:
+                    self._t_bcs = t0
+        else:
+            if ticks_diff(now, self._t_bcl) >= c.bcl_ms:
+                self._rehandshake(now, m.CEM_BCL, W.WHY_BCL_TO)
+                return
+            if ticks_diff(now, self._t_bcs) >= c.bcs_ms:
+                self._rehandshake(now, m.CEM_BCS, W.WHY_BCS_TO)
+                return
+        b = self.bms
+        inp = self.inp
+        out = self.out
+        ctl = self.ctl
+        v = inp.v_outside
+        i_meas = inp.i_out if inp.i_out > 0 else 0
+        if b.permit == 0:                 # BSM pause
+            if self._t_pause < 0:
+                self._t_pause = now
+            elif ticks_diff(now, self._t_pause) >= c.pause_ms:
+                self._stop(now, m.CST_R_CONDITION, 0, 0, W.WHY_PAUSE, True)
+                return
+            target = 0
+            tx.ccs_permit = 0
+        else:
+            self._t_pause = -1
+            tx.ccs_permit = 1
+            target = ctl.limit(b, self.i_cap, v) if self._bcl_seen else 0
+        out.i_set = ctl.ramp(target, dt, c.ramp_up, c.ramp_down)
+        if self._bcl_seen:
+            out.v_set = ctl.v_limit(b)
+        ctl.integrate(v, i_meas, dt, True)
+        tx.ccs_v = v if v > 0 else 0
+        tx.ccs_i = i_meas
+        mins = ctl.minutes()
+        tx.ccs_min = mins if mins < 600 else 600
+        if ((c.target_wh and ctl.energy_wh >= c.target_wh)
+                or (c.target_min and mins >= c.target_min)
+                or (c.target_soc and b.soc >= c.target_soc)):
+            self._stop(now, m.CST_R_CONDITION, 0, 0, W.WHY_TARGET, True)
+
+    # -- messages ------------------------------------------------------------
+    def on_message(self, now, pgn, status):
+        if status != m.OK:
+            self.rx_bad += 1
+            return
+        st = self.stage
+        if pgn == ids.PGN_BCL:
+            if st == CHARGING:
+                self._t_bcl = now
+                self._bcl_seen = 1
+                if not self._flowing:
+                    self._flow(now)
+        elif pgn == ids.PGN_BCS:
+            if st == CHARGING:
+                self._t_bcs = now
+                self._bcs_seen = 1
+                if not self._flowing:
+                    self._flow(now)
+        elif pgn == ids.PGN_BSM:
+            if st == CHARGING:
+                self._check_bsm(now)
+        elif pgn == ids.PGN_BST:
+            self._bst_seen = 1
+            if RECOGNITION <= st <= REHANDSHAKE:
+                self._stop(now, m.CST_R_BMS, 0, 0, W.WHY_BMS, True)
+        elif pgn == ids.PGN_BSD:
+            if st == STOPPING or st == STATISTICS:
+                self._bsd_seen = 1
+        elif pgn == ids.PGN_BHM:
+            if st == HANDSHAKE:
+                self._bhm = 1
+        elif pgn == ids.PGN_BRM:
+            if st == RECOGNITION and not self._brm:
+                self._on_brm(now)
+        elif pgn == ids.PGN_BCP:
+            if st == RECOGNITION and self._brm and not self._bcp:
+                self._on_bcp(now)
+        elif pgn == ids.PGN_BRO:
+            bro = self.bms.bro
+            if st == PARAMETER:
+                self._bro_seen = 1
+                if bro == 0xAA:
+                    self._bro_aa = 1
+                    self._enter_precharge(now)
+            elif (st == PRECHARGE or st == CHARGING) and bro == 0x00:
+                self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_BRO_DROP, True)
+        elif pgn == ids.PGN_BEM:
+            if RECOGNITION <= st <= CHARGING and _bem_timeout(self.bms.bem):
+                self._rehandshake(now, 0, W.WHY_BEM)
+        # BMV / BMT / BSP: optional, no timeout, nothing to do (clause 9.3)
+
+    def _flow(self, now):
+        """First BCL/BCS after CRO 0xAA: CRO off, CCS on."""
+        self._flowing = 1
+        self.tx.stop(tx_.CRO)
+        self.tx.start(tx_.CCS, now)
+
+    def _check_bsm(self, now):
+        b = self.bms
+        err = 0
+        if b.st_oc:
+            err |= m.CST_E_CURRENT
+        if b.st_cell_v:
+            err |= m.CST_E_VOLTAGE
+        if err or b.st_soc or b.st_ot or b.st_ins or b.st_conn:
+            self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, err, W.WHY_BSM, True)

@@ -1,0 +1,211 @@
+"""Start-up stages of the charger session: lock, handshake, insulation
+test, recognition, parameter configuration, pre-charge.
+
+A mixin of ``gbt.session.ChargerSession`` (one module per group of stages;
+it uses the session's attributes directly).  What each step checks and
+why (GB/T 27930 / GB/T 18487.1 clauses): docs/session.md.
+"""
+from time import ticks_diff
+
+from gbt import messages as m
+from gbt import chargertx as tx_
+from gbt.stages import (HANDSHAKE, INSULATION, RECOGNITION, PARAMETER,
+                        PRECHARGE, CHARGING)
+from gbt import stages as W
+
+
+class Startup:
+    def _tick_locking(self, now):
+        c = self.c
+        if self.inp.lock_fb or not c.lock_fb:
+            self.out.k34 = 1              # auxiliary power (K3/K4)
+            self._chm_started = 1
+            self.tx.start(tx_.CHM, now)
+            self._enter(HANDSHAKE, now)
+        elif ticks_diff(now, self._t) >= c.lock_ms:
+            self._stop(now, m.CST_R_FAULT, m.CST_F_CONNECTOR, 0, W.WHY_LOCK, False)
+
+    def _tick_handshake(self, now):
+        c = self.c
+        if self._bhm:
+            v = self.bms.bhm_max_v
+            if v < c.min_v:
+                self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), m.CST_E_VOLTAGE,
+                           W.WHY_BHM_LOW, False)
+                return
+            self._enter_insulation(now, v if v < c.max_v else c.max_v)
+        elif ticks_diff(now, self._t) >= c.bhm_ms:
+            if c.bhm_legacy:
+                self._enter_insulation(now, c.max_v)
+            else:
+                self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_NO_BHM, False)
+
+    def _enter_insulation(self, now, test_v):
+        c = self.c
+        if self.inp.v_outside >= c.selfcheck_v:
+            self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), m.CST_E_VOLTAGE,
+                       W.WHY_SELFCHECK, False)
+            return
+        self.ins_test_v = test_v
+        out = self.out
+        out.v_set = test_v
+        out.i_set = c.ins_i
+        out.pwr_en = 1
+        self._enter(INSULATION, now)
+
+    def _tick_insulation(self, now):
+        c = self.c
+        inp = self.inp
+        out = self.out
+        tv = self.ins_test_v
+        el = ticks_diff(now, self._t)
+        if self._sub == 0:                # output up to the test voltage
+            if tv - c.ins_v_tol <= inp.v_inside <= tv + c.ins_v_tol:
+                out.k12 = 1               # vehicle contactors are still open
+                self._k12 = 1
+                self._sub = 1
+                self._t = now
+            elif el >= c.ins_ramp_ms:
+                self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), 0,
+                           W.WHY_INS_VOLT, False)
+        elif self._sub == 1:              # measure
+            r = inp.insulation_kohm
+            if el >= c.ins_settle_ms and r >= 0:
+                # ohm/V = r * 1000 / (tv / 10) = r * 10000 / tv
+                ohm_v = r * 10000 // (tv if tv > 0 else 1)
+                self.ins_ohm_v = ohm_v if ohm_v < 0x3FFFFFFF else 0x3FFFFFFF
+                if ohm_v <= c.ins_fault_ohm_v:
+                    self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), 0,
+                               W.WHY_INS_FAULT, False)
+                    return
+                if ohm_v <= c.ins_ok_ohm_v:
+                    self.ins_warn = 1     # 100..500 ohm/V: warning, allowed
+                out.pwr_en = 0
+                out.v_set = 0
+                out.i_set = 0
+                out.bleed = 1             # bleed both sides through K1/K2
+                self._sub = 2
+                self._t = now
+            elif el >= c.ins_timeout_ms:
+                self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), 0,
+                           W.WHY_INS_NOREAD, False)
+        else:                             # bleed below 60 V within 1 s
+            v = inp.v_inside if inp.v_inside > inp.v_outside else inp.v_outside
+            if v < c.bleed_v:
+                out.bleed = 0
+                out.k12 = 0
+                self._k12 = 0
+                self.tx.stop(tx_.CHM)
+                self._enter_recognition(now)
+            elif el >= c.bleed_ms:
+                out.bleed = 0
+                out.k12 = 0
+                self._k12 = 0
+                self.fault_why = W.WHY_BLEED
+                self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), 0,
+                           W.WHY_BLEED, False)
+
+    def _enter_recognition(self, now):
+        self._reset_attempt()
+        tx = self.tx
+        tx.stop_all()
+        tx.crm_aa = 0
+        tx.crm_aa_t0 = -1
+        tx.cro_aa = 0
+        tx.cro_aa_t0 = -1
+        tx.start(tx_.CRM, now)
+        self._enter(RECOGNITION, now)
+
+    def _tick_recognition(self, now):
+        c = self.c
+        if not self._brm:
+            if ticks_diff(now, self._t) >= c.brm_ms:
+                self._rehandshake(now, m.CEM_BRM, W.WHY_BRM_TO)
+        elif not self._bcp:
+            t0 = self.tx.crm_aa_t0
+            if t0 >= 0 and ticks_diff(now, t0) >= c.bcp_ms:
+                self._rehandshake(now, m.CEM_BCP, W.WHY_BCP_TO)
+
+    def _on_brm(self, now):
+        self._brm = 1
+        self._brm_ever = 1
+        bms = self.bms
+        if self.vin_check is not None and bms.vin_len:
+            r = self.vin_check(bms.vin_str())
+            if isinstance(r, tuple):
+                ok = r[0]
+                self.vin_why = r[1] if len(r) > 1 else None
+            else:
+                ok = r
+            if not ok:
+                self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_VIN, True)
+                return
+        self.tx.crm_aa = 1
+
+    def _on_bcp(self, now):
+        c = self.c
+        b = self.bms
+        err = 0
+        if b.max_v < c.min_v or b.bcp_v < c.min_v or b.bcp_v > c.max_v:
+            err |= m.CST_E_VOLTAGE        # also catches NA (-1)
+        if b.max_i < 0 or b.max_i < c.min_i or (c.min_i == 0 and b.max_i == 0):
+            err |= m.CST_E_CURRENT
+        if err:
+            if c.bcp_retry:
+                self._rehandshake(now, 0, W.WHY_BCP)
+            else:
+                self._stop(now, m.CST_R_FAULT, m.CST_F_NO_ENERGY, err, W.WHY_BCP, True)
+            return
+        self._bcp = 1
+        tx = self.tx
+        tx.stop(tx_.CRM)
+        tx.start(tx_.CML, now)
+        if c.cts_enable:
+            tx.start(tx_.CTS, now)
+        self._enter(PARAMETER, now)
+
+    def _tick_parameter(self, now):
+        c = self.c
+        el = ticks_diff(now, self._t)
+        if (not self._bro_seen and el >= c.bro_ms) or el >= c.bro_aa_ms:
+            self._rehandshake(now, m.CEM_BRO, W.WHY_BRO_TO)
+
+    def _enter_precharge(self, now):
+        tx = self.tx
+        tx.stop(tx_.CML)
+        tx.stop(tx_.CTS)
+        tx.cro_aa = 0
+        tx.start(tx_.CRO, now)
+        self._enter(PRECHARGE, now)
+
+    def _tick_precharge(self, now):
+        c = self.c
+        inp = self.inp
+        out = self.out
+        vb = inp.v_outside
+        el = ticks_diff(now, self._t)
+        if self._sub == 0:                # battery voltage plausible?
+            ref = self.bms.bcp_v
+            tol = ref * c.vchk_pct // 1000
+            if (ref - tol <= vb <= ref + tol and c.min_v <= vb <= c.max_v
+                    and vb <= self.bms.max_v):
+                self._vb = vb
+                out.v_set = vb - c.pre_below
+                out.i_set = c.pre_i
+                out.pwr_en = 1
+                self._sub = 1
+                self._t = now
+            elif el >= c.vchk_ms:
+                self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, m.CST_E_VOLTAGE,
+                           W.WHY_BATT_V, True)
+            return
+        out.v_set = vb - c.pre_below       # follow the battery
+        vi = inp.v_inside
+        if vb - c.pre_hi <= vi <= vb - c.pre_lo:
+            out.k12 = 1
+            self._k12 = 1
+            self.tx.cro_aa = 1
+            self._enter(CHARGING, now)
+        elif el >= c.pre_ms:
+            f = m.CST_F_PRECHARGE if self.profile == m.PROFILE_2023A else m.CST_F_OTHER
+            self._stop(now, m.CST_R_FAULT, f, 0, W.WHY_PRECHARGE, True)

@@ -1,0 +1,461 @@
+"""SAE J1939-21 transport protocol, receiving side (charger <- BMS).
+
+GB/T 27930 carries every BMS message longer than 8 bytes (BRM, BCP, BCS and
+the optional BMV/BMT/BSP) with the J1939-21 transport protocol (TP).  The
+charger is only ever the *responder*: it receives TP.CM_RTS / TP.DT (or a
+TP.CM_BAM) from the BMS and answers with TP.CM_CTS, TP.CM_EndOfMsgAck or
+TP.CM_Abort.  No charger message is longer than 8 bytes, so there is no
+sender here (the originator timers T3/T4 are declared for completeness).
+
+One ``TransportReceiver`` per peer: J1939-21 allows one connection-mode
+session per originator/responder pair, plus one BAM.  We keep one buffer,
+so a BAM is only accepted while no RTS/CTS session is open (see
+docs/transport.md for the whole state machine and the table of malformed
+sequences with their reactions and tests).
+
+Hot path rules: ``on_frame`` and ``poll`` allocate nothing (preallocated
+buffers, integer arithmetic only, counters wrap before they leave the
+small-int range) and never raise.  Timers use ``time.ticks_diff`` so they
+work with the board clock (wrapping) and with the SIL ``SimClock``.
+
+Timer values come from SAE J1939-21 (Tr 200, Th 500, T1 750, T2 1250,
+T3 1250, T4 1050 ms; BAM packets 50..200 ms apart).  The standard text was
+not available; the values are the ones three independent implementations
+quote as J1939-21: the Linux kernel ``net/can/j1939/transport.c`` (which
+also paraphrases J1939-21 5.12.3 / Appendix C for the 750 ms receive
+timeout), AgIsoStack++ ``can_transport_protocol.hpp`` and can-j1939
+``j1939_21.py``.  Abort reason codes (table "Connection Abort Reason") are
+from the same sources.
+"""
+from micropython import const
+from time import ticks_add, ticks_diff
+
+import config
+
+from gbt.ids import (PGN_TPCM, PGN_TPDT, PGN_BRM, PGN_BCP, PGN_BCS, PGN_BMV,
+                     PGN_BMT, PGN_BSP, CHARGER, BMS, GLOBAL, can_id)
+
+CONFIG_SCHEMA = (
+    ("tp.t1_ms", 750, 50, 10000, "ms",
+     "J1939-21 T1: receiver gives up when more than T1 passes between two "
+     "TP.DT while more are expected (RTS/CTS and BAM; also BAM -> first DT)"),
+    ("tp.t2_ms", 1250, 50, 10000, "ms",
+     "J1939-21 T2: receiver gives up when no TP.DT arrives within T2 after "
+     "it sent a CTS"),
+    ("tp.t3_ms", 1250, 50, 10000, "ms",
+     "J1939-21 T3: originator timer (wait for CTS/EndOfMsgAck); the charger "
+     "never originates TP, declared for a future sender"),
+    ("tp.t4_ms", 1050, 50, 10000, "ms",
+     "J1939-21 T4: originator timer (wait after CTS(0) hold); not used by "
+     "the receiver"),
+    ("tp.tr_ms", 200, 10, 5000, "ms",
+     "J1939-21 Tr: our CTS/EndOfMsgAck/Abort must be on the bus within Tr; "
+     "a response the CAN driver refused is retried by poll() until Tr"),
+    ("tp.cts_window", 255, 1, 255, "packets",
+     "Max packets requested per CTS (also limited by RTS byte 5 and the "
+     "packets still missing)"),
+    ("tp.max_size", 1785, 1, 1785, "bytes",
+     "Largest TP message accepted (further limited by the buffer); larger "
+     "RTS -> Abort reason 2"),
+    ("tp.retries", 2, 0, 10, "-",
+     "Retransmission requests (CTS back to the first missing packet) per "
+     "transfer on a sequence gap; then Abort reason 5 (0: Abort 7 at once)"),
+    ("tp.rts_preempt", 0, 0, 1, "-",
+     "RTS for another PGN while a transfer is open: 0 = J1939-21, Abort the "
+     "new one with reason 1 and keep the open one; 1 = drop the open one "
+     "and accept the new RTS"),
+)
+config.register(CONFIG_SCHEMA)
+
+# TP.CM control bytes (J1939-21).
+CM_RTS = const(0x10)
+CM_CTS = const(0x11)
+CM_EOMA = const(0x13)
+CM_BAM = const(0x20)
+CM_ABORT = const(0xFF)
+
+# Connection Abort reasons (J1939-21).
+AB_BUSY = const(1)        # already in a connection-mode session
+AB_RESOURCES = const(2)   # system resources (message does not fit)
+AB_TIMEOUT = const(3)     # a timeout occurred
+AB_CTS_IN_DT = const(4)   # CTS while data transfer in progress (sender side)
+AB_RETRANSMIT = const(5)  # maximum retransmit request limit reached
+AB_UNEXPECTED = const(6)  # unexpected data transfer packet
+AB_BAD_SEQ = const(7)     # bad sequence number
+AB_DUP_SEQ = const(8)     # duplicate sequence number (we recover: unused)
+AB_TOO_BIG = const(9)     # total message size > 1785 bytes
+AB_OTHER = const(250)     # any other reason
+
+# Session state.
+S_IDLE = const(0)
+S_CMDT = const(1)   # RTS/CTS connection open
+S_BAM = const(2)    # broadcast announce transfer open
+
+STATE_NAMES = ("idle", "rts/cts", "bam")
+
+# ``last_error`` codes: the last reason ``errors`` was incremented.
+E_NONE = const(0)
+E_DLC = const(1)          # TP frame shorter than 8 bytes that we cannot use
+E_ADDR = const(2)         # wrong source / destination address
+E_NO_SESSION = const(3)   # TP.DT with no transfer open
+E_SEQ = const(4)          # gap / bad sequence number
+E_DUP = const(5)          # duplicate TP.DT (ignored)
+E_RTS = const(6)          # RTS/BAM size and packet count inconsistent / 0
+E_SIZE = const(7)         # message larger than the buffer / max / 1785
+E_PGN = const(8)          # PGN not in the allowed list
+E_BUSY = const(9)         # RTS/BAM while another transfer is open
+E_TIMEOUT = const(10)     # T1 / T2 expired
+E_TX = const(11)          # our response could not be sent within Tr
+E_UNEXPECTED = const(12)  # CTS/EOMA/unknown control byte/non-TP frame
+
+ERROR_NAMES = ("none", "dlc", "addr", "no-session", "seq", "dup", "rts",
+               "size", "pgn", "busy", "timeout", "tx", "unexpected")
+
+_MAX_TP = const(1785)
+_CMAX = const(0x3FFFFFFF)     # counters wrap here: stay small ints
+
+
+def _inc(v):
+    """Counter +1 that wraps before leaving the small-int range."""
+    return v + 1 if v < _CMAX else 0
+
+
+def _pgn_norm(p):
+    """PDU1 PGNs (PF < 240) have no PS in the PGN: clear it, as receivers do
+    (some stacks put the destination in the RTS PGN field)."""
+    if ((p >> 8) & 0xFF) < 0xF0:
+        return p & 0x3FF00
+    return p & 0x3FFFF
+
+
+class TransportReceiver:
+    """Receive J1939-21 TP messages from one peer.
+
+    send(can_id, buf, n) -> bool : the board's CAN send (CTS/EOMA/Abort)
+    own, peer : our / the originator's source address
+    pgns      : PGNs accepted by RTS/BAM; anything else gets Abort(250)
+    size      : receive buffer size in bytes (largest message)
+    cfg       : config dict (keys of CONFIG_SCHEMA; missing keys = default)
+    """
+
+    def __init__(self, send, own=CHARGER, peer=BMS,
+                 pgns=(PGN_BRM, PGN_BCP, PGN_BCS, PGN_BMV, PGN_BMT, PGN_BSP),
+                 size=_MAX_TP, cfg=None):
+        if cfg is None:
+            cfg = {}
+        g = cfg.get
+        self._send = send
+        self._own = own & 0xFF
+        self._peer = peer & 0xFF
+        self._pgns = tuple(pgns)
+        self.buf = bytearray(size)
+        self._limit = min(size, g("tp.max_size", 1785), _MAX_TP)
+        self._t1 = g("tp.t1_ms", 750)
+        self._t2 = g("tp.t2_ms", 1250)
+        self._tr = g("tp.tr_ms", 200)
+        self._window = g("tp.cts_window", 255)
+        self._retries = g("tp.retries", 2)
+        self._preempt = g("tp.rts_preempt", 0)
+        # Our TP.CM frames go to the peer, priority 7 (J1939 / GB/T 27930
+        # convention: 0x1CECF456 for charger -> BMS).
+        self._id_cm = can_id(7, PGN_TPCM, self._peer, self._own)
+        self._tx = bytearray(8)
+        # Counters (wrap at 2**30) and diagnostics.
+        self.completed = 0      # messages delivered
+        self.aborts_sent = 0
+        self.aborts_rcvd = 0    # Aborts from the peer that closed a transfer
+        self.errors = 0         # malformed / unexpected input, timeouts
+        self.last_error = E_NONE
+        self.last_abort = 0     # reason of the last Abort we sent
+        self.peer_abort = 0     # reason of the last Abort received
+        self.dups = 0           # duplicate TP.DT ignored
+        self.retransmits = 0    # CTS sent to re-request missing packets
+        self.tx_fail = 0        # send() refused (retried until Tr)
+        self.state = S_IDLE
+        self.pgn = 0            # PGN of the open / last completed transfer
+        self.length = 0         # bytes valid in buf after completion
+        self._pending = False   # a refused response waits for a retry
+        self._pend_until = 0
+        self._reset_session()
+
+    # ------------------------------------------------------------ helpers
+    def _reset_session(self):
+        self.state = S_IDLE
+        self._size = 0
+        self._total = 0         # packets in the message
+        self._next = 1          # next expected sequence number
+        self._win_end = 0       # last packet of the current CTS window
+        self._rts_max = 255     # RTS byte 5: max packets per CTS
+        self._left = 0          # retransmission requests left
+        self._resync = False    # waiting for the re-requested packet
+        self._deadline = 0
+        self._p0 = 0            # PGN bytes as received (echoed back)
+        self._p1 = 0
+        self._p2 = 0
+
+    def reset(self):
+        """Drop any open transfer silently (e.g. new charging session)."""
+        self._reset_session()
+        self._pending = False
+
+    def _error(self, code):
+        self.errors = _inc(self.errors)
+        self.last_error = code
+
+    def _xmit(self, now):
+        """Send self._tx; a refusal is kept and retried by poll() until Tr."""
+        if self._send(self._id_cm, self._tx, 8):
+            self._pending = False
+            return True
+        self.tx_fail = _inc(self.tx_fail)
+        self._pending = True
+        self._pend_until = ticks_add(now, self._tr)
+        return False
+
+    def _cm(self, now, ctrl, b1, b2, b3, b4, p0, p1, p2):
+        t = self._tx
+        t[0] = ctrl
+        t[1] = b1
+        t[2] = b2
+        t[3] = b3
+        t[4] = b4
+        t[5] = p0
+        t[6] = p1
+        t[7] = p2
+        return self._xmit(now)
+
+    def _abort(self, now, reason, p0, p1, p2):
+        self.aborts_sent = _inc(self.aborts_sent)
+        self.last_abort = reason
+        self._cm(now, CM_ABORT, reason, 0xFF, 0xFF, 0xFF, p0, p1, p2)
+
+    def _abort_session(self, now, reason, err):
+        """Abort the open RTS/CTS transfer (BAM is dropped without Abort:
+        J1939-21 never answers a broadcast)."""
+        self._error(err)
+        if self.state == S_CMDT:
+            self._abort(now, reason, self._p0, self._p1, self._p2)
+        self._reset_session()
+
+    def _send_cts(self, now):
+        """Grant the next window starting at self._next; T2 runs."""
+        n = self._total - self._next + 1
+        if n > self._window:
+            n = self._window
+        if n > self._rts_max:
+            n = self._rts_max
+        self._win_end = self._next + n - 1
+        self._deadline = ticks_add(now, self._t2)
+        self._cm(now, CM_CTS, n, self._next, 0xFF, 0xFF,
+                 self._p0, self._p1, self._p2)
+
+    # ------------------------------------------------------------ public
+    def on_frame(self, now_ms, can_id, data, n):
+        """Feed one frame; returns the PGN of a message just completed
+        (``buf[:length]`` valid until the next call) or 0."""
+        self._expire(now_ms)    # a late frame must not revive a dead session
+        if n > len(data):
+            n = len(data)
+        pf = (can_id >> 16) & 0x3FF    # DP + PF: TP PGNs have DP = 0
+        da = (can_id >> 8) & 0xFF
+        sa = can_id & 0xFF
+        if pf == (PGN_TPDT >> 8):
+            if sa != self._peer:
+                self._error(E_ADDR)
+                return 0
+            return self._on_dt(now_ms, da, data, n)
+        if pf == (PGN_TPCM >> 8):
+            if sa != self._peer:
+                self._error(E_ADDR)
+                return 0
+            if n < 8:
+                self._error(E_DLC)      # control fields unreadable: ignore
+                return 0
+            self._on_cm(now_ms, da, data)
+            return 0
+        self._error(E_UNEXPECTED)       # not a TP frame: caller's mistake
+        return 0
+
+    def poll(self, now_ms):
+        """Run the timers: T1/T2 expiry aborts the transfer (Abort reason 3;
+        a BAM is dropped), a refused response is retried until Tr.
+
+        A response still refused after Tr is given up (E_TX); an open
+        transfer then ends by its own T1/T2 (the peer never got its CTS)."""
+        if self._pending:
+            if self._send(self._id_cm, self._tx, 8):
+                self._pending = False
+            elif ticks_diff(now_ms, self._pend_until) > 0:
+                self._pending = False
+                self._error(E_TX)
+        self._expire(now_ms)
+
+    def _expire(self, now):
+        if self.state != S_IDLE and ticks_diff(now, self._deadline) > 0:
+            self._abort_session(now, AB_TIMEOUT, E_TIMEOUT)
+
+    # ------------------------------------------------------------ TP.CM
+    def _on_cm(self, now, da, d):
+        ctrl = d[0]
+        if ctrl == CM_RTS:
+            if da != self._own:          # RTS must be destination specific
+                self._error(E_ADDR)
+                return
+            self._on_rts(now, d, False)
+        elif ctrl == CM_BAM:
+            if da != GLOBAL:            # BAM is always global (J1939-21)
+                self._error(E_ADDR)
+                return
+            self._on_rts(now, d, True)
+        elif ctrl == CM_ABORT:
+            if da != self._own:
+                self._error(E_ADDR)
+                return
+            p = _pgn_norm(d[5] | (d[6] << 8) | (d[7] << 16))
+            if self.state == S_CMDT and p == self.pgn:
+                self.aborts_rcvd = _inc(self.aborts_rcvd)
+                self.peer_abort = d[1]
+                self._reset_session()
+            else:
+                self._error(E_UNEXPECTED)  # nothing of ours to abort
+        else:
+            # CTS / EOMA (we never originate) or an unknown control byte
+            self._error(E_UNEXPECTED)
+
+    def _on_rts(self, now, d, bam):
+        size = d[1] | (d[2] << 8)
+        npk = d[3]
+        p0 = d[5]
+        p1 = d[6]
+        p2 = d[7]
+        pgn = _pgn_norm(p0 | (p1 << 8) | (p2 << 16))
+        # Validate; each failure has its own J1939-21 reason.
+        reason = 0
+        if size > _MAX_TP:
+            reason = AB_TOO_BIG
+            err = E_SIZE
+        elif size == 0 or npk != (size + 6) // 7:
+            reason = AB_OTHER
+            err = E_RTS
+        elif size > self._limit:
+            reason = AB_RESOURCES
+            err = E_SIZE
+        elif pgn not in self._pgns:
+            reason = AB_OTHER
+            err = E_PGN
+        st = self.state
+        if bam:
+            if reason:
+                self._error(err)         # never answer a broadcast
+                return
+            if st == S_CMDT:
+                self._error(E_BUSY)      # one buffer: RTS/CTS has priority
+                return
+            # a new BAM replaces an older one from the same sender
+        else:
+            if reason:
+                self._error(err)
+                if st == S_CMDT and pgn == self.pgn:
+                    self._reset_session()    # our Abort closes that one too
+                self._abort(now, reason, p0, p1, p2)
+                return
+            if st == S_CMDT and pgn != self.pgn and not self._preempt:
+                # J1939-21: one connection per originator; keep the open one
+                self._error(E_BUSY)
+                self._abort(now, AB_BUSY, p0, p1, p2)
+                return
+            # same PGN: "the most recent RTS shall be acted on and the
+            # previous abandoned, no Abort" (J1939-21 5.10.3.1); a BAM or
+            # (with rts_preempt) another PGN is dropped the same way.
+        self._reset_session()
+        self.pgn = pgn
+        self._p0 = p0
+        self._p1 = p1
+        self._p2 = p2
+        self._size = size
+        self._total = npk
+        self._next = 1
+        self._left = self._retries
+        if bam:
+            self.state = S_BAM
+            self._win_end = npk
+            self._deadline = ticks_add(now, self._t1)
+        else:
+            self.state = S_CMDT
+            m = d[4]
+            self._rts_max = 255 if m == 0 else m   # 0 is invalid: no limit
+            self._send_cts(now)
+
+    # ------------------------------------------------------------ TP.DT
+    def _on_dt(self, now, da, d, n):
+        st = self.state
+        if st == S_IDLE:
+            self._error(E_NO_SESSION)
+            return 0
+        if (st == S_CMDT and da != self._own) or (st == S_BAM and da != GLOBAL):
+            self._error(E_ADDR)          # not this transfer's packets
+            return 0
+        if n < 1:
+            self._error(E_DLC)
+            return 0
+        seq = d[0]
+        if seq == 0 or seq > self._total:
+            # no such packet: the sender is confused beyond recovery
+            self._abort_session(now, AB_BAD_SEQ, E_SEQ)
+            return 0
+        if seq < self._next:
+            self.dups = _inc(self.dups)  # already have it: ignore, T1 not
+            self._error(E_DUP)           # restarted, so a flood ends at T1
+            return 0
+        if seq > self._next:
+            return self._gap(now)
+        off = (seq - 1) * 7
+        k = self._size - off
+        if k > 7:
+            k = 7
+        if n - 1 < k:
+            # short DT missing payload: treat it as lost (a gap follows)
+            self._error(E_DLC)
+            return 0
+        buf = self.buf
+        for i in range(k):
+            buf[off + i] = d[1 + i]
+        # padding bytes (J1939-21: 0xFF) are neither copied nor checked
+        self._resync = False
+        self._next = seq + 1
+        if seq == self._total:
+            self.length = self._size
+            self.completed = _inc(self.completed)
+            if st == S_CMDT:
+                self._cm(now, CM_EOMA, self._size & 0xFF, self._size >> 8,
+                         self._total, 0xFF, self._p0, self._p1, self._p2)
+            pgn = self.pgn
+            self._reset_session()
+            self.pgn = pgn
+            return pgn
+        if st == S_CMDT and seq >= self._win_end:
+            self._send_cts(now)          # next window, T2 runs
+        else:
+            self._deadline = ticks_add(now, self._t1)
+        return 0
+
+    def _gap(self, now):
+        """Packets missing before this one."""
+        if self._resync:
+            # rest of the old window still in flight after our re-request:
+            # ignore until the re-requested packet comes (T2 still runs)
+            self._error(E_SEQ)
+            return 0
+        if self.state == S_BAM:
+            self._abort_session(now, AB_BAD_SEQ, E_SEQ)   # silent drop
+            return 0
+        if self._left > 0:
+            self._left -= 1
+            self._resync = True
+            self.retransmits = _inc(self.retransmits)
+            self._error(E_SEQ)
+            self._send_cts(now)          # re-request from the first missing
+            return 0
+        self._abort_session(now, AB_RETRANSMIT if self._retries else AB_BAD_SEQ,
+                            E_SEQ)
+        return 0

@@ -1,0 +1,102 @@
+"""A time-triggered cooperative scheduler.
+
+Tasks have a fixed period and an offset (so that tasks of the same period do
+not all land on the same tick).  Each pass runs every task that is due, in
+the order they were added (add the protection tick first: order is
+priority).  A task that starts later than its deadline (by default its
+period) counts as an overrun; a task is never run twice to catch up, since
+a catch-up burst is exactly what a real-time loop must avoid.
+
+Per task, real execution time is measured with ``time.ticks_us``: worst
+case, last, and run/overrun counters, read by the console's ``sched``
+command.  ``run_due`` allocates nothing.
+"""
+from rt.clock import ticks_diff, ticks_add, cpu_us
+
+
+class Task:
+    def __init__(self, name, fn, period_ms, offset_ms, deadline_ms):
+        self.name = name
+        self.fn = fn
+        self.period = period_ms
+        self.deadline = deadline_ms
+        self.offset = offset_ms
+        self.next_due = offset_ms
+        self.runs = 0
+        self.overruns = 0
+        self.late_max_ms = 0
+        self.wcet_us = 0
+        self.last_us = 0
+        self.total_us = 0   # modulo 2**30: read as differences
+
+
+class Scheduler:
+    def __init__(self, clock):
+        self.clock = clock
+        self.tasks = []
+        self.passes = 0
+        self.pass_wcet_us = 0
+        self.started = False
+
+    def add(self, name, fn, period_ms, offset_ms=0, deadline_ms=0):
+        """Register a periodic task; call before ``start``."""
+        t = Task(name, fn, period_ms, offset_ms, deadline_ms or period_ms)
+        self.tasks.append(t)
+        return t
+
+    def start(self, now_ms=None):
+        now = self.clock.ticks_ms() if now_ms is None else now_ms
+        for t in self.tasks:
+            t.next_due = ticks_add(now, t.offset)
+        self.started = True
+
+    def next_due(self):
+        """Earliest due time of any task (ticks ms)."""
+        tasks = self.tasks
+        best = tasks[0].next_due
+        for t in tasks:
+            if ticks_diff(t.next_due, best) < 0:
+                best = t.next_due
+        return best
+
+    def run_due(self):
+        """Run every task that is due now; returns the number run."""
+        now = self.clock.ticks_ms()
+        ran = 0
+        p0 = cpu_us()
+        for t in self.tasks:
+            late = ticks_diff(now, t.next_due)
+            if late < 0:
+                continue
+            if late >= t.deadline:
+                t.overruns += 1
+            if late > t.late_max_ms:
+                t.late_max_ms = late
+            t0 = cpu_us()
+            t.fn(now)
+            dt = ticks_diff(cpu_us(), t0)
+            t.last_us = dt
+            t.total_us = (t.total_us + dt) & 0x3FFFFFFF  # stay a small int on 32-bit ports
+            if dt > t.wcet_us:
+                t.wcet_us = dt
+            t.runs += 1
+            ran += 1
+            # Next slot on the fixed grid; skip slots already missed.
+            nd = ticks_add(t.next_due, t.period)
+            if ticks_diff(now, nd) >= 0:
+                missed = ticks_diff(now, nd) // t.period + 1
+                nd = ticks_add(nd, missed * t.period)
+            t.next_due = nd
+        if ran:
+            self.passes += 1
+            dt = ticks_diff(cpu_us(), p0)
+            if dt > self.pass_wcet_us:
+                self.pass_wcet_us = dt
+        return ran
+
+    def reset_stats(self):
+        for t in self.tasks:
+            t.runs = t.overruns = t.late_max_ms = 0
+            t.wcet_us = t.last_us = t.total_us = 0
+        self.passes = 0
+        self.pass_wcet_us = 0

@@ -1,0 +1,601 @@
+"""Real-time safety checks S-1..S-13 (requirements section 3, seed 000 5.1).
+
+Each check is a small class that only answers "is the condition true right
+now?": ``eval(ctx, now)`` returns ``TRUE`` (1), ``FALSE`` (0) or
+``INACTIVE`` (-1) and leaves ``value`` / ``limit`` (what was compared, for
+diagnostics) and, when inactive, ``why`` (which input is missing or
+untrusted).  Persistence (5 s), release, levels and actions live in
+``safety.risk`` and ``safety.supervisor``; keeping them apart makes every
+condition testable on its own.
+
+Inputs are named per class in ``INPUTS``.  They come from one ``Ctx``:
+
+    ctx.bms    gbt.bmsdata.BmsData (NA = -1 for "not received / not available")
+    ctx.inp    board.Inputs (charger measurements, 0.1 V / 0.1 A)
+    ctx.stale  bit mask of BMS messages the link considers stale/untrusted
+               (``STALE_*``; set by the app from the link's last-seen times)
+    ctx.soc0   SOC at session start, 0.1 %
+    ctx.wh     energy delivered this session, Wh (integrated here from U*I)
+    ctx.cah    charge delivered this session, 0.01 Ah
+
+Integer math only.  On a 32-bit port a small int holds +-2**30, so every
+product below is bounded (see docs/safety.md "integer ranges"): going
+past it would allocate a long int on the hot path.  Nothing here divides
+by a value that can be zero and no input value can raise.
+"""
+from micropython import const
+import config
+from rt.clock import ticks_diff, ticks_add
+
+NA = const(-1)
+TRUE = const(1)
+FALSE = const(0)
+INACTIVE = const(-1)
+
+# ctx.stale bits: a message the link reports as timed out / untrusted makes
+# every check that reads it INACTIVE (visible in diagnostics).
+STALE_BCP = const(0x01)
+STALE_BCL = const(0x02)
+STALE_BCS = const(0x04)
+STALE_BSM = const(0x08)
+STALE_BMV = const(0x10)
+STALE_BMT = const(0x20)
+STALE_OUT = const(0x40)   # charger's own output measurement untrusted
+
+# CST masks (same values as gbt.messages; local so this module stands alone)
+_F_OTHER = const(0x400)
+_E_CURRENT = const(0x01)
+_E_VOLTAGE = const(0x04)
+
+_MAX_WH = const(1000000)      # clamp: keeps wh * 1000 below 2**30
+_MAX_DT = const(5000)         # clamp one integration step (stalled tick)
+_WMS_PER_WH = const(360000)   # 10 W * ms per Wh
+_DAMS_PER_CAH = const(360000) # 0.1 A * ms per 0.01 Ah
+
+CONFIG_SCHEMA = (
+    ("s1.permille", 995, 500, 2000, "0.1 %", "S-1: BCL current demand limit, per mille of BCP max current"),
+    ("s2.permille", 15, 1, 500, "0.1 %", "S-2: |I_out - I_BCS| limit, per mille of I_out"),
+    ("s2.floor_dA", 10, 0, 1000, "0.1 A", "S-2: deviation never flagged below this (sensor resolution; DECISION)"),
+    ("s3.permille", 1005, 500, 2000, "0.1 %", "S-3: output current limit, per mille of BCP max current"),
+    ("s4.permille", 995, 500, 2000, "0.1 %", "S-4: BCL voltage demand limit, per mille of BCP max voltage"),
+    ("s5.dv", 50, 1, 1000, "0.1 V", "S-5: |V_out - V_BCS| limit"),
+    ("s6.permille", 1005, 500, 2000, "0.1 %", "S-6: output voltage limit, per mille of BCP max voltage"),
+    ("s7.permille", 1005, 500, 2000, "0.1 %", "S-7: max cell voltage limit, per mille of BCP max cell voltage"),
+    ("s8.spread", 20, 1, 500, "0.01 V", "S-8: max - min cell voltage limit"),
+    ("s9.interval_ms", 60000, 1000, 600000, "ms", "S-9: dQ/dV sampling interval"),
+    ("s9.soc_min", 70, 0, 100, "%", "S-9: evaluated only above this SOC (CC mode)"),
+    ("s9.thresh", 1000, 1, 100000, "0.1 Ah/V", "S-9: |dQ/dV2 - dQ/dV1| limit (DECISION, calibrate per pack)"),
+    ("s9.min_dv", 2, 1, 100, "0.01 V", "S-9: |dV| below this = interval not evaluable (no division)"),
+    ("s11.sample_ms", 10000, 1000, 60000, "ms", "S-11: temperature sampling period"),
+    ("s11.samples", 7, 2, 13, "-", "S-11: rate over (samples - 1) * sample_ms (default 60 s)"),
+    ("s11.rate", 20, 1, 1000, "0.1 degC/min", "S-11: max temperature rise rate (DECISION)"),
+    ("s13.thresh", 100, 1, 1000, "0.1 %", "S-13: |SOC_BMS - SOC_est| limit (DECISION)"),
+    ("s13.eff", 1000, 500, 1000, "0.1 %", "S-13: charge efficiency applied to integral(U*I) (1000 = formula as written)"),
+)
+config.register(CONFIG_SCHEMA)
+
+
+def cfg(c, key, schema=CONFIG_SCHEMA):
+    """Value of ``key`` from dict ``c``, else the schema default."""
+    if c is not None and key in c:
+        return c[key]
+    for e in schema:
+        if e[0] == key:
+            return e[1]
+    raise KeyError(key)
+
+
+class Ctx:
+    """Everything the checks read.  One per supervisor, allocated once."""
+
+    def __init__(self, bms, inp):
+        self.bms = bms
+        self.inp = inp
+        self.stale = 0
+        self.soc0 = NA
+        self.reset(0)
+
+    def reset(self, now):
+        """Start of a session: zero the integrators."""
+        self.wh = 0
+        self.cah = 0
+        self._wacc = 0       # remainder, 10 W * ms
+        self._qacc = 0       # remainder, 0.1 A * ms
+        self._last = now
+
+    def integrate(self, now):
+        """Add U*I*dt and I*dt since the last call (measured at the output)."""
+        dt = ticks_diff(now, self._last)
+        self._last = now
+        if dt <= 0:
+            return
+        if dt > _MAX_DT:
+            dt = _MAX_DT
+        i = self.inp.i_out
+        v = self.inp.v_outside
+        if i < -10000 or i > 10000 or v < 0 or v > 15000:
+            return               # implausible sample: skip it, never overflow
+        p10 = v * i // 1000      # 10 W units: 0.1 V * 0.1 A = 0.01 W
+        a = self._wacc + p10 * dt
+        self.wh += a // _WMS_PER_WH
+        self._wacc = a % _WMS_PER_WH
+        q = self._qacc + i * dt
+        self.cah += q // _DAMS_PER_CAH
+        self._qacc = q % _DAMS_PER_CAH
+        if self.wh > _MAX_WH:
+            self.wh = _MAX_WH
+        elif self.wh < -_MAX_WH:
+            self.wh = -_MAX_WH
+
+
+class Check:
+    """Base: diagnostics fields and the INACTIVE helper."""
+
+    ID = 0
+    NAME = ""
+    INPUTS = ""
+    CST_FAULT = _F_OTHER
+    CST_ERROR = 0
+
+    def __init__(self):
+        self.value = NA
+        self.limit = NA
+        self.why = "not evaluated"
+
+    def na(self, why):
+        self.why = why
+        return INACTIVE
+
+    def reset(self, now):
+        """Start of a session (stateful checks override)."""
+        self.why = "not evaluated"
+
+    def eval(self, ctx, now):
+        return INACTIVE
+
+
+def _pct_over(chk, v, lim, pm):
+    """Shared form 'v > pm/1000 * lim' (lim > 0, v >= 0 already checked)."""
+    chk.value = v
+    chk.limit = lim * pm // 1000
+    return TRUE if v * 1000 > lim * pm else FALSE
+
+
+class S1(Check):
+    ID = 1
+    NAME = "S-1 current demand > max allowed"
+    INPUTS = "BCL req_i, BCP max_i"
+
+    def __init__(self, c):
+        Check.__init__(self)
+        self.pm = cfg(c, "s1.permille")
+
+    def eval(self, ctx, now):
+        b = ctx.bms
+        if ctx.stale & (STALE_BCL | STALE_BCP):
+            return self.na("BCL/BCP stale")
+        if b.max_i <= 0:
+            return self.na("BCP max_i NA")
+        if b.req_i < 0:
+            return self.na("BCL req_i NA")
+        return _pct_over(self, b.req_i, b.max_i, self.pm)
+
+
+class S2(Check):
+    ID = 2
+    NAME = "S-2 output current deviation"
+    INPUTS = "inp.i_out, BCS meas_i"
+    CST_ERROR = _E_CURRENT
+
+    def __init__(self, c):
+        Check.__init__(self)
+        self.pm = cfg(c, "s2.permille")
+        self.floor = cfg(c, "s2.floor_dA")
+
+    def eval(self, ctx, now):
+        if ctx.stale & (STALE_BCS | STALE_OUT):
+            return self.na("BCS/output stale")
+        m = ctx.bms.meas_i
+        if m < 0:
+            return self.na("BCS meas_i NA")
+        i = ctx.inp.i_out
+        if i < 0:
+            i = 0
+        d = i - m
+        if d < 0:
+            d = -d
+        self.value = d
+        lim = i * self.pm // 1000
+        if lim < self.floor:
+            lim = self.floor
+        self.limit = lim
+        return TRUE if d * 1000 > i * self.pm and d > self.floor else FALSE
+
+
+class S3(Check):
+    ID = 3
+    NAME = "S-3 charging overcurrent"
+    INPUTS = "inp.i_out, BCP max_i"
+    CST_ERROR = _E_CURRENT
+
+    def __init__(self, c):
+        Check.__init__(self)
+        self.pm = cfg(c, "s3.permille")
+
+    def eval(self, ctx, now):
+        if ctx.stale & (STALE_BCP | STALE_OUT):
+            return self.na("BCP/output stale")
+        lim = ctx.bms.max_i
+        if lim <= 0:
+            return self.na("BCP max_i NA")
+        i = ctx.inp.i_out
+        if i < 0:
+            i = 0
+        return _pct_over(self, i, lim, self.pm)
+
+
+class S4(Check):
+    ID = 4
+    NAME = "S-4 voltage demand > max allowed"
+    INPUTS = "BCL req_v, BCP max_v"
+
+    def __init__(self, c):
+        Check.__init__(self)
+        self.pm = cfg(c, "s4.permille")
+
+    def eval(self, ctx, now):
+        b = ctx.bms
+        if ctx.stale & (STALE_BCL | STALE_BCP):
+            return self.na("BCL/BCP stale")
+        if b.max_v <= 0:
+            return self.na("BCP max_v NA")
+        if b.req_v < 0:
+            return self.na("BCL req_v NA")
+        return _pct_over(self, b.req_v, b.max_v, self.pm)
+
+
+class S5(Check):
+    ID = 5
+    NAME = "S-5 output voltage deviation"
+    INPUTS = "inp.v_outside, BCS meas_v"
+    CST_ERROR = _E_VOLTAGE
+
+    def __init__(self, c):
+        Check.__init__(self)
+        self.dv = cfg(c, "s5.dv")
+
+    def eval(self, ctx, now):
+        if ctx.stale & (STALE_BCS | STALE_OUT):
+            return self.na("BCS/output stale")
+        m = ctx.bms.meas_v
+        if m < 0:
+            return self.na("BCS meas_v NA")
+        d = ctx.inp.v_outside - m
+        if d < 0:
+            d = -d
+        self.value = d
+        self.limit = self.dv
+        return TRUE if d > self.dv else FALSE
+
+
+class S6(Check):
+    ID = 6
+    NAME = "S-6 pack overvoltage"
+    INPUTS = "inp.v_outside, BCP max_v"
+    CST_ERROR = _E_VOLTAGE
+
+    def __init__(self, c):
+        Check.__init__(self)
+        self.pm = cfg(c, "s6.permille")
+
+    def eval(self, ctx, now):
+        if ctx.stale & (STALE_BCP | STALE_OUT):
+            return self.na("BCP/output stale")
+        lim = ctx.bms.max_v
+        if lim <= 0:
+            return self.na("BCP max_v NA")
+        v = ctx.inp.v_outside
+        if v < 0:
+            v = 0
+        return _pct_over(self, v, lim, self.pm)
+
+
+def _max_cell(ctx):
+    """Highest cell voltage (0.01 V) from BCS and/or BMV, NA if neither."""
+    b = ctx.bms
+    v = NA
+    if not ctx.stale & STALE_BCS:
+        v = b.cell_max_v
+    if not ctx.stale & STALE_BMV and b.bmv_max_v > v:
+        v = b.bmv_max_v
+    return v
+
+
+class S7(Check):
+    ID = 7
+    NAME = "S-7 cell overvoltage"
+    INPUTS = "BCS cell_max_v / BMV bmv_max_v, BCP max_cell_v"
+    CST_ERROR = _E_VOLTAGE
+
+    def __init__(self, c):
+        Check.__init__(self)
+        self.pm = cfg(c, "s7.permille")
+
+    def eval(self, ctx, now):
+        if ctx.stale & STALE_BCP:
+            return self.na("BCP stale")
+        lim = ctx.bms.max_cell_v
+        if lim <= 0:
+            return self.na("BCP max_cell_v NA")
+        v = _max_cell(ctx)
+        if v < 0:
+            return self.na("cell max (BCS/BMV) NA")
+        return _pct_over(self, v, lim, self.pm)
+
+
+class S8(Check):
+    ID = 8
+    NAME = "S-8 cell voltage spread"
+    INPUTS = "BMV cell_min_v, BMV bmv_max_v (else BCS cell_max_v)"
+
+    def __init__(self, c):
+        Check.__init__(self)
+        self.lim = cfg(c, "s8.spread")
+
+    def eval(self, ctx, now):
+        b = ctx.bms
+        if ctx.stale & STALE_BMV:
+            return self.na("BMV stale")
+        lo = b.cell_min_v
+        if lo < 0:
+            return self.na("BMV cell_min_v NA")
+        # prefer max and min from the same BMV snapshot
+        hi = b.bmv_max_v
+        if hi < 0:
+            if ctx.stale & STALE_BCS:
+                return self.na("cell max NA (BCS stale)")
+            hi = b.cell_max_v
+        if hi < 0:
+            return self.na("cell max NA")
+        self.value = hi - lo
+        self.limit = self.lim
+        return TRUE if hi - lo > self.lim else FALSE
+
+
+class S9(Check):
+    """dQ/dV divergence of the highest and lowest cell.
+
+    Every ``s9.interval_ms`` the charge added (ctx.cah, 0.01 Ah) and the
+    change of the highest (V2) and lowest (V1) cell voltage (0.01 V) are
+    taken: dQ/dV = dQ[0.01 Ah] / dV[0.01 V] in Ah/V, computed in 0.1 Ah/V.
+    If |dV1| or |dV2| < ``s9.min_dv`` the interval is not evaluable (that is
+    the "dV near zero" case): INACTIVE until the next interval.  The result
+    of an interval holds until the next one."""
+
+    ID = 9
+    NAME = "S-9 dQ/dV divergence"
+    INPUTS = "BCL req_mode, BCS soc, BCS/BMV cell max, BMV cell_min_v, inp.i_out"
+
+    def __init__(self, c):
+        Check.__init__(self)
+        self.interval = cfg(c, "s9.interval_ms")
+        self.soc_min = cfg(c, "s9.soc_min")
+        self.thr = cfg(c, "s9.thresh")
+        self.min_dv = cfg(c, "s9.min_dv")
+        self.reset(0)
+
+    def reset(self, now):
+        Check.reset(self, now)
+        self.t0 = 0
+        self.q0 = 0
+        self.v2 = NA
+        self.v1 = NA
+        self.res = INACTIVE
+
+    def _restart(self, ctx, now, hi, lo):
+        self.t0 = now
+        self.q0 = ctx.cah
+        self.v2 = hi
+        self.v1 = lo
+
+    def eval(self, ctx, now):
+        b = ctx.bms
+        if ctx.stale & (STALE_BCL | STALE_BCS | STALE_BMV):
+            self.v2 = NA
+            return self.na("BCL/BCS/BMV stale")
+        if b.req_mode != 2:
+            self.v2 = NA
+            return self.na("not CC mode")
+        if b.soc < 0:
+            self.v2 = NA
+            return self.na("BCS soc NA")
+        if b.soc <= self.soc_min:
+            self.v2 = NA
+            return self.na("SOC <= soc_min")
+        hi = _max_cell(ctx)
+        lo = b.cell_min_v
+        if hi < 0 or lo < 0:
+            self.v2 = NA
+            return self.na("cell max/min NA")
+        if self.v2 < 0:
+            self._restart(ctx, now, hi, lo)
+            self.res = INACTIVE
+            return self.na("first interval")
+        if ticks_diff(now, self.t0) < self.interval:
+            if self.res == INACTIVE:
+                self.why = "interval running"
+            return self.res
+        dq = ctx.cah - self.q0
+        d2 = hi - self.v2
+        d1 = lo - self.v1
+        self._restart(ctx, now, hi, lo)
+        if -self.min_dv < d2 < self.min_dv or -self.min_dv < d1 < self.min_dv:
+            self.res = INACTIVE
+            return self.na("dV too small")
+        if dq > 1000000 or dq < -1000000:
+            self.res = INACTIVE
+            return self.na("dQ implausible")
+        r2 = dq * 10 // d2      # 0.1 Ah/V; |d2| >= min_dv >= 1, never 0
+        r1 = dq * 10 // d1
+        d = r2 - r1
+        if d < 0:
+            d = -d
+        self.value = d
+        self.limit = self.thr
+        self.res = TRUE if d > self.thr else FALSE
+        return self.res
+
+
+class S10(Check):
+    ID = 10
+    NAME = "S-10 cell overtemperature"
+    INPUTS = "BSM temp_max / BMT bmt_max, BCP max_temp"
+
+    def __init__(self, c):
+        Check.__init__(self)
+
+    def eval(self, ctx, now):
+        b = ctx.bms
+        if ctx.stale & STALE_BCP:
+            return self.na("BCP stale")
+        lim = b.max_temp
+        if lim == NA:
+            return self.na("BCP max_temp NA")
+        t = NA
+        have = 0
+        if not ctx.stale & STALE_BSM and b.temp_max != NA:
+            t = b.temp_max
+            have = 1
+        if not ctx.stale & STALE_BMT and b.bmt_max != NA and (not have or b.bmt_max > t):
+            t = b.bmt_max
+            have = 1
+        if not have:
+            return self.na("BSM/BMT temp max NA")
+        self.value = t
+        self.limit = lim
+        return TRUE if t > lim else FALSE
+
+
+class S11(Check):
+    """Temperature rise rate: a ring of ``s11.samples`` readings taken every
+    ``s11.sample_ms``; rate = (newest - oldest) over (samples - 1) *
+    sample_ms, scaled to 0.1 degC/min.
+    INACTIVE until the window is full (a 1 degC step over a short span
+    would read as a huge rate)."""
+
+    ID = 11
+    NAME = "S-11 temperature rise rate"
+    INPUTS = "BSM temp_max"
+
+    def __init__(self, c):
+        Check.__init__(self)
+        self.period = cfg(c, "s11.sample_ms")
+        self.n = cfg(c, "s11.samples")
+        self.rate = cfg(c, "s11.rate")
+        self.ring = [0] * self.n
+        self.reset(0)
+
+    def reset(self, now):
+        Check.reset(self, now)
+        self.count = 0
+        self.head = 0
+        self.t_next = now
+        self.res = INACTIVE
+
+    def eval(self, ctx, now):
+        t = ctx.bms.temp_max
+        if ctx.stale & STALE_BSM or t == NA:
+            self.count = 0
+            self.res = INACTIVE
+            return self.na("BSM temp_max NA/stale")
+        if ticks_diff(now, self.t_next) < 0:
+            if self.res == INACTIVE:
+                self.why = "filling window"
+            return self.res
+        self.t_next = ticks_add(now, self.period)
+        n = self.n
+        self.ring[self.head] = t
+        self.head += 1
+        if self.head >= n:
+            self.head = 0
+        if self.count < n:
+            self.count += 1
+        if self.count < n:
+            self.res = INACTIVE
+            return self.na("filling window")
+        oldest = self.ring[self.head]      # head now points at the oldest
+        newest = self.ring[self.head - 1]  # index -1 wraps to the end
+        span = (n - 1) * self.period
+        r = (newest - oldest) * 600000 // span   # 0.1 degC per minute
+        self.value = r
+        self.limit = self.rate
+        self.res = TRUE if r > self.rate else FALSE
+        return self.res
+
+
+class S12(Check):
+    ID = 12
+    NAME = "S-12 SOC out of range"
+    INPUTS = "BCS soc (1 %), BCP bcp_soc (0.1 %)"
+
+    def __init__(self, c):
+        Check.__init__(self)
+
+    def eval(self, ctx, now):
+        b = ctx.bms
+        v = NA
+        if not ctx.stale & STALE_BCS and b.soc >= 0:
+            v = b.soc * 10
+        if not ctx.stale & STALE_BCP and b.bcp_soc > v:
+            v = b.bcp_soc
+        if v < 0:
+            return self.na("BCS soc / BCP soc NA")
+        self.value = v
+        self.limit = 1000
+        return TRUE if v > 1000 else FALSE
+
+
+class S13(Check):
+    """estimated SOC = soc0 + integral(U*I dt) * eff / rated energy."""
+
+    ID = 13
+    NAME = "S-13 SOC rate abnormal"
+    INPUTS = "BCS soc, ctx.soc0, ctx.wh, BCP energy (else BRM rated_ah*rated_v)"
+
+    def __init__(self, c):
+        Check.__init__(self)
+        self.thr = cfg(c, "s13.thresh")
+        self.eff = cfg(c, "s13.eff")
+
+    def eval(self, ctx, now):
+        b = ctx.bms
+        if ctx.stale & (STALE_BCS | STALE_OUT):
+            return self.na("BCS/output stale")
+        if b.soc < 0:
+            return self.na("BCS soc NA")
+        if ctx.soc0 < 0:
+            return self.na("initial SOC NA")
+        if b.energy > 0:
+            e = b.energy * 100                    # Wh
+        elif b.rated_ah > 0 and b.rated_v > 0:
+            e = (b.rated_ah // 10) * b.rated_v // 10  # Ah * 0.1 V -> Wh
+        else:
+            return self.na("rated energy NA")
+        if e <= 0 or e > 10000000:
+            return self.na("rated energy implausible")
+        est = ctx.soc0 + ctx.wh * self.eff // e   # 0.1 %
+        d = b.soc * 10 - est
+        if d < 0:
+            d = -d
+        self.value = d
+        self.limit = self.thr
+        return TRUE if d > self.thr else FALSE
+
+
+CLASSES = (S1, S2, S3, S4, S5, S6, S7, S8, S9, S10, S11, S12, S13)
+N_CHECKS = const(13)
+
+
+def build(c):
+    """One instance of every check, index i = check id - 1."""
+    return [k(c) for k in CLASSES]

@@ -1,0 +1,235 @@
+"""VIN lockout, needs-confirmation flag and latched faults (persisted).
+
+Requirements section 4:
+- the same warning (check id, any level) raised for the same vehicle (VIN)
+  ``lockout.count`` (3) or more times within one calendar day limits that
+  vehicle for ``lockout.hours`` (12 h): ``lockout.mode`` "refuse" (no
+  start) or "cap" (start allowed, current capped at ``lockout.cap_dA``);
+- SOC anomalies (S-12, S-13) set a needs-confirmation flag that stays
+  until an operator acknowledges it (``acknowledge``); while it is set the
+  vehicle that caused it is refused (``lockout.confirm_blocks`` = 1);
+- latched fault bits owned by the supervisor (E-stop latch, contactor
+  fault) ride along so that they too survive reboot and power loss.
+
+Time is wall-clock seconds (RTC, any epoch that starts at a UTC midnight,
+e.g. MicroPython's 2000 epoch or Unix 1970); the calendar day is local
+time ``(wall_s + tz_min*60) // 86400``.  Without a set RTC (wall_s = 0)
+everything falls into one "day": counting stays conservative.
+
+A vehicle without a VIN (BRM without the optional VIN) cannot be
+identified, so its warnings are not counted (they are still raised,
+recorded and acted on).
+
+This runs from the supervisor's slow tick, never from the fast paths:
+it may allocate.  ``pack``/``unpack`` give the bytes for ``store.Store``.
+"""
+import struct
+import config
+
+CONFIG_SCHEMA = (
+    ("lockout.enable", 1, 0, 1, "-", "VIN lockout on"),
+    ("lockout.count", 3, 1, 100, "-", "Same warning this many times per calendar day locks the VIN"),
+    ("lockout.hours", 12, 1, 168, "h", "Lockout duration"),
+    ("lockout.mode", "refuse", None, None, "-", "refuse | cap: what a locked VIN gets"),
+    ("lockout.cap_dA", 100, 0, 10000, "0.1 A", "Current cap in mode cap"),
+    ("lockout.tz_min", 480, -720, 840, "min", "Local time offset for the calendar day (China: +480)"),
+    ("lockout.slots", 16, 4, 32, "-", "VIN/check entries kept (oldest unlocked evicted)"),
+    ("lockout.confirm_blocks", 1, 0, 1, "-", "Refuse the VIN with a pending SOC confirmation"),
+)
+config.register(CONFIG_SCHEMA)
+
+
+def _cross(c):
+    if c["lockout.mode"] not in ("refuse", "cap"):
+        return "lockout.mode must be 'refuse' or 'cap'"
+    return None
+
+
+if _cross not in config.CROSS_CHECKS:
+    config.CROSS_CHECKS.append(_cross)
+
+# latched bits (set/cleared by the supervisor)
+L_ESTOP = 0x01
+L_CONTACTOR = 0x02
+
+OK = 0
+LOCKED = 1
+CAPPED = 2
+CONFIRM = 3
+
+_VERSION = 1
+_HDR = "<BBBB"         # version, latched, confirm check id, entry count
+_CONF = "<B17sI"       # confirm vin length, vin, time set (wall s)
+_ENT = "<B17sBBII"     # vin length, vin, check id, count, day, lock until (wall s)
+
+
+def _cfg(c, key):
+    if c is not None and key in c:
+        return c[key]
+    for e in CONFIG_SCHEMA:
+        if e[0] == key:
+            return e[1]
+    raise KeyError(key)
+
+
+def vin_key(vin):
+    """VIN as bytes without 0x00/0xFF fill; b"" if none."""
+    if not vin:
+        return b""
+    b = bytes(vin)
+    n = len(b)
+    while n and (b[n - 1] == 0 or b[n - 1] == 0xFF):
+        n -= 1
+    return b[:n] if n <= 17 else b[:17]
+
+
+class Lockout:
+    def __init__(self, c):
+        self.enable = _cfg(c, "lockout.enable")
+        self.count = _cfg(c, "lockout.count")
+        self.secs = _cfg(c, "lockout.hours") * 3600
+        self.mode_cap = _cfg(c, "lockout.mode") == "cap"
+        self.cap_dA = _cfg(c, "lockout.cap_dA")
+        self.tz_s = _cfg(c, "lockout.tz_min") * 60
+        self.slots = _cfg(c, "lockout.slots")
+        self.confirm_blocks = _cfg(c, "lockout.confirm_blocks")
+        self.clear()
+
+    def clear(self):
+        self.entries = []       # [vin bytes, check, count, day, until]
+        self.latched = 0
+        self.confirm = 0        # check id that needs confirmation, 0 = none
+        self.confirm_vin = b""
+        self.confirm_t = 0
+        self.dirty = False
+
+    def day_of(self, wall_s):
+        return (wall_s + self.tz_s) // 86400
+
+    def note(self, vin, check, wall_s):
+        """One raised warning.  Returns the new count if this locks the VIN
+        (count reached), else 0."""
+        if not self.enable:
+            return 0
+        v = vin_key(vin)
+        if not v:
+            return 0
+        day = self.day_of(wall_s)
+        e = None
+        for x in self.entries:
+            if x[0] == v and x[1] == check:
+                e = x
+                break
+        if e is None:
+            e = [v, check, 0, day, 0]
+            self._insert(e, wall_s)
+        if e[3] != day:
+            e[2] = 0
+            e[3] = day
+        e[2] += 1
+        self.dirty = True
+        if e[2] >= self.count:
+            e[4] = wall_s + self.secs
+            return e[2]
+        return 0
+
+    def _insert(self, e, wall_s):
+        if len(self.entries) >= self.slots:
+            # evict: an unlocked entry with the oldest day, else the lock
+            # that ends first
+            best = 0
+            for k in range(1, len(self.entries)):
+                a = self.entries[k]
+                b = self.entries[best]
+                ka = (a[4] > wall_s, a[4] if a[4] > wall_s else a[3])
+                kb = (b[4] > wall_s, b[4] if b[4] > wall_s else b[3])
+                if ka < kb:
+                    best = k
+            self.entries.pop(best)
+        self.entries.append(e)
+
+    def set_confirm(self, vin, check, wall_s):
+        self.confirm = check
+        self.confirm_vin = vin_key(vin)
+        self.confirm_t = wall_s
+        self.dirty = True
+
+    def acknowledge(self):
+        had = self.confirm
+        self.confirm = 0
+        self.confirm_vin = b""
+        self.dirty = True
+        return had
+
+    def set_latch(self, bits):
+        if self.latched & bits != bits:
+            self.latched |= bits
+            self.dirty = True
+
+    def clear_latch(self, bits):
+        if self.latched & bits:
+            self.latched &= ~bits
+            self.dirty = True
+
+    def status(self, vin, wall_s):
+        """(OK | LOCKED | CAPPED | CONFIRM, check id, lock until)."""
+        v = vin_key(vin)
+        if v and self.confirm and self.confirm_blocks and v == self.confirm_vin:
+            return CONFIRM, self.confirm, 0
+        if not self.enable or not v:
+            return OK, 0, 0
+        until = 0
+        chk = 0
+        for e in self.entries:
+            if e[0] == v and e[4] > wall_s and e[4] > until:
+                until = e[4]
+                chk = e[1]
+        if until:
+            return (CAPPED if self.mode_cap else LOCKED), chk, until
+        return OK, 0, 0
+
+    def pack(self):
+        out = bytearray(struct.calcsize(_HDR) + struct.calcsize(_CONF)
+                        + struct.calcsize(_ENT) * len(self.entries))
+        struct.pack_into(_HDR, out, 0, _VERSION, self.latched & 0xFF,
+                         self.confirm & 0xFF, len(self.entries))
+        o = struct.calcsize(_HDR)
+        struct.pack_into(_CONF, out, o, len(self.confirm_vin), self.confirm_vin,
+                         self.confirm_t & 0xFFFFFFFF)
+        o += struct.calcsize(_CONF)
+        for e in self.entries:
+            struct.pack_into(_ENT, out, o, len(e[0]), e[0], e[1] & 0xFF, e[2] & 0xFF,
+                             e[3] & 0xFFFFFFFF, e[4] & 0xFFFFFFFF)
+            o += struct.calcsize(_ENT)
+        return bytes(out)
+
+    def unpack(self, data):
+        """Load from ``pack`` bytes.  Returns an error string or None; on
+        error the state is left cleared (safe defaults)."""
+        self.clear()
+        try:
+            ver, lat, conf, n = struct.unpack_from(_HDR, data, 0)
+            if ver != _VERSION:
+                return "lockout record version %d unknown" % ver
+            o = struct.calcsize(_HDR)
+            cl, cv, ct = struct.unpack_from(_CONF, data, o)
+            o += struct.calcsize(_CONF)
+            if cl > 17 or n > 64 or len(data) != o + n * struct.calcsize(_ENT):
+                return "lockout record malformed"
+            ents = []
+            for k in range(n):
+                vl, v, chk, cnt, day, until = struct.unpack_from(_ENT, data, o)
+                o += struct.calcsize(_ENT)
+                if vl > 17 or vl == 0:
+                    return "lockout record malformed"
+                ents.append([bytes(v[:vl]), chk, cnt, day, until])
+            self.entries = ents[-self.slots:] if len(ents) > self.slots else ents
+            self.latched = lat
+            self.confirm = conf
+            self.confirm_vin = bytes(cv[:cl])
+            self.confirm_t = ct
+        except Exception as ex:   # any malformed input: defaults + message
+            self.clear()
+            return "lockout record unreadable (%s)" % ex
+        self.dirty = False
+        return None

@@ -1,0 +1,484 @@
+"""Safety supervisor: composes checks, risk table, hard protections, trip
+path and lockout.  Independent of the charging session.
+
+App wiring (per scheduler pass, protection first)::
+
+    board.read_inputs(inp)
+    sup.protect_tick(now)      # every fast tick (2 ms), before anything else
+    session.tick(now)          # computes out (10 ms)
+    sup.protect_tick ...       # (next fast tick)
+    sup.check_tick(now)        # every 100 ms
+    sup.slow_tick(now, wall_s) # every ~1 s: lockout notes + persistence
+    board.write_outputs(out)
+
+``protect_tick`` runs the hard protections on ``inp``; when tripped it
+overrides ``out`` (power off, K1/K2 per the trip sequence, bleeder) *and*
+writes it to the board itself, so a trip does not wait for (or depend
+on) the session; outside a trip it caps ``out.i_set`` at
+``current_limit``.  Any exception inside it ends in ``fail_safe`` (H-9).
+
+``check_tick`` evaluates S-1..S-13 while ``charging`` is set; level III
+trips, level II sets ``stop_request`` (= check id) for the session to
+ramp down and send CST with ``cst_reason/cst_fault/cst_error``; level I
+only records.  Every raise/clear is an event in ``events``.
+
+The app sets: ``charging`` (bool), ``vin`` (bytes-like, may be None),
+``soc_start`` (0.1 %, -1 = take it from BCP), ``stale`` (``checks.STALE_*``
+bits for BMS messages the link reports as timed out).
+
+Both ticks allocate nothing (proved under micropython.heap_lock()).
+"""
+from micropython import const
+import config
+from rt.clock import ticks_diff
+from safety import checks as _checks
+from safety import risk as _risk
+from safety.risk import (RiskTable, Events, T_RAISED, T_CLEARED, name_of,
+                         EV_RAISE, EV_CLEAR, EV_TRIP, EV_K_OPEN, EV_SAFE_V,
+                         EV_BLEED_TO, EV_LOCKOUT, EV_CONFIRM, EV_LATCH,
+                         EV_RESET, EV_FAILSAFE, H3, H7, H9)
+from safety.protections import Protections, cst_fault_of, cst_error_of
+from safety.trip import TripPath, IDLE, POWER_OFF, BLEED, SAFE
+from safety import lockout as _lockout
+from safety.lockout import Lockout, L_ESTOP, L_CONTACTOR
+
+NA = const(-1)
+CST_R_FAULT = const(0x10)
+_NPEND = const(8)
+
+CONFIG_SCHEMA = (
+    ("store.path", "safety.rec", None, None, "-", "File of the persisted safety state (lockout, latches)"),
+    ("store.max_bytes", 1024, 128, 8192, "bytes", "Max persisted record size"),
+)
+config.register(CONFIG_SCHEMA)
+
+
+def _cfg(c, key):
+    if c is not None and key in c:
+        return c[key]
+    for e in CONFIG_SCHEMA:
+        if e[0] == key:
+            return e[1]
+    raise KeyError(key)
+
+
+class Supervisor:
+    def __init__(self, cfg, clock, board, inp, out, bms, store=None):
+        self.clock = clock
+        self.board = board
+        self.inp = inp
+        self.out = out
+        self.bms = bms
+        self.ctx = _checks.Ctx(bms, inp)
+        self.checks = _checks.build(cfg)
+        self.risk = RiskTable(cfg)
+        self.events = Events(_risk._cfg(cfg, "risk.events"))
+        self.prot = Protections(cfg)
+        self.trip = TripPath(cfg)
+        self.lock = Lockout(cfg)
+        self.rated_i = self.prot.rated_i
+        # set by the app
+        self.charging = False
+        self.vin = None
+        self.soc_start = NA
+        self.stale = 0
+        self.wall_s = 0
+        # read by the session / console
+        self.tripped = False
+        self.trip_cause = 0
+        self.trip_name = ""
+        self.cst_reason = 0
+        self.cst_fault = 0
+        self.cst_error = 0
+        self.stop_request = 0
+        self.current_limit = self.rated_i
+        self.failed = False
+        self.last_exc = None
+        self.warn_count = 0          # level-I raises this session
+        # internals
+        self._was_charging = False
+        self._k_applied = 0
+        self._cap = self.rated_i     # lockout cap for this session
+        self._pend = bytearray(_NPEND)
+        self._npend = 0
+        self._pend_lost = 0
+        self._trip_state = IDLE
+        self._boot_cause = 0
+        self._vinbuf = bytearray(17)
+        self._vinlen = 0
+        # persistence
+        if store is None:
+            import store as _store
+            store = _store.Store(_cfg(cfg, "store.path"), _cfg(cfg, "store.max_bytes"))
+        self.store = store
+        self.store_warnings = []
+        self._load()
+
+    # ---------------------------------------------------------- persistence
+    def _load(self):
+        try:
+            data, warn = self.store.load()
+        except Exception as ex:        # a store must not stop the charger booting
+            data, warn = None, ["store: load failed (%s)" % ex]
+        self.store_warnings = list(warn)
+        if data is not None:
+            err = self.lock.unpack(data)
+            if err:
+                self.store_warnings.append(err + ", using safe defaults")
+        if self.lock.latched & L_ESTOP:
+            self._boot_cause = H3
+        elif self.lock.latched & L_CONTACTOR:
+            self._boot_cause = H7
+
+    def save(self):
+        """Persist lockout/latches now (allocates, does file I/O)."""
+        ok = self.store.save(self.lock.pack())
+        if ok:
+            self.lock.dirty = False
+        return ok
+
+    # ------------------------------------------------------------ fast tick
+    def protect_tick(self, now):
+        """Hard protections + trip path; every fast tick, never raises."""
+        try:
+            self._protect(now)
+        except Exception as ex:
+            self.fail_safe(ex)
+
+    def _protect(self, now):
+        inp = self.inp
+        out = self.out
+        p = self.prot
+        code = p.evaluate(now, inp, self.charging)
+        if self._boot_cause and not code:
+            code = self._boot_cause       # latched before the reboot
+            p.t_first = now
+        self._boot_cause = 0
+        if code == H3:
+            self.lock.set_latch(L_ESTOP)
+        if p.k_fault:                     # also while another cause tripped first
+            if not self.lock.latched & L_CONTACTOR:
+                self.events.add(now, EV_LATCH, H7, 3, p.k_fault)
+            self.lock.set_latch(L_CONTACTOR)
+        if code and not self.tripped:
+            self.events.add(now, EV_RAISE, code, 3, p.value[code - 100])
+            self._start_trip(now, code, p.t_first)
+        tr = self.trip
+        if self.tripped:
+            force = tr.apply(now, inp, out)
+            self._trip_events(now)
+            self._write(out)
+            if force:
+                self.board.force_safe()
+        else:
+            lim = p.current_limit
+            if self._cap < lim:
+                lim = self._cap
+            self.current_limit = lim
+            if out.i_set > lim:
+                out.i_set = lim
+        if self.failed:
+            out.safe()
+            self._write(out)
+        self._k_applied = out.k12
+        p.track_k(now, out.k12)
+
+    def _write(self, out):
+        try:
+            self.board.write_outputs(out)
+        except Exception:
+            self.board.force_safe()
+
+    def _start_trip(self, now, code, t_cause):
+        self.tripped = True
+        self.trip_cause = code
+        self.trip_name = name_of(code)
+        self.cst_reason = CST_R_FAULT
+        if code > 100:
+            self.cst_fault = cst_fault_of(code)
+            self.cst_error = cst_error_of(code)
+        else:
+            c = self.checks[code - 1]
+            self.cst_fault = c.CST_FAULT
+            self.cst_error = c.CST_ERROR
+        self.current_limit = 0
+        self.trip.start(now, code, t_cause, self._k_applied)
+        self._trip_state = POWER_OFF
+        self.events.add(now, EV_TRIP, code, 3, ticks_diff(now, t_cause))
+        # act now: the out this tick must not energise anything
+        self.trip.apply(now, self.inp, self.out)
+        self._trip_events(now)
+        self._write(self.out)
+
+    def _trip_events(self, now):
+        tr = self.trip
+        st = tr.state
+        prev = self._trip_state
+        if st == prev:
+            return
+        if prev == POWER_OFF:
+            self.events.add(now, EV_K_OPEN, self.trip_cause, 3, tr.i_at_open)
+        if st == SAFE:
+            if tr.bleed_timeout:
+                self.events.add(now, EV_BLEED_TO, self.trip_cause, 3, self.inp.v_outside)
+            else:
+                self.events.add(now, EV_SAFE_V, self.trip_cause, 3, self.inp.v_outside)
+        self._trip_state = st
+
+    # ----------------------------------------------------------- check tick
+    def check_tick(self, now):
+        """S-1..S-13 with persistence/release while charging; never raises."""
+        try:
+            self._check(now)
+        except Exception as ex:
+            self.fail_safe(ex)
+
+    def _check(self, now):
+        if not self.charging:
+            if self._was_charging:
+                self._was_charging = False
+                self.risk.reset()
+                for c in self.checks:
+                    c.why = "not charging"
+            return
+        if not self._was_charging:
+            self._begin(now)
+        ctx = self.ctx
+        ctx.stale = self.stale
+        ctx.integrate(now)
+        if ctx.soc0 < 0:
+            self._take_soc0()
+        rk = self.risk
+        lv = rk.level
+        cks = self.checks
+        for k in range(13):
+            c = cks[k]
+            i = k + 1
+            if lv[i] == 0:
+                c.why = "disabled"
+                cond = -1
+            else:
+                try:
+                    cond = c.eval(ctx, now)
+                except Exception:
+                    c.why = "error in check"
+                    cond = -1
+            t = rk.step(i, cond, now)
+            if t == T_RAISED:
+                self._raised(now, i, lv[i], c.value)
+            elif t == T_CLEARED:
+                self.events.add(now, EV_CLEAR, i, lv[i], c.value)
+
+    def _raised(self, now, i, level, value):
+        self.events.add(now, EV_RAISE, i, level, value)
+        if self._npend < _NPEND:
+            self._pend[self._npend] = i
+            self._npend += 1
+        else:
+            self._pend_lost += 1
+        if level >= 3:
+            if not self.tripped:
+                self._start_trip(now, i, now)
+        elif level == 2:
+            if not self.stop_request:
+                self.stop_request = i
+                if not self.tripped:
+                    c = self.checks[i - 1]
+                    self.cst_reason = CST_R_FAULT
+                    self.cst_fault = c.CST_FAULT
+                    self.cst_error = c.CST_ERROR
+        else:
+            self.warn_count += 1
+
+    def _take_soc0(self):
+        b = self.bms
+        if self.soc_start >= 0:
+            self.ctx.soc0 = self.soc_start
+        elif b.bcp_soc >= 0:
+            self.ctx.soc0 = b.bcp_soc
+        elif b.soc >= 0:
+            self.ctx.soc0 = b.soc * 10
+
+    def _begin(self, now):
+        """Charging just started: fresh session state."""
+        self._was_charging = True
+        self.ctx.reset(now)
+        self.ctx.soc0 = NA
+        self._take_soc0()
+        self.risk.reset()
+        for c in self.checks:
+            c.reset(now)
+        self.stop_request = 0
+        self.warn_count = 0
+        if not self.tripped:
+            self.cst_reason = 0
+            self.cst_fault = 0
+            self.cst_error = 0
+        v = self.vin
+        n = 0
+        if v:
+            n = len(v)
+            if n > 17:
+                n = 17
+            for j in range(n):
+                self._vinbuf[j] = v[j]
+        self._vinlen = n
+
+    # ------------------------------------------------------------ slow tick
+    def slow_tick(self, now, wall_s=None):
+        """Lockout bookkeeping and persistence (allocates; ~1 s task)."""
+        if wall_s is not None:
+            self.wall_s = wall_s
+        w = self.wall_s
+        if self._npend:
+            vin = bytes(self._vinbuf[:self._vinlen])
+            for k in range(self._npend):
+                i = self._pend[k]
+                cnt = self.lock.note(vin, i, w)
+                if cnt:
+                    self.events.add(now, EV_LOCKOUT, i, self.risk.level[i], cnt)
+                if (i == 12 or i == 13) and not self.lock.confirm:
+                    # one flag; the first SOC anomaly is kept until acknowledged
+                    self.lock.set_confirm(vin, i, w)
+                    self.events.add(now, EV_CONFIRM, i, self.risk.level[i], 0)
+            self._npend = 0
+        if self.lock.dirty:
+            self.save()
+
+    # ------------------------------------------------------- operator / app
+    def start_allowed(self, vin, now_date):
+        """May a session for ``vin`` start?  ``now_date`` = wall-clock
+        seconds (RTC).  Returns (bool, reason).  Call it before every start:
+        it also arms the lockout current cap (mode "cap") for the session it
+        admits."""
+        if self.failed:
+            return False, "fail-safe latched (%s): reboot" % (self.last_exc,)
+        if self.lock.latched & L_ESTOP or self.inp.estop:
+            return False, "E-stop latched: release and reset_estop()"
+        if self.lock.latched & L_CONTACTOR:
+            return False, "contactor fault (H-7): inspect, clear_contactor_fault()"
+        if self.tripped:
+            return False, "tripped: %s, rearm()" % self.trip_name
+        st, chk, until = self.lock.status(vin, now_date)
+        if st == _lockout.CONFIRM:
+            return False, "needs confirmation (%s): acknowledge()" % name_of(chk)
+        if st == _lockout.LOCKED:
+            return False, "VIN locked out (%s) for %d s" % (name_of(chk), until - now_date)
+        if st == _lockout.CAPPED:
+            self._cap = self.lock.cap_dA
+            return True, "VIN capped to %d dA (%s)" % (self.lock.cap_dA, name_of(chk))
+        self._cap = self.rated_i
+        return True, "ok"
+
+    def rearm(self, now=None):
+        """Leave a finished trip so a new session may start.  Refused while
+        the trip sequence runs, a protection is active, or a latch is set."""
+        if self.failed:
+            return False
+        if self.lock.latched:
+            return False
+        if self.tripped and self.trip.state != SAFE:
+            return False
+        on = self.prot.on
+        for h in range(1, len(on)):
+            if on[h]:
+                return False      # a protection condition is still present
+        self.tripped = False
+        self.trip.reset()
+        self._trip_state = IDLE
+        self.trip_cause = 0
+        self.trip_name = ""
+        self.cst_reason = self.cst_fault = self.cst_error = 0
+        self.stop_request = 0
+        self.current_limit = self.rated_i
+        self.events.add(self.clock.ticks_ms(), EV_RESET, 0, 0, 0)
+        return True
+
+    def reset_estop(self):
+        """Operator reset of the E-stop latch; refused while still pressed."""
+        if self.inp.estop:
+            return False
+        self.lock.clear_latch(L_ESTOP)
+        self.events.add(self.clock.ticks_ms(), EV_RESET, H3, 3, 0)
+        return True
+
+    def clear_contactor_fault(self):
+        """Operator clears H-7 after inspection; refused while the feedback
+        still disagrees with the (open) command."""
+        if self.inp.k12_fb and not self._k_applied:
+            return False
+        self.lock.clear_latch(L_CONTACTOR)
+        self.events.add(self.clock.ticks_ms(), EV_RESET, H7, 3, 0)
+        return True
+
+    def acknowledge(self):
+        """Operator confirms the SOC anomaly (needs-confirmation flag)."""
+        had = self.lock.acknowledge()
+        self.events.add(self.clock.ticks_ms(), EV_RESET, had, 0, 0)
+        return had
+
+    @property
+    def needs_confirmation(self):
+        return self.lock.confirm
+
+    def fail_safe(self, exc=None):
+        """H-9: output off, contactors open, latched until reboot."""
+        try:
+            self.board.force_safe()
+        except Exception:
+            pass
+        try:
+            self.out.safe()
+        except Exception:
+            pass
+        self.failed = True
+        self.last_exc = exc
+        self.tripped = True
+        self.trip_cause = H9
+        self.trip_name = name_of(H9)
+        self.cst_reason = CST_R_FAULT
+        self.cst_fault = cst_fault_of(H9)
+        self.cst_error = 0
+        self.current_limit = 0
+        try:
+            self.events.add(self.clock.ticks_ms(), EV_FAILSAFE, H9, 3, 0)
+        except Exception:
+            pass
+
+    # ---------------------------------------------------------- diagnostics
+    def check_diag(self, i):
+        """(state name, why, since ms, value, limit) of check i (1..13)."""
+        c = self.checks[i - 1]
+        st = self.risk.state[i]
+        why = c.why if self.risk.cond[i] == 0 else ""
+        return (_risk.STATE_NAMES[st], why, self.risk.since[i], c.value, c.limit)
+
+    def report(self):
+        """Lines for the console (allocates)."""
+        L = []
+        L.append("tripped=%s cause=%s stop_request=%s limit=%d dA failed=%s"
+                 % (self.tripped, self.trip_name or "-", name_of(self.stop_request)
+                    if self.stop_request else "-", self.current_limit, self.failed))
+        if self.trip.t_cause != NA:
+            t = self.trip
+            L.append("trip: state=%s pwr_off=+%d ms k12_open=+%d ms safe_v=+%d ms"
+                     % (("IDLE", "POWER_OFF", "BLEED", "SAFE")[t.state], t.latency(t.t_pwr_off),
+                        t.latency(t.t_k12_open), t.latency(t.t_safe_v)))
+        for i in range(1, 14):
+            st, why, since, v, lim = self.check_diag(i)
+            L.append("S-%d L%d %-8s since=%d value=%d limit=%d %s"
+                     % (i, self.risk.level[i], st, since, v, lim, why))
+        p = self.prot
+        for h in range(1, 11):
+            if h == 9:
+                continue
+            L.append("H-%d active=%d on=%d value=%d limit=%d"
+                     % (h, p.active[h], p.on[h], p.value[h], p.limit[h]))
+        L.append("latched=0x%02x confirm=%s lockout entries=%d"
+                 % (self.lock.latched, name_of(self.lock.confirm) if self.lock.confirm else "-",
+                    len(self.lock.entries)))
+        s = self.events.oldest()
+        while s < self.events.seq:
+            L.append("ev %s" % self.events.text(s))
+            s += 1
+        return L

@@ -1,0 +1,132 @@
+"""Decode the charger's persistent event log (D-2) on the host.
+
+    mpremote fs cp :/state/events.0 :/state/events.1 .      # pull from a board
+    python -m host_tools.eventlog events.*                   # human-readable
+    python -m host_tools.eventlog state/ --json              # a directory, JSON
+
+Files may be given in any order (or a directory holding ``events.N``):
+records are ordered by their sequence number, which survives rotation and
+reboots.  Torn or corrupt bytes (a power cut during a write) are skipped and
+reported on stderr; every complete record around them is still decoded.
+
+The layout, CRC and event names come from the firmware module itself
+(``firmware/diag/eventlog.py``), loaded with a stand-in for MicroPython's
+``micropython.const``, so host and board can never disagree.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib
+import json
+import sys
+import types
+from pathlib import Path
+
+FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
+
+# Times at or above this are RTC epoch seconds; below, seconds since boot.
+EPOCH_MIN = 1_000_000_000
+
+
+def load_firmware(name: str):
+    """Import ``firmware/diag/<name>.py`` on CPython (e.g. "eventlog").
+
+    Registers a ``diag`` package pointing at firmware/diag and provides
+    ``micropython.const`` only while importing."""
+    if "diag" not in sys.modules:
+        pkg = types.ModuleType("diag")
+        pkg.__path__ = [str(FIRMWARE / "diag")]
+        sys.modules["diag"] = pkg
+    shim = None
+    if "micropython" not in sys.modules:
+        shim = types.ModuleType("micropython")
+        shim.const = lambda x: x
+        sys.modules["micropython"] = shim
+    try:
+        return importlib.import_module("diag." + name)
+    finally:
+        if shim is not None and sys.modules.get("micropython") is shim:
+            del sys.modules["micropython"]
+
+
+FW = load_firmware("eventlog")
+FIELDS = ("seq", "boot", "time_s", "code", "name", "a", "b", "text")
+
+
+def scan(data: bytes) -> tuple[list[tuple], int]:
+    """Records in one file's bytes -> (tuples as ``FIELDS``, skipped bytes)."""
+    return FW.scan(data)
+
+
+def expand(paths) -> list[Path]:
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(p.glob("events.*"), key=lambda q: q.name))
+        else:
+            out.append(p)
+    return out
+
+
+def decode_files(paths) -> tuple[list[dict], dict[str, tuple[int, int]]]:
+    """Every record of every file, oldest first, without duplicates (the
+    same file pulled twice); plus ``{path: (records, skipped_bytes)}``."""
+    seen = {}
+    stats = {}
+    for p in expand(paths):
+        recs, skipped = scan(p.read_bytes())
+        stats[str(p)] = (len(recs), skipped)
+        for r in recs:
+            seen[r] = None
+    recs = sorted(seen, key=lambda r: (r[0], r[1]))
+    return [annotate(dict(zip(FIELDS, r))) for r in recs], stats
+
+
+def fmt_time(t: int) -> str:
+    if t >= EPOCH_MIN:
+        return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return "+%ds" % t
+
+
+def annotate(rec: dict) -> dict:
+    """Add readable extras: time text, operator action names."""
+    rec["time"] = fmt_time(rec["time_s"])
+    if rec["code"] == FW.EV_OPERATOR and 0 <= rec["a"] < len(FW.OP_NAMES):
+        rec["action"] = FW.OP_NAMES[rec["a"]]
+    return rec
+
+
+def format_line(r: dict) -> str:
+    extra = " action=%s" % r["action"] if "action" in r else ""
+    return "%6d  boot %-3d %-19s  %-15s a=%-11d b=%-11d %s%s" % (
+        r["seq"], r["boot"], r["time"], r["name"], r["a"], r["b"], r["text"], extra)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m host_tools.eventlog",
+                                 description="Decode charger event-log files (events.N).")
+    ap.add_argument("files", nargs="+", help="events.N files or directories holding them")
+    ap.add_argument("--json", action="store_true", help="print a JSON list")
+    a = ap.parse_args(argv)
+    paths = expand(a.files)
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print("no such file: %s" % ", ".join(missing), file=sys.stderr)
+        return 2
+    recs, stats = decode_files(paths)
+    for path, (n, skipped) in stats.items():
+        if skipped:
+            print("%s: %d bytes skipped (torn or corrupt record)" % (path, skipped),
+                  file=sys.stderr)
+    if a.json:
+        json.dump(recs, sys.stdout, indent=1)
+        print()
+    else:
+        for r in recs:
+            print(format_line(r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Host end of the SIL link: starts the firmware process and speaks the wire
+format of ``docs/sil-link.md`` (mirrors ``boards/unix/sil_board.py``)."""
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# host -> firmware
+T_STEP, T_FRAME, T_INPUT, T_STOP, T_INJECT, T_CAN_STATE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
+# firmware -> host
+T_HELLO, T_ACK, T_FRAME_OUT, T_OUTPUT, T_TEXT, T_TELEMETRY, T_BYE = (
+    0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86)
+
+INPUT_NAMES = ("v_inside", "v_outside", "i_out", "cc1_mv", "insulation_kohm",
+               "t_gun_pos", "t_gun_neg", "estop", "k12_fb", "lock_fb",
+               "leakage_ma", "mains_ok")
+OUTPUT_NAMES = ("k12", "k34", "lock", "bleed", "pwr_en", "v_set", "i_set")
+EXT_FLAG = 0x80000000
+
+
+def micropython_bin() -> str:
+    cand = Path(sys.executable).parent / "micropython"
+    if cand.exists():
+        return str(cand)
+    import shutil
+    found = shutil.which("micropython")
+    if not found:
+        raise FileNotFoundError("micropython not found (run `make` to build .venv)")
+    return found
+
+
+def mpy_path(firmware_dir: Path | None = None) -> str:
+    fw = firmware_dir or (ROOT / "firmware")
+    return os.pathsep.join([str(ROOT / "boards" / "unix"), str(fw)])
+
+
+@dataclass
+class Packet:
+    type: int
+    payload: bytes
+
+
+def pk_step(target_ms: int) -> bytes:
+    return struct.pack("<BBI", T_STEP, 4, target_ms)
+
+
+def pk_frame(can_id: int, data: bytes) -> bytes:
+    d = bytes(data[:8])
+    return struct.pack("<BBIB", T_FRAME, 13, can_id | EXT_FLAG, len(d)) + d.ljust(8, b"\0")
+
+
+def pk_input(index: int, value: int) -> bytes:
+    return struct.pack("<BBBi", T_INPUT, 5, index, int(value))
+
+
+def pk_stop() -> bytes:
+    return bytes((T_STOP, 0))
+
+
+def pk_inject(code: int) -> bytes:
+    return bytes((T_INJECT, 1, code))
+
+
+def pk_can_state(state: int) -> bytes:
+    return bytes((T_CAN_STATE, 1, state))
+
+
+class FirmwareProcess:
+    """The ``micropython`` process running ``boards/unix/main.py``.
+
+    ``stdin``/``stdout`` of the process are the console (a pipe by default,
+    or a pseudo-terminal given as ``console_fd``); the link is a TCP socket
+    on 127.0.0.1 that the firmware connects back to."""
+
+    def __init__(self, mode="lockstep", config: str | None = None, heapsize=None,
+                 console_fd: int | None = None, state_dir: str | None = None,
+                 firmware_dir: Path | None = None, stderr=None, extra_env=None):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        port = self.listener.getsockname()[1]
+        cmd = [micropython_bin()]
+        if heapsize:
+            cmd += ["-X", "heapsize=%s" % heapsize]
+        cmd += [str(ROOT / "boards" / "unix" / "main.py"), "--link", "127.0.0.1:%d" % port,
+                "--mode", mode]
+        if config:
+            cmd += ["--config", config]
+        if state_dir:
+            cmd += ["--store", state_dir]
+        if console_fd is not None:
+            cmd += ["--console"]
+        env = dict(os.environ, MICROPYPATH=mpy_path(firmware_dir))
+        if extra_env:
+            env.update(extra_env)
+        self.cmd = cmd
+        stdio = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        if console_fd is not None:
+            stdio = dict(stdin=console_fd, stdout=console_fd)
+        self.proc = subprocess.Popen(cmd, env=env, stderr=stderr if stderr is not None
+                                     else subprocess.PIPE, cwd=str(ROOT), **stdio)
+        self.listener.settimeout(20)
+        try:
+            self.sock, _ = self.listener.accept()
+        except socket.timeout:
+            err = self._stderr_text()
+            self.proc.kill()
+            raise RuntimeError("firmware did not connect: %s" % err)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.settimeout(None)
+        self.rx = bytearray()
+        self.hello = self.read_packet()
+        if self.hello.type != T_HELLO:
+            raise RuntimeError("expected HELLO, got %r" % (self.hello,))
+        self.closed = False
+
+    def _stderr_text(self) -> str:
+        try:
+            if self.proc.stderr:
+                self.proc.kill()
+                return self.proc.stderr.read().decode(errors="replace")[-3000:]
+        except Exception:
+            pass
+        return ""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self, n: int, timeout: float | None) -> bool:
+        while len(self.rx) < n:
+            if timeout is not None:
+                r, _, _ = select.select([self.sock], [], [], timeout)
+                if not r:
+                    return False
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("firmware closed the link: %s" % self._stderr_text())
+            self.rx += chunk
+        return True
+
+    def read_packet(self, timeout: float | None = None) -> Packet | None:
+        if not self._fill(2, timeout):
+            return None
+        n = self.rx[1]
+        if not self._fill(2 + n, timeout):
+            return None
+        p = Packet(self.rx[0], bytes(self.rx[2:2 + n]))
+        del self.rx[:2 + n]
+        return p
+
+    def poll_packet(self) -> Packet | None:
+        """A packet if one is already buffered or readable now, else None."""
+        return self.read_packet(timeout=0)
+
+    def close(self, timeout=5.0) -> int | None:
+        if self.closed:
+            return self.proc.returncode
+        self.closed = True
+        try:
+            self.send(pk_stop())
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for s in (self.sock, self.listener):
+            try:
+                s.close()
+            except OSError:
+                pass
+        return self.proc.returncode
+
+
+def decode_frame(p: Packet):
+    t_ms, cid, dlc = struct.unpack_from("<IIB", p.payload, 0)
+    return t_ms, cid & 0x1FFFFFFF, bytes(p.payload[9:9 + min(dlc, 8)])
+
+
+def decode_output(p: Packet):
+    return struct.unpack_from("<IBi", p.payload, 0)
+
+
+def decode_text(p: Packet):
+    (t_ms,) = struct.unpack_from("<I", p.payload, 0)
+    return t_ms, p.payload[4:].decode(errors="replace")

@@ -1,0 +1,260 @@
+"""The SIL harness: firmware process + plant + CAN hub, in lock-step or real time.
+
+Lock-step (``Simulation``): the harness owns time.  Each step it applies the
+plant's measurements, hands queued bus frames to the firmware, and sends
+STEP(t + dt); the firmware runs every task due up to that time and answers
+ACK.  A simulated hour runs in seconds, and two runs with the same inputs
+produce the same bytes at the same simulated milliseconds.
+
+Real time (``RealtimeBench``): the firmware runs on its wall clock; the
+harness forwards frames and measurements as they happen and serves the bus
+to other processes on loopback (``HubServer``), so a BMS simulator we did
+not write, a logger or ``python -m can.viewer`` can join.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import can
+
+from . import link as L
+from .hub import HubServer, close_hub, open_hub
+from .plant import Plant
+
+_names = itertools.count(1)
+
+
+@dataclass
+class OutputChange:
+    t_ms: int
+    name: str
+    value: int
+
+
+class _Base:
+    def _setup(self, plant: Plant | None):
+        self.plant = plant or Plant()
+        self.outputs = {n: 0 for n in L.OUTPUT_NAMES}
+        self.outputs["bleed"] = 1
+        self.output_log: list[OutputChange] = []
+        self.texts: list[tuple[int, str]] = []
+        self.telemetry: list[tuple[int, bytes]] = []
+        self.sent_inputs: dict[str, int] = {}
+        self.overrides: dict[str, int] = {}
+        self.bye: tuple[int, str] | None = None
+        self.hub.listeners.append(self.plant.on_frame)
+
+    def override(self, name: str, value: int) -> None:
+        """Force a measurement (fault injection): wins over the plant."""
+        if name not in L.INPUT_NAMES:
+            raise KeyError(name)
+        self.overrides[name] = int(value)
+
+    def release(self, name: str) -> None:
+        self.overrides.pop(name, None)
+
+    def _handle(self, p: L.Packet) -> bool:
+        """Apply one packet from the firmware; True for ACK."""
+        if p.type == L.T_FRAME_OUT:
+            t_ms, cid, data = L.decode_frame(p)
+            self.hub.from_firmware(t_ms / 1000.0, cid, data)
+        elif p.type == L.T_OUTPUT:
+            t_ms, idx, val = L.decode_output(p)
+            name = L.OUTPUT_NAMES[idx]
+            self.outputs[name] = val
+            self.output_log.append(OutputChange(t_ms, name, val))
+        elif p.type == L.T_TEXT:
+            self.texts.append(L.decode_text(p))
+        elif p.type == L.T_TELEMETRY:
+            t_ms = int.from_bytes(p.payload[:4], "little")
+            self.telemetry.append((t_ms, p.payload[4:]))
+        elif p.type == L.T_BYE:
+            self.bye = (p.payload[0], p.payload[1:].decode(errors="replace"))
+        elif p.type == L.T_ACK:
+            return True
+        return False
+
+    def _send_inputs(self, vals: dict) -> None:
+        vals = dict(vals)
+        vals.update(self.overrides)
+        out = bytearray()
+        for i, n in enumerate(L.INPUT_NAMES):
+            v = int(vals.get(n, 0))
+            if self.sent_inputs.get(n) != v:
+                self.sent_inputs[n] = v
+                out += L.pk_input(i, v)
+        if out:
+            self.fw.send(bytes(out))
+
+    def inject_exception(self) -> None:
+        """Test hook: make the firmware's session task raise."""
+        self.fw.send(L.pk_inject(1))
+
+    def set_can_state(self, state: int) -> None:
+        self.fw.send(L.pk_can_state(state))
+
+    def output_at(self, name: str, t_ms: int) -> int:
+        v = 0 if name != "bleed" else 1
+        for c in self.output_log:
+            if c.t_ms > t_ms:
+                break
+            if c.name == name:
+                v = c.value
+        return v
+
+    def first_change(self, name: str, value: int, after_ms: int = 0) -> int | None:
+        for c in self.output_log:
+            if c.t_ms >= after_ms and c.name == name and c.value == value:
+                return c.t_ms
+        return None
+
+
+class Simulation(_Base):
+    """Lock-step SIL: ``with Simulation() as sim: sim.run_for(60_000)``."""
+
+    def __init__(self, step_ms: int = 10, plant: Plant | None = None, config: str | None = None,
+                 heapsize=None, channel: str | None = None, console_fd=None,
+                 state_dir: str | None = None, firmware_dir: Path | None = None, stderr=None):
+        self.step_ms = step_ms
+        self.now_ms = 0
+        self.channel = channel or ("sim%d" % next(_names))
+        self.hub = open_hub(self.channel, clock=lambda: self.now_ms / 1000.0)
+        self._setup(plant)
+        self.step_hooks: list[Callable[[int], None]] = []
+        self.fw = L.FirmwareProcess("lockstep", config=config, heapsize=heapsize,
+                                    console_fd=console_fd, state_dir=state_dir,
+                                    firmware_dir=firmware_dir, stderr=stderr)
+        self.steps = 0
+
+    # -- python-can view of the bus ---------------------------------------
+    def bus(self, **kw) -> can.BusABC:
+        """A python-can bus on this simulation (same as
+        ``can.Bus(interface="sil", channel=sim.channel)``)."""
+        return can.Bus(interface="sil", channel=self.channel, **kw)
+
+    def step(self) -> None:
+        dt = self.step_ms
+        vals = self.plant.update(dt if self.steps else 0, self.outputs)
+        self._send_inputs(vals)
+        pending = self.hub.drain_to_firmware()
+        if pending:
+            self.fw.send(b"".join(L.pk_frame(m.arbitration_id, bytes(m.data)) for m in pending))
+        target = self.now_ms + dt
+        self.fw.send(L.pk_step(target))
+        while True:
+            p = self.fw.read_packet(timeout=30)
+            if p is None:
+                raise TimeoutError("firmware did not answer STEP(%d)" % target)
+            if self._handle(p):
+                break
+        self.now_ms = target
+        self.steps += 1
+        for hook in self.step_hooks:
+            hook(self.now_ms)
+
+    def run_for(self, ms: int) -> None:
+        end = self.now_ms + ms
+        while self.now_ms < end:
+            self.step()
+
+    def run_until(self, pred: Callable[[], bool], timeout_ms: int) -> bool:
+        end = self.now_ms + timeout_ms
+        while self.now_ms < end:
+            if pred():
+                return True
+            self.step()
+        return pred()
+
+    def close(self) -> int | None:
+        rc = None
+        if getattr(self, "fw", None):
+            # drain to collect BYE
+            try:
+                self.fw.send(L.pk_stop())
+                while True:
+                    p = self.fw.read_packet(timeout=2)
+                    if p is None:
+                        break
+                    self._handle(p)
+            except (OSError, ConnectionError):
+                pass
+            rc = self.fw.close()
+        close_hub(self.channel)
+        return rc
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RealtimeBench(_Base):
+    """Real-time SIL: the firmware on wall-clock time, the bus open to other
+    processes on ``127.0.0.1:port`` (python-can ``interface="sil"``)."""
+
+    def __init__(self, port: int = 0, plant: Plant | None = None, config: str | None = None,
+                 heapsize=None, console_fd=None, state_dir: str | None = None,
+                 plant_period_ms: int = 2, stderr=None, channel: str = "realtime"):
+        self.channel = channel
+        t0 = time.monotonic()
+        self.t0 = t0
+        self.hub = open_hub(channel, clock=lambda: time.monotonic() - t0)
+        self._setup(plant)
+        self.server = HubServer(self.hub, port)
+        self.port = self.server.port
+        self.fw = L.FirmwareProcess("realtime", config=config, heapsize=heapsize,
+                                    console_fd=console_fd, state_dir=state_dir, stderr=stderr)
+        self.period = plant_period_ms
+        self.running = True
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.hooks: list[Callable[[int], None]] = []
+        self.thread.start()
+
+    @property
+    def now_ms(self) -> int:
+        return int((time.monotonic() - self.t0) * 1000)
+
+    def _loop(self) -> None:
+        last = time.monotonic()
+        try:
+            while self.running:
+                p = self.fw.read_packet(timeout=self.period / 1000.0)
+                while p is not None:
+                    self._handle(p)
+                    p = self.fw.poll_packet()
+                now = time.monotonic()
+                dt_ms = int((now - last) * 1000)
+                if dt_ms >= self.period:
+                    last = now
+                    with self.lock:
+                        vals = self.plant.update(dt_ms, self.outputs)
+                        self._send_inputs(vals)
+                    for h in self.hooks:
+                        h(self.now_ms)
+                pending = self.hub.drain_to_firmware()
+                if pending:
+                    self.fw.send(b"".join(L.pk_frame(m.arbitration_id, bytes(m.data))
+                                          for m in pending))
+        except (OSError, ConnectionError):
+            self.running = False
+
+    def close(self) -> int | None:
+        self.running = False
+        self.thread.join(timeout=2)
+        self.server.close()
+        rc = self.fw.close()
+        close_hub(self.channel)
+        return rc
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

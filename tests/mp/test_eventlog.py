@@ -1,0 +1,226 @@
+"""diag.eventlog on the real micropython: bounded rotation, torn records,
+recent(), and a littlefs RAM disk like a board's flash.
+
+Also a file generator for the host decoder test:
+    micropython -c "import test_eventlog as t; t.generate('dir')"
+"""
+import os
+
+import mptest
+from diag import eventlog as E
+
+_BASE = "/tmp/_mp_evlog"
+
+
+def _clean(d, files=6):
+    for i in range(files):
+        try:
+            os.remove("%s/events.%d" % (d, i))
+        except OSError:
+            pass
+    try:
+        os.rmdir(d)
+    except OSError:
+        pass
+
+
+def _fresh(name):
+    d = "%s_%s" % (_BASE, name)
+    _clean(d)
+    return d
+
+
+def _size(p):
+    try:
+        return os.stat(p)[6]
+    except OSError:
+        return -1
+
+
+def generate(d):
+    """20 events over 3 rotating files of 8 records, then a torn tail:
+    the first 20 bytes of a 21st record, as a power cut leaves it."""
+    _clean(d)
+    log = E.EventLog(d, 8 * E.REC_SIZE, 3)
+    log.log(1000, E.EV_BOOT, 1, 0, "unix")
+    for i in range(1, 20):
+        log.log(1000 + i, E.EV_STAGE if i % 2 else E.EV_RISK_RAISED, i, i % 4, "ev%d" % i)
+    log.close()
+    tmp = E.EventLog(d + "_t", 4096, 1)
+    tmp.log(2000, E.EV_TRIP, 7, 999, "torn")
+    tmp.close()
+    rec = open(d + "_t/events.0", "rb").read()
+    _clean(d + "_t")
+    with open(d + "/events.0", "ab") as f:
+        f.write(rec[:20])
+    print("WRITTEN", log.seq)
+
+
+def test_rotation_at_the_bound():
+    d = _fresh("rot")
+    log = E.EventLog(d, 10 * E.REC_SIZE, 3)
+    for i in range(35):
+        mptest.true(log.log(100 + i, E.EV_STAGE, i, -i, "s%d" % i), "logged")
+        for k in range(3):
+            mptest.true(_size("%s/events.%d" % (d, k)) <= 10 * E.REC_SIZE, "file bound")
+    mptest.eq(_size(d + "/events.3"), -1, "never more than 3 files")
+    mptest.eq([_size("%s/events.%d" % (d, k)) for k in range(3)],
+              [5 * 32, 10 * 32, 10 * 32], "sizes after 35 events")
+    recs = log.read_all()
+    mptest.eq([r[0] for r in recs], list(range(10, 35)), "oldest 10 dropped, rest in order")
+    r = recs[-1]
+    mptest.eq(r, (34, 0, 134, E.EV_STAGE, "stage", 34, -34, "s34"), "decoded tuple")
+    mptest.eq(log.rotations, 3, "rotations")
+    mptest.eq(log.errors, 0, "no errors")
+    log.close()
+    _clean(d)
+
+
+def test_torn_record_skipped_and_appends_continue():
+    d = _fresh("torn")
+    log = E.EventLog(d, 4096, 2)
+    for i in range(5):
+        log.log(10 + i, E.EV_CEM, 1 << i, 0, "cem")
+    log.close()
+    # power cut in the middle of the 6th record
+    good = open(d + "/events.0", "rb").read()
+    with open(d + "/events.0", "ab") as f:
+        f.write(good[:17])
+    recs, skipped = E.scan(open(d + "/events.0", "rb").read())
+    mptest.eq((len(recs), skipped), (5, 17), "torn tail skipped on read")
+    # reboot: the torn file is rotated away, numbering continues
+    log = E.EventLog(d, 4096, 2)
+    mptest.eq((log.seq, log.boot, log.torn), (5, 1, 1), "recovered seq/boot")
+    mptest.eq(_size(d + "/events.1"), 5 * 32 + 17, "torn file kept as events.1")
+    log.log(20, E.EV_BOOT, 1, 0, "again")
+    recs = log.read_all()
+    mptest.eq([r[0] for r in recs], [0, 1, 2, 3, 4, 5], "all complete records, in order")
+    mptest.eq((recs[-1][1], recs[-1][4]), (1, "boot"), "boot 1")
+    log.close()
+    _clean(d)
+
+
+def test_corrupt_record_in_the_middle_costs_only_itself():
+    d = _fresh("mid")
+    log = E.EventLog(d, 4096, 1)
+    for i in range(4):
+        log.log(i, E.EV_OPERATOR, E.OP_STOP, i)
+    log.close()
+    data = bytearray(open(d + "/events.0", "rb").read())
+    data[32 + 13] ^= 0x40                       # bit flip inside record 1
+    recs, skipped = E.scan(data)
+    mptest.eq([r[0] for r in recs], [0, 2, 3], "record 1 dropped, 2 and 3 found")
+    mptest.eq(skipped, 32, "skipped bytes")
+    # a half record spliced in front of valid ones: resync on magic + CRC
+    recs, skipped = E.scan(bytes(data[:10]) + bytes(data[64:]))
+    mptest.eq([r[0] for r in recs], [2, 3], "resync")
+    _clean(d)
+
+
+def test_recent_newest_last_across_files():
+    d = _fresh("recent")
+    log = E.EventLog(d, 4 * E.REC_SIZE, 4)
+    for i in range(13):
+        log.log(500 + i, E.EV_RISK_RAISED if i % 3 else E.EV_RISK_CLEARED, i, 2)
+    r = log.recent(6)
+    mptest.eq([x[0] for x in r], [7, 8, 9, 10, 11, 12], "last 6, oldest first")
+    mptest.eq([x[4] for x in r[-4:]], ["risk-cleared", "risk-raised", "risk-raised",
+                                       "risk-cleared"], "names")
+    mptest.eq(len(log.recent(100)), 13, "all there are")
+    mptest.eq(log.recent(0), [], "none")
+    log.close()
+    _clean(d)
+
+
+def test_text_and_values_are_bounded():
+    d = _fresh("text")
+    log = E.EventLog(d, 4096, 1)
+    log.log(1, E.EV_FAILSAFE, 2 ** 40, -(2 ** 40), "ZeroDivisionError")
+    log.log(2, E.EV_TRIP, 1, 2, b"\xe6\xb8\xa9\xe5\xba\xa6\xe8\xbf\x87\xe9\xab\x98")
+    log.log(3, 999, 0, 0)
+    r = log.read_all()
+    mptest.eq(r[0][5:], (0x7FFFFFFF, -0x80000000, "ZeroDivi"), "clamped, 8 chars")
+    mptest.eq(r[1][7], "????????", "non-ASCII shown as ?")
+    mptest.eq((r[2][3], r[2][4], r[2][7]), (999, "?", ""), "unknown code")
+    mptest.eq(log.log(4, E.EV_TRIP, 0, 0, 12345), False, "wrong text type: refused")
+    mptest.eq(log.errors, 1, "counted")
+    mptest.eq(E.name(E.EV_LOCKOUT), "lockout", "name()")
+    mptest.eq(len(E.NAMES), E.EV_SESSION + 1, "a name for every code")
+    log.close()
+    _clean(d)
+
+
+def test_unwritable_directory_never_raises():
+    log = E.EventLog("/proc/_no_such_dir/state", 4096, 2)
+    mptest.eq(log.log(1, E.EV_BOOT, 0, 0, "x"), False, "not written")
+    mptest.eq(log.errors, 1, "counted")
+    mptest.eq(log.recent(5), [], "nothing to show")
+
+
+def test_log_is_small_and_float_free():
+    import gc
+    d = _fresh("alloc")
+    log = E.EventLog(d, 64 * E.REC_SIZE, 2)
+    log.log(0, E.EV_BOOT, 0, 0, "warm")
+    gc.collect()
+    before = gc.mem_free()
+    gc.disable()
+    for i in range(10):
+        log.log(i, E.EV_STAGE, i, 0, "abc")
+    used = before - gc.mem_free()
+    gc.enable()
+    mptest.true(used < 10 * 256, "under 256 bytes per event (%d for 10)" % used)
+    log.close()
+    _clean(d)
+
+
+class _RamDisk:
+    """A block device in RAM (the board's flash) for VfsLfs2."""
+
+    def __init__(self, blocks=64, size=512):
+        self.size = size
+        self.data = bytearray(blocks * size)
+        self.blocks = blocks
+
+    def readblocks(self, n, buf, off=0):
+        a = n * self.size + off
+        for i in range(len(buf)):
+            buf[i] = self.data[a + i]
+
+    def writeblocks(self, n, buf, off=None):
+        a = n * self.size + (off or 0)
+        for i in range(len(buf)):
+            self.data[a + i] = buf[i]
+
+    def ioctl(self, op, arg):
+        if op == 4:
+            return self.blocks
+        if op == 5:
+            return self.size
+        if op == 6:
+            return 0
+        return None
+
+
+def test_on_littlefs_like_a_board():
+    bdev = _RamDisk()
+    os.VfsLfs2.mkfs(bdev)
+    os.mount(os.VfsLfs2(bdev), "/_lfs")
+    try:
+        log = E.EventLog("/_lfs/state", 4 * E.REC_SIZE, 3)
+        for i in range(15):
+            log.log(i, E.EV_STAGE, i, 0)
+        log.close()
+        log = E.EventLog("/_lfs/state", 4 * E.REC_SIZE, 3)   # reboot
+        log.log(99, E.EV_BOOT, 1, 0)
+        recs = log.read_all()
+        mptest.eq([r[0] for r in recs], list(range(4, 16)), "rotated on lfs")
+        mptest.eq(recs[-1][1], 1, "boot counter")
+        mptest.eq(log.errors, 0, "no errors")
+        log.close()
+    finally:
+        os.umount("/_lfs")
+
+
+if __name__ == "__main__":
+    mptest.main(globals())

@@ -1,0 +1,87 @@
+"""The charging hot path allocates nothing: ~10 s of simulated charging
+(BCL every 50 ms, BCS as TP every 250 ms, BSM every 250 ms in; CCS every
+50 ms out) under micropython.heap_lock()."""
+import micropython
+import mptest
+from mptest import eq, true
+from board import CanFrame
+from bmsscript import Bench, bcl, bcs, bsm
+from gbt import ids
+
+
+def _frame(cid, payload):
+    f = CanFrame()
+    f.id = cid
+    f.dlc = len(payload)
+    for k in range(len(payload)):
+        f.data[k] = payload[k]
+    return f
+
+
+def test_charging_hot_path_allocates_nothing():
+    b = Bench()
+    b.wait_stage("charging", 10000)
+    b.run(6000)                                   # ramped up, steady state
+    eq(b.stage(), "charging", "charging")
+    s = b.session
+    link = b.link
+    plant = b.plant
+    inp = b.inp
+    out = b.out
+    clock = b.clock
+    f_bcl = _frame(ids.ID_BCL, bcl(4100, 1000))
+    f_bsm = _frame(ids.ID_BSM, bsm())
+    payload = bcs(3500, 1000)
+    f_rts = _frame(ids.ID_TPCM_RX, bytes([0x10, 9, 0, 2, 0xFF, 0x00, 0x11, 0x00]))
+    f_dt1 = _frame(ids.ID_TPDT_RX, bytes([1]) + payload[:7])
+    f_dt2 = _frame(ids.ID_TPDT_RX, bytes([2]) + payload[7:] + b"\xff" * 5)
+    b.capture = False
+    b.lean = True
+    n0 = b.n_sent
+    ccs0 = s.tx.sent[5]
+    bcs0 = link.tp.completed
+    now = b.now
+    steps = 1000                                  # 10 s
+    micropython.heap_lock()
+    try:
+        for k in range(steps):
+            now += 10
+            clock.advance_to(now)
+            plant.update(out, inp)
+            if k % 5 == 0:
+                link.on_frame(now, f_bcl)
+            if k % 25 == 0:
+                link.on_frame(now, f_rts)         # CTS goes out through send()
+                link.on_frame(now, f_dt1)
+                link.on_frame(now, f_dt2)
+            if k % 25 == 12:
+                link.on_frame(now, f_bsm)
+            link.poll(now)
+            s.tick(now)
+    finally:
+        micropython.heap_unlock()
+    b.now = now
+    eq(b.stage(), "charging", "still charging")
+    eq(s.tx.sent[5] - ccs0, steps // 5, "CCS every 50 ms")
+    eq(link.tp.completed - bcs0, steps // 25, "every BCS reassembled")
+    true(b.n_sent - n0 >= steps // 5 + 2 * steps // 25, "CCS + CTS + EndOfMsgAck sent")
+    eq(out.i_set, 1000, "following BCL")
+    eq(s.cem, 0, "no timeout")
+
+
+def test_energy_accumulator_stays_small():
+    from gbt.control import Control
+    from gbt.sessioncfg import SessionConfig
+    c = Control(SessionConfig({}))
+    micropython.heap_lock()
+    try:
+        for k in range(100000):                   # 1000 s at 1000 V x 1000 A
+            c.integrate(10000, 10000, 10, True)
+    finally:
+        micropython.heap_unlock()
+    eq(c.energy_wh, 277777, "1 MW for 1000 s")
+    true(c._e_mj < 3600000, "remainder below 1 Wh")
+    eq(c.minutes(), 16, "minutes")
+
+
+mptest.main(globals())

