@@ -12,9 +12,10 @@ Task table (periods are configuration, see ``CONFIG_SCHEMA``):
     protect   2 ms   read inputs, hard protections, trip path, write outputs
     can       2 ms   drain the CAN receive queue into the link, TP timers
     session  10 ms   GB/T 27930 state machine, control, charger frames
-    checks  100 ms   S-1..S-13 persistence checks, lockout bookkeeping
+    records  50 ms   telemetry, safety events -> event log / bench text
+    checks  100 ms   S-1..S-13 persistence checks
+    slow   1000 ms   lockout bookkeeping and persistence (file I/O)
     console  20 ms   mpremote-compatible console (when enabled)
-    records 250 ms   telemetry + event log
 
 H-9: an exception in any task, or a console interrupt, forces every output
 safe (``board.force_safe``) and halts charging; the protection tick keeps
@@ -27,6 +28,7 @@ from micropython import const
 from board import Inputs, Outputs, CanFrame
 from rt.scheduler import Scheduler
 from gbt.bmsdata import BmsData
+from gbt.stages import STAGE_NAMES, WHY_STOP_REQ, IDLE, STOPPING, REHANDSHAKE, DONE
 
 CONFIG_SCHEMA = (
     ("sched.protect_ms", 2, 1, 10, "ms", "Protection tick (hard protections, trip path, output write)"),
@@ -35,6 +37,7 @@ CONFIG_SCHEMA = (
     ("sched.checks_ms", 100, 10, 1000, "ms", "Safety check tick (S-1..S-13)"),
     ("sched.console_ms", 20, 5, 200, "ms", "Console poll period"),
     ("sched.records_ms", 50, 10, 1000, "ms", "Telemetry/event-log tick (Table-1 items use multiples)"),
+    ("sched.slow_ms", 1000, 100, 10000, "ms", "Slow housekeeping tick (lockout store, file I/O)"),
     ("can.rx_burst", 32, 1, 256, "frames", "Max frames processed per CAN tick (bounds a pass under a flood)"),
 )
 config.register(CONFIG_SCHEMA)
@@ -69,17 +72,30 @@ class ChargerApp:
             self.halted = "bad configuration: " + "; ".join(errors)
         self.sched = s = Scheduler(self.clock)
         self._send = board.can_send
-        self.sup = Supervisor(cfg, self.clock, board, self.inp, self.out, self.bms)
+        self.state_dir = state_dir
+        _mkdir(state_dir)
+        from store import Store
+        self.sup = Supervisor(cfg, self.clock, board, self.inp, self.out, self.bms,
+                              store=Store(state_dir + "/safety.rec",
+                                          cfg["store.max_bytes"]))
+        for w in self.sup.store_warnings:
+            self.event("store", w)
+        self._ev_seq = self.sup.events.seq
         self.link = BmsLink(self._send, self.clock, self.bms, cfg)
         self.session = ChargerSession(cfg, self._send, self.inp, self.out,
                                       self.bms, self.link)
         self.link.handler = self.session.on_message
+        self.session.vin_check = self._vin_check
+        self.session.start_gate = self._start_gate
         self.rx_burst = cfg["can.rx_burst"]
         self.rx_backlog_max = 0
+        self._stage = -1
         s.add("protect", self._protect, cfg["sched.protect_ms"], 0)
         s.add("can", self._can, cfg["sched.can_ms"], 0)
         s.add("session", self._session, cfg["sched.session_ms"], 1)
+        s.add("records", self._records, cfg["sched.records_ms"], 2)
         s.add("checks", self._checks, cfg["sched.checks_ms"], 3)
+        s.add("slow", self._slow, cfg["sched.slow_ms"], 7)
         self.console = None
         if console:
             self._start_console()
@@ -119,9 +135,58 @@ class ChargerApp:
         if sup.tripped:
             sess.on_trip(now, sup.cst_fault, sup.cst_error, sup.trip_cause)
         elif sup.stop_request:
-            sess.request_stop(now, 0x10, 0x400, 0, sup.stop_request)
+            sess.request_stop(now, sup.cst_reason, sup.cst_fault, sup.cst_error,
+                              WHY_STOP_REQ)
         sess.tick(now)
         sup.charging = sess.charging
+        if sess.stage != self._stage:
+            self._stage_changed(sess)
+
+    def _stage_changed(self, sess):
+        # Rare (a handful per session): formatting text here is acceptable.
+        self._stage = sess.stage
+        self.event("stage", STAGE_NAMES[sess.stage])
+        if sess.stop_why and sess.stage in (STOPPING, REHANDSHAKE, DONE):
+            self.event("stop", sess.stop_why)
+        if sess.stage == IDLE and self.sup.tripped:
+            # unplugged after a trip: allow the next session if nothing is latched
+            if self.sup.rearm():
+                self.event("rearm", "trip cleared on unplug")
+
+    def _records(self, now):
+        ev = self.sup.events
+        if ev.seq != self._ev_seq:
+            # Events are rare; their text is for people, so it may allocate.
+            s = max(self._ev_seq, ev.oldest())
+            while s < ev.seq:
+                self.event("safety", ev.text(s))
+                s += 1
+            self._ev_seq = ev.seq
+
+    def _slow(self, now):
+        self.sup.slow_tick(now, self.rtc_s())
+
+    def rtc_s(self):
+        """Wall-clock seconds (UTC): the board's RTC, or the SIL's simulated date."""
+        rtc = getattr(self.board, "rtc_s", None)
+        if rtc:
+            return rtc()
+        import time
+        return int(time.time())
+
+    def _vin_check(self, vin):
+        b = vin.encode()
+        self.sup.vin = b
+        ok, why = self.sup.start_allowed(b, self.rtc_s())
+        if not ok:
+            self.event("refused", "VIN %s: %s" % (vin, why))
+        return ok, why
+
+    def _start_gate(self):
+        ok, why = self.sup.start_allowed(None, self.rtc_s())
+        if not ok:
+            self.event("refused", why)
+        return ok, why
 
     def _checks(self, now):
         self.sup.check_tick(now)
@@ -173,6 +238,14 @@ class ChargerApp:
         ns = {"app": self}
         self.console = Console(console_io.stream(), ns)
         self.sched.add("console", self._console, self.cfg["sched.console_ms"], 5)
+
+
+def _mkdir(path):
+    import os
+    try:
+        os.mkdir(path)
+    except OSError:
+        pass       # exists (or a read-only FS: the store then reports it)
 
 
 def main(board, config_path="config.json", console=False, state_dir="state"):

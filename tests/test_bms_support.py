@@ -32,7 +32,7 @@ class ScriptedCharger:
                  cts_delay_ms: int = 0, cts_window: Optional[int] = None, cem_enabled: bool = True,
                  stop_at_ms: Optional[int] = None, cst_reason: int = 0x40, current_offset_a: float = 0.0,
                  ignore_bsm: bool = False, rehandshake_ms: int = 5000, strict_tp: bool = True,
-                 insulation_ms: int = 1000, cst_frames: int = 30):
+                 insulation_ms: int = 1000, cst_frames: int = 30, honor_pause: bool = True):
         self.bus = bus
         self.periods = dict(PERIODS, **(periods or {}))
         self.cml = cml
@@ -55,6 +55,7 @@ class ScriptedCharger:
         self.rehandshake_ms = rehandshake_ms
         self.strict_tp = strict_tp
         self.state = "chm"
+        self.honor_pause = honor_pause
         self.insulation_ms = insulation_ms
         self.insulation_at: Optional[int] = None
         self.cst_frames = cst_frames
@@ -140,7 +141,8 @@ class ScriptedCharger:
             self.crm = 0xAA
             self.state = "crm_aa"
         elif name == "BCP" and st == "crm_aa":
-            self._enter("param", now, "CML", "CTS") if self.send_cts else self._enter("param", now, "CML")
+            msgs = ("CML",) + (("CTS",) if self.send_cts else ()) + (("CRO",) if self.cro_aa_early else ())
+            self._enter("param", now, *msgs)
             self.cro = 0xAA if self.cro_aa_early else 0x00
         elif name == "BRO" and st == "param" and data[:1] == b"\xaa":
             self._enter("cro", now, "CRO")
@@ -219,9 +221,9 @@ class ScriptedCharger:
             self._stop(now, 0x04)
         # current
         target = 0.0
-        if self.state == "charging" and self.permit:
+        if self.state == "charging" and (self.permit or not self.honor_pause):
             target = min(self.demand, self.cml[2])
-        if self.state == "stop" and now - self.stop_ms < self.stop_current_delay_ms:
+        if self.state in ("stop", "end") and now - self.stop_ms < self.stop_current_delay_ms:
             target = self.i
         step = self.ramp * dt
         self.i = min(target, self.i + step) if target > self.i else max(target, self.i - step)
@@ -289,7 +291,59 @@ def run(sim, charger, until_ms: int, step_ms: int = 5, stop_when_done: bool = Tr
     return now
 
 
-SMALL_PACK = dict(capacity_ah=10.0, cells=20, max_current_a=50.0, soc=85.0, target_soc=88.0)
+# A small, stiff pack: CC at 60 A, 1 % SOC per 12 s, so whole sessions take seconds of CPU.
+FAST = dict(capacity_ah=20.0, cells=20, max_current_a=60.0, resistance_ohm=0.02, soc=50.0, target_soc=51.0,
+            vin="LTESTVIN123456789")
+
+
+class TapBus:
+    """Wraps the BMS's bus and logs every frame it sends with the simulated time."""
+
+    def __init__(self, bus, clock):
+        self.bus, self.clock, self.log = bus, clock, []
+
+    def send(self, msg, timeout=None):
+        self.log.append((self.clock[0], msg.arbitration_id, bytes(msg.data)))
+        self.bus.send(msg, timeout)
+
+    def recv(self, timeout=None):
+        return self.bus.recv(timeout)
+
+    def shutdown(self):
+        self.bus.shutdown()
+
+
+def session(channel, params=None, until=60000, scenario=None, step_ms=10, stop_when_done=True, **charger_kw):
+    """Run BmsSimulator (FAST pack + ``params``) against a ScriptedCharger(**charger_kw).
+    -> (sim, charger, log of BMS frames [(ms, id, data)])."""
+    from host_tools.bms import BmsParams, BmsSimulator, Scenario
+    b, c = make_buses(channel)
+    clock = [0]
+    tap = TapBus(b, clock)
+    if isinstance(scenario, list):
+        scenario = Scenario.from_dict({"action": scenario})
+    sim = BmsSimulator(tap, BmsParams().update(dict(FAST, **(params or {}))), scenario=scenario)
+    ch = ScriptedCharger(c, **charger_kw)
+
+    class Clocked:
+        def poll(self, now):
+            clock[0] = now
+            ch.poll(now)
+
+    try:
+        run(sim, Clocked(), until, step_ms=step_ms, stop_when_done=stop_when_done)
+    finally:
+        b.shutdown()
+        c.shutdown()
+    return sim, ch, tap.log
+
+
+def frames(log, cid):
+    return [(t, d) for t, i, d in log if i == cid]
+
+
+def verdicts(sim):
+    return {r.name: r for r in sim.report()}
 
 
 def test_scripted_charger_sends_chm_at_its_period():

@@ -52,6 +52,19 @@ class Expect:
         return got
 
 
+def _realtime():
+    """Run the demo firmware as a real-time process where allowed.
+
+    A board's loop owns its CPU; on a shared host another process can delay a
+    sleeping process's wake-up by tens of ms, which would measure the host,
+    not the console.  SCHED_FIFO (mostly asleep: it cannot hog the host)
+    removes that noise; without the privilege the test runs as is."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+    except (OSError, AttributeError):
+        pass
+
+
 class Demo:
     def __init__(self, workdir):
         self.workdir = workdir
@@ -61,9 +74,9 @@ class Demo:
         env = dict(os.environ, MICROPYPATH=os.pathsep.join(
             [str(BOARDS / "unix"), str(FIRMWARE), str(MP_TESTS)]))
         self.err = open(workdir / "demo.stderr", "wb")
-        self.proc = subprocess.Popen([micropython_bin(), str(DEMO), "5"], stdin=master,
+        self.proc = subprocess.Popen([micropython_bin(), str(DEMO), "5", "256"], stdin=master,
                                      stdout=master, stderr=self.err, cwd=str(workdir),
-                                     env=env, start_new_session=True)
+                                     env=env, start_new_session=True, preexec_fn=_realtime)
         os.close(master)
         Expect(slave).until(b">>> ", 10)  # banner: the console is up
         self.token = self.eval("demo.token", resume=True)
@@ -107,62 +120,84 @@ def demo(tmp_path_factory):
 
 def test_exec_and_eval_with_and_without_resume(demo):
     assert demo.mpremote("exec", "print(1+1)").stdout == b"2\r\n"
-    assert demo.mpremote("resume", "exec", "print(1+1)").stdout == b"2\r\n"
-    assert demo.mpremote("eval", "6*7").stdout == b"42\r\n"
-    assert demo.mpremote("resume", "eval", "hello('field')").stdout.endswith(b"5\r\n")
+    r = demo.mpremote("resume", "exec", "print(1+1)", "+", "eval", "6*7", "+",
+                      "eval", "hello('field')")
+    assert r.stdout == b"2\r\n42\r\nhello, field\n5\r\n"
     # An exception in user code: reported by mpremote, the firmware keeps running.
     r = demo.mpremote("resume", "exec", "1/0", check=False)
     assert r.returncode == 1 and b"ZeroDivisionError" in r.stdout
-    # Several commands in one invocation; a multi-line program via raw paste.
+    # A multi-line program (raw paste, several flow-control windows).
     prog = "total = 0\nfor i in range(100):\n    total += i\nprint('total', total)\n" + "#" * 3000
     r = demo.mpremote("resume", "exec", prog, "+", "eval", "total")
     assert r.stdout == b"total 4950\r\n4950\r\n"
-    demo.assert_same_process()
+    assert demo.proc.poll() is None
+
+
+IDLE_POLL_HEAP_CHECK = """
+import micropython
+def check(io, c2, b):
+    c2.poll(0)
+    micropython.heap_lock()
+    try:
+        n = io.readinto(b)
+        for t in range(100):
+            n += c2.poll(t)
+    finally:
+        micropython.heap_unlock()
+    return n
+# a second console on the same pty (never started): the whole idle path
+print('idle', check(io, console.__class__(io, {}), bytearray(8)))
+"""
+
+
+def test_idle_poll_on_the_real_pty_allocates_nothing(demo):
+    # While mpremote waits for the answer nothing is pending on the pty.
+    r = demo.mpremote("resume", "exec", IDLE_POLL_HEAP_CHECK)
+    assert r.stdout == b"idle 0\r\n"
 
 
 def test_soft_reset_handshake_keeps_the_charger_running(demo):
     runs0 = demo.eval("demo.control_runs")
-    demo.mpremote("resume", "exec", "junk = 1")
-    assert demo.eval("'junk' in globals()") is True
+    r = demo.mpremote("resume", "exec", "junk = 1", "+", "eval", "'junk' in globals()")
+    assert r.stdout == b"True\r\n"
     # Without `resume`, mpremote soft-resets (raw REPL Ctrl-D) before running.
-    assert demo.eval("'junk' in globals()", resume=False) is False
-    demo.mpremote("resume", "exec", "junk = 2")
-    r = demo.mpremote("soft-reset")
-    assert r.stdout == b""
-    assert demo.eval("'junk' in globals()") is False
-    assert demo.eval("demo.control_runs") > runs0  # the control task kept going
-    demo.assert_same_process()
+    assert demo.mpremote("eval", "'junk' in globals()").stdout == b"False\r\n"
+    r = demo.mpremote("resume", "exec", "junk = 2", "+", "soft-reset", "+",
+                      "eval", "('junk' in globals(), demo.control_runs, demo.token)")
+    junk, runs, token = ast.literal_eval(r.stdout.decode())
+    assert junk is False
+    assert runs > runs0  # the control task kept going through the resets
+    assert token == demo.token and demo.proc.poll() is None, "firmware restarted"
 
 
 def test_fs_ls_cp_cat(demo, tmp_path):
     wd = demo.workdir
     blob = bytes(range(256)) * 12 + b"\x03\x04\r\n"  # control bytes included
-    local = tmp_path / "up.bin"
-    local.write_bytes(blob)
-    r = demo.mpremote("fs", "cp", str(local), ":up.bin")
-    assert (wd / "up.bin").read_bytes() == blob
-    r = demo.mpremote("resume", "fs", "cp", str(local), ":up2.bin")
-    assert (wd / "up2.bin").read_bytes() == blob
-
+    up = tmp_path / "up.bin"
+    up.write_bytes(blob)
     (wd / "log.txt").write_bytes(b"line one\nline two\n" + bytes(range(200, 256)))
-    down = tmp_path / "down.txt"
-    demo.mpremote("fs", "cp", ":log.txt", str(down))
-    assert down.read_bytes() == (wd / "log.txt").read_bytes()
-    down.unlink()
-    demo.mpremote("resume", "fs", "cp", ":log.txt", str(down))
-    assert down.read_bytes() == (wd / "log.txt").read_bytes()
-
-    out = demo.mpremote("fs", "ls").stdout.decode()
-    for name in ("up.bin", "up2.bin", "log.txt"):
-        assert name in out
-    out = demo.mpremote("resume", "fs", "ls", ":").stdout.decode()
-    assert "log.txt" in out
     (wd / "note.txt").write_text("charger 7\nok\n")
-    assert demo.mpremote("fs", "cat", ":note.txt").stdout == b"charger 7\r\nok\r\n"
-    assert demo.mpremote("resume", "fs", "cat", "note.txt").stdout == b"charger 7\r\nok\r\n"
+    down1, down2 = tmp_path / "down1.txt", tmp_path / "down2.txt"
+
+    # Without resume (first command soft-resets the console).
+    r = demo.mpremote("fs", "cp", str(up), ":up.bin", "+", "fs", "cp", ":log.txt", str(down1),
+                      "+", "fs", "ls", "+", "fs", "cat", ":note.txt")
+    assert (wd / "up.bin").read_bytes() == blob
+    assert down1.read_bytes() == (wd / "log.txt").read_bytes()
+    assert b" up.bin\n" in r.stdout and b" log.txt\n" in r.stdout
+    assert r.stdout.endswith(b"charger 7\r\nok\r\n")
+
+    # With resume.
+    r = demo.mpremote("resume", "fs", "cp", str(up), ":up2.bin", "+", "fs", "cp", ":log.txt",
+                      str(down2), "+", "fs", "ls", ":", "+", "fs", "cat", "note.txt")
+    assert (wd / "up2.bin").read_bytes() == blob
+    assert down2.read_bytes() == (wd / "log.txt").read_bytes()
+    assert b" up2.bin\n" in r.stdout
+    assert r.stdout.endswith(b"charger 7\r\nok\r\n")
+
     r = demo.mpremote("resume", "fs", "cat", ":missing.txt", check=False)
     assert r.returncode != 0 and b"No such file" in r.stderr + r.stdout
-    demo.assert_same_process()
+    assert demo.proc.poll() is None
 
 
 def _repl_session(demo, resume):
@@ -208,19 +243,40 @@ def test_repl_interactive(demo):
 
 
 def test_50ms_task_keeps_its_period_while_mpremote_works(demo, tmp_path):
-    demo.mpremote("resume", "exec", "demo.reset()")
-    t0 = time.monotonic()
     blob = os.urandom(4096)
     (tmp_path / "b.bin").write_bytes(blob)
-    demo.mpremote("fs", "cp", str(tmp_path / "b.bin"), ":b.bin", "+", "fs", "cp", ":b.bin",
-                  str(tmp_path / "c.bin"))
+    demo.mpremote("exec", "demo.reset()", "+", "fs", "cp", str(tmp_path / "b.bin"), ":b.bin",
+                  "+", "fs", "cp", ":b.bin", str(tmp_path / "c.bin"), "+",
+                  "exec", "print(sum(range(1000)))", "+", "soft-reset")
     assert (tmp_path / "c.bin").read_bytes() == blob
-    demo.mpremote("exec", "print(sum(range(1000)))")
-    demo.mpremote("resume", "eval", "sched.tasks[0].runs")
-    demo.mpremote("soft-reset")
     _repl_session(demo, resume=True)
-    n, pmin, pmax, outside, _ = demo.eval("demo.stats()")
-    elapsed_ms = (time.monotonic() - t0) * 1000
-    assert n >= 0.8 * elapsed_ms / 50, (n, elapsed_ms)
+    (n, pmin, pmax, outside, _, elapsed_ms), token = demo.eval("(demo.stats(), demo.token)")
+    assert token == demo.token and demo.proc.poll() is None, "firmware restarted"
+    assert n >= elapsed_ms // 50 - 2, (n, elapsed_ms)  # no period skipped
     assert outside == 0 and 45 <= pmin and pmax <= 55, (n, pmin, pmax, outside)
-    demo.assert_same_process()
+
+
+def test_long_command_is_synchronous_and_shows_in_the_stats(demo):
+    """The documented limit, and proof the period check above can fail: a
+    command that takes 160 ms stretches the 50 ms task's period."""
+    demo.mpremote("resume", "exec", "demo.reset()")
+    demo.mpremote("resume", "exec", "import time; time.sleep_ms(160)")
+    n, pmin, pmax, outside, _, _ = demo.eval("demo.stats()")
+    assert pmax >= 150 and outside >= 1, (n, pmin, pmax, outside)
+
+
+def test_peer_hang_up_is_harmless(tmp_path):
+    """Nobody holds the pty between mpremote runs (each open/close hangs the
+    line up): reads see no input, never an error, and the console still
+    answers the next connection."""
+    d = Demo(tmp_path)
+    try:
+        os.close(d.slave)
+        d.slave = os.open(os.devnull, os.O_RDONLY)  # keep close() simple
+        time.sleep(0.3)
+        d.mpremote("resume", "exec", "pass")
+        time.sleep(0.3)
+        r = d.mpremote("exec", "print(io.rx_errors, io.eof, demo.token)")
+        assert r.stdout == ("0 False %s\r\n" % d.token).encode()
+    finally:
+        d.close()

@@ -442,6 +442,25 @@ def test_cli_json_and_filters(tmp_path, capsys):
     assert "cannot read" in capsys.readouterr().err
 
 
+def test_bam_reassembly():
+    """A BMS that broadcasts BMT with BAM (TP.CM 0x20 to 0xFF) is decoded too."""
+    temps = bytes(range(60, 80))                       # 20 probes: 10..29 degC
+    n = 3
+    msgs = [can.Message(timestamp=0.0, arbitration_id=0x1CECFFF4, is_extended_id=True,
+                        data=bytes([0x20, 20, 0, n, 0xFF, 0x00, 0x16, 0x00]))]
+    for k in range(n):
+        msgs.append(can.Message(timestamp=0.05 * (k + 1), arbitration_id=0x1CEBFFF4,
+                                is_extended_id=True,
+                                data=bytes([k + 1]) + temps[7 * k:7 * k + 7].ljust(7, b"\xff")))
+    recs = logdecode.decode_messages(msgs)
+    bmt = [r for r in recs if r["name"] == "BMT"]
+    assert len(bmt) == 1 and bmt[0]["tp"] and bmt[0]["len"] == 20
+    f = bmt[0]["fields"]
+    assert (f["probes"], f["min_degC"], f["max_degC"]) == (20, 10, 29)
+    assert [r["fields"].get("Control") for r in recs if r["name"] == "TP.CM"] == ["BAM"]
+    assert all(r["error"] is None for r in recs)
+
+
 def test_logdecode_survives_garbage():
     """Random GB/T-addressed frames (deterministic) never raise."""
     import random

@@ -439,8 +439,7 @@ class CanCore:
         the first call (that first call allocates; later calls do not)."""
         mv = lst[idx]
         if self._views is None or (mv is not self._mv and not self._is_view(mv)):
-            self._mv = mv
-            self._views = [mv[:k] for k in range(9)]
+            self._build(mv)
         i = self.rx_head
         n = self.rx_dlc[i]
         full = self._mv
@@ -451,6 +450,12 @@ class CanCore:
         self.got_flags = self.rx_flags[i]
         self.rx_head = (i + 1) % self.RX_DEPTH
         self.rx_n -= 1
+
+    def _build(self, mv):
+        # separate function: a comprehension over a local of _fill would turn
+        # that local into a heap-allocated closure cell on every call
+        self._mv = mv
+        self._views = [mv[:k] for k in range(9)]
 
     def _is_view(self, mv):
         for v in self._views:

@@ -152,7 +152,7 @@ class MCP2515Model:
             if a == b:
                 r[a] = (r[a] & 0x70) | (v & 0x0B)
                 if v & 0x08:
-                    self._try_tx(n)
+                    self._kick()
                 return
         if a == EFLG:
             r[a] = (r[a] & 0x3F) | (v & 0xC0)   # only RXnOVR are writable
@@ -166,10 +166,7 @@ class MCP2515Model:
             m = 4
         r = self.regs
         r[CANSTAT] = (r[CANSTAT] & 0x1F) | (m << 5)
-        if m in (MODE_NORMAL, MODE_LOOPBACK):
-            for n in range(3):
-                if r[TXB[n]] & 0x08:
-                    self._try_tx(n)
+        self._kick()
 
     def _status(self):
         r = self.regs
@@ -267,13 +264,39 @@ class MCP2515Model:
         return 0xFF
 
     # ------------------------------------------------------------ bus
-    def _try_tx(self, n):
+    def _can_tx(self):
+        m = self.mode()
+        return (m == MODE_NORMAL or m == MODE_LOOPBACK) and self.tec <= 255
+
+    def _next_tx(self):
+        """Pending buffer the chip sends next: highest TXP, ties highest n."""
+        r = self.regs
+        best = -1
+        for n in range(3):
+            if r[TXB[n]] & 0x08 and (best < 0 or r[TXB[n]] & 3 >= r[TXB[best]] & 3):
+                best = n
+        return best
+
+    def _kick(self):
+        """An idle bus: every pending frame goes out, in the chip's order."""
+        if self.tx_hold and self.mode() == MODE_NORMAL:
+            return
+        while self._can_tx():
+            n = self._next_tx()
+            if n < 0:
+                return
+            self._tx(n)
+
+    def t_send_one(self):
+        """Transmit only the frame the chip would send next (even if held)."""
+        n = self._next_tx()
+        if n >= 0 and self._can_tx():
+            self._tx(n)
+        return n
+
+    def _tx(self, n):
         r = self.regs
         m = self.mode()
-        if m not in (MODE_NORMAL, MODE_LOOPBACK) or self.tec > 255:
-            return                          # stays pending
-        if self.tx_hold and m == MODE_NORMAL:
-            return
         b = TXB[n]
         sidh = r[b + 1]
         sidl = r[b + 2]
@@ -311,20 +334,11 @@ class MCP2515Model:
     def t_release(self):
         """Transmit every frame held pending by ``tx_hold``."""
         self.tx_hold = False
-        r = self.regs
-        while True:           # highest TXP first; ties: highest buffer number
-            best = -1
-            for n in range(3):
-                if r[TXB[n]] & 0x08 and (best < 0 or r[TXB[n]] & 3 >= r[TXB[best]] & 3):
-                    best = n
-            if best < 0:
-                return
-            self._try_tx(best)
-            if r[TXB[best]] & 0x08:
-                return        # could not transmit (mode, bus-off)
+        self._kick()
 
     def t_inject(self, can_id, data, ext=True, rtr=False):
-        if self.mode() not in (MODE_NORMAL, MODE_LISTEN, MODE_LOOPBACK):
+        m = self.mode()
+        if m != MODE_NORMAL and m != MODE_LISTEN and m != MODE_LOOPBACK:
             return None
         return self._receive(can_id, ext, rtr, data, 0, len(data))
 
@@ -345,9 +359,10 @@ class MCP2515Model:
         r = self.regs
         if (r[RXB[buf]] >> 5) & 3 == 3:
             return 0 if buf == 0 else 2     # filters off: receive any
-        rng = (0, 1) if buf == 0 else (2, 3, 4, 5)
+        lo = 0 if buf == 0 else 2
+        hi = 2 if buf == 0 else 6
         m = MASKS[buf]
-        for k in rng:
+        for k in range(lo, hi):
             if self._match(FILTERS[k], m, can_id, ext):
                 return k
         return -1

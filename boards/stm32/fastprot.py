@@ -5,8 +5,12 @@ loop can stall (a long GC, a console command, a bug).  This module runs the
 three checks from a periodic ``machine.Timer`` interrupt (and the E-stop
 also from a pin interrupt), so the output is cut even if the loop is stuck:
 
-- H-1 output over-voltage: ``v_inside`` > ``hw.ov_pct`` % of ``rating.max_v``
-- H-2 output over-current: ``i_out`` > ``hw.oc_pct`` % of ``rating.max_i``
+- H-1 output over-voltage: ``v_inside`` > ``h1.permille`` of ``rating.max_v``
+- H-2 output over-current: ``i_out`` > ``h2.permille`` of ``rating.max_i``
+
+(the same settings as the software checks in firmware/safety/protections.py,
+so one number per requirement; the software check also looks at
+``v_outside`` and ``abs(i_out)``, this path at the power-stage side only)
 - H-3 emergency stop input active.
 
 On a trip, in the same interrupt: the power-stage enable pin goes off
@@ -38,10 +42,6 @@ import config
 CONFIG_SCHEMA = (
     ("hw.prot_period_ms", 1, 1, 10, "ms",
      "Period of the hard-protection timer interrupt (H-1/H-2/H-3)"),
-    ("hw.ov_pct", 110, 100, 150, "%",
-     "H-1: trip when the output voltage exceeds this % of rating.max_v"),
-    ("hw.oc_pct", 120, 100, 200, "%",
-     "H-2: trip when the output current exceeds this % of rating.max_i"),
     ("hw.k_open_i", 50, 0, 2000, "0.1 A",
      "After a trip, K1/K2 open as soon as the output current is below this"),
     ("hw.k_open_deadline_ms", 100, 0, 100, "ms",
@@ -49,6 +49,13 @@ CONFIG_SCHEMA = (
      "whatever the current (NB/T 33008.1 5.4.7: 100 ms)"),
 )
 config.register(CONFIG_SCHEMA)
+
+# Declared (and documented) by firmware/safety/protections.py; used here only
+# if that module has not been imported yet when the board is built.
+_FOREIGN = (
+    ("h1.permille", 1100, 1000, 1500, "0.1 %", ""),
+    ("h2.permille", 1200, 1000, 2000, "0.1 %", ""),
+)
 
 TRIP_OV = const(1)
 TRIP_OC = const(2)
@@ -77,12 +84,13 @@ def cfg_int(cfg, key):
     The board builds its thresholds before the application has validated the
     whole configuration; a bad value here falls back to the documented
     default (the application refuses to charge on a bad configuration)."""
-    for e in config.schema():
-        if e[0] == key:
-            v = cfg.get(key, e[1]) if cfg else e[1]
-            if isinstance(v, int) and not isinstance(v, bool) and e[2] <= v <= e[3]:
-                return v
-            return e[1]
+    for sch in (config.schema(), _FOREIGN):
+        for e in sch:
+            if e[0] == key:
+                v = cfg.get(key, e[1]) if cfg else e[1]
+                if isinstance(v, int) and not isinstance(v, bool) and e[2] <= v <= e[3]:
+                    return v
+                return e[1]
     raise KeyError(key)
 
 
@@ -143,8 +151,8 @@ class FastProt:
         notes = []
         mv, dv, ov = self.v_scale
         mi, di, oi = self.i_scale
-        v_lim = cfg_int(cfg, "rating.max_v") * cfg_int(cfg, "hw.ov_pct") // 100
-        i_lim = cfg_int(cfg, "rating.max_i") * cfg_int(cfg, "hw.oc_pct") // 100
+        v_lim = cfg_int(cfg, "rating.max_v") * cfg_int(cfg, "h1.permille") // 1000
+        i_lim = cfg_int(cfg, "rating.max_i") * cfg_int(cfg, "h2.permille") // 1000
         v_thr = raw_max(v_lim, mv, dv, ov)
         i_thr = raw_max(i_lim, mi, di, oi)
         if v_thr >= _ADC_MAX:

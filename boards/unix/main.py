@@ -10,7 +10,7 @@ import sys
 
 def _args(argv):
     opts = {"link": "127.0.0.1:0", "mode": "lockstep", "config": "config.json",
-            "console": "0", "store": "sil_state"}
+            "console": "0", "store": "sil_state", "epoch": "1767225600"}
     i = 1
     while i < len(argv):
         a = argv[i]
@@ -28,7 +28,7 @@ def run():
     opts = _args(sys.argv)
     host, port = opts["link"].rsplit(":", 1)
     from sil_board import SilBoard
-    board = SilBoard(host, int(port), opts["mode"])
+    board = SilBoard(host, int(port), opts["mode"], int(opts["epoch"]))
     import charger
     charger.main(board, opts["config"], console=opts["console"] == "1",
                  state_dir=opts["store"])

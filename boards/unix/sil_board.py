@@ -47,12 +47,17 @@ _EXT = const(0x80000000)
 class SilBoard(Board):
     name = "unix-sil"
 
-    def __init__(self, host="127.0.0.1", port=0, mode="lockstep"):
+    def __init__(self, host="127.0.0.1", port=0, mode="lockstep", epoch_s=1767225600):
         self.mode = mode
+        self.epoch_s = epoch_s     # the simulated date at t = 0 (2026-01-01 UTC)
         self.lockstep = mode == "lockstep"
         self.clock = SimClock() if self.lockstep else TicksClock()
         s = socket.socket()
         s.connect(socket.getaddrinfo(host, port)[0][-1])
+        try:
+            s.setsockopt(6, 1, 1)   # IPPROTO_TCP, TCP_NODELAY: no Nagle delay per packet
+        except OSError:
+            pass
         self.sock = s
         self.poller = select.poll()
         self.poller.register(s, select.POLLIN)
@@ -87,6 +92,13 @@ class SilBoard(Board):
         self.rec_hdr = bytearray(6)
         self.rec_hdr_mv = memoryview(self.rec_hdr)
         self.hello()
+
+    def rtc_s(self):
+        """Wall-clock seconds: simulated date in lock-step, host time otherwise."""
+        if self.lockstep:
+            return self.epoch_s + self.clock.ms // 1000
+        import time
+        return int(time.time())
 
     # ---- link primitives -------------------------------------------------
     def _write(self, mv):

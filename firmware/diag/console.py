@@ -49,10 +49,10 @@ Code that writes to ``sys.stdout`` directly reaches the console only where
 SIL); ``console.out`` is a file object for commands that want to be sure.
 """
 import sys
-import io
 import micropython
 from micropython import const
 from rt.clock import ticks_diff
+from diag.repl_io import CookedOut, needs_more, print_traceback
 import config
 
 CONFIG_SCHEMA = (
@@ -113,104 +113,6 @@ def _cfg(cfg, key):
             return e[1]
 
 
-class _Out(io.IOBase):
-    """File object for user output: ``\\n`` -> ``\\r\\n``, written through.
-
-    Written through (not held until the end of the command) so that output
-    stays in order with anything user code writes to ``sys.stdout``
-    directly."""
-
-    def __init__(self, con):
-        self._con = con
-
-    def write(self, b):
-        if isinstance(b, str):
-            b = b.encode()
-        con = self._con
-        n = len(b)
-        mv = memoryview(b)
-        i = 0
-        while i < n:
-            j = b.find(b"\n", i)
-            if j < 0:
-                con._put(mv[i:])
-                break
-            con._put(mv[i:j])
-            con._put(b"\r\n")
-            i = j + 1
-        con._flush()
-        return n
-
-    def flush(self):
-        self._con._flush()
-
-
-def _is_ident(c):
-    return c == 95 or 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c >= 128
-
-
-_COMPOUND = (b"if", b"while", b"for", b"try", b"with", b"def", b"class", b"async")
-
-
-def needs_more(src):
-    """True if the friendly REPL should ask for another line (``... ``).
-
-    ``src`` is the input so far, lines joined by ``\\n``.  Same rule as
-    MicroPython's REPL: open brackets or triple quotes, a trailing
-    backslash, or a compound statement whose last line was not empty.
-    (Unlike MicroPython, a ``#`` comment outside quotes is skipped.)"""
-    n = len(src)
-    if n == 0:
-        return False
-    compound = src[0] == 64  # '@'
-    if not compound:
-        for kw in _COMPOUND:
-            k = len(kw)
-            if src.startswith(kw) and (n == k or not _is_ident(src[k])):
-                compound = True
-                break
-    depth = 0
-    q = 0        # 0 none, else the quote byte
-    q3 = False   # triple quote
-    i = 0
-    while i < n:
-        c = src[i]
-        if q:
-            if c == 92:  # backslash escapes the next byte inside quotes
-                i += 2
-                continue
-            if c == q:
-                if not q3:
-                    q = 0
-                elif src[i + 1:i + 3] == (b"'''" if q == 39 else b'"""')[1:]:
-                    q = 0
-                    i += 2
-        elif c == 39 or c == 34:
-            if src[i:i + 3] == (b"'''" if c == 39 else b'"""'):
-                q3 = True
-                i += 2
-            else:
-                q3 = False
-            q = c
-        elif c == 35:  # comment: skip to end of line
-            while i < n and src[i] != 10:
-                i += 1
-            continue
-        elif c == 40 or c == 91 or c == 123:
-            depth += 1
-        elif c == 41 or c == 93 or c == 125:
-            depth -= 1
-        i += 1
-    if q and q3:
-        return True
-    if depth > 0 and not q:
-        return True
-    last = src[n - 1]
-    if last == 92:
-        return True
-    return compound and last != 10
-
-
 class Console:
     """``Console(stream, namespace=None, cfg=None, banner=None)``.
 
@@ -240,7 +142,7 @@ class Console:
         self._win = w
         self._paste_cap = (cap // w) * w    # the host gets credit in whole windows
         self._paste_timeout = _cfg(cfg, "console.paste_timeout_ms")
-        self.out = _Out(self)
+        self.out = CookedOut(self._put, self._flush)
         if banner is None:
             v = sys.implementation.version
             banner = "MicroPython v%d.%d.%d diagnostics console; %s (Ctrl-D resets the console only)" % (
@@ -499,27 +401,8 @@ class Console:
             self.errors += 1
             if raw:
                 self._put1(_CTRL_D)
-            self._traceback(e)
+            print_traceback(e, out)
         micropython.kbd_intr(-1)  # user code may have re-enabled it
-
-    def _traceback(self, e):
-        """Print ``e`` like the board's REPL: without the console's own frame."""
-        out = self.out
-        try:
-            buf = io.StringIO()
-            sys.print_exception(e, buf)
-            for line in buf.getvalue().split("\n"):
-                if line.startswith('  File "') and line.endswith(", in _run") \
-                        and '"<stdin>"' not in line:
-                    continue  # the exec() call in Console._run
-                if line:
-                    out.write(line)
-                    out.write("\n")
-        except BaseException:  # e.g. MemoryError: still say what happened
-            try:
-                sys.print_exception(e, out)
-            except BaseException:
-                self._put(b"(exception while printing the traceback)\r\n")
 
     def _soft_reset(self):
         self.soft_resets += 1
@@ -529,7 +412,7 @@ class Console:
             try:
                 self.on_soft_reset()
             except BaseException as e:
-                sys.print_exception(e, self.out)
+                print_traceback(e, self.out)
 
     # ---- friendly REPL -------------------------------------------------
 

@@ -40,6 +40,7 @@ definition of the layout and of the event names.
 """
 import os
 import struct
+from array import array
 
 from micropython import const
 
@@ -90,13 +91,13 @@ _I32_MAX = const(0x7FFFFFFF)
 
 
 def _make_table():
-    t = []
+    t = array("H", bytes(512))    # 512 bytes of RAM, reads as small ints
     for i in range(256):
         c = i << 8
         for _ in range(8):
             c = ((c << 1) ^ 0x1021) if c & 0x8000 else (c << 1)
-        t.append(c & 0xFFFF)
-    return tuple(t)
+        t[i] = c & 0xFFFF
+    return t
 
 
 _CRC_TABLE = _make_table()

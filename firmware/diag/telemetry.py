@@ -93,6 +93,15 @@ ST_CHARGING = const(3)
 ST_END = const(4)
 STAGE_NAMES = ("idle", "handshake", "params", "charging", "end")
 
+# ``stage_map`` for ``gbt.session.ChargerSession.stage`` (numbers of
+# ``gbt/stages.py``; tests/mp/test_telemetry.py checks them against it):
+#   IDLE, CONNECTED, LOCKING -> idle      HANDSHAKE, INSULATION, RECOGNITION
+#   -> handshake (BRM arrives in recognition)     PARAMETER, PRECHARGE ->
+#   parameters (until CRO 0xAA)     CHARGING -> charging     REHANDSHAKE ->
+#   handshake (same plug-in session)     STOPPING, STATISTICS, FINISH -> end
+#   DONE -> idle
+SESSION_STAGES = (0, 0, 0, 1, 1, 1, 2, 2, 3, 1, 4, 4, 4, 0)
+
 HDR_FMT = "<BBBBHIHBBBBBHIBIHB17s"
 HDR_SIZE = const(48)
 HDR_FIELDS = ("magic", "version", "type", "length", "seq", "t_ms", "year", "month",
@@ -161,7 +170,8 @@ class Telemetry:
     rtc        callable -> epoch seconds (int), or None (date-time zero)
     stage_map  session stage -> telemetry stage (0 idle .. 4 end): None =
                identity, a dict/tuple/list indexed by the session's stage,
-               or a callable.  Unknown stages map to idle (no records).
+               or a callable returning an int.  Stages that map outside
+               0..4 count as idle (no records).
     session    first session number (e.g. restored from the event log)
     """
 
@@ -224,6 +234,7 @@ class Telemetry:
 
     # ---- date-time ---------------------------------------------------------
     def _set_base(self, t, now):
+        t = int(t)                # an RTC that answers with a float
         self._base_days = t // _DAY_S + self.epoch_days
         self._base_sod = t % _DAY_S
         self._base_ms = now

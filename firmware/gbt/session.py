@@ -52,6 +52,8 @@ class ChargerSession(Startup, Ending):
         self.ctl = Control(c)
         self.i_cap = c.max_i          # app: supervisor current limit (0.1 A), every tick
         self.vin_check = None         # app: fn(vin_str) -> bool or (ok, reason)
+        self.start_gate = None        # app: fn() -> (ok, reason), asked once per start
+        self.refused = None           # reason the last start was refused
         self.stage = IDLE
         self.stage_entered_ms = 0
         self._last = -1
@@ -68,6 +70,7 @@ class ChargerSession(Startup, Ending):
     # -- public API --------------------------------------------------------
     def operator_start(self):
         self._pend_start = 1
+        self.refused = None
 
     def operator_stop(self):
         self._pend_stop = 1
@@ -96,6 +99,12 @@ class ChargerSession(Startup, Ending):
         if self._k12:
             self._open_k12()
         self._stop(now, m.CST_R_FAULT, fault, error, why, True)
+
+    @property
+    def charging(self):
+        """True while energy may flow (CHARGING stage): the supervisor's
+        charging-time checks follow this."""
+        return self.stage == CHARGING
 
     @property
     def energy_wh(self):
@@ -240,6 +249,7 @@ class ChargerSession(Startup, Ending):
             self._pend_stop = 0
             if self._plugged(now):
                 self._reset_plug()
+                self.refused = None
                 self._enter(CONNECTED, now)
             return
         if st == DONE:
@@ -248,8 +258,11 @@ class ChargerSession(Startup, Ending):
                 self._enter(IDLE, now)
                 self._pend_start = 0
             elif self._pend_start and not self.need_replug and self._plugged(now):
+                # a new session on the same plug: through CONNECTED, so the
+                # start gate (lockout, latched faults) is asked again
                 self._reset_plug()
-                self._start(now)
+                self._enter(CONNECTED, now)
+                return
             self._pend_start = 0
             return
         # CONNECTED
@@ -259,7 +272,16 @@ class ChargerSession(Startup, Ending):
         if self._pend_stop:
             self._pend_stop = 0
             self._pend_start = 0
-        elif self._pend_start or self.c.auto_start:
+        elif self._pend_start or (self.c.auto_start and self.refused is None):
+            gate = self.start_gate
+            if gate is not None:
+                ok, why = gate()
+                if not ok:
+                    # Stay CONNECTED; an operator start (or a re-plug) asks again.
+                    self.refused = why
+                    self._pend_start = 0
+                    return
+            self.refused = None
             self._start(now)
 
     def _start(self, now):

@@ -177,7 +177,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         console.print("[red]error:[/red] %s" % e)
         return 2
     try:
-        bus = can.Bus(interface=args.interface, channel=args.channel, bitrate=args.bitrate, **kwargs)
+        if args.interface != "sil":         # the SIL link has no bit rate
+            kwargs.setdefault("bitrate", args.bitrate)
+        bus = can.Bus(interface=args.interface, channel=args.channel, **kwargs)
     except Exception as e:  # python-can raises many types for a missing adapter/driver
         console.print("[red]cannot open bus %s/%s:[/red] %s" % (args.interface, args.channel, e))
         return 2

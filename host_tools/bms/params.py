@@ -66,7 +66,7 @@ class BmsParams:
     max_voltage_v: Optional[float] = None    # BCP max total charging voltage; default cells x max cell
     bhm_max_voltage_v: Optional[float] = None  # BHM; default max_voltage_v
     max_current_a: float = 250.0             # BCP max permitted charging current
-    request_current_a: Optional[float] = None  # CC demand in BCL; default max_current_a
+    request_current_a: Optional[float] = None  # CC demand in BCL; default 98 % of max_current_a (S-1)
     cv_margin_v: float = 0.05                # CV target = max cell voltage - margin
     cutoff_current_a: Optional[float] = None  # end of CV taper; default 0.05 C
     max_temp_c: float = 55.0
@@ -117,7 +117,8 @@ class BmsParams:
         if p.bhm_max_voltage_v is None:
             p.bhm_max_voltage_v = p.max_voltage_v
         if p.request_current_a is None:
-            p.request_current_a = p.max_current_a
+            # 98 %: a demand above 99.5 % of the BCP limit is itself a risk (S-1)
+            p.request_current_a = round(0.98 * p.max_current_a, 1)
         if p.cutoff_current_a is None:
             p.cutoff_current_a = round(0.05 * p.capacity_ah, 1)
         if p.energy_kwh is None:

@@ -94,9 +94,15 @@ class Action:
         if d.get("at_ms") is None and stage is None:
             raise ValueError("%s: give 'at_ms' or 'stage'" % where)
         opts = {k: v for k, v in d.items() if k not in _COMMON}
+        count = d.get("count")
+        if count is None and t in ("tp", "inject") and d.get("duration_ms") is None:
+            count = 1                      # documented default: one transfer / one frame
         a = cls(t, msg, d.get("at_ms"), stage, int(d.get("after_ms", 0)), d.get("duration_ms"),
-                d.get("count"), opts, str(d.get("note", "")))
-        a._validate(where)
+                count, opts, str(d.get("note", "")))
+        try:
+            a._validate(where)
+        except KeyError as e:
+            raise ValueError("%s (%s): %s" % (where, t, e.args[0])) from None
         return a
 
     def _validate(self, where: str) -> None:

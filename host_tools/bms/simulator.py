@@ -208,6 +208,7 @@ class BmsSimulator:
             self.cml = v
             if st == "config" and self._cml_ms is None:
                 self._cml_ms = now
+                self._due["BRO"] = now          # BRO starts with the first CML
         elif name == "CRO":
             if v.get("value") == 0xAA and st == "config" and self._bro_aa_ms is not None:
                 self._enter("charging", now)
@@ -397,15 +398,11 @@ class BmsSimulator:
                 continue
             last = a.opts.get("_last")
             period = int(a.opts.get("period_ms", codec.MESSAGES[a.message].period_ms))
-            if a.count is None and a.duration_ms is None:
-                a.count = 1
             if last is None or now - last >= period:
                 a.opts["_last"] = now
                 a.used += 1
                 a.fired_ms = a.fired_ms if a.fired_ms is not None else now
-                payload = codec.encode(a.message, self._fields(a.message, now))
-                if a.opts.get("fields"):
-                    payload = codec.encode(a.message, {**self._fields(a.message, now), **a.opts["fields"]})
+                payload = codec.encode(a.message, {**self._fields(a.message, now), **a.opts.get("fields", {})})
                 payload = codec.apply_bytes(payload, a.opts.get("raw"), a.opts.get("set_bytes"))
                 self._transmit(now, a.message, payload)
 

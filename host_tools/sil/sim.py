@@ -130,12 +130,15 @@ class Simulation(_Base):
                                     console_fd=console_fd, state_dir=state_dir,
                                     firmware_dir=firmware_dir, stderr=stderr)
         self.steps = 0
+        self._buses: list = []
 
     # -- python-can view of the bus ---------------------------------------
     def bus(self, **kw) -> can.BusABC:
         """A python-can bus on this simulation (same as
         ``can.Bus(interface="sil", channel=sim.channel)``)."""
-        return can.Bus(interface="sil", channel=self.channel, **kw)
+        b = can.Bus(interface="sil", channel=self.channel, **kw)
+        self._buses.append(b)
+        return b
 
     def step(self) -> None:
         dt = self.step_ms
@@ -184,6 +187,9 @@ class Simulation(_Base):
             except (OSError, ConnectionError):
                 pass
             rc = self.fw.close()
+        for b in self._buses:
+            b.shutdown()
+        self._buses.clear()
         close_hub(self.channel)
         return rc
 

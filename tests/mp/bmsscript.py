@@ -153,7 +153,7 @@ class Plant:
         elif out.bleed and out.k12 and self.bleed_ok:
             self.v_in = self.v_in - 2000 if self.v_in > 2000 else 0
         else:
-            self.v_in = self.v_in * 9 // 10
+            self.v_in = self.v_in * 99 // 100
         if self.ev_closed:
             self.v_out = self.vb
             if out.k12:

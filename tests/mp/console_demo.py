@@ -3,11 +3,13 @@
 Runs a real ``rt.scheduler.Scheduler`` on a ``TicksClock``:
   - "control": 10 ms task (stands in for the session/protection tick)
   - "msg50":   50 ms task that records its real start times (period stats)
-  - "console": polls the Console every ``argv[1]`` ms (default 5)
+  - "console": polls the Console every ``argv[1]`` ms (default 5), taking
+               at most ``argv[2]`` input bytes per poll (default 64)
 and exposes in the console namespace:
   demo        the ``Demo`` object: ``demo.token`` (random per process
               start: proves the process was never restarted), ``demo.boot_ms``,
-              ``demo.stats()`` -> (n, min_ms, max_ms, outside_10pct, control_runs),
+              ``demo.stats()`` -> (n, min_ms, max_ms, outside_10pct, control_runs,
+              ms since reset),
               ``demo.reset()`` restarts the period statistics
   sched       the scheduler (per-task wcet/overrun counters)
   hello(name) a demo command
@@ -37,6 +39,7 @@ class Demo:
         self.pmax = 0
         self.outside = 0      # periods outside 50 ms +- 10 %
         self.last = -1
+        self.reset_ms = time.ticks_ms()
 
     def control(self, now):
         self.control_runs += 1
@@ -55,7 +58,8 @@ class Demo:
         self.last = t
 
     def stats(self):
-        return (self.n, self.pmin, self.pmax, self.outside, self.control_runs)
+        return (self.n, self.pmin, self.pmax, self.outside, self.control_runs,
+                ticks_diff(time.ticks_ms(), self.reset_ms))
 
 
 def hello(name="engineer"):
@@ -66,11 +70,13 @@ def hello(name="engineer"):
 
 def main():
     poll_ms = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    rx_chunk = int(sys.argv[2]) if len(sys.argv) > 2 else 64
     clock = TicksClock()
     sched = Scheduler(clock)
     demo = Demo(clock)
     io = UnixConsoleIO()
-    con = Console(io, {"demo": demo, "sched": sched, "hello": hello, "io": io})
+    con = Console(io, {"demo": demo, "sched": sched, "hello": hello, "io": io},
+                  cfg={"console.rx_chunk": rx_chunk})
     con_poll = con.poll
     sched.add("control", demo.control, 10)
     sched.add("msg50", demo.msg50, 50, 1)

@@ -7,7 +7,8 @@ import struct
 import micropython
 import mptest
 from mptest import eq, true
-from diag.console import Console, needs_more, FRIENDLY, RAW, PASTE, PASTE_ABORT
+from diag.console import Console, FRIENDLY, RAW, PASTE, PASTE_ABORT
+from diag.repl_io import needs_more
 
 BANNER = b"MicroPython test\r\nType \"help()\" for more information.\r\n"
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"

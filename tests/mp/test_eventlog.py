@@ -37,9 +37,11 @@ def _size(p):
         return -1
 
 
-def generate(d):
+def generate(d, reboot=False):
     """20 events over 3 rotating files of 8 records, then a torn tail:
-    the first 20 bytes of a 21st record, as a power cut leaves it."""
+    the first 20 bytes of a 21st record, as a power cut leaves it.
+    ``reboot``: then start again (the torn file rotates away) and log 2
+    more events."""
     _clean(d)
     log = E.EventLog(d, 8 * E.REC_SIZE, 3)
     log.log(1000, E.EV_BOOT, 1, 0, "unix")
@@ -53,6 +55,11 @@ def generate(d):
     _clean(d + "_t")
     with open(d + "/events.0", "ab") as f:
         f.write(rec[:20])
+    if reboot:
+        log = E.EventLog(d, 8 * E.REC_SIZE, 3)
+        log.log(3000, E.EV_BOOT, 1, 0, "reboot")
+        log.log(3001, E.EV_OPERATOR, E.OP_RESET, 0, "console")
+        log.close()
     print("WRITTEN", log.seq)
 
 

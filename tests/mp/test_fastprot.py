@@ -195,8 +195,13 @@ def test_threshold_beyond_adc_range_makes_saturation_trip():
     mptest.eq(fp.cause, TRIP_OV, "saturated ADC trips")
 
 
+def test_uses_the_software_checks_settings():
+    fp = make({"h1.permille": 1050, "h2.permille": 1100, "rating.max_v": 5000})
+    mptest.eq((fp.v_limit, fp.i_limit), (5250, 2200), "105 % of 500 V, 110 % of 200 A")
+
+
 def test_bad_config_values_fall_back_to_defaults():
-    fp = make({"hw.ov_pct": 500, "rating.max_v": "x"})
+    fp = make({"h1.permille": 5000, "rating.max_v": "x"})
     mptest.eq(fp.v_limit, 8250, "defaults used")
 
 

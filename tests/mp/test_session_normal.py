@@ -236,6 +236,7 @@ def test_bsm_pause_resume():
          "resume with the ramp")
     eq(b.sent("CCS")[-1][1][6], 0xFD, "CCS permit 01")
     eq(b.stage(), "charging", "still charging")
+    true(b.session.charging, "charging flag")
 
 
 def test_bsm_pause_longer_than_10_min_ends():

@@ -258,8 +258,11 @@ def test_stage_and_session_events():
 
 
 def test_tick_is_allocation_free():
+    # RTC re-read every second and midnight crossed under the lock: the
+    # rare paths (sync, edge seek, calendar) are allocation-free too
     sink = Ring()
-    clock, tel, _, bms, inp, out = make(sink)
+    clock, tel, _, bms, inp, out = make(sink, cfg={"telemetry.rtc_sync_s": 1},
+                                        epoch=1735689590)     # 2024-12-31 23:59:50
     for i in range(17):
         bms.vin[i] = VIN[i]
     bms.vin_len = 17
@@ -285,6 +288,8 @@ def test_tick_is_allocation_free():
         micropython.heap_unlock()
     mptest.true(n > 100, "records were produced under heap_lock (%d)" % n)
     mptest.eq(tel.errors, 0, "no write errors")
+    last = sink.records(T.T_EVENT)[-1]
+    mptest.eq((last["year"], last["month"], last["day"]), (2025, 1, 1), "crossed midnight")
 
 
 def test_stage_map_dict_and_callable():
@@ -300,6 +305,25 @@ def test_stage_map_dict_and_callable():
     tel.tick(50, 7)               # maps to -93: idle
     types = [r["type"] for r in sink.records() if r["type"] != T.T_EVENT]
     mptest.eq(types, [3, 4], "callable map")
+
+
+def test_session_stage_map_matches_gbt_stages():
+    from gbt import stages as S
+    want = {S.IDLE: 0, S.CONNECTED: 0, S.LOCKING: 0, S.HANDSHAKE: 1, S.INSULATION: 1,
+            S.RECOGNITION: 1, S.PARAMETER: 2, S.PRECHARGE: 2, S.CHARGING: 3,
+            S.REHANDSHAKE: 1, S.STOPPING: 4, S.STATISTICS: 4, S.FINISH: 4, S.DONE: 0}
+    mptest.eq(len(T.SESSION_STAGES), len(S.STAGE_NAMES), "one entry per session stage")
+    for k, v in want.items():
+        mptest.eq(T.SESSION_STAGES[k], v, S.STAGE_NAMES[k])
+    # a plug-in with a re-handshake is one session; DONE -> next plug-in is another
+    clock, tel, sink, bms, inp, out = make(stage_map=T.SESSION_STAGES)
+    seq = (S.IDLE, S.CONNECTED, S.HANDSHAKE, S.RECOGNITION, S.PARAMETER, S.CHARGING,
+           S.REHANDSHAKE, S.RECOGNITION, S.PARAMETER, S.PRECHARGE, S.CHARGING,
+           S.STOPPING, S.STATISTICS, S.DONE, S.CONNECTED, S.HANDSHAKE)
+    for i, st in enumerate(seq):
+        tel.tick(i * 1000, st)
+    starts = [r["a"] for r in sink.records(T.T_EVENT) if r["code"] == E.EV_SESSION]
+    mptest.eq(starts, [1, 2], "two sessions")
 
 
 def test_date_rolls_over_midnight_and_year():
