@@ -28,17 +28,32 @@ from micropython import const
 from board import Inputs, Outputs, CanFrame
 from rt.scheduler import Scheduler
 from gbt.bmsdata import BmsData
-from gbt.stages import STAGE_NAMES, WHY_STOP_REQ, IDLE, STOPPING, REHANDSHAKE, DONE
+# Every module that declares settings is imported here, so the whole schema
+# is registered (and validated) whichever features a board enables.
+from gbt.link import BmsLink
+from gbt.session import ChargerSession
+from safety.supervisor import Supervisor
+from diag import telemetry as _tel
+from diag import eventlog as _evlog
+import diag.console  # noqa: F401  (schema only; the console starts on demand)
+from gbt.stages import (STAGE_NAMES, WHY_STOP_REQ, IDLE, CONNECTED, STOPPING,
+                        REHANDSHAKE, DONE)
+from safety.risk import EV_RAISE as _EV_RAISE, EV_CLEAR as _EV_CLEAR, \
+    EV_LOCKOUT as _EV_LOCKOUT, EV_FAILSAFE as _EV_FAILSAFE
 
 CONFIG_SCHEMA = (
     ("sched.protect_ms", 2, 1, 10, "ms", "Protection tick (hard protections, trip path, output write)"),
     ("sched.can_ms", 2, 1, 10, "ms", "CAN receive tick"),
     ("sched.session_ms", 10, 5, 10, "ms", "Session tick (must be <= 10 ms: CST is sent every 10 ms)"),
     ("sched.checks_ms", 100, 10, 1000, "ms", "Safety check tick (S-1..S-13)"),
-    ("sched.console_ms", 20, 5, 200, "ms", "Console poll period"),
+    ("sched.console_ms", 10, 5, 200, "ms", "Console poll period (mpremote fs cp throughput scales with it)"),
     ("sched.records_ms", 50, 10, 1000, "ms", "Telemetry/event-log tick (Table-1 items use multiples)"),
     ("sched.slow_ms", 1000, 100, 10000, "ms", "Slow housekeeping tick (lockout store, file I/O)"),
     ("can.rx_burst", 32, 1, 256, "frames", "Max frames processed per CAN tick (bounds a pass under a flood)"),
+    ("sched.alloc_stats", 0, 0, 1, "-", "Count heap bytes allocated per task (diagnostics/benchmarks)"),
+    ("log.file_bytes", 4096, 512, 65536, "bytes", "Event/fault log: size of one file before rotation"),
+    ("log.files", 4, 2, 16, "files", "Event/fault log: number of rotated files kept"),
+    ("telemetry.file_bytes", 65536, 1024, 1048576, "bytes", "Telemetry file sink size (boards without a telemetry UART)"),
 )
 config.register(CONFIG_SCHEMA)
 
@@ -48,10 +63,6 @@ _INJECT_EXCEPTION = const(1)
 class ChargerApp:
     def __init__(self, board, config_path="config.json", console=False,
                  state_dir="state"):
-        # Import every module that declares settings before loading config.
-        from gbt.link import BmsLink
-        from gbt.session import ChargerSession
-        from safety.supervisor import Supervisor
         self.board = board
         self.clock = board.clock
         self.inp = Inputs()
@@ -74,6 +85,10 @@ class ChargerApp:
         self._send = board.can_send
         self.state_dir = state_dir
         _mkdir(state_dir)
+        self.log = _evlog.EventLog(state_dir, cfg["log.file_bytes"], cfg["log.files"])
+        self.log.log(self.rtc_s(), _evlog.EV_BOOT, 0 if errors else 1, 0)
+        for i, e in enumerate(errors):
+            self.log.log(self.rtc_s(), _evlog.EV_CONFIG_ERROR, i, 0, e[:8])
         from store import Store
         self.sup = Supervisor(cfg, self.clock, board, self.inp, self.out, self.bms,
                               store=Store(state_dir + "/safety.rec",
@@ -87,9 +102,19 @@ class ChargerApp:
         self.link.handler = self.session.on_message
         self.session.vin_check = self._vin_check
         self.session.start_gate = self._start_gate
+        sink = getattr(board, "send_record", None)
+        if sink is None:
+            sink = _tel.FileSink(state_dir + "/telemetry", cfg["telemetry.file_bytes"])
+        self.tel = _tel.Telemetry(cfg, self.clock, self.bms, self.inp, self.out, sink,
+                                  self.rtc_s, _tel.SESSION_STAGES)
+        self._last_cem = 0
         self.rx_burst = cfg["can.rx_burst"]
+        self._can_recv = board.can_recv
+        self._on_frame = self.link.on_frame
         self.rx_backlog_max = 0
         self._stage = -1
+        self._logged_why = None
+        self._ev = [0, 0, 0, 0, 0]
         s.add("protect", self._protect, cfg["sched.protect_ms"], 0)
         s.add("can", self._can, cfg["sched.can_ms"], 0)
         s.add("session", self._session, cfg["sched.session_ms"], 1)
@@ -99,6 +124,7 @@ class ChargerApp:
         self.console = None
         if console:
             self._start_console()
+        s.alloc_stats = bool(cfg["sched.alloc_stats"])
         s.start()
         self.event("boot", "%s config=%s" % (board.name, "ok" if not errors else "BAD"))
         if errors:
@@ -114,13 +140,17 @@ class ChargerApp:
         self.board.write_outputs(self.out)
 
     def _can(self, now):
-        board = self.board
+        # Bound methods cached in __init__: taking ``self.link.on_frame``
+        # here would allocate 32 bytes every tick.
+        recv = self._can_recv
+        on_frame = self._on_frame
         frame = self.frame
-        on_frame = self.link.on_frame
         n = 0
-        while n < self.rx_burst and board.can_recv(frame):
+        while n < self.rx_burst and recv(frame):
             on_frame(now, frame)
             n += 1
+        if n > self.rx_backlog_max:
+            self.rx_backlog_max = n
         self.link.poll(now)
 
     def _session(self, now):
@@ -144,24 +174,59 @@ class ChargerApp:
 
     def _stage_changed(self, sess):
         # Rare (a handful per session): formatting text here is acceptable.
+        prev = self._stage
         self._stage = sess.stage
+        now_s = self.rtc_s()
         self.event("stage", STAGE_NAMES[sess.stage])
-        if sess.stop_why and sess.stage in (STOPPING, REHANDSHAKE, DONE):
+        self.log.log(now_s, _evlog.EV_STAGE, sess.stage, prev if prev >= 0 else 0)
+        if sess.stop_why and sess.stage in (STOPPING, REHANDSHAKE, DONE) and \
+                sess.stop_why is not self._logged_why:
+            self._logged_why = sess.stop_why
             self.event("stop", sess.stop_why)
+            tx = sess.tx
+            self.log.log(now_s, _evlog.EV_STOP, tx.cst_reason, tx.cst_fault, sess.stop_why[:8])
+        if sess.stage == CONNECTED:
+            self._logged_why = None
+        if sess.cem != self._last_cem:
+            self._last_cem = sess.cem
+            if sess.cem:
+                self.event("cem", "0x%08x" % sess.cem)
+                self.log.log(now_s, _evlog.EV_CEM, sess.cem & 0x3FFFFFFF, 0)
         if sess.stage == IDLE and self.sup.tripped:
             # unplugged after a trip: allow the next session if nothing is latched
             if self.sup.rearm():
                 self.event("rearm", "trip cleared on unplug")
 
     def _records(self, now):
+        self.tel.tick(now, self.session.stage)
         ev = self.sup.events
         if ev.seq != self._ev_seq:
-            # Events are rare; their text is for people, so it may allocate.
-            s = max(self._ev_seq, ev.oldest())
-            while s < ev.seq:
-                self.event("safety", ev.text(s))
-                s += 1
-            self._ev_seq = ev.seq
+            self._safety_events(now, ev)
+
+    def _safety_events(self, now, ev):
+        # Events are rare; their text is for people, so it may allocate.
+        s = max(self._ev_seq, ev.oldest())
+        e = self._ev
+        now_s = self.rtc_s()
+        while s < ev.seq:
+            ev.read(s, e)
+            self.event("safety", ev.text(s))
+            kind, ident, level, value = e[1], e[2], e[3], e[4]
+            if kind == _EV_RAISE:
+                if ident > 100:
+                    self.log.log(now_s, _evlog.EV_TRIP, ident, value)
+                else:
+                    self.log.log(now_s, _evlog.EV_RISK_RAISED, ident, level)
+                self.tel.event(now, _evlog.EV_RISK_RAISED, ident, level)
+            elif kind == _EV_CLEAR:
+                self.log.log(now_s, _evlog.EV_RISK_CLEARED, ident, level)
+                self.tel.event(now, _evlog.EV_RISK_CLEARED, ident, level)
+            elif kind == _EV_LOCKOUT:
+                self.log.log(now_s, _evlog.EV_LOCKOUT, ident, value)
+            elif kind == _EV_FAILSAFE:
+                self.log.log(now_s, _evlog.EV_FAILSAFE, 0, 0)
+            s += 1
+        self._ev_seq = ev.seq
 
     def _slow(self, now):
         self.sup.slow_tick(now, self.rtc_s())
@@ -216,6 +281,7 @@ class ChargerApp:
         self.halted = "exception: %s %s" % (type(exc).__name__, exc)
         try:
             self.event("fail-safe", self.halted)
+            self.log.log(self.rtc_s(), _evlog.EV_FAILSAFE, 0, 0, type(exc).__name__[:8])
             sys.print_exception(exc)
         except Exception:
             pass
@@ -228,6 +294,9 @@ class ChargerApp:
     def shutdown(self, why):
         self.board.force_safe()
         self.out.safe()
+        for t in self.sched.tasks:
+            self.event("sched", "%s runs=%d total_us=%d wcet_us=%d overruns=%d alloc=%d" % (
+                t.name, t.runs, t.total_us, t.wcet_us, t.overruns, t.alloc_bytes))
         bye = getattr(self.board, "bye", None)
         if bye:
             bye(0, why)
@@ -236,7 +305,8 @@ class ChargerApp:
         from diag.console import Console
         import console_io
         ns = {"app": self}
-        self.console = Console(console_io.stream(), ns)
+        self.console = Console(console_io.stream(self.cfg), ns, self.cfg)
+        self.console.start()
         self.sched.add("console", self._console, self.cfg["sched.console_ms"], 5)
 
 

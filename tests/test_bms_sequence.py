@@ -69,7 +69,8 @@ def test_charging_messages_periods_and_content(normal):
     bcl = frames(log, 0x181056F4)
     assert periods([t for t, _ in bcl]) == [50]
     v, raw_i, mode = struct.unpack("<HHB", bcl[5][1])
-    assert v == 720 and mode == 2 and 4000 - raw_i == 600               # 72.0 V demand, CC at 60 A
+    # CC demand defaults to 98 % of the 60 A BCP limit (a demand above 99.5 % is risk S-1)
+    assert v == 720 and mode == 2 and 4000 - raw_i == 588               # 72.0 V demand, CC at 58.8 A
     bsm = frames(log, 0x181356F4)
     assert periods([t for t, _ in bsm]) == [250]
     assert all(len(d) == 7 and d[6] == 0xD0 and d[5] == 0x00 for _, d in bsm)   # permit 01, reserved 11

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, BOARDS, FIRMWARE, MP_TESTS, micropython_bin
+from conftest import BOARDS, FIRMWARE, MP_TESTS, micropython_bin
 
 if not sys.platform.startswith("linux"):
     pytest.skip("needs Linux pseudo-terminals", allow_module_level=True)
@@ -74,9 +74,12 @@ class Demo:
         env = dict(os.environ, MICROPYPATH=os.pathsep.join(
             [str(BOARDS / "unix"), str(FIRMWARE), str(MP_TESTS)]))
         self.err = open(workdir / "demo.stderr", "wb")
-        self.proc = subprocess.Popen([micropython_bin(), str(DEMO), "5", "256"], stdin=master,
-                                     stdout=master, stderr=self.err, cwd=str(workdir),
-                                     env=env, start_new_session=True, preexec_fn=_realtime)
+        # The PYBv1.1 heap model (design.md 3); console polled every 5 ms,
+        # up to 256 input bytes per poll (the unix SIL's setting).
+        cmd = [micropython_bin(), "-X", "heapsize=100wK", str(DEMO), "5", "256"]
+        self.proc = subprocess.Popen(cmd, stdin=master, stdout=master, stderr=self.err,
+                                     cwd=str(workdir), env=env, start_new_session=True,
+                                     preexec_fn=_realtime)
         os.close(master)
         Expect(slave).until(b">>> ", 10)  # banner: the console is up
         self.token = self.eval("demo.token", resume=True)
@@ -127,9 +130,14 @@ def test_exec_and_eval_with_and_without_resume(demo):
     r = demo.mpremote("resume", "exec", "1/0", check=False)
     assert r.returncode == 1 and b"ZeroDivisionError" in r.stdout
     # A multi-line program (raw paste, several flow-control windows).
-    prog = "total = 0\nfor i in range(100):\n    total += i\nprint('total', total)\n" + "#" * 3000
+    prog = "total = 0\nfor i in range(100):\n    total += i\nprint('total', total)\n" + "#" * 1500
     r = demo.mpremote("resume", "exec", prog, "+", "eval", "total")
     assert r.stdout == b"total 4950\r\n4950\r\n"
+    # Longer than console.code_max (2048): refused cleanly, session goes on.
+    r = demo.mpremote("resume", "exec", "#" * 5000, check=False)
+    assert r.returncode == 1
+    assert r.stdout == b"MemoryError: command longer than 2048 bytes\r\n", r.stdout
+    assert demo.mpremote("resume", "eval", "total").stdout == b"4950\r\n"
     assert demo.proc.poll() is None
 
 

@@ -136,3 +136,20 @@ class UnixConsoleIO:
         if done < n:
             self.tx_dropped += n - done
         return done
+
+
+_stream = None
+
+
+def stream(cfg=None):
+    """The board's console stream (one per process: it owns fd 0/1).
+
+    ``cfg``: product configuration; ``console.tx_timeout_ms`` is taken from
+    it when present (default 20 ms)."""
+    global _stream
+    if _stream is None:
+        t = 20
+        if cfg is not None and "console.tx_timeout_ms" in cfg:
+            t = cfg["console.tx_timeout_ms"]
+        _stream = UnixConsoleIO(tx_timeout_ms=t)
+    return _stream

@@ -42,6 +42,7 @@ _RXQ = const(64)          # CAN receive FIFO depth (frames)
 _N_IN = const(12)
 _N_OUT = const(7)
 _EXT = const(0x80000000)
+_OBUF = const(8192)
 
 
 class SilBoard(Board):
@@ -65,8 +66,8 @@ class SilBoard(Board):
         self.rmv = memoryview(self.rbuf)
         self.tbuf = bytearray(20)
         self.tmv = memoryview(self.tbuf)
-        self.frame_mv = self.tmv[:19]
-        self.out_mv = self.tmv[:11]
+        self.obuf = bytearray(_OBUF)
+        self.olen = 0
         # CAN receive FIFO (preallocated ring)
         self.q_id = [0] * _RXQ
         self.q_dlc = [0] * _RXQ
@@ -102,14 +103,33 @@ class SilBoard(Board):
 
     # ---- link primitives -------------------------------------------------
     def _write(self, mv):
-        # A blocking socket normally takes the whole packet; slice (which
-        # allocates) only in the rare partial-write case.
+        """Queue a packet; everything goes out in one write per step (one
+        syscall instead of one per frame/output: the link is not the
+        product, its cost should not hide the firmware's)."""
         n = len(mv)
-        w = self.sock.write(mv)
-        while w is not None and w < n:
-            mv = mv[w:]
-            n = len(mv)
-            w = self.sock.write(mv)
+        if self.olen + n > _OBUF:
+            self.flush()
+        ob = self.obuf
+        o = self.olen
+        for i in range(n):
+            ob[o + i] = mv[i]
+        self.olen = o + n
+
+    def _reserve(self, n):
+        if self.olen + n > _OBUF:
+            self.flush()
+        o = self.olen
+        self.olen = o + n
+        return o
+
+    def flush(self):
+        off = 0
+        n = self.olen
+        while off < n:
+            w = self.sock.write(self.obuf, off, n - off)
+            if w:
+                off += w
+        self.olen = 0
 
     def _read_exact(self, n):
         r = self.sock.readinto(self.rbuf, n)
@@ -131,6 +151,7 @@ class SilBoard(Board):
                          self.clock.ticks_ms())
         b[8:] = name
         self._write(memoryview(b))
+        self.flush()
 
     def send_text(self, kind, text):
         """Event text to the harness (not hot path: allocates)."""
@@ -157,13 +178,14 @@ class SilBoard(Board):
         if self.state >= 3:          # bus-off / stopped: nothing leaves
             self.tx_fail += 1
             return False
-        b = self.tbuf
-        b[0] = T_FRAME_OUT
-        b[1] = 17
-        struct.pack_into("<IIB", b, 2, self.clock.ticks_ms(), can_id | _EXT, n)
+        o = self._reserve(19)
+        b = self.obuf
+        b[o] = T_FRAME_OUT
+        b[o + 1] = 17
+        struct.pack_into("<IIB", b, o + 2, self.clock.ticks_ms(), can_id | _EXT, n)
+        o += 11
         for i in range(8):
-            b[11 + i] = buf[i] if i < n else 0
-        self._write(self.frame_mv)
+            b[o + i] = buf[i] if i < n else 0
         self.tx_frames += 1
         return True
 
@@ -233,11 +255,11 @@ class SilBoard(Board):
         if self.sent_out[idx] == val:
             return
         self.sent_out[idx] = val
-        b = self.tbuf
-        b[0] = T_OUTPUT
-        b[1] = 9
-        struct.pack_into("<IBi", b, 2, self.clock.ticks_ms(), idx, val)
-        self._write(self.out_mv)
+        o = self._reserve(11)
+        b = self.obuf
+        b[o] = T_OUTPUT
+        b[o + 1] = 9
+        struct.pack_into("<IBi", b, o + 2, self.clock.ticks_ms(), idx, val)
 
     def write_outputs(self, out):
         self._out(0, out.k12)
@@ -324,6 +346,7 @@ class SilBoard(Board):
             clock.advance_to(target)
             struct.pack_into("<I", ack, 2, clock.ms)
             self._write(ack_mv)
+            self.flush()
         app.shutdown("host stop")
 
     def _run_realtime(self, app):
@@ -332,6 +355,8 @@ class SilBoard(Board):
         ipoll = self.poller.ipoll
         while not self.stop:
             app.run_due()
+            if self.olen:
+                self.flush()
             wait = ticks_diff(sched.next_due(), clock.ticks_ms())
             if wait < 0:
                 wait = 0
@@ -353,5 +378,6 @@ class SilBoard(Board):
         b[3:] = t
         try:
             self._write(memoryview(b))
+            self.flush()
         except OSError:
             pass

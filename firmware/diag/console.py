@@ -56,7 +56,7 @@ from diag.repl_io import CookedOut, needs_more, print_traceback
 import config
 
 CONFIG_SCHEMA = (
-    ("console.code_max", 4096, 256, 32768, "bytes",
+    ("console.code_max", 2048, 256, 32768, "bytes",
      "Largest command the console accepts (raw REPL, raw paste, a friendly-REPL block); "
      "preallocated at start. mpremote fs cp sends <= ~1.1 KB per command"),
     ("console.rx_chunk", 64, 1, 1024, "bytes",
@@ -169,6 +169,8 @@ class Console:
         self.errors = 0
         self.soft_resets = 0
         self.overflows = 0
+        self.io_errors = 0   # exceptions raised by the stream (none expected)
+        self._started = False
         self.reset_namespace()
 
     # ---- namespace -----------------------------------------------------
@@ -208,7 +210,11 @@ class Console:
     # ---- lifecycle -----------------------------------------------------
 
     def start(self, greet=True):
-        """Disable Ctrl-C interrupts; optionally print banner and prompt."""
+        """Disable Ctrl-C interrupts; optionally print banner and prompt.
+
+        ``poll`` calls ``start(False)`` itself if nobody did: Ctrl-C must
+        never become a KeyboardInterrupt once the console reads input."""
+        self._started = True
         micropython.kbd_intr(-1)
         if greet:
             self._put(self._banner)
@@ -217,6 +223,7 @@ class Console:
 
     def close(self):
         """Flush, and give Ctrl-C back to the runtime."""
+        self._started = False
         self._flush()
         micropython.kbd_intr(3)
 
@@ -228,7 +235,10 @@ class Console:
         if n > room:
             self._flush()
             if n > len(self._tx):
-                self._write(b)
+                try:
+                    self._write(b)
+                except Exception:
+                    self.io_errors += 1
                 return
         self._txmv[self._txn:self._txn + n] = b
         self._txn += n
@@ -243,7 +253,10 @@ class Console:
         if self._txn:
             n = self._txn
             self._txn = 0
-            self._write(self._txmv[:n])
+            try:
+                self._write(self._txmv[:n])
+            except Exception:  # a stream must not raise; if it does, drop
+                self.io_errors += 1
 
     # ---- input ---------------------------------------------------------
 
@@ -253,7 +266,13 @@ class Console:
         Returns the number of bytes processed.  With nothing pending this
         does one ``stream.readinto`` and a few integer tests: no
         allocation."""
-        n = self._readinto(self._rx)
+        if not self._started:
+            self.start(False)
+        try:
+            n = self._readinto(self._rx)
+        except Exception:  # a stream must not raise; if it does: no input
+            self.io_errors += 1
+            n = 0
         if not n:
             if self.mode >= PASTE and ticks_diff(now_ms, self._last_rx) > self._paste_timeout:
                 # The host vanished mid-paste: drop it, back to raw REPL.

@@ -11,7 +11,10 @@ Per task, real execution time is measured with ``time.ticks_us``: worst
 case, last, and run/overrun counters, read by the console's ``sched``
 command.  ``run_due`` allocates nothing.
 """
+import gc
 from rt.clock import ticks_diff, ticks_add, cpu_us
+
+_mem_alloc = gc.mem_alloc
 
 
 class Task:
@@ -28,6 +31,8 @@ class Task:
         self.wcet_us = 0
         self.last_us = 0
         self.total_us = 0   # modulo 2**30: read as differences
+        self.alloc_bytes = 0  # heap bytes allocated by this task (alloc_stats only)
+        self.alloc_max = 0
 
 
 class Scheduler:
@@ -37,6 +42,9 @@ class Scheduler:
         self.passes = 0
         self.pass_wcet_us = 0
         self.started = False
+        # Diagnostics/benchmarks: count heap bytes each task allocates
+        # (gc.mem_alloc deltas; a pass in which the GC ran is not counted).
+        self.alloc_stats = False
 
     def add(self, name, fn, period_ms, offset_ms=0, deadline_ms=0):
         """Register a periodic task; call before ``start``."""
@@ -72,9 +80,17 @@ class Scheduler:
                 t.overruns += 1
             if late > t.late_max_ms:
                 t.late_max_ms = late
+            if self.alloc_stats:
+                a0 = _mem_alloc()
             t0 = cpu_us()
             t.fn(now)
             dt = ticks_diff(cpu_us(), t0)
+            if self.alloc_stats:
+                da = _mem_alloc() - a0
+                if da > 0:
+                    t.alloc_bytes = (t.alloc_bytes + da) & 0x3FFFFFFF
+                    if da > t.alloc_max:
+                        t.alloc_max = da
             t.last_us = dt
             t.total_us = (t.total_us + dt) & 0x3FFFFFFF  # stay a small int on 32-bit ports
             if dt > t.wcet_us:
@@ -98,5 +114,6 @@ class Scheduler:
         for t in self.tasks:
             t.runs = t.overruns = t.late_max_ms = 0
             t.wcet_us = t.last_us = t.total_us = 0
+            t.alloc_bytes = t.alloc_max = 0
         self.passes = 0
         self.pass_wcet_us = 0

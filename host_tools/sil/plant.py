@@ -43,6 +43,7 @@ class PlantParams:
     ambient_c: float = 25.0
     gun_k_c_per_a2: float = 0.0004     # steady-state rise per A^2
     gun_tau_s: float = 300.0
+    pack_step_ms: int = 100            # the pack (cells, heat) is integrated at this rate
 
 
 class Plant:
@@ -64,6 +65,8 @@ class Plant:
         self.energy_wh = 0.0
         self.now_ms = 0
         self.overrides: dict[str, int] = {}
+        self._pack_dt = 0.0            # accumulated seconds and ampere-seconds
+        self._pack_as = 0.0
         self.plugged = True
 
     # -- the vehicle's side, inferred from the BMS traffic ----------------
@@ -80,6 +83,18 @@ class Plant:
     def reset_vehicle(self) -> None:
         self.vehicle_closed = False
         self.vehicle_stop_seen = False
+
+    def _pack_step(self, dt: float, i: float) -> None:
+        # The cell model is the expensive part of the bench; its state moves
+        # slowly, so integrate it at the average current every pack_step_ms.
+        self._pack_dt += dt
+        self._pack_as += i * dt
+        self.pack.current_a = i        # what the BMS measures (BCS) is live
+        if self._pack_dt * 1000.0 >= self.p.pack_step_ms - 1e-9:
+            self.pack.step(self._pack_dt, self._pack_as / self._pack_dt)
+            self.pack.current_a = i
+            self._pack_dt = 0.0
+            self._pack_as = 0.0
 
     # -- one step ------------------------------------------------------------
     def update(self, dt_ms: int, out: dict) -> dict:
@@ -118,8 +133,8 @@ class Plant:
         ocv = None
         r_b = 0.0
         if self.pack is not None and self.vehicle_closed and self.plugged:
-            ocv = self.pack.terminal_voltage(0.0)
-            r_b = max(1e-4, (self.pack.terminal_voltage(100.0) - ocv) / 100.0) + p.r_loop_ohm
+            ocv = self.pack.ocv()
+            r_b = max(1e-4, self.pack.resistance_ohm) + p.r_loop_ohm
 
         # power stage voltage (internal node)
         if en:
@@ -140,7 +155,7 @@ class Plant:
                 self.i = max(target, self.i - rate * dt)
             self.v_out = ocv + self.i * r_b
             self.v_in = self.v_out
-            self.pack.step(dt, self.i)
+            self._pack_step(dt, self.i)
             self.energy_wh += self.v_out * self.i * dt / 3600.0
         else:
             self.i = 0.0 if not en or not self.k12 else 0.0
@@ -154,7 +169,7 @@ class Plant:
             if not self.plugged:
                 self.v_out = 0.0 if not self.k12 else self.v_in
         if self.pack is not None and not connected:
-            self.pack.step(dt, 0.0)
+            self._pack_step(dt, 0.0)
 
         # gun temperature
         t_ss = p.ambient_c + p.gun_k_c_per_a2 * self.i * self.i

@@ -79,17 +79,21 @@ class _Base:
             return True
         return False
 
-    def _send_inputs(self, vals: dict) -> None:
-        vals = dict(vals)
-        vals.update(self.overrides)
+    def _input_packets(self, vals: dict) -> bytes:
+        ov = self.overrides
+        sent = self.sent_inputs
         out = bytearray()
         for i, n in enumerate(L.INPUT_NAMES):
-            v = int(vals.get(n, 0))
-            if self.sent_inputs.get(n) != v:
-                self.sent_inputs[n] = v
+            v = int(ov[n]) if n in ov else int(vals.get(n, 0))
+            if sent.get(n) != v:
+                sent[n] = v
                 out += L.pk_input(i, v)
+        return bytes(out)
+
+    def _send_inputs(self, vals: dict) -> None:
+        out = self._input_packets(vals)
         if out:
-            self.fw.send(bytes(out))
+            self.fw.send(out)
 
     def inject_exception(self) -> None:
         """Test hook: make the firmware's session task raise."""
@@ -143,12 +147,13 @@ class Simulation(_Base):
     def step(self) -> None:
         dt = self.step_ms
         vals = self.plant.update(dt if self.steps else 0, self.outputs)
-        self._send_inputs(vals)
+        parts = [self._input_packets(vals)]
         pending = self.hub.drain_to_firmware()
         if pending:
-            self.fw.send(b"".join(L.pk_frame(m.arbitration_id, bytes(m.data)) for m in pending))
+            parts.extend(L.pk_frame(m.arbitration_id, bytes(m.data)) for m in pending)
         target = self.now_ms + dt
-        self.fw.send(L.pk_step(target))
+        parts.append(L.pk_step(target))
+        self.fw.send(b"".join(parts))
         while True:
             p = self.fw.read_packet(timeout=30)
             if p is None:

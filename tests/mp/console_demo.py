@@ -22,7 +22,7 @@ import micropython
 from rt.clock import TicksClock, ticks_diff
 from rt.scheduler import Scheduler
 from diag.console import Console
-from console_io import UnixConsoleIO
+import console_io
 
 
 class Demo:
@@ -74,7 +74,7 @@ def main():
     clock = TicksClock()
     sched = Scheduler(clock)
     demo = Demo(clock)
-    io = UnixConsoleIO()
+    io = console_io.stream()
     con = Console(io, {"demo": demo, "sched": sched, "hello": hello, "io": io},
                   cfg={"console.rx_chunk": rx_chunk})
     con_poll = con.poll

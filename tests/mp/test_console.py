@@ -342,6 +342,30 @@ def test_add_command_survives_soft_reset():
     eq(send(c, s, b"print(status())\x04"), b"OKall good\r\n\x04\x04>")
 
 
+class BrokenStream:
+    def readinto(self, buf):
+        raise OSError(5)
+
+    def write(self, b):
+        raise OSError(5)
+
+
+def test_stream_errors_never_leave_poll():
+    c = Console(BrokenStream(), {})
+    c.start()
+    eq(c.poll(0), 0)
+    eq(c.io_errors, 2)  # the banner write, the read
+
+
+def test_poll_starts_console_if_start_was_forgotten():
+    s = MemStream()
+    c = Console(s, {})
+    s.feed(b"1\r")
+    c.poll(0)
+    true(c._started, "kbd_intr(-1) applied")
+    eq(s.take(), b"1\r\n1\r\n>>> ")  # no banner, but it answers
+
+
 def test_needs_more_rule():
     eq(needs_more(b""), False)
     eq(needs_more(b"1+2"), False)
