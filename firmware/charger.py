@@ -306,6 +306,8 @@ class ChargerApp:
         import console_io
         ns = {"app": self}
         self.console = Console(console_io.stream(self.cfg), ns, self.cfg)
+        from diag import commands
+        commands.install(self.console, self)
         self.console.start()
         self.sched.add("console", self._console, self.cfg["sched.console_ms"], 5)
 
