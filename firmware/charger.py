@@ -51,6 +51,7 @@ CONFIG_SCHEMA = (
     ("sched.slow_ms", 1000, 100, 10000, "ms", "Slow housekeeping tick (lockout store, file I/O)"),
     ("can.rx_burst", 32, 1, 256, "frames", "Max frames processed per CAN tick (bounds a pass under a flood)"),
     ("sched.alloc_stats", 0, 0, 1, "-", "Count heap bytes allocated per task (diagnostics/benchmarks)"),
+    ("charger.utc_offset_min", 480, -720, 840, "min", "Local time zone for CTS and records (Beijing = +480)"),
     ("log.file_bytes", 4096, 512, 65536, "bytes", "Event/fault log: size of one file before rotation"),
     ("log.files", 4, 2, 16, "files", "Event/fault log: number of rotated files kept"),
     ("telemetry.file_bytes", 65536, 1024, 1048576, "bytes", "Telemetry file sink size (boards without a telemetry UART)"),
@@ -102,6 +103,7 @@ class ChargerApp:
         self.link.handler = self.session.on_message
         self.session.vin_check = self._vin_check
         self.session.start_gate = self._start_gate
+        self.session.tx.datetime = self._local_time
         sink = getattr(board, "send_record", None)
         if sink is None:
             sink = _tel.FileSink(state_dir + "/telemetry", cfg["telemetry.file_bytes"])
@@ -238,6 +240,12 @@ class ChargerApp:
             return rtc()
         import time
         return int(time.time())
+
+    def _local_time(self):
+        """CTS date-time: the RTC in local time (the SIL's simulated date)."""
+        import time
+        t = time.gmtime(self.rtc_s() + self.cfg["charger.utc_offset_min"] * 60)
+        return t[0], t[1], t[2], t[3], t[4], t[5]
 
     def _vin_check(self, vin):
         b = vin.encode()

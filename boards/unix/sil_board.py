@@ -11,10 +11,12 @@ the firmware.  Two modes:
 * ``realtime``: time is the wall clock (``TicksClock``); the board polls the
   socket without blocking between scheduler passes.
 """
+import gc
 import socket
 import struct
 import select
 import sys
+import time
 
 from micropython import const
 from board import Board, CAN_ERROR_ACTIVE, INPUT_NAMES, OUTPUT_NAMES
@@ -29,6 +31,7 @@ T_INPUT = const(0x03)
 T_STOP = const(0x04)
 T_INJECT = const(0x05)
 T_CAN_STATE = const(0x06)
+T_STATS = const(0x07)
 # firmware -> host
 T_HELLO = const(0x80)
 T_ACK = const(0x81)
@@ -37,6 +40,7 @@ T_OUTPUT = const(0x83)
 T_TEXT = const(0x84)
 T_TELEMETRY = const(0x85)
 T_BYE = const(0x86)
+T_STATS_OUT = const(0x87)
 
 _RXQ = const(64)          # CAN receive FIFO depth (frames)
 _N_IN = const(12)
@@ -87,11 +91,17 @@ class SilBoard(Board):
         self.inputs[11] = 1        # mains ok
         self.sent_out = [-99999] * _N_OUT
         self.stop = False
+        self.app = None
         self.inject = 0
         self.last_type = 0
         self.ack = bytearray(6)
         self.rec_hdr = bytearray(6)
         self.rec_hdr_mv = memoryview(self.rec_hdr)
+        # Firmware CPU spent in scheduler passes (sched.next_due + run_due),
+        # real microseconds, modulo 2**30; read with STATS (benchmarks).
+        self.loop_us = 0
+        self.stats_req = -1       # flags of a pending STATS request
+        self.app = None
         self.hello()
 
     def rtc_s(self):
@@ -298,9 +308,49 @@ class SilBoard(Board):
             self.stop = True
         elif typ == T_INJECT:
             self.inject = r[0]
+            if self.app is not None:
+                self.app.inject_fault = r[0]
         elif typ == T_CAN_STATE:
             self.state = r[0]
+        elif typ == T_STATS:
+            self.stats_req = r[0] if n else 0
         return -1
+
+    def send_stats(self, flags):
+        """Answer STATS: one STATS_OUT packet with the board/scheduler totals
+        (index 0xFF) and one per task, then (flags bit 0) reset the
+        scheduler statistics and ``loop_us``.  Not a hot path (benchmarks):
+        it may allocate; it runs between passes, so no task is charged."""
+        app = self.app
+        now = self.clock.ticks_ms()
+        b = bytearray(64)
+        sched = app.sched if app is not None else None
+        b[0] = T_STATS_OUT
+        b[1] = 4 + 1 + 9 * 4
+        struct.pack_into("<IBIIIIIIIII", b, 2, now, 0xFF,
+                         sched.passes if sched else 0,
+                         sched.pass_wcet_us if sched else 0,
+                         self.loop_us, gc.mem_alloc(), gc.mem_free(),
+                         self.rx_frames, self.rx_overruns,
+                         app.rx_backlog_max if app is not None else 0,
+                         len(sched.tasks) if sched else 0)
+        self._write(memoryview(b)[:2 + b[1]])
+        if sched:
+            for k, t in enumerate(sched.tasks):
+                name = t.name.encode()[:16]
+                b[0] = T_STATS_OUT
+                b[1] = 4 + 1 + 7 * 4 + len(name)
+                struct.pack_into("<IBIIIIIII", b, 2, now, k, t.runs, t.total_us,
+                                 t.wcet_us, t.overruns, t.alloc_bytes, t.alloc_max,
+                                 t.late_max_ms)
+                b[35:35 + len(name)] = name
+                self._write(memoryview(b)[:2 + b[1]])
+            if flags & 1:
+                sched.reset_stats()
+        if flags & 1:
+            self.loop_us = 0
+            if app is not None:
+                app.rx_backlog_max = 0
 
     def _pending(self):
         for _ in self.poller.ipoll(0):
@@ -318,6 +368,7 @@ class SilBoard(Board):
 
     def run(self, app):
         """The board's main loop: owns time in lock-step, polls in real time."""
+        self.app = app
         if self.lockstep:
             self._run_lockstep(app)
         else:
@@ -330,11 +381,17 @@ class SilBoard(Board):
         ack_mv = memoryview(ack)
         ack[0] = T_ACK
         ack[1] = 4
+        cpu_us = time.ticks_us
+        self.app = app
         while not self.stop:
             n = self._read_packet()
             target = self._handle(self.last_type, n)
+            if self.stats_req >= 0:
+                self.send_stats(self.stats_req)
+                self.stats_req = -1
             if target < 0:
                 continue
+            t0 = cpu_us()
             while True:
                 nd = sched.next_due()
                 if ticks_diff(nd, target) > 0:
@@ -343,6 +400,7 @@ class SilBoard(Board):
                 app.run_due()
                 if self.stop:
                     break
+            self.loop_us = (self.loop_us + ticks_diff(cpu_us(), t0)) & 0x3FFFFFFF
             clock.advance_to(target)
             struct.pack_into("<I", ack, 2, clock.ms)
             self._write(ack_mv)
@@ -353,7 +411,11 @@ class SilBoard(Board):
         clock = self.clock
         sched = app.sched
         ipoll = self.poller.ipoll
+        self.app = app
         while not self.stop:
+            if self.stats_req >= 0:
+                self.send_stats(self.stats_req)
+                self.stats_req = -1
             app.run_due()
             if self.olen:
                 self.flush()

@@ -15,9 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # host -> firmware
 T_STEP, T_FRAME, T_INPUT, T_STOP, T_INJECT, T_CAN_STATE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
+T_STATS = 0x07
 # firmware -> host
 T_HELLO, T_ACK, T_FRAME_OUT, T_OUTPUT, T_TEXT, T_TELEMETRY, T_BYE = (
     0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86)
+T_STATS_OUT = 0x87
 
 INPUT_NAMES = ("v_inside", "v_outside", "i_out", "cc1_mv", "insulation_kohm",
                "t_gun_pos", "t_gun_neg", "estop", "k12_fb", "lock_fb",
@@ -73,6 +75,11 @@ def pk_can_state(state: int) -> bytes:
     return bytes((T_CAN_STATE, 1, state))
 
 
+def pk_stats(reset: bool = False) -> bytes:
+    """Ask for a STATS_OUT snapshot (bit 0: reset the statistics after it)."""
+    return bytes((T_STATS, 1, 1 if reset else 0))
+
+
 class FirmwareProcess:
     """The ``micropython`` process running ``boards/unix/main.py``.
 
@@ -82,7 +89,8 @@ class FirmwareProcess:
 
     def __init__(self, mode="lockstep", config: str | None = None, heapsize=None,
                  console_fd: int | None = None, state_dir: str | None = None,
-                 firmware_dir: Path | None = None, stderr=None, extra_env=None):
+                 firmware_dir: Path | None = None, stderr=None, extra_env=None,
+                 epoch_s: int | None = None):
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(1)
@@ -96,6 +104,8 @@ class FirmwareProcess:
             cmd += ["--config", config]
         if state_dir:
             cmd += ["--store", state_dir]
+        if epoch_s is not None:
+            cmd += ["--epoch", str(int(epoch_s))]
         if console_fd is not None:
             cmd += ["--console"]
         env = dict(os.environ, MICROPYPATH=mpy_path(firmware_dir))
@@ -193,3 +203,21 @@ def decode_output(p: Packet):
 def decode_text(p: Packet):
     (t_ms,) = struct.unpack_from("<I", p.payload, 0)
     return t_ms, p.payload[4:].decode(errors="replace")
+
+
+STATS_GLOBAL_FIELDS = ("passes", "pass_wcet_us", "loop_us", "mem_alloc", "mem_free",
+                       "rx_frames", "rx_overruns", "rx_backlog_max", "ntasks")
+STATS_TASK_FIELDS = ("runs", "total_us", "wcet_us", "overruns", "alloc_bytes",
+                     "alloc_max", "late_max_ms")
+
+
+def decode_stats(p: Packet):
+    """One STATS_OUT packet -> (t_ms, index, dict); index 0xFF = totals."""
+    t_ms, idx = struct.unpack_from("<IB", p.payload, 0)
+    if idx == 0xFF:
+        vals = struct.unpack_from("<9I", p.payload, 5)
+        return t_ms, idx, dict(zip(STATS_GLOBAL_FIELDS, vals))
+    vals = struct.unpack_from("<7I", p.payload, 5)
+    d = dict(zip(STATS_TASK_FIELDS, vals))
+    d["name"] = p.payload[33:].decode(errors="replace")
+    return t_ms, idx, d

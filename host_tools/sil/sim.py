@@ -75,6 +75,12 @@ class _Base:
             self.telemetry.append((t_ms, p.payload[4:]))
         elif p.type == L.T_BYE:
             self.bye = (p.payload[0], p.payload[1:].decode(errors="replace"))
+        elif p.type == L.T_STATS_OUT:
+            t_ms, idx, d = L.decode_stats(p)
+            if idx == 0xFF:
+                self._stats = dict(d, t_ms=t_ms, tasks={})
+            elif getattr(self, "_stats", None) is not None:
+                self._stats["tasks"][d.pop("name")] = d
         elif p.type == L.T_ACK:
             return True
         return False
@@ -123,7 +129,10 @@ class Simulation(_Base):
 
     def __init__(self, step_ms: int = 10, plant: Plant | None = None, config: str | None = None,
                  heapsize=None, channel: str | None = None, console_fd=None,
-                 state_dir: str | None = None, firmware_dir: Path | None = None, stderr=None):
+                 state_dir: str | None = None, firmware_dir: Path | None = None, stderr=None,
+                 epoch_s: int | None = None):
+        """``epoch_s``: the simulated date (UTC seconds) at t = 0, the
+        firmware's RTC in lock-step (default 2026-01-01 00:00 UTC)."""
         self.step_ms = step_ms
         self.now_ms = 0
         self.channel = channel or ("sim%d" % next(_names))
@@ -132,7 +141,7 @@ class Simulation(_Base):
         self.step_hooks: list[Callable[[int], None]] = []
         self.fw = L.FirmwareProcess("lockstep", config=config, heapsize=heapsize,
                                     console_fd=console_fd, state_dir=state_dir,
-                                    firmware_dir=firmware_dir, stderr=stderr)
+                                    firmware_dir=firmware_dir, stderr=stderr, epoch_s=epoch_s)
         self.steps = 0
         self._buses: list = []
 
@@ -164,6 +173,28 @@ class Simulation(_Base):
         self.steps += 1
         for hook in self.step_hooks:
             hook(self.now_ms)
+
+    def stats(self, reset: bool = False, timeout: float = 10.0) -> dict:
+        """Snapshot of the firmware's own execution statistics (STATS).
+
+        Returns ``{"t_ms", "passes", "pass_wcet_us", "loop_us" (CPU us in
+        scheduler passes), "mem_alloc", "mem_free", "rx_frames",
+        "rx_overruns", "rx_backlog_max", "tasks": {name: {"runs",
+        "total_us", "wcet_us", "overruns", "alloc_bytes", "alloc_max",
+        "late_max_ms"}}}``; counters run since the last ``reset=True``
+        (or the start).  Times are real microseconds measured by the
+        firmware with ``time.ticks_us``, modulo 2**30."""
+        self._stats = None
+        self.fw.send(L.pk_stats(reset))
+        while True:
+            st = self._stats
+            if st is not None and len(st["tasks"]) >= st["ntasks"]:
+                self._stats = None
+                return st
+            p = self.fw.read_packet(timeout=timeout)
+            if p is None:
+                raise TimeoutError("firmware did not answer STATS")
+            self._handle(p)
 
     def run_for(self, ms: int) -> None:
         end = self.now_ms + ms
