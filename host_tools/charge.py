@@ -266,14 +266,15 @@ def main(argv=None) -> int:
         "frames": watch.frames,
         "wall_s": round(wall, 1),
         "speedup": round(dur_s / wall, 1) if wall else None,
-        "bms_verdict": bms.summary().get("verdict"),
     }
+    report = bms.report()
+    from host_tools.bms.checks import overall
+    summary["bms_verdict"] = overall(report)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if trace.t:
         plot(trace, stages, out / "session.png",
              "%s: SOC %.0f%% -> %.1f%%, %.2f kWh in %.1f min" % (
                  summary["battery"], a.soc, pack.soc, plant.energy_wh / 1000.0, dur_s / 60.0))
-    report = bms.report()
     tb = Table(title="Summary")
     tb.add_column("item")
     tb.add_column("value")

@@ -102,9 +102,13 @@ class SilBoard(Board):
         self.loop_us = 0
         self.stats_req = -1       # flags of a pending STATS request
         self.app = None
+        # The app reads ``getattr(board, "rtc_s")`` once a second: as an
+        # instance attribute the bound method is made once, here, instead
+        # of on every read (32 bytes of heap each).
+        self.rtc_s = self._rtc_s
         self.hello()
 
-    def rtc_s(self):
+    def _rtc_s(self):
         """Wall-clock seconds: simulated date in lock-step, host time otherwise."""
         if self.lockstep:
             return self.epoch_s + self.clock.ms // 1000
@@ -272,13 +276,23 @@ class SilBoard(Board):
         struct.pack_into("<IBi", b, o + 2, self.clock.ticks_ms(), idx, val)
 
     def write_outputs(self, out):
-        self._out(0, out.k12)
-        self._out(1, out.k34)
-        self._out(2, out.lock)
-        self._out(3, out.bleed)
-        self._out(4, out.pwr_en)
-        self._out(5, out.v_set)
-        self._out(6, out.i_set)
+        # Called every protection tick; nearly always nothing changed, so
+        # compare inline and call ``_out`` only on a change (7 calls saved).
+        s = self.sent_out
+        if s[0] != out.k12:
+            self._out(0, out.k12)
+        if s[1] != out.k34:
+            self._out(1, out.k34)
+        if s[2] != out.lock:
+            self._out(2, out.lock)
+        if s[3] != out.bleed:
+            self._out(3, out.bleed)
+        if s[4] != out.pwr_en:
+            self._out(4, out.pwr_en)
+        if s[5] != out.v_set:
+            self._out(5, out.v_set)
+        if s[6] != out.i_set:
+            self._out(6, out.i_set)
 
     def force_safe(self):
         self._out(4, 0)
@@ -351,6 +365,7 @@ class SilBoard(Board):
             self.loop_us = 0
             if app is not None:
                 app.rx_backlog_max = 0
+        self.flush()
 
     def _pending(self):
         for _ in self.poller.ipoll(0):

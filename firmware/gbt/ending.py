@@ -45,6 +45,7 @@ class Ending:
             self._exchange = 0
             self._enter_finish(now, 0)
             return
+        self._cst_n0 = tx.sent[tx_.CST]
         tx.start(tx_.CST, now)
         self._exchange = 1 if (exchange and self._brm_ever) else 0
         self._enter(STOPPING, now)
@@ -109,7 +110,10 @@ class Ending:
         if not self._exchange:
             self._enter_finish(now, 0)
             return
-        if self._bst_seen:
+        # Statistics only once a CST has really gone out: a BMS that sent BST
+        # waits for the CST answer before its statistics (K1/K2 may already
+        # be open in the very tick of the stop, e.g. before charging).
+        if self._bst_seen and self.tx.sent[tx_.CST] != self._cst_n0:
             self._enter_statistics(now)
             return
         if ticks_diff(now, self.tx.cst_t0) >= self.c.bst_ms:

@@ -98,7 +98,10 @@ class ChargerSession(Startup, Ending):
         self.ctl.drop()
         if self._k12:
             self._open_k12()
-        self._stop(now, m.CST_R_FAULT, fault, error, why, True)
+        # The supervisor passes its numeric trip cause: ``stop_why`` stays a
+        # text (the app logs ``stop_why[:8]``), the code is in ``trip_why``.
+        self._stop(now, m.CST_R_FAULT, fault, error,
+                   why if isinstance(why, str) else W.WHY_TRIP, True)
 
     @property
     def charging(self):
@@ -380,6 +383,9 @@ class ChargerSession(Startup, Ending):
                 or (c.target_min and mins >= c.target_min)
                 or (c.target_soc and b.soc >= c.target_soc)):
             self._stop(now, m.CST_R_CONDITION, 0, 0, W.WHY_TARGET, True)
+            # The first CST goes out in this tick: start the stop ramp in it
+            # too, or 200 A needs 110 ms (figure A.6: <= 5 A 100 ms after CST).
+            out.i_set = ctl.ramp(0, dt, c.ramp_stop, c.ramp_stop)
 
     # -- messages ------------------------------------------------------------
     def on_message(self, now, pgn, status):

@@ -48,6 +48,9 @@ class Startup:
             return
         self.ins_test_v = test_v
         out = self.out
+        # The bleeder is on since boot (safe state): it would load the test
+        # voltage and falsify the insulation reading, so it goes off first.
+        out.bleed = 0
         out.v_set = test_v
         out.i_set = c.ins_i
         out.pwr_en = 1

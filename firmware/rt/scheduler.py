@@ -45,47 +45,63 @@ class Scheduler:
         # Diagnostics/benchmarks: count heap bytes each task allocates
         # (gc.mem_alloc deltas; a pass in which the GC ran is not counted).
         self.alloc_stats = False
+        self._next = None       # cached earliest next_due (None = recompute)
 
     def add(self, name, fn, period_ms, offset_ms=0, deadline_ms=0):
         """Register a periodic task; call before ``start``."""
         t = Task(name, fn, period_ms, offset_ms, deadline_ms or period_ms)
         self.tasks.append(t)
+        self._next = None
         return t
 
     def start(self, now_ms=None):
         now = self.clock.ticks_ms() if now_ms is None else now_ms
         for t in self.tasks:
             t.next_due = ticks_add(now, t.offset)
+        self._next = None
         self.started = True
 
     def next_due(self):
-        """Earliest due time of any task (ticks ms)."""
-        tasks = self.tasks
-        best = tasks[0].next_due
-        for t in tasks:
-            if ticks_diff(t.next_due, best) < 0:
-                best = t.next_due
+        """Earliest due time of any task (ticks ms).
+
+        Cached by ``run_due`` (which moves every due time); recomputed only
+        after ``add``/``start``: the board loop asks once per pass."""
+        best = self._next
+        if best is None:
+            tasks = self.tasks
+            best = tasks[0].next_due
+            for t in tasks:
+                if ticks_diff(t.next_due, best) < 0:
+                    best = t.next_due
+            self._next = best
         return best
 
     def run_due(self):
         """Run every task that is due now; returns the number run."""
         now = self.clock.ticks_ms()
+        nxt = self._next
+        if nxt is not None and ticks_diff(now, nxt) < 0:
+            return 0            # nothing due: the common idle poll is cheap
         ran = 0
+        alloc = self.alloc_stats
+        best = None
         p0 = cpu_us()
         for t in self.tasks:
             late = ticks_diff(now, t.next_due)
             if late < 0:
+                if best is None or ticks_diff(t.next_due, best) < 0:
+                    best = t.next_due
                 continue
             if late >= t.deadline:
                 t.overruns += 1
             if late > t.late_max_ms:
                 t.late_max_ms = late
-            if self.alloc_stats:
+            if alloc:
                 a0 = _mem_alloc()
             t0 = cpu_us()
             t.fn(now)
             dt = ticks_diff(cpu_us(), t0)
-            if self.alloc_stats:
+            if alloc:
                 da = _mem_alloc() - a0
                 if da > 0:
                     t.alloc_bytes = (t.alloc_bytes + da) & 0x3FFFFFFF
@@ -103,6 +119,9 @@ class Scheduler:
                 missed = ticks_diff(now, nd) // t.period + 1
                 nd = ticks_add(nd, missed * t.period)
             t.next_due = nd
+            if best is None or ticks_diff(nd, best) < 0:
+                best = nd
+        self._next = best
         if ran:
             self.passes += 1
             dt = ticks_diff(cpu_us(), p0)

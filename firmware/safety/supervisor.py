@@ -364,6 +364,10 @@ class Supervisor:
             return False, "needs confirmation (%s): acknowledge()" % name_of(chk)
         if st == _lockout.LOCKED:
             return False, "VIN locked out (%s) for %d s" % (name_of(chk), until - now_date)
+        if not self.charging:
+            # A level-II stop request belongs to the session that raised it;
+            # left set, it would stop the next admitted session at once.
+            self.stop_request = 0
         if st == _lockout.CAPPED:
             self._cap = self.lock.cap_dA
             return True, "VIN capped to %d dA (%s)" % (self.lock.cap_dA, name_of(chk))

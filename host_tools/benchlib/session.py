@@ -89,6 +89,16 @@ class SessionResult:
     rx_frames_total: int = 0
     bye: object = None
     flood_frames: int = 0
+    # (group, t_start_ms, t_end_ms, stats): every snapshot interval in order;
+    # charging is cut into ``interval_ms`` slices so that steady charging
+    # (without the stage changes at either end) can be told apart
+    intervals: list = field(default_factory=list)
+
+    def steady(self, group: str = "charging") -> list:
+        """Intervals of ``group`` without the first and the last one (the
+        last one holds the stage change out of it)."""
+        iv = [x for x in self.intervals if x[0] == group]
+        return iv[1:-1]
 
 
 class Flood:
@@ -102,15 +112,31 @@ class Flood:
         self.k = 0
         self.sent = 0
         self.bus = sim.bus()
+        # frames given with data None replay the latest payload seen on the
+        # bus under that id (the BMS simulator's own BCL/BSM)
+        self.latest = {cid: None for cid, d in frames if d is None}
+        if self.latest:
+            sim.hub.listeners.append(self._watch)
+
+    def _watch(self, msg) -> None:
+        if msg.arbitration_id in self.latest:
+            self.latest[msg.arbitration_id] = bytes(msg.data)
 
     def __call__(self, now_ms: int) -> None:
         if not self.start():
             return
         self.acc += self.rate * self.sim.step_ms / 1000.0
         import can
-        while self.acc >= 1.0:
+        skipped = 0
+        while self.acc >= 1.0 and skipped < len(self.frames):
             cid, data = self.frames[self.k % len(self.frames)]
             self.k += 1
+            if data is None:
+                data = self.latest[cid]
+                if data is None:        # not seen yet: skip this one
+                    skipped += 1
+                    continue
+            skipped = 0
             self.acc -= 1.0
             self.bus.send(can.Message(arbitration_id=cid, data=data, is_extended_id=True))
             self.sent += 1
@@ -119,6 +145,7 @@ class Flood:
 def run_session(cfg: dict | None = None, params: BmsParams | None = None,
                 heapsize: str | None = None, firmware_dir: Path | None = None,
                 step_ms: int = 10, max_ms: int = 300_000, snapshots: bool = True,
+                interval_ms: int = 1000,
                 flood_rate: float = 0.0, flood_frames: list | None = None,
                 on_step: Callable | None = None) -> SessionResult:
     """Run plug -> unlock with the BMS simulator.  ``ok`` = the BMS simulator
@@ -134,6 +161,8 @@ def run_session(cfg: dict | None = None, params: BmsParams | None = None,
         stages = {g: StageStats() for g in GROUPS}
         group = "handshake"
         t_mark = 0
+        t_cut = 0
+        intervals = []
         ok, why = False, "timeout"
         flood = None
         try:
@@ -152,6 +181,7 @@ def run_session(cfg: dict | None = None, params: BmsParams | None = None,
                     on_step(sim)
                 new = sim.texts[n:]
                 n = len(sim.texts)
+                changed = None
                 for _, txt in new:
                     if txt.startswith("fail-safe"):
                         why = txt
@@ -159,9 +189,16 @@ def run_session(cfg: dict | None = None, params: BmsParams | None = None,
                     if txt.startswith("stage "):
                         g = GROUP_OF.get(txt.split()[1], group)
                         if g != group:
-                            if snapshots and group in stages:
-                                stages[group].add(sim.stats(reset=True), sim.now_ms - t_mark)
-                            group, t_mark = g, sim.now_ms
+                            changed = g
+                if snapshots and (changed or (group == "charging" and
+                                              sim.now_ms - t_cut >= interval_ms)):
+                    st = sim.stats(reset=True)
+                    intervals.append((group, t_cut, sim.now_ms, st))
+                    if group in stages:
+                        stages[group].add(st, sim.now_ms - t_cut)
+                    t_cut = sim.now_ms
+                if changed:
+                    group, t_mark = changed, sim.now_ms
                 if group == "done" and bms.done:
                     ok, why = True, "done"
                     break
@@ -180,4 +217,5 @@ def run_session(cfg: dict | None = None, params: BmsParams | None = None,
         if ok and sim.output_log and sim.outputs.get("lock", 0) != 0:
             ok, why = False, "gun still locked at the end"
         return SessionResult(ok, why, sim.now_ms, wall, stages, list(sim.texts),
-                             bye=sim.bye, flood_frames=flood.sent if flood else 0)
+                             bye=sim.bye, flood_frames=flood.sent if flood else 0,
+                             intervals=intervals)

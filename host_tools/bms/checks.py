@@ -217,11 +217,23 @@ def _check_ccs(rec: Recorder, p: BmsParams) -> List[CheckResult]:
         out.append(CheckResult("ccs.follows_bcl", NOT_RUN, "no BCL sent"))
         return out
     worst, worst_t = -1e9, None
-    for t, d in ccs:
-        window = [i for tb, i in bcl if t - lim.current_follow_ms <= tb <= t]
-        if not window:
+    # Sliding-window maximum of the demand (monotonic deque): linear in the
+    # number of frames, so an hour-long session is checked in milliseconds.
+    from collections import deque
+    bcl.sort(key=lambda x: x[0])
+    win: deque = deque()
+    j = 0
+    for t, d in sorted(ccs, key=lambda x: x[0]):
+        while j < len(bcl) and bcl[j][0] <= t:
+            while win and win[-1][1] <= bcl[j][1]:
+                win.pop()
+            win.append(bcl[j])
+            j += 1
+        while win and win[0][0] < t - lim.current_follow_ms:
+            win.popleft()
+        if not win:
             continue
-        dem = max(window)
+        dem = win[0][1]
         excess = d["current_a"] - (dem + max(lim.current_follow_tol_a, dem * lim.current_follow_tol_pct / 100))
         if excess > worst:
             worst, worst_t = excess, t

