@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: charge test bench deploy clean mpy
+.PHONY: charge test bench deploy config-check bench-rt realtime clean venv
+BOARD ?= stm32
 
 $(STAMP): requirements.txt setup.cfg pyproject.toml
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -22,6 +23,18 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m host_tools.bench $(ARGS)
+
+# Flash a board: make deploy PORT=/dev/ttyACM0 BOARD=stm32|esp32 [CONFIG=config.json] [ARGS=--dry-run]
+deploy: $(STAMP)
+	$(PY) -m host_tools.deploy --port $(PORT) --board $(BOARD) $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
+
+# Validate a configuration file with the firmware's own rules: make config-check CONFIG=config.json
+config-check: $(STAMP)
+	$(PY) -m host_tools.config_check $(CONFIG) --board $(BOARD)
+
+# The SIL bench in real time, bus open to other python-can programs on 127.0.0.1:29536
+realtime: $(STAMP)
+	$(PY) -m host_tools.sil $(ARGS)
 
 clean:
 	rm -rf build .pytest_cache

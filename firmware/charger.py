@@ -22,6 +22,7 @@ safe (``board.force_safe``) and halts charging; the protection tick keeps
 holding the outputs safe and the console stays up so a field engineer can
 see why.
 """
+import gc
 import sys
 import config
 from micropython import const
@@ -36,14 +37,17 @@ from safety.supervisor import Supervisor
 from diag import telemetry as _tel
 from diag import eventlog as _evlog
 import diag.console  # noqa: F401  (schema only; the console starts on demand)
+import diag.trace  # noqa: F401  (schema: diag.trace_*)
+from safety.checks import STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT
+from rt.clock import ticks_diff
 from gbt.stages import (STAGE_NAMES, WHY_STOP_REQ, IDLE, CONNECTED, STOPPING,
                         REHANDSHAKE, DONE)
 from safety.risk import EV_RAISE as _EV_RAISE, EV_CLEAR as _EV_CLEAR, \
     EV_LOCKOUT as _EV_LOCKOUT, EV_FAILSAFE as _EV_FAILSAFE
 
 CONFIG_SCHEMA = (
-    ("sched.protect_ms", 2, 1, 10, "ms", "Protection tick (hard protections, trip path, output write)"),
-    ("sched.can_ms", 2, 1, 10, "ms", "CAN receive tick"),
+    ("sched.protect_ms", 5, 1, 10, "ms", "Protection tick (hard protections, trip path, output write); H-1 needs <= 10 ms. Boards also trip H-1/H-2/H-3 from a 1 ms timer interrupt"),
+    ("sched.can_ms", 10, 1, 10, "ms", "CAN receive tick (the 64-frame RX FIFO holds 33 ms of a saturated bus)"),
     ("sched.session_ms", 10, 5, 10, "ms", "Session tick (must be <= 10 ms: CST is sent every 10 ms)"),
     ("sched.checks_ms", 100, 10, 1000, "ms", "Safety check tick (S-1..S-13)"),
     ("sched.console_ms", 10, 5, 200, "ms", "Console poll period (mpremote fs cp throughput scales with it)"),
@@ -51,12 +55,26 @@ CONFIG_SCHEMA = (
     ("sched.slow_ms", 1000, 100, 10000, "ms", "Slow housekeeping tick (lockout store, file I/O)"),
     ("can.rx_burst", 32, 1, 256, "frames", "Max frames processed per CAN tick (bounds a pass under a flood)"),
     ("sched.alloc_stats", 0, 0, 1, "-", "Count heap bytes allocated per task (diagnostics/benchmarks)"),
+    ("safety.stale_bcl_ms", 1000, 100, 10000, "ms", "BCL older than this: checks that need it go INACTIVE"),
+    ("safety.stale_bcs_ms", 5000, 250, 30000, "ms", "BCS older than this: checks that need it go INACTIVE"),
+    ("safety.stale_bsm_ms", 5000, 250, 30000, "ms", "BSM older than this: checks that need it go INACTIVE"),
+    ("safety.stale_bmv_ms", 30000, 1000, 120000, "ms", "BMV/BMT older than this: checks that need them go INACTIVE"),
     ("charger.utc_offset_min", 480, -720, 840, "min", "Local time zone for CTS and records (Beijing = +480)"),
     ("log.file_bytes", 4096, 512, 65536, "bytes", "Event/fault log: size of one file before rotation"),
     ("log.files", 4, 2, 16, "files", "Event/fault log: number of rotated files kept"),
     ("telemetry.file_bytes", 65536, 1024, 1048576, "bytes", "Telemetry file sink size (boards without a telemetry UART)"),
 )
 config.register(CONFIG_SCHEMA)
+
+
+def _cross(cfg):
+    if cfg["trip.tick_ms"] != cfg["sched.protect_ms"]:
+        return "trip.tick_ms (%d) must equal sched.protect_ms (%d)" % (
+            cfg["trip.tick_ms"], cfg["sched.protect_ms"])
+    return None
+
+
+config.CROSS_CHECKS.append(_cross)
 
 _INJECT_EXCEPTION = const(1)
 
@@ -65,6 +83,8 @@ class ChargerApp:
     def __init__(self, board, config_path="config.json", console=False,
                  state_dir="state"):
         self.board = board
+        self._rtc = None            # bound RTC method, cached (no allocation per call)
+        self.config_path = config_path
         self.clock = board.clock
         self.inp = Inputs()
         self.out = Outputs()
@@ -232,14 +252,16 @@ class ChargerApp:
 
     def _slow(self, now):
         self.sup.slow_tick(now, self.rtc_s())
+        # Collect here, between control passes, so that a collection never
+        # lands inside the protection or session tick.
+        gc.collect()
 
     def rtc_s(self):
         """Wall-clock seconds (UTC): the board's RTC, or the SIL's simulated date."""
-        rtc = getattr(self.board, "rtc_s", None)
-        if rtc:
-            return rtc()
-        import time
-        return int(time.time())
+        rtc = self._rtc
+        if rtc is None:
+            rtc = self._rtc = getattr(self.board, "rtc_s", None) or _time_s
+        return rtc()
 
     def _local_time(self):
         """CTS date-time: the RTC in local time (the SIL's simulated date)."""
@@ -262,7 +284,27 @@ class ChargerApp:
         return ok, why
 
     def _checks(self, now):
+        # Values the BMS stopped refreshing must not feed the checks: mark
+        # them stale from the link's last-valid-frame times (PF = PGN >> 8).
+        lo = self.link.last_ok
+        c = self.cfg
+        st = 0
+        if self._old(now, lo[0x10], c["safety.stale_bcl_ms"]):
+            st |= STALE_BCL
+        if self._old(now, lo[0x11], c["safety.stale_bcs_ms"]):
+            st |= STALE_BCS
+        if self._old(now, lo[0x13], c["safety.stale_bsm_ms"]):
+            st |= STALE_BSM
+        if self._old(now, lo[0x15], c["safety.stale_bmv_ms"]):
+            st |= STALE_BMV
+        if self._old(now, lo[0x16], c["safety.stale_bmv_ms"]):
+            st |= STALE_BMT
+        self.sup.stale = st
         self.sup.check_tick(now)
+
+    @staticmethod
+    def _old(now, t, limit):
+        return t < 0 or ticks_diff(now, t) > limit
 
     def _console(self, now):
         self.console.poll(now)
@@ -290,7 +332,8 @@ class ChargerApp:
         try:
             self.event("fail-safe", self.halted)
             self.log.log(self.rtc_s(), _evlog.EV_FAILSAFE, 0, 0, type(exc).__name__[:8])
-            sys.print_exception(exc)
+            # stderr, not stdout: stdout may be the console an engineer uses
+            sys.print_exception(exc, sys.stderr)
         except Exception:
             pass
 
@@ -318,6 +361,11 @@ class ChargerApp:
         commands.install(self.console, self)
         self.console.start()
         self.sched.add("console", self._console, self.cfg["sched.console_ms"], 5)
+
+
+def _time_s():
+    import time
+    return int(time.time())
 
 
 def _mkdir(path):

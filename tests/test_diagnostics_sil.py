@@ -185,7 +185,7 @@ def test_sched_mid_charge(bench):
         assert task in rows, out
         assert int(rows[task][3]) > 0          # runs
         assert int(rows[task][7]) == 0         # overruns
-    assert rows["protect"][1] == "2" and rows["session"][1] == "10"
+    assert rows["protect"][1] == "5" and rows["session"][1] == "10"
     assert _field(out, r"^passes (\d+)")
 
 
@@ -225,7 +225,7 @@ def test_cfg_set_live_setting(bench):
     if bench.type('cfg("diag.trace_lines")') == ["no setting 'diag.trace_lines'"]:
         pytest.skip("diag.trace not imported by charger.py before config.load")
     out = bench.type('cfg_set("diag.trace_lines", 4)')
-    assert out[0].startswith("diag.trace_lines = 4 applied now and stored in "), out
+    assert out[0].startswith("diag.trace_lines = 4 applied now and stored in"), out
     assert "4 lines/poll" in bench.type("trace()")[0]
     assert bench.type('cfg_set("diag.trace_lines", 0)') == [
         "refused: diag.trace_lines = 0 outside 1..256 lines"]
