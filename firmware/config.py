@@ -18,10 +18,6 @@ import json
 CONFIG_SCHEMA = (
     ("charger.id", 1, 0, 0xFFFFFFFF, "-", "Charger number sent in CRM/CSD"),
     ("charger.region", "440", None, None, "-", "Region code, 3 ASCII chars (CRM bytes 6-8)"),
-    ("charger.type", "DC-60kW", None, None, "-", "Charger type for telemetry records"),
-    ("charger.province", "Guangdong", None, None, "-", "Telemetry: province"),
-    ("charger.city", "Shenzhen", None, None, "-", "Telemetry: city"),
-    ("charger.district", "Nanshan", None, None, "-", "Telemetry: district"),
     ("rating.max_v", 7500, 500, 15000, "0.1 V", "Rated (max) output voltage"),
     ("rating.min_v", 2000, 0, 15000, "0.1 V", "Min output voltage"),
     ("rating.max_i", 2000, 10, 10000, "0.1 A", "Rated (max) output current"),

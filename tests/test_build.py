@@ -67,3 +67,9 @@ def test_board_modules_import_on_micropython(board, tmp_path):
     r = run_mp(script, extra_path=extra)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("OK ") == len(mods)
+
+
+def test_configuration_doc_is_generated_from_the_schema():
+    """docs/configuration.md is the firmware's own schema, not a copy that drifts."""
+    from host_tools import config_doc
+    assert config_doc.main(["--check"]) == 0, "run: python -m host_tools.config_doc"
