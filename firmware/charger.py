@@ -36,8 +36,7 @@ from gbt.session import ChargerSession
 from safety.supervisor import Supervisor
 from diag import telemetry as _tel
 from diag import eventlog as _evlog
-import diag.console  # noqa: F401  (schema only; the console starts on demand)
-import diag.trace  # noqa: F401  (schema: diag.trace_*)
+import diag.settings  # noqa: F401  (console/trace settings; their code loads on demand)
 from safety.checks import STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT
 from rt.clock import ticks_diff
 from gbt.stages import (STAGE_NAMES, WHY_STOP_REQ, IDLE, CONNECTED, STOPPING,

@@ -53,25 +53,10 @@ import micropython
 from micropython import const
 from rt.clock import ticks_diff
 from diag.repl_io import CookedOut, needs_more, print_traceback
-import config
 
-CONFIG_SCHEMA = (
-    ("console.code_max", 2048, 256, 32768, "bytes",
-     "Largest command the console accepts (raw REPL, raw paste, a friendly-REPL block); "
-     "preallocated at start. mpremote fs cp sends <= ~1.1 KB per command"),
-    ("console.rx_chunk", 64, 1, 1024, "bytes",
-     "Most input bytes taken per poll: bounds the console's own time per tick"),
-    ("console.tx_buf", 128, 16, 1024, "bytes",
-     "Output staging buffer (fewer, larger writes to the stream)"),
-    ("console.paste_window", 128, 16, 4096, "bytes",
-     "Raw-paste flow-control window announced to the host"),
-    ("console.paste_timeout_ms", 3000, 100, 60000, "ms",
-     "A raw paste with no byte for this long is abandoned (host vanished)"),
-    ("console.tx_timeout_ms", 20, 0, 1000, "ms",
-     "Longest wait for the console peer to accept output before it is dropped "
-     "(board stream adapters)"),
-)
-config.register(CONFIG_SCHEMA)
+# Settings live in diag.settings so the app can register them without
+# importing (and holding in RAM) the whole console.
+from diag.settings import CONSOLE_SCHEMA as CONFIG_SCHEMA  # noqa: E402
 
 # Modes (``Console.mode``).
 FRIENDLY = const(0)

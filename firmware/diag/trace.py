@@ -32,16 +32,11 @@ Bounded:
 This is a debug tool: it allocates (line formatting) and adds a few tens of
 microseconds per frame while on.  Leave it off in service.
 """
-import config
 from gbt import ids
 
-CONFIG_SCHEMA = (
-    ("diag.trace_frames", 64, 8, 1024, "frames",
-     "CAN trace: frames waiting to be printed; more are dropped and counted"),
-    ("diag.trace_lines", 16, 1, 256, "lines",
-     "CAN trace: most lines printed per console poll (output rate bound)"),
-)
-config.register(CONFIG_SCHEMA)
+# Settings live in diag.settings so the app can register them without
+# importing (and holding in RAM) the whole console.
+from diag.settings import TRACE_SCHEMA as CONFIG_SCHEMA  # noqa: E402
 
 _FRIENDLY = 0   # diag.console.FRIENDLY
 

@@ -126,7 +126,6 @@ def test_dn4001_bst_timeout(bench):
     # ... until the vehicle side opens and the gun voltage falls below 60 V
     b.plant.vehicle_closed = False
     b.plant.vehicle_stop_seen = True
-    t_unlock = None
     b.run_until(lambda: b.first_change("lock", 0, after=t_fin) is not None, 30000, "unlock")
     t_unlock = b.first_change("lock", 0, after=t_fin)
     assert b.meas_at(t_unlock - OUT_LAT)["v_outside"] < 600
