@@ -39,6 +39,8 @@ from diag import eventlog as _evlog
 import diag.settings  # noqa: F401  (console/trace settings; their code loads on demand)
 from safety.checks import STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT
 from rt.clock import ticks_diff
+from gbt.messages import enc_cst, CST_R_FAULT, CST_F_OTHER
+from gbt.ids import ID_CST
 from gbt.stages import (STAGE_NAMES, WHY_STOP_REQ, IDLE, CONNECTED, STOPPING,
                         REHANDSHAKE, DONE)
 from safety.risk import EV_RAISE as _EV_RAISE, EV_CLEAR as _EV_CLEAR, \
@@ -134,6 +136,10 @@ class ChargerApp:
         self._on_frame = self.link.on_frame
         self.rx_backlog_max = 0
         self._stage = -1
+        self._fs_cst = bytearray(8)       # CST sent by the app after a fail-safe
+        enc_cst(self._fs_cst, CST_R_FAULT, CST_F_OTHER, 0)
+        self._fs_cst_t0 = -1
+        self._fs_cst_last = 0
         self._logged_why = None
         self._ev = [0, 0, 0, 0, 0]
         s.add("protect", self._protect, cfg["sched.protect_ms"], 0)
@@ -157,6 +163,8 @@ class ChargerApp:
         self.board.read_inputs(self.inp)
         if self.halted is not None:
             self.out.safe()
+            if self._fs_cst_t0 >= 0:
+                self._fail_safe_cst(now)
         self.sup.protect_tick(now)
         self.board.write_outputs(self.out)
 
@@ -327,6 +335,9 @@ class ChargerApp:
             self.sup.fail_safe(exc)
         except Exception:
             pass
+        now = self.clock.ticks_ms()
+        self._fs_cst_t0 = now
+        self._fs_cst_last = now - 10
         self.halted = "exception: %s %s" % (type(exc).__name__, exc)
         try:
             self.event("fail-safe", self.halted)
@@ -335,6 +346,16 @@ class ChargerApp:
             sys.print_exception(exc, sys.stderr)
         except Exception:
             pass
+
+    def _fail_safe_cst(self, now):
+        # After H-9 the session object may be broken, so the app itself tells
+        # the vehicle: CST "fault / other" every 10 ms for 10 s (as DN4002).
+        el = ticks_diff(now, self._fs_cst_t0)
+        if el > 10000:
+            self._fs_cst_t0 = -1
+        elif ticks_diff(now, self._fs_cst_last) >= 10:
+            self._fs_cst_last = now
+            self._send(ID_CST, self._fs_cst, 4)
 
     def event(self, kind, text):
         send = getattr(self.board, "send_text", None)

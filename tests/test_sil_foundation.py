@@ -69,6 +69,8 @@ def test_runs_are_bit_for_bit_repeatable(tmp_path):
 
 def test_exception_in_a_task_leaves_every_output_safe(tmp_path):
     sim, _ = _bench(tmp_path)
+    got = []
+    sim.hub.listeners.append(got.append)
     try:
         assert sim.run_until(lambda: sim.outputs["pwr_en"] == 1 and sim.outputs["k12"] == 1
                              and sim.plant.i > 20, 30_000), "charging"
@@ -83,6 +85,11 @@ def test_exception_in_a_task_leaves_every_output_safe(tmp_path):
         off = sim.first_change("pwr_en", 0, t0)
         assert off is not None and off - t0 <= 20
         assert any("fail-safe" in t and "injected fault" in t for _, t in sim.texts)
+        # ... and tells the vehicle: CST "fault / other" every 10 ms
+        cst = [(round(m.timestamp * 1000), bytes(m.data)) for m in got if m.arbitration_id == 0x101AF456]
+        assert cst and cst[0][0] - t0 <= 20, cst[:2]
+        assert cst[0][1] == bytes.fromhex("1000f4f0"), cst[0][1].hex()
+        assert {b[0] - a[0] for a, b in zip(cst, cst[1:])} == {10}
         # the firmware keeps running (protection, CAN, console) but never re-energises
         sim.run_for(3_000)
         assert sim.outputs["pwr_en"] == 0 and sim.outputs["k12"] == 0
