@@ -109,15 +109,21 @@ def plot(trace: Trace, stages, path: Path, title: str) -> None:
     colours = {"handshake": "#fde2e4", "insulation": "#fad2e1", "recognition": "#e2ece9",
                "parameter": "#bee1e6", "precharge": "#f0efeb", "charging": "#dfe7fd",
                "stopping": "#ffe5b4", "statistics": "#e9f5db", "finish": "#eeeeee"}
+    span = (trace.t[-1] - trace.t[0]) if len(trace.t) > 1 else 1.0
     for (t0, name), nxt in zip(stages, stages[1:] + [(trace.t[-1] if trace.t else 0, "")]):
         c = colours.get(name)
         if c:
             for a_ in ax:
                 a_.axvspan(t0 / 60.0, nxt[0] / 60.0, color=c, alpha=0.6, lw=0)
-            ax[0].text(t0 / 60.0, ax[0].get_ylim()[1], name, fontsize=7, rotation=90, va="top")
+            if nxt[0] - t0 > 0.04 * span:      # label the bands wide enough to read
+                ax[0].text((t0 + nxt[0]) / 120.0, ax[0].get_ylim()[1] * 0.97, name, fontsize=8,
+                           ha="center", va="top")
+    ax[3].text(0.0, -0.28, "stage bands: " + ", ".join(n for _, n in stages if n in colours),
+               transform=ax[3].transAxes, fontsize=7)
     for a_ in ax:
         a_.grid(alpha=0.3)
         a_.legend(loc="lower right", fontsize=8)
+    ax2b.legend(loc="lower left", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

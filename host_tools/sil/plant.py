@@ -113,7 +113,10 @@ class Plant:
                 self.k12_pending = (want, self.now_ms + p.contactor_delay_ms)
             elif self.now_ms >= self.k12_pending[1]:
                 if want and self.vehicle_closed:
-                    self.inrush_a = max(self.inrush_a, abs(self.v_in - self.v_out) / p.r_loop_ohm)
+                    # The stage's output diodes block reverse current: only a
+                    # stage voltage above the battery's drives an inrush
+                    # (why GB/T 18487.1 pre-charges to 1..10 V *below* it).
+                    self.inrush_a = max(self.inrush_a, max(0.0, self.v_in - self.v_out) / p.r_loop_ohm)
                 self.k12 = want
                 self.k12_pending = None
         else:

@@ -11,17 +11,18 @@
 Time conventions (what the numbers in the assertions mean):
 
 * A frame's time is its bus timestamp in simulated ms (``ms(msg)``).  The
-  firmware's session task runs at 10 ms + 1 (its frames are stamped ...1),
-  its CAN task every 2 ms; the BMS simulator and raw frames from a test are
-  stamped at the step boundary (...0) and reach the firmware's CAN task
-  2 ms later.
+  firmware's session task runs at 10 ms + 1 (its frames are stamped ...1);
+  the BMS simulator and raw frames from a test are stamped at the step
+  boundary (...0) and reach the firmware's CAN task ``RX_LAT`` later.
+  The task periods are read from the firmware's schema (charger.py), so the
+  latencies follow a change of the task table.
 * ``TICK`` = 10 ms (one session tick).  A timeout measured from a charger
   frame is exact to the tick; measured from a BMS frame it also carries the
-  2 ms receive latency (``RX_LAT``).
+  receive latency (``RX_LAT``).
 * ``b.out_at(name, t)`` / ``b.first_change`` read the firmware outputs
   (``k12``, ``k34``, ``lock``, ``bleed``, ``pwr_en``, ``v_set``, ``i_set``);
-  an output the session changes at a tick shows up ``OUT_LAT`` = 1 ms later
-  (the protection task writes the outputs).
+  an output the session changes at a tick shows up ``OUT_LAT`` later (the
+  protection task writes the outputs).
 * ``b.meas_at(t)`` = the plant measurements the firmware had at ``t``
   (``v_inside``, ``v_outside``, ``i_out`` in 0.1 V / 0.1 A): what its
   decisions at ``t`` were based on (CCS at ``t`` reports exactly these).
@@ -29,6 +30,7 @@ Time conventions (what the numbers in the assertions mean):
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import can
@@ -40,11 +42,30 @@ from host_tools.bms.scenario import Scenario
 from host_tools.bms.simulator import BmsSimulator
 from host_tools.sil import Plant, Simulation
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sched_default(key: str) -> int:
+    """A task period from the firmware's schema (firmware/charger.py)."""
+    src = (ROOT / "firmware" / "charger.py").read_text()
+    m = re.search(r'\("%s",\s*(\d+)' % re.escape(key), src)
+    assert m, "no %s in firmware/charger.py" % key
+    return int(m.group(1))
+
+
 CHARGER = 0x56
 BMS = 0xF4
-TICK = 10          # session tick, ms
-RX_LAT = 2         # BMS frame on the bus -> firmware CAN task, ms
-OUT_LAT = 1        # session tick -> output written by the protection task, ms
+STEP = 10                                   # SIL lock-step, ms
+TICK = _sched_default("sched.session_ms")   # session tick (offset 1 ms), ms
+PROTECT_MS = _sched_default("sched.protect_ms")   # input read + output write (offset 0)
+CAN_MS = _sched_default("sched.can_ms")     # CAN receive task (offset 0)
+# A frame stamped at a step boundary reaches the firmware in the next step; the
+# CAN task that runs exactly at the boundary belonged to the previous step, so
+# the first CAN task to see it runs CAN_MS later.
+RX_LAT = CAN_MS
+# An output the session changes at its tick (t = 10 k + 1) is written by the
+# next protection task.
+OUT_LAT = -(-1 // PROTECT_MS) * PROTECT_MS - 1
 
 PGN = {
     "CHM": 0x2600, "BHM": 0x2700, "CRM": 0x0100, "BRM": 0x0200, "BCP": 0x0600,
@@ -248,10 +269,10 @@ class Bench:
 
     def meas_at(self, t: int) -> dict:
         """The plant measurements the firmware had at time ``t``: its
-        protection task reads the inputs every 2 ms; a read at a step
+        protection task reads the inputs every PROTECT_MS; a read at a step
         boundary belongs to the step that ends there.  For an output change
         at ``t`` the session decided at ``t - OUT_LAT``."""
-        p = t - (t % 2)
+        p = t - (t % PROTECT_MS)                  # the last input read at or before t
         k = (p - 1) // self.sim.step_ms * self.sim.step_ms
         vi, vo, i = self.meas[k]
         return {"v_inside": vi, "v_outside": vo, "i_out": i}

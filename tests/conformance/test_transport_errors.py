@@ -7,7 +7,7 @@ import pytest
 from host_tools.bms import codec
 from host_tools.bms.scenario import Scenario, builtin
 
-from .conftest import CEM, RX_LAT, TICK, data, ms
+from .conftest import CAN_MS, CEM, RX_LAT, TICK, data, ms
 
 BRM_PGN = b"\x00\x02\x00"
 BCP_PGN = b"\x00\x06\x00"
@@ -218,7 +218,7 @@ def test_dn2023_no_data_after_cts_t2(bench):
     b.run_for(1500)
     cm = b.tx("TPCM", after=t)
     assert [data(f) for f in cm] == [CTS_BRM_ALL, _abort(3, BRM_PGN)]
-    assert 1250 <= ms(cm[1]) - ms(cm[0]) <= 1250 + 2           # T2 = 1250 ms (CAN task 2 ms)
+    assert 1250 <= ms(cm[1]) - ms(cm[0]) <= 1250 + CAN_MS      # T2 = 1250 ms, CAN task period
     assert _crm_aa_t(b) is None
 
 
@@ -233,7 +233,7 @@ def test_dn2024_silence_between_packets_t1(bench):
     b.run_for(1000)
     cm = b.tx("TPCM", after=t)
     assert [data(f) for f in cm] == [CTS_BRM_ALL, _abort(3, BRM_PGN)]
-    assert 750 <= ms(cm[1]) - t_dt <= 750 + RX_LAT + 2         # T1 = 750 ms
+    assert 750 <= ms(cm[1]) - t_dt <= 750 + RX_LAT + CAN_MS    # T1 = 750 ms
     assert _crm_aa_t(b) is None
 
 
