@@ -9,13 +9,24 @@ session.
 
 Task table (periods are configuration, see ``CONFIG_SCHEMA``):
 
-    protect   2 ms   read inputs, hard protections, trip path, write outputs
-    can       2 ms   drain the CAN receive queue into the link, TP timers
-    session  10 ms   GB/T 27930 state machine, control, charger frames
-    records  50 ms   telemetry, safety events -> event log / bench text
-    checks  100 ms   S-1..S-13 persistence checks
-    slow   1000 ms   lockout bookkeeping and persistence (file I/O)
-    console  20 ms   mpremote-compatible console (when enabled)
+    task     period  offset  work
+    protect   5 ms    0     read inputs, hard protections, trip path, write outputs
+    can      10 ms    0     drain the CAN receive queue into the link, TP timers
+    session  10 ms    0     GB/T 27930 state machine, control, charger frames
+    records  50 ms    5     telemetry, safety events -> event log / bench text
+    checks  100 ms   15     S-1..S-13 persistence checks
+    slow   1000 ms   25     lockout bookkeeping, persistence (file I/O), GC
+    console  10 ms    5     mpremote-compatible console (when enabled)
+
+(offsets of records/checks/slow: 1, 3 and 5 x ``sched.protect_ms``)
+Offsets put every task on the protection tick's grid (multiples of
+``sched.protect_ms``): each scheduler pass costs interpreter time of its
+own, so tasks share the passes the protection tick needs anyway (200 per
+second at 5 ms instead of ~330 with offsets 0/0/1/2/3/7), in priority
+order (protect, can, session in the same pass, as before: the session
+sees the frames the CAN task just read).  The 50/100/1000 ms tasks land
+on different 5 ms slots, with the default periods never in the pass that
+also runs can + session (docs/performance.md).
 
 H-9: an exception in any task, or a console interrupt, forces every output
 safe (``board.force_safe``) and halts charging; the protection tick keeps
@@ -42,7 +53,7 @@ from rt.clock import ticks_diff
 from gbt.messages import enc_cst, CST_R_FAULT, CST_F_OTHER
 from gbt.ids import ID_CST
 from gbt.stages import (STAGE_NAMES, WHY_STOP_REQ, IDLE, CONNECTED, STOPPING,
-                        REHANDSHAKE, DONE)
+                        REHANDSHAKE, DONE, CHARGING)
 from safety.risk import EV_RAISE as _EV_RAISE, EV_CLEAR as _EV_CLEAR, \
     EV_LOCKOUT as _EV_LOCKOUT, EV_FAILSAFE as _EV_FAILSAFE
 
@@ -56,6 +67,7 @@ CONFIG_SCHEMA = (
     ("sched.slow_ms", 1000, 100, 10000, "ms", "Slow housekeeping tick (lockout store, file I/O)"),
     ("can.rx_burst", 32, 1, 256, "frames", "Max frames processed per CAN tick (bounds a pass under a flood)"),
     ("sched.alloc_stats", 0, 0, 1, "-", "Count heap bytes allocated per task (diagnostics/benchmarks)"),
+    ("sched.gc_bytes", 2048, 0, 65536, "bytes", "Slow task: collect garbage once this much was allocated since the last collection (0 = every slow tick); the control tasks allocate nothing, so a steady charge needs none"),
     ("safety.stale_bcl_ms", 1000, 100, 10000, "ms", "BCL older than this: checks that need it go INACTIVE"),
     ("safety.stale_bcs_ms", 5000, 250, 30000, "ms", "BCS older than this: checks that need it go INACTIVE"),
     ("safety.stale_bsm_ms", 5000, 250, 30000, "ms", "BSM older than this: checks that need it go INACTIVE"),
@@ -78,6 +90,7 @@ def _cross(cfg):
 config.CROSS_CHECKS.append(_cross)
 
 _INJECT_EXCEPTION = const(1)
+_mem_alloc = gc.mem_alloc
 
 
 class ChargerApp:
@@ -134,6 +147,21 @@ class ChargerApp:
         self.rx_burst = cfg["can.rx_burst"]
         self._can_recv = board.can_recv
         self._on_frame = self.link.on_frame
+        # Bound methods of the per-tick calls, made once (a lookup chain
+        # like ``self.board.read_inputs`` costs a few dict lookups per call
+        # at 200 calls per second).
+        self._read_inputs = board.read_inputs
+        self._write_outputs = board.write_outputs
+        self._protect_tick = self.sup.protect_tick
+        self._link_poll = self.link.poll
+        self._tel_tick = self.tel.tick
+        self._check_tick = self.sup.check_tick
+        # staleness limits of _checks (read once, not per tick)
+        self._stale_ms = (cfg["safety.stale_bcl_ms"], cfg["safety.stale_bcs_ms"],
+                          cfg["safety.stale_bsm_ms"], cfg["safety.stale_bmv_ms"])
+        self.gc_bytes = cfg["sched.gc_bytes"]
+        self.gc_runs = 0
+        self._gc_base = _mem_alloc()
         self.rx_backlog_max = 0
         self._stage = -1
         self._fs_cst = bytearray(8)       # CST sent by the app after a fail-safe
@@ -142,12 +170,13 @@ class ChargerApp:
         self._fs_cst_last = 0
         self._logged_why = None
         self._ev = [0, 0, 0, 0, 0]
-        s.add("protect", self._protect, cfg["sched.protect_ms"], 0)
+        pm = cfg["sched.protect_ms"]
+        s.add("protect", self._protect, pm, 0)
         s.add("can", self._can, cfg["sched.can_ms"], 0)
-        s.add("session", self._session, cfg["sched.session_ms"], 1)
-        s.add("records", self._records, cfg["sched.records_ms"], 2)
-        s.add("checks", self._checks, cfg["sched.checks_ms"], 3)
-        s.add("slow", self._slow, cfg["sched.slow_ms"], 7)
+        s.add("session", self._session, cfg["sched.session_ms"], 0)
+        s.add("records", self._records, cfg["sched.records_ms"], pm)
+        s.add("checks", self._checks, cfg["sched.checks_ms"], 3 * pm)
+        s.add("slow", self._slow, cfg["sched.slow_ms"], 5 * pm)
         self.console = None
         if console:
             self._start_console()
@@ -160,27 +189,30 @@ class ChargerApp:
 
     # ---- tasks ----------------------------------------------------------
     def _protect(self, now):
-        self.board.read_inputs(self.inp)
+        self._read_inputs(self.inp)
         if self.halted is not None:
             self.out.safe()
             if self._fs_cst_t0 >= 0:
                 self._fail_safe_cst(now)
-        self.sup.protect_tick(now)
-        self.board.write_outputs(self.out)
+        self._protect_tick(now)
+        self._write_outputs(self.out)
 
     def _can(self, now):
         # Bound methods cached in __init__: taking ``self.link.on_frame``
         # here would allocate 32 bytes every tick.
-        recv = self._can_recv
-        on_frame = self._on_frame
+        recv = self._can_recv          # read per tick: diag.trace swaps it
         frame = self.frame
-        n = 0
-        while n < self.rx_burst and recv(frame):
+        if recv(frame):
+            on_frame = self._on_frame
+            burst = self.rx_burst
             on_frame(now, frame)
-            n += 1
-        if n > self.rx_backlog_max:
-            self.rx_backlog_max = n
-        self.link.poll(now)
+            n = 1
+            while n < burst and recv(frame):
+                on_frame(now, frame)
+                n += 1
+            if n > self.rx_backlog_max:
+                self.rx_backlog_max = n
+        self._link_poll(now)
 
     def _session(self, now):
         if self.inject_fault == _INJECT_EXCEPTION:
@@ -197,8 +229,9 @@ class ChargerApp:
             sess.request_stop(now, sup.cst_reason, sup.cst_fault, sup.cst_error,
                               WHY_STOP_REQ)
         sess.tick(now)
-        sup.charging = sess.charging
-        if sess.stage != self._stage:
+        st = sess.stage
+        sup.charging = st == CHARGING     # = sess.charging (a property: a call)
+        if st != self._stage:
             self._stage_changed(sess)
 
     def _stage_changed(self, sess):
@@ -227,7 +260,7 @@ class ChargerApp:
                 self.event("rearm", "trip cleared on unplug")
 
     def _records(self, now):
-        self.tel.tick(now, self.session.stage)
+        self._tel_tick(now, self.session.stage)
         ev = self.sup.events
         if ev.seq != self._ev_seq:
             self._safety_events(now, ev)
@@ -260,8 +293,18 @@ class ChargerApp:
     def _slow(self, now):
         self.sup.slow_tick(now, self.rtc_s())
         # Collect here, between control passes, so that a collection never
-        # lands inside the protection or session tick.
-        gc.collect()
+        # lands inside the protection or session tick.  Only when something
+        # was allocated (stage changes, events, console): a collection costs
+        # ~0.7 ms on the unix port (mark + sweep of the whole heap), far
+        # more than everything else this task does, and in a steady charge
+        # the control tasks allocate nothing.
+        a = _mem_alloc()
+        if a < self._gc_base:
+            self._gc_base = a             # an automatic collection ran
+        elif a - self._gc_base >= self.gc_bytes:
+            gc.collect()
+            self.gc_runs += 1
+            self._gc_base = _mem_alloc()
 
     def rtc_s(self):
         """Wall-clock seconds (UTC): the board's RTC, or the SIL's simulated date."""
@@ -293,21 +336,27 @@ class ChargerApp:
     def _checks(self, now):
         # Values the BMS stopped refreshing must not feed the checks: mark
         # them stale from the link's last-valid-frame times (PF = PGN >> 8).
+        # (``_old`` inlined: t < 0 = never received, else older than limit)
         lo = self.link.last_ok
-        c = self.cfg
+        lim_bcl, lim_bcs, lim_bsm, lim_bmv = self._stale_ms
         st = 0
-        if self._old(now, lo[0x10], c["safety.stale_bcl_ms"]):
+        t = lo[0x10]
+        if t < 0 or ticks_diff(now, t) > lim_bcl:
             st |= STALE_BCL
-        if self._old(now, lo[0x11], c["safety.stale_bcs_ms"]):
+        t = lo[0x11]
+        if t < 0 or ticks_diff(now, t) > lim_bcs:
             st |= STALE_BCS
-        if self._old(now, lo[0x13], c["safety.stale_bsm_ms"]):
+        t = lo[0x13]
+        if t < 0 or ticks_diff(now, t) > lim_bsm:
             st |= STALE_BSM
-        if self._old(now, lo[0x15], c["safety.stale_bmv_ms"]):
+        t = lo[0x15]
+        if t < 0 or ticks_diff(now, t) > lim_bmv:
             st |= STALE_BMV
-        if self._old(now, lo[0x16], c["safety.stale_bmv_ms"]):
+        t = lo[0x16]
+        if t < 0 or ticks_diff(now, t) > lim_bmv:
             st |= STALE_BMT
         self.sup.stale = st
-        self.sup.check_tick(now)
+        self._check_tick(now)
 
     @staticmethod
     def _old(now, t, limit):

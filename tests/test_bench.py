@@ -15,14 +15,14 @@ def test_stats_snapshot_counts_and_resets(tmp_path):
         st = sim.stats(reset=True)
         t = st["tasks"]
         assert set(t) >= {"protect", "can", "session", "records", "checks", "slow"}
-        assert t["protect"]["runs"] == 50      # 2 ms period
+        assert t["protect"]["runs"] == 20      # 5 ms period (sched.protect_ms)
         assert t["session"]["runs"] == 10      # 10 ms period
         assert 0 < t["protect"]["total_us"] <= st["loop_us"]
         assert st["passes"] > 0 and st["pass_wcet_us"] > 0
         assert st["mem_alloc"] > 0 and st["t_ms"] == 110
         sim.run_for(20)
         again = sim.stats()
-        assert again["tasks"]["protect"]["runs"] == 10   # counted from the reset
+        assert again["tasks"]["protect"]["runs"] == 4    # counted from the reset
 
 
 def test_quick_cpu_figure_has_numbers(tmp_path, capsys):

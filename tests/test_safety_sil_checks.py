@@ -259,7 +259,7 @@ def test_missing_data_makes_checks_inactive(tmp_path):
         why = {i + 1: d[1] for i, d in enumerate(diag)}
         assert b.sim.outputs["pwr_en"] == 1 and b.sim.outputs["i_set"] > 0   # still charging
         expect = {2: "BCS meas_i NA", 5: "BCS meas_v NA", 7: "cell max (BCS/BMV) NA",
-                  8: "BMV cell_min_v NA", 9: "BCS soc NA", 11: "BSM temp_max NA/stale",
+                  8: "BMV stale", 9: "BCL/BCS/BMV stale", 11: "BSM temp_max NA/stale",
                   12: "BCS soc / BCP soc NA", 13: "BCS soc NA"}
         for i, w in expect.items():
             assert state[i] == "INACTIVE" and why[i] == w, (i, diag[i - 1])

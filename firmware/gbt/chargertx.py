@@ -58,12 +58,14 @@ class ChargerTx:
         self.ccs_dlc = 7 if c.profile == m.PROFILE_2023A else 8
         self.profile = c.profile
         self.datetime = _localtime     # CTS source: () -> (y, mo, d, h, mi, s)
+        self._next = -1                # earliest due of the slots that are on (-1: recompute)
         self.reset()
 
     def reset(self):
         """All slots off, content back to the start-of-session values."""
         for i in range(N_MSG):
             self.on[i] = 0
+        self._next = -1
         self.crm_aa = 0
         self.crm_aa_t0 = -1
         self.cro_aa = 0
@@ -85,30 +87,53 @@ class ChargerTx:
         if not self.on[i]:
             self.on[i] = 1
             self.due[i] = now
+            self._next = -1
             if i == CST:
                 self.cst_t0 = now
 
     def stop(self, i):
         self.on[i] = 0
+        self._next = -1
 
     def stop_all(self):
         for i in range(N_MSG):
             self.on[i] = 0
+        self._next = -1
 
     def service(self, now):
-        """Send every slot that is due (call once per session tick)."""
+        """Send every slot that is due (call once per session tick).
+
+        Most ticks send nothing (CCS is due every 50 ms, the session ticks
+        every 10 ms): the earliest due time of the slots that are on is
+        kept (``_next``, -1 = recompute after a slot changed) and the scan
+        of the nine slots is skipped until then.  ``on``/``due`` are only
+        changed through ``start``/``stop``/``stop_all``/``reset``."""
+        nx = self._next
+        if nx >= 0 and ticks_diff(now, nx) < 0:
+            return
+        on = self.on
+        due = self.due
+        best = -1
         for i in range(N_MSG):
-            if not self.on[i] or ticks_diff(now, self.due[i]) < 0:
+            if not on[i]:
+                continue
+            d = due[i]
+            if ticks_diff(now, d) < 0:
+                if best < 0 or ticks_diff(d, best) < 0:
+                    best = d
                 continue
             if i == CST and ticks_diff(now, self.cst_t0) >= self.c.cst_max_ms:
-                self.on[i] = 0
+                on[i] = 0
                 continue
             self._emit(i, now)
             p = self.period[i]
-            nd = ticks_add(self.due[i], p)
+            nd = ticks_add(d, p)
             if ticks_diff(now, nd) >= 0:     # late: re-sync, never burst
                 nd = ticks_add(now, p)
-            self.due[i] = nd
+            due[i] = nd
+            if best < 0 or ticks_diff(nd, best) < 0:
+                best = nd
+        self._next = best
 
     def _emit(self, i, now):
         b = self.bufs[i]

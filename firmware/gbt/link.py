@@ -63,8 +63,12 @@ class BmsLink:
             self.last_ok[i] = -1
 
     def poll(self, now):
-        """Run the transport timers; call every CAN task pass."""
-        self.tp.poll(now)
+        """Run the transport timers; call every CAN task pass.  Nearly
+        always no transfer is open and no response waits: then there is
+        no timer to run, and the call into the receiver is skipped."""
+        tp = self.tp
+        if tp.state or tp._pending:
+            tp.poll(now)
 
     def on_frame(self, now, frame):
         cid = frame.id

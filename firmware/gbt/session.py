@@ -234,7 +234,8 @@ class ChargerSession(Startup, Ending):
         if st == IDLE or st == DONE or st == CONNECTED:
             self._tick_waiting(now, st)
         else:
-            self._global(now)
+            if self._pend_unplug or self._pend_stop or self._cc1_out >= 0:
+                self._global(now)         # (nothing to do otherwise: skip the call)
             st = self.stage
             if st == CHARGING:            # hot path first
                 self._tick_charging(now, dt)

@@ -153,6 +153,10 @@ class Protections:
         self.deb = deb
         self.on = bytearray(_NH)       # condition currently true
         self.active = bytearray(_NH)   # protection has the inputs / context it needs
+        # always active (evaluate updates only the conditional ones: H-4, H-5, H-10)
+        for h in (1, 2, 3, 6, 8):
+            self.active[h] = 1
+        self.active[7] = 1 if self.k_en else 0
         self.first = [0] * _NH         # first seen (start of debounce)
         self.value = [0] * _NH         # last value per protection (diagnostics)
         self.limit = [0] * _NH
@@ -176,6 +180,8 @@ class Protections:
             self.k_since = now
 
     def _deb(self, i, cond, now):
+        """Debounce of protection ``i`` (reference form: ``evaluate``
+        inlines exactly this for speed; tests and tools may call it)."""
         if not cond:
             self.on[i] = 0
             return 0
@@ -185,99 +191,177 @@ class Protections:
         return 1 if ticks_diff(now, self.first[i]) >= self.deb[i] else 0
 
     def evaluate(self, now, inp, charging):
-        """Evaluate every protection once; return the code that fires or 0."""
+        """Evaluate every protection once; return the code that fires or 0.
+
+        Runs every fast tick (5 ms), so it is written for the interpreter:
+        the debounce of ``_deb`` is inlined per protection (a Python call
+        costs as much as the whole comparison), the arrays and thresholds
+        are read into locals once, and the ``active`` flags that never
+        change (H-1, H-2, H-3, H-6, H-8 always; H-7 = ``h7.enable``) are set
+        in ``__init__``.  Same order, same state updates, same result as
+        calling ``_deb`` for every protection."""
+        on = self.on
+        first = self.first
+        deb = self.deb
+        val = self.value
+        act = self.active
         code = 0
-        live = self.k_cmd or inp.k12_fb
+        k_cmd = self.k_cmd
+        kfb = inp.k12_fb
+        live = k_cmd or kfb
         # H-3 E-stop
-        self.active[3] = 1
-        self.value[3] = inp.estop
-        if self._deb(3, inp.estop, now):
-            code = H3
+        x = inp.estop
+        val[3] = x
+        if x:
+            if not on[3]:
+                on[3] = 1
+                first[3] = now
+            if ticks_diff(now, first[3]) >= deb[3]:
+                code = H3
+        else:
+            on[3] = 0
         # H-8 leakage
-        self.active[8] = 1
-        self.value[8] = inp.leakage_ma
-        if self._deb(8, inp.leakage_ma > self.leak_ma, now) and not code:
-            code = H8
+        x = inp.leakage_ma
+        val[8] = x
+        if x > self.leak_ma:
+            if not on[8]:
+                on[8] = 1
+                first[8] = now
+            if ticks_diff(now, first[8]) >= deb[8] and not code:
+                code = H8
+        else:
+            on[8] = 0
         # H-1 output overvoltage: either side of K1/K2
-        v = inp.v_inside
-        if inp.v_outside > v:
-            v = inp.v_outside
-        self.active[1] = 1
-        self.value[1] = v
-        if self._deb(1, v > self.v_max, now) and not code:
-            code = H1
+        vi = inp.v_inside
+        vo = inp.v_outside
+        x = vo if vo > vi else vi
+        val[1] = x
+        if x > self.v_max:
+            if not on[1]:
+                on[1] = 1
+                first[1] = now
+            if ticks_diff(now, first[1]) >= deb[1] and not code:
+                code = H1
+        else:
+            on[1] = 0
         # H-2 output overcurrent (either direction)
-        i = inp.i_out
-        if i < 0:
-            i = -i
-        self.active[2] = 1
-        self.value[2] = i
-        if self._deb(2, i > self.i_max, now) and not code:
-            code = H2
+        x = inp.i_out
+        if x < 0:
+            x = -x
+        val[2] = x
+        if x > self.i_max:
+            if not on[2]:
+                on[2] = 1
+                first[2] = now
+            if ticks_diff(now, first[2]) >= deb[2] and not code:
+                code = H2
+        else:
+            on[2] = 0
         # H-4 insulation, only while the output is live and a reading exists
-        r = inp.insulation_kohm
-        self.value[4] = r
-        ok = live and r >= 0
-        self.active[4] = 1 if ok else 0
-        if self._deb(4, ok and r < self.ins_min, now) and not code:
-            code = H4
+        x = inp.insulation_kohm
+        val[4] = x
+        if live and x >= 0:
+            act[4] = 1
+            if x < self.ins_min:
+                if not on[4]:
+                    on[4] = 1
+                    first[4] = now
+                if ticks_diff(now, first[4]) >= deb[4] and not code:
+                    code = H4
+            else:
+                on[4] = 0
+        else:
+            act[4] = 0
+            on[4] = 0
         # H-5 CC1 band, while charging or live
-        cc = inp.cc1_mv
-        self.value[5] = cc
-        ok = charging or live
-        self.active[5] = 1 if ok else 0
-        if self._deb(5, ok and (cc < self.cc_lo or cc > self.cc_hi), now) and not code:
-            code = H5
+        x = inp.cc1_mv
+        val[5] = x
+        if charging or live:
+            act[5] = 1
+            if x < self.cc_lo or x > self.cc_hi:
+                if not on[5]:
+                    on[5] = 1
+                    first[5] = now
+                if ticks_diff(now, first[5]) >= deb[5] and not code:
+                    code = H5
+            else:
+                on[5] = 0
+        else:
+            act[5] = 0
+            on[5] = 0
         # H-7 contactor feedback
         kf = K_OK
-        self.value[7] = inp.k12_fb
-        self.active[7] = self.k_en
+        val[7] = kfb
         if self.k_en:
             el = ticks_diff(now, self.k_since)
-            if self.k_cmd:
-                if not inp.k12_fb and el >= self.k_close_ms:
+            if k_cmd:
+                if not kfb and el >= self.k_close_ms:
                     kf = K_NO_CLOSE
             elif el >= self.k_open_ms:
-                if inp.k12_fb:
+                if kfb:
                     kf = K_WELDED
                 elif self.v_check:
-                    vi = inp.v_inside
-                    vo = inp.v_outside
                     d = vi - vo
                     if d < 0:
                         d = -d
-                    if vi > self.live_dv and vo > self.live_dv and d < self.weld_dv:
+                    lv = self.live_dv
+                    if vi > lv and vo > lv and d < self.weld_dv:
                         kf = K_WELDED
-        if self._deb(7, kf, now):
-            self.k_fault = kf
-            if not code:
-                code = H7
+        if kf:
+            if not on[7]:
+                on[7] = 1
+                first[7] = now
+            if ticks_diff(now, first[7]) >= deb[7]:
+                self.k_fault = kf
+                if not code:
+                    code = H7
+            else:
+                self.k_fault = K_OK
         else:
+            on[7] = 0
             self.k_fault = K_OK
         # H-6 gun temperature: sensor plausibility, derate, trip
         t = inp.t_gun_pos
         t2 = inp.t_gun_neg
-        sf = t < self.s_lo or t > self.s_hi or t2 < self.s_lo or t2 > self.s_hi
+        lo = self.s_lo
+        hi = self.s_hi
+        sf = t < lo or t > hi or t2 < lo or t2 > hi
         self.sensor_fault = 1 if sf else 0
         if t2 > t:
             t = t2
-        self.value[6] = t
-        self.active[6] = 1
+        val[6] = t
         lim = self.rated_i
-        if sf or t >= self.t_trip:
+        tt = self.t_trip
+        if sf or t >= tt:
             lim = self.i_min
         elif t > self.t_derate:
-            span = self.t_trip - self.t_derate     # > 0 here
-            lim = self.i_min + (self.rated_i - self.i_min) * (self.t_trip - t) // span
+            span = tt - self.t_derate     # > 0 here
+            lim = self.i_min + (lim - self.i_min) * (tt - t) // span
         self.current_limit = lim
-        if self._deb(6, sf or t > self.t_trip, now) and not code:
-            code = H6
+        if sf or t > tt:
+            if not on[6]:
+                on[6] = 1
+                first[6] = now
+            if ticks_diff(now, first[6]) >= deb[6] and not code:
+                code = H6
+        else:
+            on[6] = 0
         # H-10 mains, while live
-        ok = self.mains_en and live
-        self.active[10] = 1 if ok else 0
-        self.value[10] = inp.mains_ok
-        if self._deb(10, ok and not inp.mains_ok, now) and not code:
-            code = H10
+        x = inp.mains_ok
+        val[10] = x
+        if self.mains_en and live:
+            act[10] = 1
+            if not x:
+                if not on[10]:
+                    on[10] = 1
+                    first[10] = now
+                if ticks_diff(now, first[10]) >= deb[10] and not code:
+                    code = H10
+            else:
+                on[10] = 0
+        else:
+            act[10] = 0
+            on[10] = 0
         if code:
-            self.t_first = self.first[code - 100]
+            self.t_first = first[code - 100]
         return code

@@ -224,7 +224,8 @@ def test_charging_tick_allocates_nothing():
     runs = [t.runs - r0 for t, r0 in zip(sched.tasks, runs0)]
     names = [t.name for t in sched.tasks]
     eq(runs[names.index("session")], steps, "one session tick per 10 ms")
-    eq(runs[names.index("protect")], steps * 5, "protect every 2 ms")
+    eq(runs[names.index("protect")], steps * 10 // app.cfg["sched.protect_ms"],
+       "protect every sched.protect_ms")
     true(runs[names.index("slow")] >= 11, "slow task ran under the lock too")
     eq(app.link.tp.completed - bcs0, steps // 25, "every BCS reassembled")
     true(b.n_tx - n_tx0 >= steps // 5 + 2 * steps // 25, "CCS + CTS + EndOfMsgAck sent")
