@@ -108,6 +108,11 @@ class SilBoard(Board):
         self.rtc_s = self._rtc_s
         self.hello()
 
+    def console_stream(self, cfg):
+        """The console on the process's stdin/stdout (a pty from the harness)."""
+        import console_io
+        return console_io.stream(cfg)
+
     def _rtc_s(self):
         """Wall-clock seconds: simulated date in lock-step, host time otherwise."""
         if self.lockstep:

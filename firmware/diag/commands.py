@@ -23,8 +23,6 @@ only affect diagnostics): those apply at once as well.  Nothing that the
 protocol or the safety code read is ever changed under a running session.
 Docs: docs/field-guide.md.
 """
-import json
-import config
 from rt.clock import ticks_diff
 from gbt import ids
 from gbt.stages import STAGE_NAMES, IDLE, CONNECTED, DONE
@@ -34,25 +32,15 @@ from safety.risk import STATE_NAMES, name_of, H3
 from safety.lockout import L_ESTOP, L_CONTACTOR
 from diag import eventlog as ev
 from diag.trace import Trace
+from diag.cfgcmds import ConfigCommands, LIVE  # noqa: F401  (LIVE: re-exported)
+from diag.eventtext import detail, cem_names
 
 WIDTH = 80
-
-# Settings applied at once by cfg_set (diagnostics only; everything else
-# waits for the next boot).  key -> function(diag, value).  Not here, on
-# purpose: sched.alloc_stats (the scheduler reads it before and after each
-# task, and the console is a task: switching it mid-pass breaks run_due).
-LIVE = {
-    "diag.trace_lines": lambda d, v: setattr(d.tracer, "lines", v),
-    "diag.trace_frames": lambda d, v: setattr(d.tracer, "size", v),   # next trace(True)
-}
 
 # BMS messages in the order of a session, for can()'s last-seen table.
 _BMS_PGNS = (ids.PGN_BHM, ids.PGN_BRM, ids.PGN_BCP, ids.PGN_BRO, ids.PGN_BCL,
              ids.PGN_BCS, ids.PGN_BSM, ids.PGN_BMV, ids.PGN_BMT, ids.PGN_BSP,
              ids.PGN_BST, ids.PGN_BSD, ids.PGN_BEM)
-_CEM_BITS = ((0x00000001, "BRM"), (0x00000100, "BCP"), (0x00000400, "BRO"),
-             (0x00010000, "BCS"), (0x00040000, "BCL"), (0x00100000, "BST"),
-             (0x01000000, "BSD"))
 _LEVELS = ("off", "I", "II", "III")
 # hard protections: (code index, unit of value/limit)
 _H = ((1, "0.1V"), (2, "0.1A"), (3, ""), (4, "kOhm"), (5, "mV"), (6, "0.1C"),
@@ -131,10 +119,6 @@ def date(s):
     return "%04d-%02d-%02d %02d:%02d:%02d" % (y, mon, day, r // 3600, r // 60 % 60, r % 60)
 
 
-def cem_names(bits):
-    return " ".join(n for b, n in _CEM_BITS if bits & b) or "-"
-
-
 def hint(reason):
     for k, h in HINTS:
         if reason and reason.startswith(k):
@@ -142,7 +126,7 @@ def hint(reason):
     return None
 
 
-class Diag:
+class Diag(ConfigCommands):
     """The commands, bound to one app and console (see the module doc)."""
 
     def __init__(self, console, app):
@@ -504,108 +488,6 @@ class Diag:
         self.emit(["trace on%s (at most %d lines per poll; trace(False) stops)"
                    % ((" " + ids.name_of(p)) if p else "", t.lines)])
 
-    # -- configuration ---------------------------------------------------------
-    def _file(self):
-        """(dict of the file's settings, error text or None)."""
-        try:
-            with open(self.config_path()) as f:
-                d = json.load(f)
-        except OSError:
-            return {}, None
-        except ValueError as e:
-            return {}, "not valid JSON (%s)" % e
-        if not isinstance(d, dict):
-            return {}, "top level must be an object"
-        return d, None
-
-    def cfg_lines(self, key=None):
-        run = self.app.cfg
-        sch = [e for e in config.schema() if e[0] in run]
-        filed, err = self._file()
-        L = []
-        if err:
-            L.append("%s: %s" % (self.config_path(), err))
-        groups = {}
-        for e in sch:
-            k = e[0]
-            v = run[k]
-            nxt = filed.get(k, e[1])
-            if key is None:
-                g = k.split(".")[0]
-                groups[g] = groups.get(g, 0) + 1
-                if v == e[1] and nxt == v:
-                    continue                 # cfg(): only what differs
-            elif k != key and not k.startswith(key):
-                continue
-            line = "%s = %r" % (k, v)
-            if v != e[1]:
-                line += "  (default %r)" % (e[1],)
-            if nxt != v:
-                line += "  (next boot %r)" % (nxt,)
-            L.append(line)
-            if k == key:
-                L.append("  %s; unit %s; range %s; %s" % (
-                    e[5], e[4], "-" if e[2] is None else "%d..%d" % (e[2], e[3]),
-                    "changes live" if k in LIVE else "changes at next boot"))
-        if key is None:
-            if len(L) == (1 if err else 0):
-                L.append("all %d settings at their defaults" % len(sch))
-            L.append("groups: " + " ".join("%s(%d)" % (g, groups[g]) for g in sorted(groups)))
-            L.append('cfg("h8") lists a group, cfg("h8.ma") one setting, cfg("") all')
-        elif len(L) == (1 if err else 0):
-            L.append("no setting %r" % key)
-        return L
-
-    def cfg(self, key=None):
-        """cfg() settings that differ from the defaults (and the groups);
-        cfg("h8") those starting with "h8"; cfg("h8.ma") one setting with its
-        range, unit and meaning; cfg("") every setting."""
-        self.emit(self.cfg_lines(key))
-
-    def cfg_set_lines(self, key, value):
-        app = self.app
-        path = self.config_path()
-        if key not in app.cfg:
-            return ["refused: unknown setting %r (cfg() lists them)" % (key,)]
-        filed, err = self._file()
-        if err:
-            return ["refused: %s is %s; fix the file first" % (path, err)]
-        base = config.defaults()
-        base.update(filed)
-        before = config.validate(base, config.CROSS_CHECKS)
-        cand = dict(base)
-        cand[key] = value
-        after = config.validate(cand, config.CROSS_CHECKS)
-        new = [e for e in after if e not in before or key in e]
-        if new:
-            return ["refused: " + e for e in new]
-        default = None
-        for e in config.schema():
-            if e[0] == key:
-                default = e[1]
-        if value == default and type(value) is type(default):
-            filed.pop(key, None)
-        else:
-            filed[key] = value
-        wr = _write_json(path, filed)
-        if wr:
-            return ["refused: could not write %s (%s)" % (path, wr)]
-        self._op(ev.OP_CONFIG, 0, key)
-        if key in LIVE:
-            LIVE[key](self, value)
-            app.cfg[key] = value
-            L = ["%s = %r applied now and stored in %s" % (key, value, path)]
-        else:
-            L = ["%s = %r stored in %s; takes effect at the next boot (running: %r)"
-                 % (key, value, path, app.cfg[key])]
-        if after:
-            L.append("note: the file still has errors: " + "; ".join(after))
-        return L
-
-    def cfg_set(self, key, value):
-        """Validate and store a setting (see the module doc: live or next boot)."""
-        self.emit(self.cfg_set_lines(key, value))
-
     # -- help ----------------------------------------------------------------
     def help(self, obj=None):
         """help() lists the commands; help(cmd) shows one."""
@@ -641,73 +523,6 @@ HELP = (
     ("rearm", "rearm()", "leave a finished trip"),
     ("clear_contactor_fault", "clear_contactor_fault()", "clear the H-7 latch"),
 )
-
-
-def detail(r):
-    """Human text for one decoded event-log record (see diag/eventlog.py)."""
-    code, a, b, text = r[3], r[5], r[6], r[7]
-    if code == ev.EV_BOOT:
-        return "config %s" % ("ok" if a else "BAD")
-    if code == ev.EV_STAGE:
-        sn = STAGE_NAMES
-        return "%s <- %s" % (sn[a] if 0 <= a < len(sn) else a, sn[b] if 0 <= b < len(sn) else b)
-    if code == ev.EV_STOP:
-        # text: the first 8 characters of the session's stop reason
-        return "%s.. %s, CST fault 0x%03x" % (text, " ".join(
-            n for bit, n in ((1, "condition"), (4, "manual"), (0x10, "fault"), (0x40, "BMS"))
-            if a & bit) or "-", b)
-    if code == ev.EV_CEM:
-        return cem_names(a)
-    if code == ev.EV_TRIP:
-        return "%s value %d" % (name_of(a), b)
-    if code in (ev.EV_RISK_RAISED, ev.EV_RISK_CLEARED):
-        return "%s L%s" % (name_of(a), _LEVELS[b] if 0 <= b < 4 else b)
-    if code == ev.EV_LOCKOUT:
-        return "%s %d h VIN ..%s" % (name_of(a), b, text)
-    if code == ev.EV_LOCKOUT_CLEARED:
-        return name_of(a)
-    if code == ev.EV_OPERATOR:
-        on = ev.OP_NAMES
-        return "%s %s%s" % (on[a] if 0 <= a < len(on) else a, b or "", text)
-    if code == ev.EV_BST:
-        return "reason 0x%02x fault 0x%04x" % (a, b)
-    if code == ev.EV_FAILSAFE:
-        return "exception %s.." % text
-    if code == ev.EV_CONFIG_ERROR:
-        return "#%d %s.." % (a, text)
-    if code == ev.EV_BEM:
-        return "BMS reports timeout 0x%08x" % (a & 0xFFFFFFFF)
-    if code == ev.EV_SESSION:
-        return "#%d VIN ..%s" % (a, text)
-    return ("%d %d %s" % (a, b, text)).strip()
-
-
-def _write_json(path, d):
-    """Write ``d`` as JSON, one setting per line; rename into place where the
-    filesystem allows (a power cut leaves the old or the new file), else
-    write in place (a torn file is invalid JSON: the charger then refuses to
-    charge instead of running on defaults).  Returns None or an error text."""
-    import os
-    body = "{\n" + ",\n".join("  %s: %s" % (json.dumps(k), json.dumps(d[k]))
-                              for k in sorted(d)) + "\n}\n"
-    tmp = path + ".new"
-    try:
-        with open(tmp, "w") as f:
-            f.write(body)
-        try:
-            os.rename(tmp, path)
-            return None
-        except OSError:
-            pass
-        with open(path, "w") as f:
-            f.write(body)
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        return None
-    except OSError as e:
-        return str(e)
 
 
 def install(console, app):

@@ -36,7 +36,7 @@ therefore inside the console's scheduler slot.  Long-running user code
 delays every task behind it; keep commands short.  Exceptions in user code
 are printed (traceback) and never leave ``poll``.
 
-Stream protocol (see boards/unix/console_io.py):
+Stream protocol (see diag/stdio.py):
     ``readinto(buf) -> int``  bytes already available, up to len(buf);
                               0 when none.  Never blocks.
     ``write(buf) -> int``     send bytes; bounded wait, may drop on a

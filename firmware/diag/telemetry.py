@@ -45,7 +45,7 @@ import struct
 
 from micropython import const
 
-from diag.eventlog import crc16, EV_STAGE, EV_SESSION, name as event_name
+from diag.eventlog import crc16, crc16_mv, EV_STAGE, EV_SESSION, name as event_name
 
 try:
     from time import ticks_diff
@@ -212,6 +212,8 @@ class Telemetry:
         self.buf = bytearray(MAX_SIZE)
         mv = memoryview(self.buf)
         self._mvs = tuple(mv[:n] for n in SIZES)
+        # the CRC'd part of each record type (all but the CRC itself)
+        self._crc_mvs = tuple(mv[:n - _CRC_SIZE if n > _CRC_SIZE else 0] for n in SIZES)
         self.stage = ST_IDLE
         self.session = session
         self.seq = 0
@@ -310,7 +312,7 @@ class Telemetry:
                          self.minute, self.second, self.msec, self.charger_id,
                          self.ctype, self.region, self.session & 0xFFFF, self.stage,
                          self.bms.vin)
-        crc = crc16(buf, 0, n - _CRC_SIZE)
+        crc = crc16_mv(self._crc_mvs[typ])
         buf[n - 2] = crc & 0xFF
         buf[n - 1] = crc >> 8
         self.seq += 1
