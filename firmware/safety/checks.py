@@ -56,6 +56,7 @@ CONFIG_SCHEMA = (
     ("s1.permille", 995, 500, 2000, "0.1 %", "S-1: BCL current demand limit, per mille of BCP max current"),
     ("s2.permille", 15, 1, 500, "0.1 %", "S-2: |I_out - I_BCS| limit, per mille of I_out"),
     ("s2.floor_dA", 10, 0, 1000, "0.1 A", "S-2: deviation never flagged below this (sensor resolution; DECISION)"),
+    ("s2.window", 10, 1, 16, "ticks", "S-2: the BMS measurement may be up to this many check ticks old (BCS every 250 ms + transport): the output current's range over the window is added to the limit, so a ramp is not a deviation (DECISION)"),
     ("s3.permille", 1005, 500, 2000, "0.1 %", "S-3: output current limit, per mille of BCP max current"),
     ("s4.permille", 995, 500, 2000, "0.1 %", "S-4: BCL voltage demand limit, per mille of BCP max voltage"),
     ("s5.dv", 50, 1, 1000, "0.1 V", "S-5: |V_out - V_BCS| limit"),
@@ -191,25 +192,48 @@ class S2(Check):
         Check.__init__(self)
         self.pm = cfg(c, "s2.permille")
         self.floor = cfg(c, "s2.floor_dA")
+        # Output current of the last ``s2.window`` check ticks: BCS carries
+        # a measurement taken some time before it arrives, so during a ramp
+        # the two legitimately differ by up to the ramp over that time.
+        self.hist = [-1] * cfg(c, "s2.window")      # -1 = no sample yet
+        self.k = 0
+
+    def reset(self, now):
+        Check.reset(self, now)
+        h = self.hist
+        for j in range(len(h)):
+            h[j] = -1
 
     def eval(self, ctx, now):
+        i = ctx.inp.i_out
+        if i < 0:
+            i = 0
+        h = self.hist
+        h[self.k] = i
+        self.k = (self.k + 1) % len(h)
         if ctx.stale & (STALE_BCS | STALE_OUT):
             return self.na("BCS/output stale")
         m = ctx.bms.meas_i
         if m < 0:
             return self.na("BCS meas_i NA")
-        i = ctx.inp.i_out
-        if i < 0:
-            i = 0
+        lo = hi = i
+        for x in h:
+            if x < 0:
+                continue
+            if x < lo:
+                lo = x
+            elif x > hi:
+                hi = x
         d = i - m
         if d < 0:
             d = -d
         self.value = d
+        ramp = hi - lo
         lim = i * self.pm // 1000
         if lim < self.floor:
             lim = self.floor
-        self.limit = lim
-        return TRUE if d * 1000 > i * self.pm and d > self.floor else FALSE
+        self.limit = lim + ramp
+        return TRUE if (d - ramp) * 1000 > i * self.pm and d - ramp > self.floor else FALSE
 
 
 class S3(Check):

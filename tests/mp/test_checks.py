@@ -121,6 +121,29 @@ def test_s2_deviation_and_floor():
     mptest.eq(ev(C.S2, c)[0], INACTIVE, "NA")
 
 
+def test_s2_a_ramp_is_not_a_deviation():
+    """BCS reports a measurement taken up to ~1 s earlier: while the output
+    ramps at 20 A/s, the lag (here 0.5 s = 10 A) must not raise S-2; the
+    same 10 A on a steady current must."""
+    c = ctx()
+    k = C.S2({})
+    raised = 0
+    hist = [200] * 5                         # what the BMS measured, 5 ticks late
+    for t in range(40):                      # 4 s of 100 ms check ticks
+        i = 200 + 20 * t if t >= 10 else 200     # steady 20 A, then +2 A per tick
+        hist.append(i)
+        c.inp.i_out = i
+        c.bms.meas_i = hist[-6]              # 0.5 s behind: 10 A during the ramp
+        if k.eval(c, t * 100) == TRUE:
+            raised += 1
+    mptest.eq(raised, 0, "ramp + lag never raises")
+    for t in range(40, 60):                  # steady: the 10 A gap is real
+        c.inp.i_out = 1000
+        c.bms.meas_i = 900
+        r = k.eval(c, t * 100)
+    mptest.eq(r, TRUE, "steady 10 A off at 100 A")
+
+
 def test_s3_s6_limits():
     c = ctx()
     c.inp.i_out = 2512
