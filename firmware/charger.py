@@ -12,21 +12,25 @@ Task table (periods are configuration, see ``CONFIG_SCHEMA``):
     task     period  offset  work
     protect   5 ms    0     read inputs, hard protections, trip path, write outputs
     can      10 ms    0     drain the CAN receive queue into the link, TP timers
-    session  10 ms    0     GB/T 27930 state machine, control, charger frames
+    session  10 ms    1     GB/T 27930 state machine, control, charger frames
     records  50 ms    5     telemetry, safety events -> event log / bench text
-    checks  100 ms   15     S-1..S-13 persistence checks
+    checks  100 ms    3     S-1..S-13 persistence checks
     slow   1000 ms   25     lockout bookkeeping, persistence (file I/O), GC
     console  10 ms    5     mpremote-compatible console (when enabled)
 
-(offsets of records/checks/slow: 1, 3 and 5 x ``sched.protect_ms``)
-Offsets put every task on the protection tick's grid (multiples of
-``sched.protect_ms``): each scheduler pass costs interpreter time of its
-own, so tasks share the passes the protection tick needs anyway (200 per
-second at 5 ms instead of ~330 with offsets 0/0/1/2/3/7), in priority
-order (protect, can, session in the same pass, as before: the session
-sees the frames the CAN task just read).  The 50/100/1000 ms tasks land
-on different 5 ms slots, with the default periods never in the pass that
-also runs can + session (docs/performance.md).
+(offsets of records and slow: 1 and 5 x ``sched.protect_ms``)
+Each scheduler pass costs interpreter time of its own, so records and
+slow share passes the protection tick needs anyway: they sit on the
+protection grid (multiples of ``sched.protect_ms``), on different 5 ms
+slots and, with the default periods, never in the pass that also runs the
+CAN task: 310 passes per second instead of 331 with offsets 2/7
+(docs/performance.md).  The checks keep offset 3: their sampling phase
+against the BMS's 250 ms BCS is part of how S-2 sees a current ramp, so
+moving them is a behaviour change, not an optimisation.  The session
+keeps its own pass 1 ms after the CAN task: an output it changes is
+written by the next protection tick (4 ms later); in the protection pass
+it would wait 5 ms, and the conformance tests' latencies
+(tests/conformance/conftest.py) assume offset 1.
 
 H-9: an exception in any task, or a console interrupt, forces every output
 safe (``board.force_safe``) and halts charging; the protection tick keeps
@@ -67,7 +71,7 @@ CONFIG_SCHEMA = (
     ("sched.slow_ms", 1000, 100, 10000, "ms", "Slow housekeeping tick (lockout store, file I/O)"),
     ("can.rx_burst", 32, 1, 256, "frames", "Max frames processed per CAN tick (bounds a pass under a flood)"),
     ("sched.alloc_stats", 0, 0, 1, "-", "Count heap bytes allocated per task (diagnostics/benchmarks)"),
-    ("sched.gc_bytes", 2048, 0, 65536, "bytes", "Slow task: collect garbage once this much was allocated since the last collection (0 = every slow tick); the control tasks allocate nothing, so a steady charge needs none"),
+    ("sched.gc_max_s", 30, 0, 3600, "s", "Slow task: collect garbage after the app allocated (texts, events, console), else at least this often (the board may allocate); 0 = every slow tick. The control tasks allocate nothing, so a steady charge needs no collection"),
     ("safety.stale_bcl_ms", 1000, 100, 10000, "ms", "BCL older than this: checks that need it go INACTIVE"),
     ("safety.stale_bcs_ms", 5000, 250, 30000, "ms", "BCS older than this: checks that need it go INACTIVE"),
     ("safety.stale_bsm_ms", 5000, 250, 30000, "ms", "BSM older than this: checks that need it go INACTIVE"),
@@ -90,7 +94,6 @@ def _cross(cfg):
 config.CROSS_CHECKS.append(_cross)
 
 _INJECT_EXCEPTION = const(1)
-_mem_alloc = gc.mem_alloc
 
 
 class ChargerApp:
@@ -159,9 +162,10 @@ class ChargerApp:
         # staleness limits of _checks (read once, not per tick)
         self._stale_ms = (cfg["safety.stale_bcl_ms"], cfg["safety.stale_bcs_ms"],
                           cfg["safety.stale_bsm_ms"], cfg["safety.stale_bmv_ms"])
-        self.gc_bytes = cfg["sched.gc_bytes"]
+        self.gc_max_ms = cfg["sched.gc_max_s"] * 1000
         self.gc_runs = 0
-        self._gc_base = _mem_alloc()
+        self._gc_due = True             # the app allocated since the last collection
+        self._gc_t = self.clock.ticks_ms()
         self.rx_backlog_max = 0
         self._stage = -1
         self._fs_cst = bytearray(8)       # CST sent by the app after a fail-safe
@@ -173,9 +177,9 @@ class ChargerApp:
         pm = cfg["sched.protect_ms"]
         s.add("protect", self._protect, pm, 0)
         s.add("can", self._can, cfg["sched.can_ms"], 0)
-        s.add("session", self._session, cfg["sched.session_ms"], 0)
+        s.add("session", self._session, cfg["sched.session_ms"], 1)
         s.add("records", self._records, cfg["sched.records_ms"], pm)
-        s.add("checks", self._checks, cfg["sched.checks_ms"], 3 * pm)
+        s.add("checks", self._checks, cfg["sched.checks_ms"], 3)
         s.add("slow", self._slow, cfg["sched.slow_ms"], 5 * pm)
         self.console = None
         if console:
@@ -293,18 +297,20 @@ class ChargerApp:
     def _slow(self, now):
         self.sup.slow_tick(now, self.rtc_s())
         # Collect here, between control passes, so that a collection never
-        # lands inside the protection or session tick.  Only when something
-        # was allocated (stage changes, events, console): a collection costs
-        # ~0.7 ms on the unix port (mark + sweep of the whole heap), far
-        # more than everything else this task does, and in a steady charge
-        # the control tasks allocate nothing.
-        a = _mem_alloc()
-        if a < self._gc_base:
-            self._gc_base = a             # an automatic collection ran
-        elif a - self._gc_base >= self.gc_bytes:
+        # lands inside the protection or session tick.  Only when the app
+        # allocated (``_gc_due``: every text event -- stage changes, stops,
+        # safety events --, the console) or ``sched.gc_max_s`` passed (the
+        # board or a tool may allocate): a collection costs ~0.7 ms on the
+        # unix port (mark of every live object), far more than everything
+        # else this task does, and in a steady charge the control tasks
+        # allocate nothing.  (gc.mem_alloc()/mem_free() would tell exactly,
+        # but each walks the whole allocation table: 0.4 ms on the unix
+        # port's default heap, more than the collection it would save.)
+        if self._gc_due or ticks_diff(now, self._gc_t) >= self.gc_max_ms:
+            self._gc_due = False
+            self._gc_t = now
             gc.collect()
             self.gc_runs += 1
-            self._gc_base = _mem_alloc()
 
     def rtc_s(self):
         """Wall-clock seconds (UTC): the board's RTC, or the SIL's simulated date."""
@@ -363,6 +369,7 @@ class ChargerApp:
         return t < 0 or ticks_diff(now, t) > limit
 
     def _console(self, now):
+        self._gc_due = True               # the console allocates
         self.console.poll(now)
 
     # ---- lifecycle --------------------------------------------------------
@@ -407,6 +414,7 @@ class ChargerApp:
             self._send(ID_CST, self._fs_cst, 4)
 
     def event(self, kind, text):
+        self._gc_due = True               # the caller formatted text
         send = getattr(self.board, "send_text", None)
         if send:
             send(kind, text)

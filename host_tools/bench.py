@@ -81,6 +81,13 @@ def table(res: dict) -> str:
         h = f["heap"]
         add("%-44s %14s %14s  %s" % ("4. smallest heap, full session (wK)", _fmt(h["value"]), "",
                                      "%s %s" % (h["goal"], _verdict(h))))
+        if "split" in h:
+            sp = h["split"]
+            add("%-44s %s" % ("   imports / app objects (wK, measured)",
+                              "%.1f / %.1f" % (sp["import_wK"], sp["app_wK"])))
+            add("%-44s %14s %14s  %s" % ("   frozen modules (wK, estimate)", _fmt(h["frozen_est_wK"]), "",
+                                         "imports on the heap with frozen modules: %.1f wK"
+                                         % sp["frozen_import_wK_est"]))
     if "ingest" in f:
         g = f["ingest"]
         for n, m in g["mixes"].items():

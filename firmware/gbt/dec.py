@@ -35,6 +35,12 @@ from micropython import const
 
 from gbt.bmsdata import NA
 from gbt import ids
+from gbt.ids import (
+    PGN_BCL as _PGN_BCL, PGN_BCP as _PGN_BCP, PGN_BCS as _PGN_BCS,
+    PGN_BEM as _PGN_BEM, PGN_BHM as _PGN_BHM, PGN_BMT as _PGN_BMT,
+    PGN_BMV as _PGN_BMV, PGN_BRM as _PGN_BRM, PGN_BRO as _PGN_BRO,
+    PGN_BSD as _PGN_BSD, PGN_BSM as _PGN_BSM, PGN_BSP as _PGN_BSP,
+    PGN_BST as _PGN_BST)
 
 OK = const(0)
 E_LEN = const(1)
@@ -170,10 +176,11 @@ def dec_bro(data, n, bms):
 def dec_bcl(data, n, bms):
     """BCL (5 bytes): demand V, I, mode.  V 0xFFFF, discharge current, mode
     not 1/2 -> E_RANGE.  Demands above the BCP limits pass (S-1, S-4)."""
-    if _bad_len(data, n, 5):
+    # (every 50 ms, and what a flood is made of: _bad_len/_u16 inlined)
+    if n < 5 or n > len(data):
         return E_LEN
-    v = _u16(data, 0)
-    i_raw = _u16(data, 2)
+    v = data[0] | (data[1] << 8)
+    i_raw = data[2] | (data[3] << 8)
     mode = data[4]
     if v == 0xFFFF or i_raw > _I_OFFSET or (mode != 1 and mode != 2):
         return E_RANGE
@@ -222,7 +229,7 @@ def dec_bsm(data, n, bms):
     """BSM (7 bytes).  Extremes and their numbers, six 2-bit states and the
     charging permission.  Only E_LEN: a BSM is never rejected for its
     values, its fault bits must always get through."""
-    if _bad_len(data, n, 7):
+    if n < 7 or n > len(data):
         return E_LEN
     bms.cell_max_no = data[0] + 1                # 1..256, 0xFF = cell 256
     t = data[1]
@@ -233,15 +240,32 @@ def dec_bsm(data, n, bms):
     bms.temp_min = NA if t == 0xFF else t - _T_OFFSET
     t = data[4]
     bms.temp_min_no = NA if t >= _BMT_MAX else t + 1
+    # _state() inlined (a frequent message): a field is stored when it is
+    # 00/01, or 10 where 10 means "too low" (cell voltage, SOC); otherwise
+    # it keeps its previous value
     b = data[5]
-    bms.st_cell_v = _state(bms.st_cell_v, b & 3, True)
-    bms.st_soc = _state(bms.st_soc, (b >> 2) & 3, True)
-    bms.st_oc = _state(bms.st_oc, (b >> 4) & 3, False)
-    bms.st_ot = _state(bms.st_ot, (b >> 6) & 3, False)
+    x = b & 3
+    if x < 3:
+        bms.st_cell_v = x
+    x = (b >> 2) & 3
+    if x < 3:
+        bms.st_soc = x
+    x = (b >> 4) & 3
+    if x < 2:
+        bms.st_oc = x
+    x = (b >> 6) & 3
+    if x < 2:
+        bms.st_ot = x
     b = data[6]
-    bms.st_ins = _state(bms.st_ins, b & 3, False)
-    bms.st_conn = _state(bms.st_conn, (b >> 2) & 3, False)
-    bms.permit = _state(bms.permit, (b >> 4) & 3, False)
+    x = b & 3
+    if x < 2:
+        bms.st_ins = x
+    x = (b >> 2) & 3
+    if x < 2:
+        bms.st_conn = x
+    x = (b >> 4) & 3
+    if x < 2:
+        bms.permit = x
     return OK
 
 
@@ -358,31 +382,34 @@ def dec_bem(data, n, bms):
 
 
 def decode(pgn, data, n, bms):
-    """Dispatch on PGN; ``E_UNKNOWN`` for anything that is not BMS -> charger."""
-    if pgn == ids.PGN_BCL:
+    """Dispatch on PGN; ``E_UNKNOWN`` for anything that is not BMS -> charger.
+
+    Runs for every frame: the PGNs are module globals (``_PGN_*``, imported
+    one by one) rather than ``ids.PGN_*`` attribute lookups."""
+    if pgn == _PGN_BCL:
         return dec_bcl(data, n, bms)
-    if pgn == ids.PGN_BSM:
+    if pgn == _PGN_BSM:
         return dec_bsm(data, n, bms)
-    if pgn == ids.PGN_BCS:
+    if pgn == _PGN_BCS:
         return dec_bcs(data, n, bms)
-    if pgn == ids.PGN_BST:
+    if pgn == _PGN_BST:
         return dec_bst(data, n, bms)
-    if pgn == ids.PGN_BHM:
+    if pgn == _PGN_BHM:
         return dec_bhm(data, n, bms)
-    if pgn == ids.PGN_BRM:
+    if pgn == _PGN_BRM:
         return dec_brm(data, n, bms)
-    if pgn == ids.PGN_BCP:
+    if pgn == _PGN_BCP:
         return dec_bcp(data, n, bms)
-    if pgn == ids.PGN_BRO:
+    if pgn == _PGN_BRO:
         return dec_bro(data, n, bms)
-    if pgn == ids.PGN_BMV:
+    if pgn == _PGN_BMV:
         return dec_bmv(data, n, bms)
-    if pgn == ids.PGN_BMT:
+    if pgn == _PGN_BMT:
         return dec_bmt(data, n, bms)
-    if pgn == ids.PGN_BSP:
+    if pgn == _PGN_BSP:
         return dec_bsp(data, n, bms)
-    if pgn == ids.PGN_BSD:
+    if pgn == _PGN_BSD:
         return dec_bsd(data, n, bms)
-    if pgn == ids.PGN_BEM:
+    if pgn == _PGN_BEM:
         return dec_bem(data, n, bms)
     return E_UNKNOWN

@@ -26,6 +26,9 @@ from micropython import const
 
 from gbt import ids
 from gbt import messages as m
+from gbt.ids import BMS as _ID_BMS, CHARGER as _ID_CHARGER, GLOBAL as _ID_GLOBAL
+from gbt.ids import PGN_TPCM as _PGN_TPCM, PGN_TPDT as _PGN_TPDT
+from gbt.dec import decode as _decode, OK as _OK, E_LEN as _E_LEN, E_UNKNOWN as _E_UNKNOWN
 from gbt.transport import TransportReceiver
 
 _N_PF = const(0x28)           # PF 0x00..0x27 covers every GB/T 27930 PGN
@@ -71,13 +74,16 @@ class BmsLink:
             tp.poll(now)
 
     def on_frame(self, now, frame):
+        # Names imported one by one (``_decode``, ``_OK`` ...): per frame a
+        # global lookup each instead of a global + a module attribute
+        # lookup (``m.decode``, ``ids.BMS``).
         cid = frame.id
-        if (cid & 0xFF) != ids.BMS:
+        if (cid & 0xFF) != _ID_BMS:
             self.ignored = (self.ignored + 1) & _WRAP
             return
         pf = (cid >> 16) & 0xFF
         da = (cid >> 8) & 0xFF
-        if pf >= 240 or (da != ids.CHARGER and da != ids.GLOBAL):
+        if pf >= 240 or (da != _ID_CHARGER and da != _ID_GLOBAL):
             self.ignored = (self.ignored + 1) & _WRAP
             return
         self.rx = (self.rx + 1) & _WRAP
@@ -87,25 +93,25 @@ class BmsLink:
         elif n < 0:
             n = 0
         pgn = pf << 8
-        if pgn == ids.PGN_TPCM or pgn == ids.PGN_TPDT:
+        if pgn == _PGN_TPCM or pgn == _PGN_TPDT:
             pgn = self.tp.on_frame(now, cid, frame.data, n)
             if not pgn:
                 return
             tp = self.tp
-            st = m.decode(pgn, tp.buf, tp.length, self.bms)
+            st = _decode(pgn, tp.buf, tp.length, self.bms)
         else:
-            st = m.decode(pgn, frame.data, n, self.bms)
+            st = _decode(pgn, frame.data, n, self.bms)
         self.last_status = st
-        if st == m.OK:
+        if st == _OK:
             self.msgs = (self.msgs + 1) & _WRAP
             pf = pgn >> 8
             if pf < _N_PF:
                 self.last_ok[pf] = now
-        elif st == m.E_UNKNOWN:
+        elif st == _E_UNKNOWN:
             self.unknown = (self.unknown + 1) & _WRAP
             return
         else:
-            if st == m.E_LEN:
+            if st == _E_LEN:
                 self.bad_len = (self.bad_len + 1) & _WRAP
             else:
                 self.bad_range = (self.bad_range + 1) & _WRAP

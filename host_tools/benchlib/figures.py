@@ -33,7 +33,20 @@ MCU_FACTOR = 55
 MCU_SOURCE = ("MicroPython perf suite: ~100,900 pystones/s (unix port) vs ~1,850 "
               "(168 MHz STM32F405, PYBv1.1): factor ~55 (an estimate, not a measurement)")
 BUS_FPS = 1900           # saturated 250 kbit/s bus, 29-bit ids, 8 data bytes
-FAST_TICK_MS = 2         # sched.protect_ms default (firmware/charger.py)
+
+
+def _schema_default(key: str) -> int:
+    """A default from firmware/charger.py's CONFIG_SCHEMA (the source, so the
+    bench follows a change of the task table)."""
+    import re
+    src = (ROOT / "firmware" / "charger.py").read_text()
+    m = re.search(r'\("%s",\s*(\d+)' % re.escape(key), src)
+    if not m:
+        raise RuntimeError("no %s in firmware/charger.py" % key)
+    return int(m.group(1))
+
+
+FAST_TICK_MS = _schema_default("sched.protect_ms")   # the protection tick (5 ms)
 
 
 def _med(xs):
@@ -161,6 +174,86 @@ def build_mpy(dest: Path) -> Path:
     return dest
 
 
+# Runs on the unix port with the mpy-cross modules: heap taken by importing
+# the firmware (bytecode, constants, module/class/function objects) vs by
+# building the app; and an estimate of what the imports would still take if
+# the modules were frozen into flash (boards/*/manifest.py): then bytecode,
+# qstrs and constant objects stay in flash and only the module globals
+# dicts, class objects and function objects are made on the heap at import.
+_HEAP_SPLIT = r"""
+import gc, sys, json
+gc.collect(); a0 = gc.mem_alloc()
+import charger
+gc.collect(); a1 = gc.mem_alloc()
+from board import Inputs
+from rt.clock import SimClock
+class B:
+    name = "bench"
+    def __init__(self):
+        self.clock = SimClock()
+    def can_send(self, cid, buf, n): return True
+    def can_recv(self, frame): return False
+    def read_inputs(self, inp): pass
+    def write_outputs(self, out): pass
+    def force_safe(self): pass
+    def send_record(self, mv): pass
+app = charger.ChargerApp(B(), "/nonexistent-config.json", state_dir=sys.argv[1])
+gc.collect(); a2 = gc.mem_alloc()
+def dict_bytes(n):
+    alloc = 4
+    while alloc * 2 // 3 < n:
+        alloc *= 2
+    return (16 + alloc * 8 + 15) // 16 * 16
+FUN = 32
+TYPE = 64
+fn_t = type(dict_bytes)
+froz = 0
+for name, m in sys.modules.items():
+    if name in ("micropython", "gc", "sys", "struct", "time", "os", "json", "errno", "__main__"):
+        continue
+    d = m.__dict__
+    b = 32 + dict_bytes(len(d))
+    for v in d.values():
+        if type(v) is fn_t:
+            b += FUN
+        elif isinstance(v, type) and getattr(v, "__module__", name) == name:
+            cd = v.__dict__
+            b += TYPE + dict_bytes(len(cd))
+            for vv in cd.values():
+                if type(vv) is fn_t:
+                    b += FUN
+    froz += b
+print(json.dumps({"import_bytes": a1 - a0, "app_bytes": a2 - a1, "frozen_import_bytes_32": froz,
+                  "word_bytes": 8 if sys.maxsize > 2**32 else 4}))
+"""
+
+
+def heap_split(mpy: Path) -> dict:
+    """Import vs app heap (unix port, bytes) and the frozen-import estimate."""
+    mp = Path(sys.executable).parent / "micropython"
+    mp = str(mp) if mp.exists() else shutil.which("micropython")
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(mpy), str(ROOT / "boards" / "unix")]))
+    with tempfile.TemporaryDirectory(prefix="bench_heap_") as td:
+        fd, script = tempfile.mkstemp(suffix=".py", dir=td)
+        os.write(fd, _HEAP_SPLIT.encode())
+        os.close(fd)
+        r = subprocess.run([mp, "-X", "heapsize=400wK", script, os.path.join(td, "st")],
+                           capture_output=True, text=True, env=env, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError("heap split failed: %s" % (r.stdout + r.stderr)[-1000:])
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    # -X heapsize=NwK is N*1024 words of 4 bytes' worth: on a 64-bit port
+    # 1 wK = 2048 bytes.  Objects double with the word size, so they count
+    # the same in wK on both; bytecode and strings do not double, so on a
+    # 32-bit MCU loading .mpy files takes relatively more than the unix
+    # figure says (frozen modules avoid exactly that part).
+    wk = 1024 * d["word_bytes"] / 4
+    d["import_wK"] = round(d["import_bytes"] / wk, 1)
+    d["app_wK"] = round(d["app_bytes"] / wk, 1)
+    d["frozen_import_wK_est"] = round(d["frozen_import_bytes_32"] / 1024, 1)
+    return d
+
+
 def _heap_ok(n: int, mpy: Path) -> tuple[bool, str, object]:
     r = run_session(heapsize="%dwK" % n, firmware_dir=mpy, snapshots=True, max_ms=120_000)
     return r.ok, r.why, r
@@ -190,14 +283,21 @@ def heap(lo: int = 16, hi: int = 256, quick: bool = False) -> dict:
                 hi = mid
             else:
                 lo = mid
-        # what the heap holds once the app is built (charging-stage snapshot)
-        ok, why, r = _heap_ok(hi, mpy)
+        split = heap_split(mpy)
+    frozen = round(hi - split["import_wK"] + split["frozen_import_wK_est"])
     return {"title": "Smallest heap for a full session (mpy-cross modules)",
             "unit": "wK (-X heapsize=NwK: N*1024 32-bit-word-equivalents, N KB on a 32-bit MCU)",
             "method": ("bisection over N: full simulated session (handshake..unlock) with "
                        "modules precompiled by mpy-cross (firmware_dir), pass = session done, "
                        "no fail-safe / MemoryError; SIL board + main.py stay .py"),
             "value": hi, "probes": {str(k): v for k, v in sorted(probes.items())},
+            "split": split,
+            "frozen_est_wK": frozen,
+            "frozen_method": ("estimate: smallest heap - heap taken by importing the mpy modules "
+                              "(import_wK, measured: gc.mem_alloc() around 'import charger') + what "
+                              "frozen modules still put on the heap at import (frozen_import_wK_est: "
+                              "module/class dicts and function objects counted on the unix port, "
+                              "sized for a 32-bit MCU); app_wK = building ChargerApp (measured)"),
             "goal": "<= 100wK", "pass": hi <= 100}
 
 
@@ -222,13 +322,21 @@ def _tp_frames():
     return [(0x1CEB56F4, bytes([1, 0, 0, 0, 0, 0, 0, 0]))]
 
 
-def can_ingest(runs: int, base: dict, rate: int = 5000) -> dict:
+def can_ingest(runs: int, base: dict, rate: int | None = None) -> dict:
     """Figure 5: CPU per received frame under a flood in the charging stage.
+
+    The flood must stay below what the CAN task drains (``can.rx_burst``
+    frames per ``sched.can_ms``: 32 per 10 ms = 3,200 frames/s with the
+    defaults), or frames are dropped in the board's FIFO and the cost per
+    *sent* frame reads too low; default: 90 % of that, at most 5,000/s.
 
     ``base`` = the charging stage's CPU us/s without flood (figure 1).
     Capacity = (1e6 - base) / (incremental us per frame): the frame rate at
     which the firmware's CPU would be saturated (unix port), i.e. where it
     starts to fall behind; divided by 55 for the MCU."""
+    if rate is None:
+        drain = _schema_default("can.rx_burst") * 1000 // _schema_default("sched.can_ms")
+        rate = min(5000, drain * 9 // 10)
     mixes = {"bms": _bms_frames(), "foreign": _foreign_frames()}
     out = {}
     base_us = base["cpu_us_per_s"]
