@@ -431,9 +431,10 @@ class ChargerApp:
 
     def _start_console(self):
         from diag.console import Console
-        import console_io
         ns = {"app": self}
-        self.console = Console(console_io.stream(self.cfg), ns, self.cfg)
+        # Each board knows its REPL port (stdin/stdout of the SIL process,
+        # the USB VCP / UART on STM32 and ESP32).
+        self.console = Console(self.board.console_stream(self.cfg), ns, self.cfg)
         from diag import commands
         commands.install(self.console, self)
         self.console.start()

@@ -41,7 +41,7 @@ def run_mp(script, args=(), heapsize=None, extra_path=(), timeout=120, cwd=None)
     cmd += [str(script)] + list(args)
     env = dict(os.environ, MICROPYPATH=mp_path(*extra_path))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=cwd or str(ROOT))
+                          env=env, cwd=cwd or str(ROOT), stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture

@@ -64,7 +64,9 @@ def run(config_path=CONFIG_PATH):
     try:
         board = build(config_path)
         import charger
-        charger.main(board, config_path)
+        # console=True: the field engineer's mpremote reaches the running
+        # charger on the REPL port (Ctrl-C no longer interrupts main.py).
+        charger.main(board, config_path, console=True)
     finally:
         fail_safe(board)
 

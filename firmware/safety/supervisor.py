@@ -166,7 +166,11 @@ class Supervisor:
             if self.tripped:
                 force = self.trip.apply(now, inp, out)
                 self._trip_events(now)
-                self._write(out)
+                if not self.failed:
+                    # (after H-9 the block below writes the fail-safe state
+                    # once; writing the trip's state first made the bleeder
+                    # output toggle every tick)
+                    self._write(out)
                 if force:
                     self.board.force_safe()
             else:

@@ -32,6 +32,16 @@ def can_fake(b):
     return b._can.can
 
 
+def test_console_stream_on_the_repl_port_never_blocks():
+    """The board's console is the REPL's stdin/stdout, read without
+    blocking (here stdin is the test runner's pipe, with nothing in it)."""
+    b = make()
+    st = b.console_stream({"console.tx_timeout_ms": 5})
+    buf = bytearray(16)
+    mptest.eq(st.readinto(buf), 0, "no input pending: 0 bytes, no wait")
+    mptest.eq(st.write(b"ok\r\n"), 4, "output written")
+
+
 def test_outputs_off_at_construction():
     make()
     for attr, pid, on in P.OUTPUTS:
