@@ -147,3 +147,21 @@ def test_realtime_mode_an_external_python_can_program_joins_the_bus(tmp_path):
         assert int(seen.get("182756F4", 0)) >= 4, out.stdout           # BMS simulator: BHM
     finally:
         bench.close()
+
+
+def test_fail_safe_during_a_finished_trip_holds_the_outputs_still(tmp_path):
+    """E-stop trip, then an exception: the outputs settle in the fail-safe
+    state and stay there (no actuator chatter, bleeder on)."""
+    sim, _ = _bench(tmp_path)
+    try:
+        assert sim.run_until(lambda: sim.outputs["k12"] == 1 and sim.plant.i > 20, 30_000)
+        sim.override("estop", 1)
+        sim.run_for(1_500)                         # trip sequence finished
+        t0 = sim.now_ms
+        sim.inject_exception()
+        sim.run_for(1_000)
+        changes = [c for c in sim.output_log if c.t_ms > t0 + 20]
+        assert changes == [], changes[:6]
+        assert sim.outputs["bleed"] == 1 and sim.outputs["pwr_en"] == 0 and sim.outputs["k12"] == 0
+    finally:
+        sim.close()
