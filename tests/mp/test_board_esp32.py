@@ -157,7 +157,7 @@ def test_main_safe_when_app_raises():
     import esp32.main as em
     seen = []
 
-    def app(board, path):
+    def app(board, path, console=False):
         seen.append(board)
         o = contract.Outputs()
         o.pwr_en = o.k12 = 1

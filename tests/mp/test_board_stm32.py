@@ -328,7 +328,7 @@ def test_main_leaves_outputs_safe_when_app_raises():
     import stm32.main as m
     seen = []
 
-    def app(board, path):
+    def app(board, path, console=False):
         seen.append((board, path))
         _all_on(board)
         machine.set_adc("A2", 32768)
@@ -349,7 +349,7 @@ def test_main_safe_on_keyboard_interrupt():
     machine.t_reset()
     import stm32.main as m
 
-    def app(board, path):
+    def app(board, path, console=False):
         _all_on(board)
         machine.set_adc("A2", 32768)
         raise KeyboardInterrupt
