@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,13 +54,11 @@ class CheckError(Exception):
 
 
 def micropython_bin() -> str:
-    cand = Path(sys.executable).parent / "micropython"
-    if cand.exists():
-        return str(cand)
-    found = shutil.which("micropython")
-    if not found:
-        raise CheckError("micropython binary not found (run `make venv`)")
-    return found
+    from host_tools.sil.link import micropython_bin as find
+    try:
+        return find()
+    except FileNotFoundError as e:
+        raise CheckError(str(e))
 
 
 def mpy_path(board: str) -> str:
