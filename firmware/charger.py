@@ -342,7 +342,7 @@ class ChargerApp:
     def _checks(self, now):
         # Values the BMS stopped refreshing must not feed the checks: mark
         # them stale from the link's last-valid-frame times (PF = PGN >> 8).
-        # (``_old`` inlined: t < 0 = never received, else older than limit)
+        # (t < 0: never received; inlined: this runs every check tick)
         lo = self.link.last_ok
         lim_bcl, lim_bcs, lim_bsm, lim_bmv = self._stale_ms
         st = 0
@@ -363,10 +363,6 @@ class ChargerApp:
             st |= STALE_BMT
         self.sup.stale = st
         self._check_tick(now)
-
-    @staticmethod
-    def _old(now, t, limit):
-        return t < 0 or ticks_diff(now, t) > limit
 
     def _console(self, now):
         self._gc_due = True               # the console allocates
