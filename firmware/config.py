@@ -49,6 +49,19 @@ def schema():
     return out
 
 
+def get(cfg, key):
+    """``cfg[key]``, else the registered default (modules read their
+    settings with this at construction, so a partial dict works in tests);
+    ``KeyError`` for a key no module declares."""
+    if cfg is not None and key in cfg:
+        return cfg[key]
+    for s in _modules:
+        for e in s:
+            if e[0] == key:
+                return e[1]
+    raise KeyError(key)
+
+
 def defaults():
     return dict((e[0], e[1]) for e in schema())
 

@@ -34,7 +34,8 @@ def test_quick_cpu_figure_has_numbers(tmp_path, capsys):
     for g in ("handshake", "charging", "end"):
         s = f["cpu"]["stages"][g]
         assert s["cpu_us_per_s"] > 0
-        assert s["est_mcu_load_pct"] == round(s["cpu_us_per_s"] * 55 / 1e4, 1)
+        # both are rounded for display: equal to the last printed digit
+        assert abs(s["est_mcu_load_pct"] - s["cpu_us_per_s"] * 55 / 1e4) <= 0.1
     ch = f["cpu"]["stages"]["charging"]
     assert ch["tasks_us_per_s"]["protect"] > 0
     assert f["cpu"]["factor"] == 55 and "pystones" in f["cpu"]["factor_source"]

@@ -48,6 +48,7 @@ Code that writes to ``sys.stdout`` directly reaches the console only where
 ``sys.stdout`` is the console (the usual case on a board and on the unix
 SIL); ``console.out`` is a file object for commands that want to be sure.
 """
+import config
 import sys
 import micropython
 from micropython import const
@@ -90,12 +91,7 @@ _PS2 = b"... "
 _bprint = print
 
 
-def _cfg(cfg, key):
-    if cfg is not None and key in cfg:
-        return cfg[key]
-    for e in CONFIG_SCHEMA:
-        if e[0] == key:
-            return e[1]
+_cfg = config.get   # setting, or its registered default
 
 
 class Console:

@@ -32,6 +32,7 @@ Bounded:
 This is a debug tool: it allocates (line formatting) and adds a few tens of
 microseconds per frame while on.  Leave it off in service.
 """
+import config
 from gbt import ids
 
 # Settings live in diag.settings so the app can register them without
@@ -41,12 +42,7 @@ from diag.settings import TRACE_SCHEMA as CONFIG_SCHEMA  # noqa: E402
 _FRIENDLY = 0   # diag.console.FRIENDLY
 
 
-def _cfg(cfg, key):
-    if cfg is not None and key in cfg:
-        return cfg[key]
-    for e in CONFIG_SCHEMA:
-        if e[0] == key:
-            return e[1]
+_cfg = config.get   # setting, or its registered default
 
 
 class Trace:

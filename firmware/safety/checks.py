@@ -76,14 +76,7 @@ CONFIG_SCHEMA = (
 config.register(CONFIG_SCHEMA)
 
 
-def cfg(c, key, schema=CONFIG_SCHEMA):
-    """Value of ``key`` from dict ``c``, else the schema default."""
-    if c is not None and key in c:
-        return c[key]
-    for e in schema:
-        if e[0] == key:
-            return e[1]
-    raise KeyError(key)
+cfg = config.get   # setting, or its registered default
 
 
 class Ctx:

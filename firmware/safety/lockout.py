@@ -63,13 +63,7 @@ _CONF = "<B17sI"       # confirm vin length, vin, time set (wall s)
 _ENT = "<B17sBBII"     # vin length, vin, check id, count, day, lock until (wall s)
 
 
-def _cfg(c, key):
-    if c is not None and key in c:
-        return c[key]
-    for e in CONFIG_SCHEMA:
-        if e[0] == key:
-            return e[1]
-    raise KeyError(key)
+_cfg = config.get   # setting, or its registered default
 
 
 def vin_key(vin):

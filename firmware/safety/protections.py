@@ -88,14 +88,7 @@ if _cross not in config.CROSS_CHECKS:
     config.CROSS_CHECKS.append(_cross)
 
 
-def _cfg(c, key):
-    if c is not None and key in c:
-        return c[key]
-    for sch in (CONFIG_SCHEMA, config.CONFIG_SCHEMA):
-        for e in sch:
-            if e[0] == key:
-                return e[1]
-    raise KeyError(key)
+_cfg = config.get   # setting, or its registered default
 
 
 def cst_fault_of(code):

@@ -114,13 +114,7 @@ _LEVEL_KEYS = ("", "risk.level.s1", "risk.level.s2", "risk.level.s3", "risk.leve
                "risk.level.s13")
 
 
-def _cfg(c, key):
-    if c is not None and key in c:
-        return c[key]
-    for e in CONFIG_SCHEMA:
-        if e[0] == key:
-            return e[1]
-    raise KeyError(key)
+_cfg = config.get   # setting, or its registered default
 
 
 class RiskTable:

@@ -47,13 +47,7 @@ CONFIG_SCHEMA = (
 config.register(CONFIG_SCHEMA)
 
 
-def _cfg(c, key):
-    if c is not None and key in c:
-        return c[key]
-    for e in CONFIG_SCHEMA:
-        if e[0] == key:
-            return e[1]
-    raise KeyError(key)
+_cfg = config.get   # setting, or its registered default
 
 
 class TripPath:
