@@ -174,6 +174,8 @@ class ChargerApp:
         self._fs_cst_last = 0
         self._logged_why = None
         self._ev = [0, 0, 0, 0, 0]
+        self._ix_seq = 0
+        self._ix = [0, 0, 0]
         pm = cfg["sched.protect_ms"]
         s.add("protect", self._protect, pm, 0)
         s.add("can", self._can, cfg["sched.can_ms"], 0)
@@ -268,6 +270,22 @@ class ChargerApp:
         ev = self.sup.events
         if ev.seq != self._ev_seq:
             self._safety_events(now, ev)
+        if self.link.ix.seq != self._ix_seq:
+            self._intrusion_events(now)
+
+    def _intrusion_events(self, now):
+        # Rare by construction (each is a protocol violation): text allowed.
+        ix = self.link.ix
+        s = max(self._ix_seq, ix.oldest())
+        e = self._ix
+        now_s = self.rtc_s()
+        from gbt.intrusion import name as ix_name
+        while s < ix.seq:
+            if ix.read(s, e):
+                self.event("intrusion", "%s 0x%x" % (ix_name(e[1]), e[2]))
+                self.log.log(now_s, _evlog.EV_INTRUSION, e[1], e[2])
+            s += 1
+        self._ix_seq = ix.seq
 
     def _safety_events(self, now, ev):
         # Events are rare; their text is for people, so it may allocate.

@@ -60,10 +60,11 @@ EV_OPERATOR = const(12)       # a: OP_* action, b: argument
 EV_BST = const(13)            # a: BST reason, b: BST fault (BMS stop)
 EV_LOCKOUT_CLEARED = const(14)  # a: check number
 EV_SESSION = const(15)        # a: telemetry session number; text: VIN tail
+EV_INTRUSION = const(16)      # a: gbt.intrusion kind, b: argument (PGN, stage, address)
 
 NAMES = ("?", "boot", "config-error", "stage", "stop", "CEM", "BEM", "trip",
          "risk-raised", "risk-cleared", "lockout", "fail-safe", "operator",
-         "BST", "lockout-cleared", "session")
+         "BST", "lockout-cleared", "session", "intrusion")
 
 # operator actions (EV_OPERATOR a)
 OP_START = const(1)

@@ -49,6 +49,9 @@ def detail(r):
         return "#%d %s.." % (a, text)
     if code == ev.EV_BEM:
         return "BMS reports timeout 0x%08x" % (a & 0xFFFFFFFF)
+    if code == ev.EV_INTRUSION:
+        from gbt.intrusion import name as ix_name
+        return "%s 0x%x" % (ix_name(a), b)
     if code == ev.EV_SESSION:
         return "#%d VIN ..%s" % (a, text)
     return ("%d %d %s" % (a, b, text)).strip()

@@ -30,6 +30,7 @@ from gbt.ids import BMS as _ID_BMS, CHARGER as _ID_CHARGER, GLOBAL as _ID_GLOBAL
 from gbt.ids import PGN_TPCM as _PGN_TPCM, PGN_TPDT as _PGN_TPDT
 from gbt.dec import decode as _decode, OK as _OK, E_LEN as _E_LEN, E_UNKNOWN as _E_UNKNOWN
 from gbt.transport import TransportReceiver
+from gbt.intrusion import IntrusionMonitor
 
 _N_PF = const(0x28)           # PF 0x00..0x27 covers every GB/T 27930 PGN
 _WRAP = const(0x3FFFFFFF)
@@ -44,6 +45,9 @@ class BmsLink:
         self.clock = clock
         self.bms = bms
         self.tp = TransportReceiver(board_send, ids.CHARGER, ids.BMS, cfg=cfg)
+        # Intrusion evidence (late BCP, TP abuse, ...): the protocol layer
+        # notes it here, the application drains it into the event log.
+        self.ix = IntrusionMonitor()
         self.handler = _nop
         self.last_ok = [-1] * _N_PF
         self.rx = 0             # frames from the BMS to us
