@@ -4,8 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: charge test bench deploy config-check bench-rt realtime clean venv
+.PHONY: charge test bench deploy config-check bench-rt realtime clean venv firmware target-image
 BOARD ?= stm32
+# `make firmware` builds QEMU_M3 unless BOARD is given on the command line.
+FW_BOARD := $(if $(filter command line environment,$(origin BOARD)),$(BOARD),QEMU_M3)
 
 $(STAMP): requirements.txt setup.cfg pyproject.toml
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -18,8 +20,19 @@ venv: $(STAMP)
 charge: $(STAMP)
 	$(PY) -m host_tools.charge $(ARGS)
 
-test: $(STAMP)
+# The QEMU target image (product + test variant) is built first: the target
+# tests (tests/target/) boot it under qemu-system-arm.
+test: $(STAMP) target-image
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# A flashable image with the charger frozen in; prints flash and RAM use.
+# make firmware BOARD=QEMU_M3|PYBV11|NUCLEO_H743ZI   (installs the Debian toolchain if missing)
+firmware: $(STAMP)
+	$(PY) -m host_tools.firmware build --board $(FW_BOARD) $(ARGS)
+
+target-image: $(STAMP)
+	$(PY) -m host_tools.firmware build --board QEMU_M3
+	$(PY) -m host_tools.firmware build --board QEMU_M3 --variant test
 
 bench: $(STAMP)
 	$(PY) -m host_tools.bench $(ARGS)
