@@ -162,6 +162,30 @@ def dec_bcp(data, n, bms):
     return OK
 
 
+# bcp_bad_fields bits
+BAD_CELL_V = const(1)
+BAD_MAX_I = const(2)
+BAD_MAX_V = const(4)
+BAD_TEMP = const(8)
+
+
+def bcp_bad_fields(data, n):
+    """Which BCP limits ``dec_bcp`` rejects as out of range (``BAD_*``
+    bits; 0 if none or too short): the reason for an ``E_RANGE``."""
+    if _bad_len(data, n, 13):
+        return 0
+    bad = 0
+    if _u16(data, 0) > _CELL_MAX:
+        bad |= BAD_CELL_V
+    if _u16(data, 2) > _I_OFFSET:
+        bad |= BAD_MAX_I
+    if _u16(data, 6) == 0xFFFF:
+        bad |= BAD_MAX_V
+    if data[8] > _TEMP_MAX_RAW:
+        bad |= BAD_TEMP
+    return bad
+
+
 def dec_bro(data, n, bms):
     """BRO: 0x00 / 0xAA, anything else (0xFF "invalid" included) E_RANGE."""
     if _bad_len(data, n, 1):

@@ -12,6 +12,11 @@ the board received (``frame`` is a ``board.CanFrame``).  It
    EndOfMsgAck / Abort itself) and, when a multi-packet message completes,
    decodes the reassembled buffer;
 3. decodes single-frame messages in place (``gbt.messages.decode``);
+   a BRM or BCP only if the session's gate (``set_gate``) accepts it
+   first: these two carry the vehicle identity and the limits the safety
+   checks compare against, so one that arrives outside its stage must not
+   reach ``BmsData`` at all (it is counted in ``gated``; the gate notes
+   the intrusion evidence);
 4. counts the result, stamps ``last_ok[pf]`` (time of the last *valid*
    message per PGN, indexed by PF, for the console) and calls
    ``handler(now, pgn, status)`` (the session's ``on_message``) for every
@@ -28,6 +33,7 @@ from gbt import ids
 from gbt import messages as m
 from gbt.ids import BMS as _ID_BMS, CHARGER as _ID_CHARGER, GLOBAL as _ID_GLOBAL
 from gbt.ids import PGN_TPCM as _PGN_TPCM, PGN_TPDT as _PGN_TPDT
+from gbt.ids import PGN_BRM as _PGN_BRM, PGN_BCP as _PGN_BCP
 from gbt.dec import decode as _decode, OK as _OK, E_LEN as _E_LEN, E_UNKNOWN as _E_UNKNOWN
 from gbt.transport import TransportReceiver
 from gbt.intrusion import IntrusionMonitor
@@ -40,6 +46,10 @@ def _nop(now, pgn, status):
     pass
 
 
+def _yes(now, pgn):
+    return True
+
+
 class BmsLink:
     def __init__(self, board_send, clock, bms, cfg=None):
         self.clock = clock
@@ -49,6 +59,7 @@ class BmsLink:
         # notes it here, the application drains it into the event log.
         self.ix = IntrusionMonitor()
         self.handler = _nop
+        self.gate = _yes
         self.last_ok = [-1] * _N_PF
         self.rx = 0             # frames from the BMS to us
         self.ignored = 0        # other addresses / PDU2
@@ -58,10 +69,16 @@ class BmsLink:
         self.unknown = 0
         self.last_bad_pgn = 0
         self.last_status = 0
+        self.gated = 0          # BRM/BCP the gate refused (not decoded)
 
     def set_handler(self, fn):
         """Register ``fn(now, pgn, status)``; store the bound method once."""
         self.handler = fn if fn is not None else _nop
+
+    def set_gate(self, fn):
+        """Register ``fn(now, pgn) -> bool``, asked before a complete BRM or
+        BCP is decoded into ``BmsData``; False = drop it undecoded."""
+        self.gate = fn if fn is not None else _yes
 
     def reset(self):
         """Forget a half-received TP message and the time stamps (new plug)."""
@@ -101,9 +118,15 @@ class BmsLink:
             pgn = self.tp.on_frame(now, cid, frame.data, n)
             if not pgn:
                 return
+            if (pgn == _PGN_BCP or pgn == _PGN_BRM) and not self.gate(now, pgn):
+                self.gated = (self.gated + 1) & _WRAP
+                return
             tp = self.tp
             st = _decode(pgn, tp.buf, tp.length, self.bms)
         else:
+            if (pgn == _PGN_BRM or pgn == _PGN_BCP) and not self.gate(now, pgn):
+                self.gated = (self.gated + 1) & _WRAP
+                return
             st = _decode(pgn, frame.data, n, self.bms)
         self.last_status = st
         if st == _OK:

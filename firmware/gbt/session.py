@@ -21,6 +21,7 @@ from gbt import messages as m
 from gbt import chargertx as tx_
 from gbt.chargertx import ChargerTx
 from gbt.control import Control
+from gbt.intrusion import IX_BCP_LATE, IX_BRM_LATE
 from gbt.ending import Ending
 from gbt.startup import Startup
 from gbt.sessioncfg import SessionConfig, CONFIG_SCHEMA  # noqa: F401
@@ -64,7 +65,8 @@ class ChargerSession(Startup, Ending):
         self._pend_unplug = 0
         self.profile = c.profile
         if link is not None:
-            link.set_handler(self.on_message)   # bound method made once
+            link.set_handler(self.on_message)   # bound methods made once
+            link.set_gate(self._gate)
         self._reset_plug()
 
     # -- public API --------------------------------------------------------
@@ -140,6 +142,7 @@ class ChargerSession(Startup, Ending):
         self.ins_ohm_v = -1
         self.ins_warn = 0
         self.ins_test_v = 0
+        self.ins_skipped = 0              # no BHM: insulation test skipped (no_bhm_ins_v 0)
         self.open_forced = 0
         self.rx_bad = 0
         self.aux_off_ms = -1
@@ -169,6 +172,12 @@ class ChargerSession(Startup, Ending):
         self._bcs_seen = 0
         self._flowing = 0
         self._armed = 0
+        self._cml_n = 0                   # CML / CTS sent-counters at PARAMETER entry
+        self._cts_n = 0
+        self._rej = 0                     # BCP rejected: CML once, then CST
+        self._rej_n = 0
+        self._rej_err = 0
+        self._rej_why = W.WHY_NONE
         self._t_bcl = 0
         self._t_bcs = 0
         self._t_pause = -1
@@ -339,21 +348,27 @@ class ChargerSession(Startup, Ending):
     def _tick_charging(self, now, dt):
         c = self.c
         tx = self.tx
+        # The BCL/BCS timers run from the entry into CHARGING
+        # (_tick_precharge); the first CRO 0xAA really sent restarts them
+        # (spec 4.2: "from CRO 0xAA sent / the last BCL"), unless a message
+        # came later.  CCS replaces CRO only after that CRO 0xAA went out,
+        # even if a BMS sent BCL/BCS before it (on_message).
         if not self._armed:
             t0 = tx.cro_aa_t0
             if t0 >= 0:
                 self._armed = 1
-                if not self._bcl_seen:
+                if ticks_diff(t0, self._t_bcl) > 0:
                     self._t_bcl = t0
-                if not self._bcs_seen:
+                if ticks_diff(t0, self._t_bcs) > 0:
                     self._t_bcs = t0
-        else:
-            if ticks_diff(now, self._t_bcl) >= c.bcl_ms:
-                self._rehandshake(now, m.CEM_BCL, W.WHY_BCL_TO)
-                return
-            if ticks_diff(now, self._t_bcs) >= c.bcs_ms:
-                self._rehandshake(now, m.CEM_BCS, W.WHY_BCS_TO)
-                return
+                if (self._bcl_seen or self._bcs_seen) and not self._flowing:
+                    self._flow(now)
+        if ticks_diff(now, self._t_bcl) >= c.bcl_ms:
+            self._rehandshake(now, m.CEM_BCL, W.WHY_BCL_TO)
+            return
+        if ticks_diff(now, self._t_bcs) >= c.bcs_ms:
+            self._rehandshake(now, m.CEM_BCS, W.WHY_BCS_TO)
+            return
         b = self.bms
         inp = self.inp
         out = self.out
@@ -371,7 +386,7 @@ class ChargerSession(Startup, Ending):
         else:
             self._t_pause = -1
             tx.ccs_permit = 1
-            target = ctl.limit(b, self.i_cap, v) if self._bcl_seen else 0
+            target = ctl.limit(b, self.i_cap, v) if (self._bcl_seen and self._flowing) else 0
         out.i_set = ctl.ramp(target, dt, c.ramp_up, c.ramp_down)
         if self._bcl_seen:
             out.v_set = ctl.v_limit(b)
@@ -389,22 +404,49 @@ class ChargerSession(Startup, Ending):
             out.i_set = ctl.ramp(0, dt, c.ramp_stop, c.ramp_stop)
 
     # -- messages ------------------------------------------------------------
+    def _gate(self, now, pgn):
+        """Asked by the link before a complete BRM / BCP is decoded into
+        ``bms``: True only in its stage (BRM: recognition until one is
+        accepted; BCP: recognition after BRM until one is accepted), so the
+        VIN, the battery data and the limits the safety checks compare
+        against cannot be rewritten later.  A refused one is never decoded;
+        one that a legitimate BMS cannot send any more (BMS past the
+        configuration, a BCP was accepted) is noted as intrusion evidence.
+        Repeats a BMS sends before it has seen CRM 0xAA / CML (recognition,
+        parameter stage) and anything during a re-handshake hold are
+        dropped quietly.  Allocation-free."""
+        st = self.stage
+        if pgn == ids.PGN_BCP:
+            if st == RECOGNITION and self._brm and not self._bcp and not self._rej:
+                return True
+            if self._bcp and st != RECOGNITION and st != PARAMETER and st != REHANDSHAKE:
+                self.link.ix.note(now, IX_BCP_LATE, pgn)
+            return False
+        if st == RECOGNITION and not self._brm:
+            return True
+        if self._bcp and st != RECOGNITION and st != REHANDSHAKE:
+            self.link.ix.note(now, IX_BRM_LATE, pgn)
+        return False
+
     def on_message(self, now, pgn, status):
         if status != m.OK:
             self.rx_bad += 1
+            if (pgn == ids.PGN_BCP and status == m.E_RANGE and self.stage == RECOGNITION
+                    and self._brm and not self._bcp and not self._rej):
+                self._bcp_range(now)       # a field out of range: incompatible
             return
         st = self.stage
         if pgn == ids.PGN_BCL:
             if st == CHARGING:
                 self._t_bcl = now
                 self._bcl_seen = 1
-                if not self._flowing:
+                if not self._flowing and self.tx.cro_aa_t0 >= 0:
                     self._flow(now)
         elif pgn == ids.PGN_BCS:
             if st == CHARGING:
                 self._t_bcs = now
                 self._bcs_seen = 1
-                if not self._flowing:
+                if not self._flowing and self.tx.cro_aa_t0 >= 0:
                     self._flow(now)
         elif pgn == ids.PGN_BSM:
             if st == CHARGING:
@@ -417,21 +459,22 @@ class ChargerSession(Startup, Ending):
             if st == STOPPING or st == STATISTICS:
                 self._bsd_seen = 1
         elif pgn == ids.PGN_BHM:
-            if st == HANDSHAKE:
-                self._bhm = 1
+            if st == HANDSHAKE or st == INSULATION:
+                self._bhm = 1              # late (INSULATION): may lower the test voltage
         elif pgn == ids.PGN_BRM:
             if st == RECOGNITION and not self._brm:
                 self._on_brm(now)
         elif pgn == ids.PGN_BCP:
-            if st == RECOGNITION and self._brm and not self._bcp:
+            if st == RECOGNITION and self._brm and not self._bcp and not self._rej:
                 self._on_bcp(now)
         elif pgn == ids.PGN_BRO:
             bro = self.bms.bro
             if st == PARAMETER:
                 self._bro_seen = 1
-                if bro == 0xAA:
-                    self._bro_aa = 1
+                self._bro_aa = 1 if bro == 0xAA else 0
+                if self._bro_aa and self._cml_out():
                     self._enter_precharge(now)
+                # else: _tick_parameter goes on once CML (and CTS) went out
             elif (st == PRECHARGE or st == CHARGING) and bro == 0x00:
                 self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_BRO_DROP, True)
         elif pgn == ids.PGN_BEM:
@@ -440,7 +483,7 @@ class ChargerSession(Startup, Ending):
         # BMV / BMT / BSP: optional, no timeout, nothing to do (clause 9.3)
 
     def _flow(self, now):
-        """First BCL/BCS after CRO 0xAA: CRO off, CCS on."""
+        """First BCL/BCS once CRO 0xAA has been sent: CRO off, CCS on."""
         self._flowing = 1
         self.tx.stop(tx_.CRO)
         self.tx.start(tx_.CCS, now)

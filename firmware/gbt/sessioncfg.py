@@ -40,7 +40,9 @@ CONFIG_SCHEMA = (
     # handshake, self-check, insulation test
     ("session.bhm_ms", 10000, 100, 60000, "ms", "Wait for BHM after CHM starts (spec: UNCONFIRMED, ENPLUS 10 s)"),
     ("session.bhm_legacy", True, None, None, "-",
-     "No BHM in time: true = legacy BMS, insulation test at the rated voltage; false = end, no charge"),
+     "No BHM in time: true = go on (legacy BMS; insulation test per no_bhm_ins_v, never at the rated voltage); false = end, no charge"),
+    ("session.no_bhm_ins_v", 0, 0, 15000, "0.1 V",
+     "No BHM in time: 0 = skip the insulation test, go to recognition (EN+ practice); else test at this voltage (capped at rating.max_v, lowered by a late BHM; below rating.min_v: skipped)"),
     ("session.selfcheck_v", 100, 0, 1000, "0.1 V", "Voltage outside K1/K2 must be below this before the insulation test"),
     ("session.ins_v_tol", 100, 1, 1000, "0.1 V", "Insulation test: output within this of the test voltage before K1/K2 close"),
     ("session.ins_i", 10, 1, 1000, "0.1 A", "Insulation test: power stage current limit"),
@@ -68,12 +70,12 @@ CONFIG_SCHEMA = (
      "BCP incompatible: false = end with CST (fault: no energy transfer); true = re-handshake like a timeout"),
     # pre-charge
     ("session.vchk_pct", 50, 1, 500, "0.1 %", "Battery voltage outside K1/K2 must be within this of the BCP value"),
-    ("session.vchk_ms", 1000, 0, 10000, "ms", "Time after BRO 0xAA for the battery voltage to come within tolerance"),
+    ("session.vchk_ms", 5000, 0, 60000, "ms", "Time after BRO 0xAA for the battery voltage to come within tolerance (vehicle K5/K6 close slowly; EN+ 5 s)"),
     ("session.pre_below", 50, 10, 100, "0.1 V", "Pre-charge target: this much below the battery voltage"),
     ("session.pre_lo", 10, 0, 200, "0.1 V", "Close K1/K2 only when the output is at least this below the battery"),
     ("session.pre_hi", 100, 1, 200, "0.1 V", "... and at most this below the battery"),
     ("session.pre_i", 100, 1, 1000, "0.1 A", "Pre-charge current limit (inrush < 20 A)"),
-    ("session.pre_ms", 10000, 100, 60000, "ms", "Pre-charge must finish within this -> else fault stop"),
+    ("session.pre_ms", 10000, 100, 60000, "ms", "Pre-charge must finish within this -> else fault stop (EN+ 60 s; vchk_ms + pre_ms should stay below the BMS's 60 s CRO 0xAA timeout)"),
     # charging control
     ("session.ramp_up", 200, 1, 100000, "0.1 A/s", "Current ramp up (start, resume, demand step up)"),
     ("session.ramp_down", 1000, 1, 100000, "0.1 A/s", "Current ramp down when the demand or a limit falls"),

@@ -8,6 +8,7 @@ why (GB/T 27930 / GB/T 18487.1 clauses): docs/session.md.
 from time import ticks_diff
 
 from gbt import messages as m
+from gbt import dec as _dec
 from gbt import chargertx as tx_
 from gbt.stages import (HANDSHAKE, INSULATION, RECOGNITION, PARAMETER,
                         PRECHARGE, CHARGING)
@@ -35,16 +36,34 @@ class Startup:
                 return
             self._enter_insulation(now, v if v < c.max_v else c.max_v)
         elif ticks_diff(now, self._t) >= c.bhm_ms:
-            if c.bhm_legacy:
-                self._enter_insulation(now, c.max_v)
-            else:
+            if not c.bhm_legacy:
                 self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_NO_BHM, False)
+                return
+            # No BHM (a 2011-generation BMS, or it is lost): the vehicle's
+            # voltage limit is unknown, so never the rated voltage.  Test at
+            # the configured bound, or (0, default; EN+) skip the test.
+            v = c.no_bhm_ins_v
+            if v > c.max_v:
+                v = c.max_v
+            if v and v >= c.min_v:
+                self._enter_insulation(now, v)
+            elif self._selfcheck_ok(now):
+                self.ins_skipped = 1
+                self.tx.stop(tx_.CHM)
+                self._enter_recognition(now)
+
+    def _selfcheck_ok(self, now):
+        """Voltage outside K1/K2 below ``selfcheck_v`` before any output;
+        else stop (nothing may be live on the gun yet)."""
+        if self.inp.v_outside >= self.c.selfcheck_v:
+            self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), m.CST_E_VOLTAGE,
+                       W.WHY_SELFCHECK, False)
+            return False
+        return True
 
     def _enter_insulation(self, now, test_v):
         c = self.c
-        if self.inp.v_outside >= c.selfcheck_v:
-            self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), m.CST_E_VOLTAGE,
-                       W.WHY_SELFCHECK, False)
+        if not self._selfcheck_ok(now):
             return
         self.ins_test_v = test_v
         out = self.out
@@ -61,6 +80,19 @@ class Startup:
         inp = self.inp
         out = self.out
         tv = self.ins_test_v
+        if self._bhm and self._sub < 2:
+            # A BHM during the test (late, after a no-BHM start, or a new
+            # value): never test above the vehicle's limit once it is known.
+            bv = self.bms.bhm_max_v
+            if 0 <= bv < tv:
+                if bv < c.min_v:
+                    self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), m.CST_E_VOLTAGE,
+                               W.WHY_BHM_LOW, False)
+                    return
+                self.ins_test_v = tv = bv
+                out.v_set = bv
+                self._sub = 0             # settle at the new voltage, then measure
+                self._t = now
         el = ticks_diff(now, self._t)
         if self._sub == 0:                # output up to the test voltage
             if tv - c.ins_v_tol <= inp.v_inside <= tv + c.ins_v_tol:
@@ -121,13 +153,26 @@ class Startup:
 
     def _tick_recognition(self, now):
         c = self.c
-        if not self._brm:
+        tx = self.tx
+        if self._rej:
+            # BCP incompatible: the BMS gets the charger's limits (one CML),
+            # then CST (GB/T 27930-2023 A practice), no re-handshake.
+            if not tx.on[tx_.CML]:
+                self._rej_cml(now)        # once CRM 0xAA has gone out
+            elif tx.sent[tx_.CML] + tx.fail[tx_.CML] != self._rej_n:
+                self._stop(now, m.CST_R_FAULT, m.CST_F_NO_ENERGY, self._rej_err,
+                           self._rej_why, True)
+        elif not self._brm:
             if ticks_diff(now, self._t) >= c.brm_ms:
                 self._rehandshake(now, m.CEM_BRM, W.WHY_BRM_TO)
         elif not self._bcp:
-            t0 = self.tx.crm_aa_t0
+            t0 = tx.crm_aa_t0
             if t0 >= 0 and ticks_diff(now, t0) >= c.bcp_ms:
                 self._rehandshake(now, m.CEM_BCP, W.WHY_BCP_TO)
+        elif tx.crm_aa_t0 >= 0:
+            # BCP came before CRM 0xAA went out (same receive pass as the
+            # BRM): the BMS must see CRM 0xAA at least once first.
+            self._enter_parameter(now)
 
     def _on_brm(self, now):
         self._brm = 1
@@ -154,21 +199,67 @@ class Startup:
         if b.max_i < 0 or b.max_i < c.min_i or (c.min_i == 0 and b.max_i == 0):
             err |= m.CST_E_CURRENT
         if err:
-            if c.bcp_retry:
-                self._rehandshake(now, 0, W.WHY_BCP)
-            else:
-                self._stop(now, m.CST_R_FAULT, m.CST_F_NO_ENERGY, err, W.WHY_BCP, True)
+            self._bcp_reject(now, err, W.WHY_BCP)
             return
         self._bcp = 1
+        if self.tx.crm_aa_t0 >= 0:
+            self._enter_parameter(now)
+        # else: _tick_recognition enters PARAMETER after the first CRM 0xAA
+
+    def _bcp_range(self, now):
+        """A complete BCP with a field outside its legal range (decoder
+        ``E_RANGE``): as incompatible as one outside the charger's range."""
+        err = 0
+        link = self.link
+        if link is not None:
+            bad = _dec.bcp_bad_fields(link.tp.buf, link.tp.length)
+            if bad & (_dec.BAD_CELL_V | _dec.BAD_MAX_V):
+                err |= m.CST_E_VOLTAGE
+            if bad & _dec.BAD_MAX_I:
+                err |= m.CST_E_CURRENT
+        self._bcp_reject(now, err, W.WHY_BCP_RANGE)
+
+    def _bcp_reject(self, now, err, why):
+        if self.c.bcp_retry:
+            self._rehandshake(now, 0, why)
+            return
+        self._rej = 1
+        self._rej_err = err
+        self._rej_why = why
+        self._rej_cml(now)
+
+    def _rej_cml(self, now):
+        tx = self.tx
+        if tx.crm_aa_t0 < 0:
+            return                        # CRM 0xAA first (_tick_recognition)
+        self._rej_n = tx.sent[tx_.CML] + tx.fail[tx_.CML]
+        tx.stop(tx_.CRM)
+        tx.start(tx_.CML, now)            # goes out at this tick; CST at the next
+
+    def _enter_parameter(self, now):
+        c = self.c
         tx = self.tx
         tx.stop(tx_.CRM)
+        self._cml_n = tx.sent[tx_.CML]
+        self._cts_n = tx.sent[tx_.CTS]
         tx.start(tx_.CML, now)
         if c.cts_enable:
             tx.start(tx_.CTS, now)
         self._enter(PARAMETER, now)
 
+    def _cml_out(self):
+        """CML (and CTS if enabled) sent at least once in this PARAMETER stage."""
+        tx = self.tx
+        return (tx.sent[tx_.CML] != self._cml_n
+                and (not self.c.cts_enable or tx.sent[tx_.CTS] != self._cts_n))
+
     def _tick_parameter(self, now):
         c = self.c
+        if self._bro_aa and self._cml_out():
+            # BRO 0xAA came in the receive pass that finished the BCP,
+            # before any CML: go on only once the BMS has seen CML.
+            self._enter_precharge(now)
+            return
         el = ticks_diff(now, self._t)
         if (not self._bro_seen and el >= c.bro_ms) or el >= c.bro_aa_ms:
             self._rehandshake(now, m.CEM_BRO, W.WHY_BRO_TO)
@@ -208,6 +299,11 @@ class Startup:
             out.k12 = 1
             self._k12 = 1
             self.tx.cro_aa = 1
+            # every charging-stage timeout runs from here (restarted at the
+            # first CRO 0xAA really sent, _tick_charging)
+            self._t_bcl = now
+            self._t_bcs = now
+            self._armed = 0
             self._enter(CHARGING, now)
         elif el >= c.pre_ms:
             f = m.CST_F_PRECHARGE if self.profile == m.PROFILE_2023A else m.CST_F_OTHER

@@ -65,35 +65,60 @@ def test_dp1003_insulation_test_then_crm(normal):
     assert t_crm >= t_open - OUT_LAT and data(b.tx("CRM")[0])[0] == 0x00
 
 
-# -- DN1001 / DN1003: BHM absent or invalid -> legacy path after 10 s ----------
-def _bhm_wait(bench, scenario):
-    b = bench(scenario=scenario)
+# -- DN1001 / DN1003: BHM absent or invalid -> no-BHM path after 10 s ----------
+# Default (session.no_bhm_ins_v 0, EN+ practice): the insulation test is
+# skipped, CRM 0x00 follows the 10 s BHM wait, nothing is put on the gun
+# before the pre-charge (never the rated voltage to a vehicle of unknown limit).
+def _bhm_wait(bench, scenario, config=None):
+    b = bench(scenario=scenario, config=config)
+    t_rec = b.run_to_stage("recognition", 20000)
+    t_chm = ms(b.tx("CHM")[0])
+    t_crm = ms(b.tx("CRM")[0])
+    return b, t_chm, t_crm, t_rec
+
+
+def _no_output_before_precharge(b):
+    t_pre = b.run_to_stage("precharge", 20000)
+    b.run_to_stage("charging", 20000)
+    t_out = b.first_change("pwr_en", 1)
+    assert t_out is not None and t_out > t_pre
+    assert b.first_change("k12", 1, after=0) > t_pre
+    assert b.stage_t("insulation") is None
+
+
+def test_dn1001_bhm_absent_insulation_skipped(bench):
+    b, t_chm, t_crm, t_rec = _bhm_wait(bench, [{"type": "drop", "message": "BHM", "at_ms": 0}])
+    assert 10000 <= t_crm - t_chm <= 10000 + TICK
+    assert data(b.tx("CRM")[0])[0] == 0x00
+    assert not b.tx("CHM", after=t_crm)
+    assert not b.tx("CEM") and not b.tx("CST")
+    _no_output_before_precharge(b)
+
+
+def test_dn1001_bhm_absent_bounded_test_voltage(bench):
+    b = bench(scenario=[{"type": "drop", "message": "BHM", "at_ms": 0}],
+              config={"session.no_bhm_ins_v": 4000})
     b.run_to_stage("recognition", 20000)
     t_chm = ms(b.tx("CHM")[0])
     t_out = b.first_change("pwr_en", 1)
-    return b, t_chm, t_out
-
-
-def test_dn1001_bhm_absent_legacy_insulation_at_rating(bench):
-    b, t_chm, t_out = _bhm_wait(bench, [{"type": "drop", "message": "BHM", "at_ms": 0}])
     assert 10000 <= t_out - t_chm <= 10000 + TICK
-    assert b.out_at("v_set", t_out) == 7500             # rated voltage (no BHM)
-    assert not b.tx("CEM") and not b.tx("CST")
+    assert b.out_at("v_set", t_out) == 4000             # the configured bound, not 750 V
+    assert max(v for t, v in b.changes("v_set") if t < b.stage_t("recognition")) == 4000
 
 
 def test_dn1003_bhm_wrong_dlc_ignored(bench):
-    b, t_chm, t_out = _bhm_wait(bench, [{"type": "malformed", "message": "BHM", "at_ms": 0,
-                                         "dlc": 1}])
+    b, t_chm, t_crm, _ = _bhm_wait(bench, [{"type": "malformed", "message": "BHM", "at_ms": 0,
+                                            "dlc": 1}])
     assert all(f.dlc == 1 for f in b.rx("BHM"))
-    assert 10000 <= t_out - t_chm <= 10000 + TICK        # as if absent
-    assert b.out_at("v_set", t_out) == 7500
+    assert 10000 <= t_crm - t_chm <= 10000 + TICK        # as if absent
+    _no_output_before_precharge(b)
 
 
 def test_dn1003_bhm_not_available_value_ignored(bench):
-    b, t_chm, t_out = _bhm_wait(bench, [{"type": "override", "message": "BHM", "at_ms": 0,
-                                         "raw": "ffff"}])
-    assert 10000 <= t_out - t_chm <= 10000 + TICK
-    assert b.out_at("v_set", t_out) == 7500
+    b, t_chm, t_crm, _ = _bhm_wait(bench, [{"type": "override", "message": "BHM", "at_ms": 0,
+                                            "raw": "ffff"}])
+    assert 10000 <= t_crm - t_chm <= 10000 + TICK
+    _no_output_before_precharge(b)
 
 
 def test_dn1002_bhm_absent_no_legacy_ends(bench):

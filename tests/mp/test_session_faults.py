@@ -17,7 +17,9 @@ def test_bcp_incompatible_ends_with_cst():
     s = b.session
     eq(s.stop_why, W.WHY_BCP, "why")
     eq(b.sent("CST")[0][1], b"\x10\x40\xf0\xf4", "CST fault: no energy transfer, voltage")
-    eq(len(b.sent("CML")), 0, "no CML")
+    cml = b.sent("CML")
+    eq(len(cml), 1, "the charger's limits once (2023-A practice)")
+    eq(b.sent("CST")[0][0] - cml[0][0], 10, "then CST")
     b.wait_stage("done", 15000)
     true(b.sent("CSD"), "statistics exchanged")
 
@@ -47,8 +49,8 @@ def test_battery_voltage_outside_5_percent():
     b.ev.bcp_args = {"v": 3300}                  # battery 350 V, BCP says 330 V (6 %)
     b.wait_stage("precharge", 10000)
     t0 = b.now
-    b.wait_stage("stopping", 3000)
-    eq(b.now - t0, 1000, "after the 1 s check window")
+    b.wait_stage("stopping", 7000)
+    eq(b.now - t0, 5000, "after the 5 s check window (vchk_ms)")
     eq(b.session.stop_why, W.WHY_BATT_V, "why")
     eq(b.sent("CST")[0][1], b"\x10\x00\xf4\xf4", "CST fault other + voltage error")
     true(all(d[0] == 0 for t, d in b.sent("CRO")), "CRO never 0xAA")

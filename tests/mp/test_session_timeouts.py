@@ -26,13 +26,14 @@ def _cem_phase(b, t0, data):
     eq(len(cem), 20, "CEM for 5 s")
 
 
-def test_bhm_missing_legacy_insulation_at_rating():
-    b = Bench()
+def test_bhm_missing_bound_below_charger_minimum_skips_test():
+    b = Bench({"session.no_bhm_ins_v": 1000})     # 100 V < rating.min_v 200 V
     b.ev.mute.add("BHM")
-    b.wait_stage("insulation", 15000)
+    b.wait_stage("recognition", 15000)
     t0 = b.sent("CHM")[0][0]
     eq(b.now - t0, 10000, "BHM wait 10 s")
-    eq(b.session.ins_test_v, 7500, "legacy: rated voltage")
+    eq(b.session.ins_skipped, 1, "test skipped, not raised to 200 V")
+    true(all(r[L_K12] == 0 for r in b.log), "no test voltage")
     b.wait_stage("charging", 10000)
 
 
