@@ -413,6 +413,12 @@ class ChargerSession(Startup, Ending):
             self._bst_seen = 1
             if RECOGNITION <= st <= REHANDSHAKE:
                 self._stop(now, m.CST_R_BMS, 0, 0, W.WHY_BMS, True)
+            elif st == HANDSHAKE or st == INSULATION:
+                # Before BRM too (EN+): the insulation test stops (output off,
+                # K1/K2 open, bleed) and, as the BMS is in the protocol, the
+                # end is the full one: CST until BSD, then CSD.
+                self._stop(now, m.CST_R_BMS, 0, 0, W.WHY_BMS, True)
+                self._exchange = 1
         elif pgn == ids.PGN_BSD:
             if st == STOPPING or st == STATISTICS:
                 self._bsd_seen = 1
@@ -437,6 +443,11 @@ class ChargerSession(Startup, Ending):
         elif pgn == ids.PGN_BEM:
             if RECOGNITION <= st <= CHARGING and _bem_timeout(self.bms.bem):
                 self._rehandshake(now, 0, W.WHY_BEM)
+            elif (st == HANDSHAKE or st == INSULATION) and _bem_timeout(self.bms.bem):
+                # A re-handshake restarts at CRM 0x00, which needs a passed
+                # insulation test: end instead (output off, K1/K2 open,
+                # bleed, CST fault); a new start repeats the handshake.
+                self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_BEM, False)
         # BMV / BMT / BSP: optional, no timeout, nothing to do (clause 9.3)
 
     def _flow(self, now):
