@@ -411,12 +411,11 @@ class ChargerSession(Startup, Ending):
                 self._check_bsm(now)
         elif pgn == ids.PGN_BST:
             self._bst_seen = 1
-            if RECOGNITION <= st <= REHANDSHAKE:
-                self._stop(now, m.CST_R_BMS, 0, 0, W.WHY_BMS, True)
-            elif st == HANDSHAKE or st == INSULATION:
-                # Before BRM too (EN+): the insulation test stops (output off,
-                # K1/K2 open, bleed) and, as the BMS is in the protocol, the
-                # end is the full one: CST until BSD, then CSD.
+            if HANDSHAKE <= st <= REHANDSHAKE:
+                # From the handshake on (EN+ checks BST in handshake and cable
+                # check too): an insulation test stops like charging (output
+                # off, K1/K2 open, bleed).  A BMS that sent BST is in the
+                # protocol, BRM or not: the full end, CST until BSD, then CSD.
                 self._stop(now, m.CST_R_BMS, 0, 0, W.WHY_BMS, True)
                 self._exchange = 1
         elif pgn == ids.PGN_BSD:
