@@ -7,9 +7,10 @@ spec clauses behind them, are drawn in docs/session.md:
 * ``_stop``: every end (BST, operator, supervisor, trip, target, fault,
   unplug).  CST at 10 ms, current down at ``ramp_stop``, K1/K2 open only
   below ``i_off`` (or after ``open_wait_ms``, recorded), bleed, then - if
-  the BMS is in the protocol (BRM seen) and still connected - wait for BST
-  (``bst_ms`` after the first CST), CSD/BSD exchange (``bsd_ms`` from the
-  stop), and only then aux power off and unlock below ``unlock_v``.
+  the BMS is in the protocol (BRM seen, or it sent the BST) and still
+  connected - wait for BST (``bst_ms`` after the first CST), keep CST until
+  BSD arrives, then CSD (``bsd_ms`` from the stop), and only then aux power
+  off and unlock below ``unlock_v``.
 * ``_rehandshake``: a receive timeout (BRM, BCP, BRO, BCL, BCS) or a BEM.
   CEM with the bit at 250 ms, current down, K1/K2 open, CEM kept for
   ``cem_hold_ms``, then CRM 0x00 again; after ``rehs_max`` re-handshakes the
@@ -121,18 +122,30 @@ class Ending:
             self._enter_finish(now, m.CEM_BST)
 
     def _enter_statistics(self, now):
+        # CST goes on (10 ms) until the BSD: EN+ and the GB/T 27930-2023
+        # sequence; GB/T 34658 DN4002 caps it at cst_max_ms from the first.
+        self._csd_n0 = -1                 # -1: CSD not started yet
+        self._t_tail = -1
+        self._enter(STATISTICS, now)
+        if self._bsd_seen:
+            self._csd_on(now)
+
+    def _csd_on(self, now):
+        """BSD received: CST off, CSD on (its first frame in this tick)."""
         tx = self.tx
         tx.stop(tx_.CST)
         tx.csd_min = self.ctl.minutes()
         tx.csd_energy = self.ctl.energy_wh // 100
         self._csd_n0 = tx.sent[tx_.CSD]
-        self._t_tail = -1
         tx.start(tx_.CSD, now)
-        self._enter(STATISTICS, now)
 
     def _tick_statistics(self, now):
         if not self._exchange:            # connector removed meanwhile
+            self.tx.stop(tx_.CST)
             self._enter_finish(now, 0)
+            return
+        if self._bsd_seen and self._csd_n0 < 0:
+            self._csd_on(now)
             return
         if self._bsd_seen and self.tx.sent[tx_.CSD] != self._csd_n0:
             if self._t_tail < 0:

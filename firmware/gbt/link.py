@@ -54,10 +54,11 @@ class BmsLink:
     def __init__(self, board_send, clock, bms, cfg=None):
         self.clock = clock
         self.bms = bms
-        self.tp = TransportReceiver(board_send, ids.CHARGER, ids.BMS, cfg=cfg)
         # Intrusion evidence (late BCP, TP abuse, ...): the protocol layer
-        # notes it here, the application drains it into the event log.
+        # notes it here, the application drains it into the event log.  The
+        # transport reports TP.DT trickles and preempted transfers into it.
         self.ix = IntrusionMonitor()
+        self.tp = TransportReceiver(board_send, ids.CHARGER, ids.BMS, cfg=cfg, ix=self.ix)
         self.handler = _nop
         self.gate = _yes
         self.last_ok = [-1] * _N_PF

@@ -453,8 +453,13 @@ class ChargerSession(Startup, Ending):
                 self._check_bsm(now)
         elif pgn == ids.PGN_BST:
             self._bst_seen = 1
-            if RECOGNITION <= st <= REHANDSHAKE:
+            if HANDSHAKE <= st <= REHANDSHAKE:
+                # From the handshake on (EN+ checks BST in handshake and cable
+                # check too): an insulation test stops like charging (output
+                # off, K1/K2 open, bleed).  A BMS that sent BST is in the
+                # protocol, BRM or not: the full end, CST until BSD, then CSD.
                 self._stop(now, m.CST_R_BMS, 0, 0, W.WHY_BMS, True)
+                self._exchange = 1
         elif pgn == ids.PGN_BSD:
             if st == STOPPING or st == STATISTICS:
                 self._bsd_seen = 1
@@ -480,6 +485,11 @@ class ChargerSession(Startup, Ending):
         elif pgn == ids.PGN_BEM:
             if RECOGNITION <= st <= CHARGING and _bem_timeout(self.bms.bem):
                 self._rehandshake(now, 0, W.WHY_BEM)
+            elif (st == HANDSHAKE or st == INSULATION) and _bem_timeout(self.bms.bem):
+                # A re-handshake restarts at CRM 0x00, which needs a passed
+                # insulation test: end instead (output off, K1/K2 open,
+                # bleed, CST fault); a new start repeats the handshake.
+                self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_BEM, False)
         # BMV / BMT / BSP: optional, no timeout, nothing to do (clause 9.3)
 
     def _flow(self, now):

@@ -32,6 +32,7 @@ from time import ticks_add, ticks_diff
 
 import config
 
+from gbt.intrusion import IX_TP_TRICKLE, IX_TP_PREEMPT
 from gbt.ids import (PGN_TPCM, PGN_TPDT, PGN_BRM, PGN_BCP, PGN_BCS, PGN_BMV,
                      PGN_BMT, PGN_BSP, CHARGER, BMS, GLOBAL, can_id)
 
@@ -60,10 +61,18 @@ CONFIG_SCHEMA = (
     ("tp.retries", 2, 0, 10, "-",
      "Retransmission requests (CTS back to the first missing packet) per "
      "transfer on a sequence gap; then Abort reason 5 (0: Abort 7 at once)"),
-    ("tp.rts_preempt", 0, 0, 1, "-",
-     "RTS for another PGN while a transfer is open: 0 = J1939-21, Abort the "
-     "new one with reason 1 and keep the open one; 1 = drop the open one "
-     "and accept the new RTS"),
+    ("tp.rts_preempt", 1, 0, 1, "-",
+     "RTS for another PGN while a transfer is open: 1 = the new RTS wins, the "
+     "open transfer gets Abort reason 1 (kernel j1939 / EN+), noted as an "
+     "intrusion; 0 = J1939-21, Abort the new one with reason 1 and keep the "
+     "open one"),
+    ("tp.total_base_ms", 1250, 0, 60000, "ms",
+     "Time bound of a whole transfer = this + packets x tp.total_pkt_ms from "
+     "the RTS/BAM (default T2: the first packet after the CTS); past it: "
+     "Abort reason 3 (BAM: dropped), noted as an intrusion (TP.DT trickle)"),
+    ("tp.total_pkt_ms", 200, 10, 750, "ms",
+     "Time allowed per packet in that bound (default: Tr and the J1939-21 "
+     "BAM maximum packet spacing; 750 = T1, no tighter than T1 alone)"),
 )
 config.register(CONFIG_SCHEMA)
 
@@ -107,9 +116,10 @@ E_BUSY = const(9)         # RTS/BAM while another transfer is open
 E_TIMEOUT = const(10)     # T1 / T2 expired
 E_TX = const(11)          # our response could not be sent within Tr
 E_UNEXPECTED = const(12)  # CTS/EOMA/unknown control byte/non-TP frame
+E_SLOW = const(13)        # transfer outlived its size's time bound (trickle)
 
 ERROR_NAMES = ("none", "dlc", "addr", "no-session", "seq", "dup", "rts",
-               "size", "pgn", "busy", "timeout", "tx", "unexpected")
+               "size", "pgn", "busy", "timeout", "tx", "unexpected", "slow")
 
 _MAX_TP = const(1785)
 _CMAX = const(0x3FFFFFFF)     # counters wrap here: stay small ints
@@ -136,11 +146,14 @@ class TransportReceiver:
     pgns      : PGNs accepted by RTS/BAM; anything else gets Abort(250)
     size      : receive buffer size in bytes (largest message)
     cfg       : config dict (keys of CONFIG_SCHEMA; missing keys = default)
+    ix        : ``gbt.intrusion.IntrusionMonitor`` told about a trickle
+                (IX_TP_TRICKLE) or a preempted transfer (IX_TP_PREEMPT),
+                with the PGN of the transfer closed; None = not reported
     """
 
     def __init__(self, send, own=CHARGER, peer=BMS,
                  pgns=(PGN_BRM, PGN_BCP, PGN_BCS, PGN_BMV, PGN_BMT, PGN_BSP),
-                 size=_MAX_TP, cfg=None):
+                 size=_MAX_TP, cfg=None, ix=None):
         if cfg is None:
             cfg = {}
         g = cfg.get
@@ -155,7 +168,10 @@ class TransportReceiver:
         self._tr = g("tp.tr_ms", 200)
         self._window = g("tp.cts_window", 255)
         self._retries = g("tp.retries", 2)
-        self._preempt = g("tp.rts_preempt", 0)
+        self._preempt = g("tp.rts_preempt", 1)
+        self._tbase = g("tp.total_base_ms", 1250)
+        self._tpkt = g("tp.total_pkt_ms", 200)
+        self._ix = ix
         # Our TP.CM frames go to the peer, priority 7 (J1939 / GB/T 27930
         # convention: 0x1CECF456 for charger -> BMS).
         self._id_cm = can_id(7, PGN_TPCM, self._peer, self._own)
@@ -189,6 +205,7 @@ class TransportReceiver:
         self._left = 0          # retransmission requests left
         self._resync = False    # waiting for the re-requested packet
         self._deadline = 0
+        self._end = 0           # whole-transfer bound (size x tp.total_pkt_ms)
         self._p0 = 0            # PGN bytes as received (echoed back)
         self._p1 = 0
         self._p2 = 0
@@ -291,8 +308,20 @@ class TransportReceiver:
         self._expire(now_ms)
 
     def _expire(self, now):
-        if self.state != S_IDLE and ticks_diff(now, self._deadline) > 0:
-            self._abort_session(now, AB_TIMEOUT, E_TIMEOUT)
+        if self.state != S_IDLE:
+            if ticks_diff(now, self._deadline) > 0:
+                self._abort_session(now, AB_TIMEOUT, E_TIMEOUT)
+            elif ticks_diff(now, self._end) > 0:
+                # Every packet came within T1 but the whole transfer is far
+                # slower than its size allows: a TP.DT trickle holding the
+                # only channel.  J1939-21 has no reason code for it: timeout.
+                self._note(now, IX_TP_TRICKLE, self.pgn)
+                self._abort_session(now, AB_TIMEOUT, E_SLOW)
+
+    def _note(self, now, kind, pgn):
+        ix = self._ix
+        if ix is not None:
+            ix.note(now, kind, pgn)
 
     # ------------------------------------------------------------ TP.CM
     def _on_cm(self, now, da, d):
@@ -359,14 +388,20 @@ class TransportReceiver:
                     self._reset_session()    # our Abort closes that one too
                 self._abort(now, reason, p0, p1, p2)
                 return
-            if st == S_CMDT and pgn != self.pgn and not self._preempt:
-                # J1939-21: one connection per originator; keep the open one
+            if st == S_CMDT and pgn != self.pgn:
                 self._error(E_BUSY)
-                self._abort(now, AB_BUSY, p0, p1, p2)
-                return
+                if not self._preempt:
+                    # J1939-21: one connection per originator; keep the open one
+                    self._abort(now, AB_BUSY, p0, p1, p2)
+                    return
+                # The new RTS wins (EN+ restarts on any RTS): a stalled or
+                # trickling transfer cannot lock out BCS.  The open one is
+                # cancelled with Abort 1, as the kernel's j1939 does.
+                self._note(now, IX_TP_PREEMPT, self.pgn)
+                self._abort(now, AB_BUSY, self._p0, self._p1, self._p2)
             # same PGN: "the most recent RTS shall be acted on and the
-            # previous abandoned, no Abort" (J1939-21 5.10.3.1); a BAM or
-            # (with rts_preempt) another PGN is dropped the same way.
+            # previous abandoned, no Abort" (J1939-21 5.10.3.1); a BAM is
+            # dropped the same way.
         self._reset_session()
         self.pgn = pgn
         self._p0 = p0
@@ -376,6 +411,7 @@ class TransportReceiver:
         self._total = npk
         self._next = 1
         self._left = self._retries
+        self._end = ticks_add(now, self._tbase + npk * self._tpkt)
         if bam:
             self.state = S_BAM
             self._win_end = npk

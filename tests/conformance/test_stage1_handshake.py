@@ -182,3 +182,56 @@ def test_dn1007_insulation_warning_still_charges(bench):
     b.sim.override("insulation_kohm", 100)               # 285 ohm/V: warning band
     b.run_to_stage("charging", 8000)
     assert not b.tx("CST") and b.tx("CRM")
+
+
+# -- issue 10 item 10: BST / BEM during the handshake and the insulation test -----
+CST_BMS = bytes.fromhex("4000f0f0")
+
+
+def test_issue10_item10_bst_during_insulation_test(bench):
+    """The BMS simulator stops (BST) while the insulation test voltage is on
+    the cable: output off and K1/K2 open within a tick, bleed below 60 V,
+    CST 'BMS stopped' every 10 ms until the BSD, then CSD; no CRM; aux off
+    after CSD and BSD, unlock.  (Base: BST ignored, test and CRM go on.)"""
+    b = bench(scenario=[{"type": "bst", "stage": "handshake", "after_ms": 800,
+                         "reason": ["soc"]}])
+    b.run_until(lambda: b.rx("BST"), 5000, "BST")
+    t_bst = ms(b.rx("BST")[0])
+    assert b.out_at("pwr_en", t_bst) == 1 and b.out_at("k12", t_bst) == 1   # test voltage on
+    b.run_for(12000)
+    t_off = b.first_change("pwr_en", 0, after=t_bst)
+    assert t_off is not None and t_off - t_bst <= RX_LAT + TICK + OUT_LAT
+    assert b.first_change("k12", 0, after=t_bst) == t_off
+    t_bleed = b.first_change("bleed", 1, after=t_bst)
+    assert t_bleed == t_off
+    t60 = next(t for t in range(t_off, t_off + 2000, 10) if b.meas_at(t)["v_outside"] < 600)
+    assert t60 - t_off <= 1000
+    assert not b.tx("CRM") and b.stage_t("recognition") is None
+    cst, csd = b.tx("CST"), b.tx("CSD")
+    assert cst and all(data(f) == CST_BMS for f in cst) and set(gaps(cst)) <= {10}
+    assert 0 < ms(cst[0]) - t_bst <= RX_LAT + TICK
+    t_bsd = ms(b.rx("BSD")[0])
+    assert csd and ms(csd[0]) - ms(cst[-1]) == TICK and ms(csd[0]) >= t_bsd + RX_LAT
+    t_aux = b.first_change("k34", 0, after=t_bst)
+    assert t_aux > ms(csd[0]) and b.first_change("lock", 0, after=t_bst) >= t_aux
+    assert b.stage_t("done", t_bst) is not None and not b.tx("CEM")
+    assert b.bms.done
+
+
+def test_issue10_item10_bem_during_insulation_test(bench):
+    """BEM (CRM timeout reported) while the test voltage is on: output off and
+    K1/K2 open within a tick, bleed, CST fault 'other', no CRM, session ended.
+    (Base: BEM ignored.)"""
+    b = bench()
+    b.run_until(lambda: b.out_at("k12", b.now) == 1, 5000, "K1/K2 closed")
+    b.run_for(200)
+    t = b.now
+    b.send("BEM", bytes.fromhex("f1f0f0fc"))
+    b.run_for(5000)
+    t_off = b.first_change("pwr_en", 0, after=t)
+    assert t_off is not None and t_off - t <= RX_LAT + TICK + OUT_LAT
+    assert b.first_change("k12", 0, after=t) == t_off
+    assert b.first_change("bleed", 1, after=t) == t_off
+    cst = b.tx("CST")
+    assert cst and data(cst[0]) == CST_FAULT_OTHER and ms(cst[0]) - t <= RX_LAT + TICK
+    assert not b.tx("CRM") and b.stage_t("done", t) is not None

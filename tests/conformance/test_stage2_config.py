@@ -316,19 +316,25 @@ def test_dn2014_bst_before_charging(bench, stage):
     cst, csd = b.tx("CST"), b.tx("CSD")
     assert set(gaps(cst)) <= {10}
     if stage == "recognition":
-        # before any BRM there is no statistics exchange: CST goes on (10 s max)
+        # before any BRM: CST until a BSD (10 s max), which this BMS simulator
+        # (it did not send the BST itself) never sends; no CSD without it
         assert not csd and len(cst) >= 45
     else:
         # K1/K2 never closed: the CST answer is followed by statistics at once
         assert csd and ms(csd[0]) > ms(cst[-1]) and ms(csd[0]) - ms(f) <= 3 * TICK
 
 
-def test_dn2014_bst_during_handshake_acted_on_at_recognition(bench):
+def test_dn2014_bst_during_handshake_acted_on_at_once(bench):
+    """BST repeated from the handshake on: answered in the handshake (issue 10
+    item 10; it used to be ignored until recognition): CST within tick +
+    RX_LAT of the first BST, no output after it, never a CRM."""
     b = bench(scenario=[{"type": "inject", "message": "BST", "stage": "handshake",
                          "after_ms": 0, "period_ms": 10, "duration_ms": 30000,
                          "fields": {"reason": ["soc"]}}])
-    t_rec = b.run_to_stage("recognition", 10000)
-    f = b.run_until_tx("CST", 1000)
-    assert not b.tx("CST", before=t_rec)                     # ignored before recognition
-    assert data(f) == CST_BMS and ms(f) - t_rec <= TICK
-    assert not any(data(x)[0] == 0xAA for x in b.tx("CRM"))
+    f = b.run_until_tx("CST", 5000)
+    t_bst = ms(b.rx("BST")[0])
+    assert data(f) == CST_BMS and ms(f) - t_bst <= TICK + RX_LAT
+    b.run_for(3000)
+    assert not b.tx("CRM") and b.stage_t("recognition") is None
+    assert b.out_at("pwr_en", ms(f) + TICK) == 0 and b.out_at("k12", ms(f) + TICK) == 0
+    assert b.first_change("pwr_en", 1, after=ms(f) + TICK) is None

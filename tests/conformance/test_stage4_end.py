@@ -81,8 +81,9 @@ def test_dp4002_charger_stop_sequence(one_minute):
     assert int.from_bytes(d[0:2], "little") == 1              # 1 min
     assert int.from_bytes(d[2:4], "little") == 12             # 1.2 kWh (target 1200 Wh)
     assert abs(12 - _ccs_energy_wh(b) / 100.0) < 1.0
-    # BSD came before the first CSD here: no deadlock, CSD still sent
-    assert ms(b.rx("BSD")[0]) < ms(csd[0])
+    # CST without a break until the BSD is in (and K1/K2 open), then CSD
+    # (issue 10 item 10)
+    assert ms(csd[0]) - ms(cst[-1]) == TICK and ms(csd[0]) >= ms(b.rx("BSD")[0]) + RX_LAT
 
 
 def test_dp4003_charger_stop_at_rated_current_100ms(bench):
@@ -163,8 +164,11 @@ def test_dn4003_bsd_timeout(bench):
     assert cem and all(data(f) == CEM["BSD"] for f in cem) and len(cem) == 20
     # 10 s from the stop (the BST), to the session tick
     assert 10000 <= ms(cem[0]) - t_bst <= 10000 + TICK + RX_LAT
-    csd = b.tx("CSD")
-    assert csd and ms(csd[-1]) < ms(cem[0])                 # CSD until the timeout
+    # CST until the BSD (EN+, GB/T 27930-2023), which never comes: CST at 10 ms
+    # for its 10 s (DN4002) up to the CEM; CSD only answers a BSD
+    cst = b.tx("CST")
+    assert set(gaps(cst)) == {10} and len(cst) == 1000 and ms(cst[-1]) == ms(cem[0]) - 10
+    assert not b.tx("CSD")
     t_aux = b.first_change("k34", 0, after=t_stop)
     assert 0 <= t_aux - (ms(cem[0]) + 5000) <= TICK + OUT_LAT
     assert b.first_change("lock", 0, after=t_stop) >= t_aux

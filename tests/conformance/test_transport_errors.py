@@ -27,11 +27,11 @@ def _crm_aa_t(b, after=-1):
 BRM_PAYLOAD = codec.encode("BRM", {"vin": "LCONFORMANCE00001", "length": 49})
 
 
-def _raw_brm_bench(bench):
+def _raw_brm_bench(bench, config=None):
     """A session in the recognition stage whose BMS simulator stays silent
     on BRM for 4 s: the test sends BRM itself (BRM timeout is 5 s)."""
     b = bench(scenario=[{"type": "drop", "message": "BRM", "stage": "recognition",
-                         "duration_ms": 4000}])
+                         "duration_ms": 4000}], config=config)
     b.run_to_stage("recognition", 10000)
     b.run_for(20)
     return b
@@ -155,8 +155,33 @@ def test_dn2019_abort_from_bms(bench):
 
 
 # -- DN2020: RTS while a transfer is open ------------------------------------------------
+CTS_BCP_ALL = bytes.fromhex("110201ffff000600")
+
+
 def test_dn2020_rts_other_pgn_while_open(bench):
+    """Default (tp.rts_preempt = 1): the new RTS replaces the open transfer,
+    which is cancelled with Abort 1 (issue 10 item 9)."""
     b = _raw_brm_bench(bench)
+    t = b.now
+    _rts(b)
+    _step(b)
+    _dt(b, 1)
+    _rts(b, size=13, npk=2, pgn3=BCP_PGN)                    # BCP while BRM is open
+    _step(b)
+    assert b.tp_cm(after=t) == [CTS_BRM_ALL, _abort(1, BRM_PGN), CTS_BCP_ALL]
+    for seq in (1, 2):                                       # the BMS goes on with BCP
+        _dt(b, seq, payload=bytes(range(13)))
+    _step(b)
+    assert b.tp_cm(after=t) == [CTS_BRM_ALL, _abort(1, BRM_PGN), CTS_BCP_ALL,
+                                bytes.fromhex("130d0002ff000600")]
+    b.run_for(300)
+    assert _crm_aa_t(b) is None                              # the BRM was not taken
+
+
+def test_dn2020_rts_other_pgn_while_open_j1939_mode(bench):
+    """tp.rts_preempt = 0 (J1939-21): Abort 1 to the new RTS, the open
+    transfer goes on."""
+    b = _raw_brm_bench(bench, config={"tp.rts_preempt": 0})
     t = b.now
     _rts(b)
     _step(b)
@@ -263,3 +288,73 @@ def test_dp3007_bmv_by_bam_not_answered(bench):
     # only BCS transfers are answered around it; nothing for the BAM
     assert all(x[5:8] == b"\x00\x11\x00" for x in b.tp_cm(after=t_bam - 1, before=t_bam + 2000))
     assert not b.tx("CEM") and b.stage_t("stopping") is None
+
+
+# -- issue 10 item 9: a TP.DT trickle must not hold the only TP channel ------------------
+BSP_PGN = b"\x00\x17\x00"         # the BMS simulator never sends BSP
+BCS_PGN = b"\x00\x11\x00"
+
+
+def _trickle(b, seconds, size=1785):
+    """RTS for a 1785-byte BSP from the BMS address, then one TP.DT every 700 ms
+    (just under T1 = 750 ms): on the base commit this holds the transfer for
+    255 x 0.7 s and every BCS RTS meanwhile gets Abort 1."""
+    npk = (size + 6) // 7
+    _rts(b, size=size, npk=npk, pgn3=BSP_PGN)
+    for seq in range(1, seconds * 10 // 7 + 1):
+        b.run_for(700)
+        b.send("TPDT", bytes([seq]) + bytes([seq & 0xFF]) * 7)
+
+
+def test_issue10_item09_tp_trickle_does_not_starve_bcs(bench, tmp_path):
+    from host_tools import eventlog
+    b = bench()
+    b.run_to_stage("charging", 15000)
+    b.run_for(1000)
+    t = b.now
+    _trickle(b, 25)
+    b.run_for(1000)
+    # no BCS timeout: no CEM, no re-handshake, still charging (base: CEM BCS
+    # 5 s in, then re-handshakes, every BCS RTS refused with Abort 1)
+    assert not b.tx("CEM") and b.stage_t("rehandshake", t) is None
+    assert b.stages()[-1][1] == "charging"
+    cm = b.tp_cm(after=t)
+    # the next BCS RTS preempted the trickle: one Abort 1 naming the BSP ...
+    assert [x for x in cm if x[0] == 0xFF and x[5:8] == BSP_PGN] == [_abort(1, BSP_PGN)]
+    # ... and no BCS was ever refused as "busy"; BCS kept completing (4 per s)
+    assert not [x for x in cm if x[0] == 0xFF and x[1] == 1 and x[5:8] == BCS_PGN]
+    eoma_bcs = [x for x in cm if x[0] == 0x13 and x[5:8] == BCS_PGN]
+    assert len(eoma_bcs) >= 26 * 4 - 8, len(eoma_bcs)
+    # the pattern is reported: console event and event-log record (EV_INTRUSION)
+    assert [s for _, s in b.texts("intrusion")] == ["tp-preempt 0x1700"]
+    recs, _ = eventlog.decode_files([tmp_path / "b0" / "state"])
+    ix = [(r["a"], r["b"]) for r in recs if r["name"] == "intrusion"]
+    assert ix == [(4, 0x1700)]                               # IX_TP_PREEMPT, the BSP PGN
+
+
+def test_issue10_item09_tp_trickle_bounded_without_preempt(bench, tmp_path):
+    """With tp.rts_preempt = 0 (J1939-21) the transfer's own time bound ends
+    the trickle: 1250 + 7 x 200 = 2650 ms for a 49-byte (7-packet) BSP, then
+    Abort 3 and an intrusion record; the BCS RTS refused meanwhile (Abort 1)
+    cost no CEM."""
+    from host_tools import eventlog
+    b = bench(config={"tp.rts_preempt": 0})
+    b.run_to_stage("charging", 15000)
+    b.run_for(1000)
+    t = b.now
+    _rts(b, size=49, npk=7, pgn3=BSP_PGN)
+    t_rts = b.now
+    for seq in range(1, 8):
+        b.run_for(700)
+        b.send("TPDT", bytes([seq]) + bytes([seq]) * 7)
+    b.run_for(2000)
+    cm = b.tx("TPCM", after=t)
+    bsp = [f for f in cm if data(f)[5:8] == BSP_PGN]
+    assert [data(f)[:2] for f in bsp] == [b"\x11\x07", b"\xff\x03"]   # CTS, Abort 3
+    assert 2650 < ms(bsp[1]) - t_rts <= 2650 + RX_LAT + CAN_MS
+    busy = [f for f in cm if data(f)[:2] == b"\xff\x01" and data(f)[5:8] == BCS_PGN]
+    assert busy and all(ms(f) < ms(bsp[1]) for f in busy)    # BCS refused only meanwhile
+    assert not b.tx("CEM") and b.stages()[-1][1] == "charging"
+    assert [s for _, s in b.texts("intrusion")] == ["tp-trickle 0x1700"]
+    recs, _ = eventlog.decode_files([tmp_path / "b0" / "state"])
+    assert [(r["a"], r["b"]) for r in recs if r["name"] == "intrusion"] == [(3, 0x1700)]

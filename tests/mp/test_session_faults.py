@@ -3,7 +3,7 @@ battery voltage, BSM, unplug, insulation, bleed, self-check, VIN, trip,
 pre-charge, lock, current not falling, bad frames).  Simulated ms."""
 import mptest
 from mptest import eq, true
-from bmsscript import (Bench, at, first_change, bcl, L_STAGE, L_K12, L_K34,
+from bmsscript import (Bench, at, first_change, bcl, bem, gaps, L_STAGE, L_K12, L_K34,
                        L_LOCK, L_BLEED, L_I, L_VOUT, L_PWR)
 from gbt import ids
 from gbt import messages as m
@@ -149,6 +149,88 @@ def test_insulation_bleed_failure():
     t_unlock = first_change(b.log, L_LOCK, 0, t_bleed)
     true(at(b.log, t_unlock)[L_VOUT] < 600, "unlocked only below 60 V")
     true(all(r[L_LOCK] == 1 for r in b.log if t_bleed <= r[0] < t_unlock), "locked while live")
+
+
+def _rx_t(b, cid, t0=0):
+    ts = [t for (t, c) in b.rx if c == cid and t >= t0]
+    return ts[0] if ts else None
+
+
+def _in_insulation_test(b):
+    """Run until the insulation test voltage is on the cable (K1/K2 closed)."""
+    b.run_until(lambda: b.stage() == "insulation" and b.out.k12 == 1, 5000, "test voltage")
+    b.run(100)
+    r = b.log[-1]
+    true(r[L_PWR] == 1 and r[L_VOUT] >= 4900, "test voltage on: %r" % (r,))
+
+
+def test_issue10_item10_bst_during_insulation_stops_test_voltage():
+    b = Bench()
+    _in_insulation_test(b)
+    b.ev.stop()                                  # BST from the next step on
+    b.wait_stage("done", 20000)
+    s = b.session
+    log = b.log
+    t_bst = _rx_t(b, ids.ID_BST)
+    t_bsd = _rx_t(b, ids.ID_BSD)
+    cst = b.sent("CST")
+    eq(cst[0], (t_bst, b"\x40\x00\xf0\xf0"), "CST 'BMS stopped' in the tick of the BST")
+    true(all(g == 10 for g in gaps(cst)), "CST every 10 ms")
+    eq(cst[-1][0], t_bsd - 10, "CST until the BSD")
+    # output off and K1/K2 open in that tick, the cable bled below 60 V
+    eq(first_change(log, L_PWR, 0, t_bst), t_bst, "test voltage off")
+    eq(first_change(log, L_K12, 0, t_bst), t_bst, "K1/K2 open")
+    eq(first_change(log, L_BLEED, 1, t_bst), t_bst, "bleeder on")
+    t60 = next(r[0] for r in log if r[0] >= t_bst and r[L_VOUT] < 600)
+    true(t60 - t_bst <= 1000, "below 60 V within 1 s")
+    true(all(r[L_PWR] == 0 and r[L_K12] == 0 for r in log if r[0] >= t_bst), "stays off")
+    eq(len(b.sent("CRM")), 0, "no recognition after the BST")
+    # statistics: CSD after the BSD, then aux off, unlock
+    csd = b.sent("CSD")
+    eq(csd[0][0], t_bsd, "CSD from the BSD on")
+    t_aux = first_change(log, L_K34, 0, t_bst)
+    true(t_aux > csd[0][0], "aux off after CSD")
+    eq(log[-1][L_LOCK], 0, "unlocked")
+    eq(s.stop_why, W.WHY_BMS, "stop_why")
+    eq(s.cem, 0, "no CEM")
+
+
+def test_issue10_item10_bst_during_handshake_ends_without_output():
+    b = Bench()
+    b.ev.mute.add("BHM")                         # the charger waits in the handshake
+    b.wait_stage("handshake", 2000)
+    b.run(1000)
+    b.ev.stop()
+    b.wait_stage("done", 20000)
+    t_bst = _rx_t(b, ids.ID_BST)
+    eq(b.sent("CST")[0], (t_bst, b"\x40\x00\xf0\xf0"), "CST answers the BST")
+    true(all(r[L_PWR] == 0 and r[L_K12] == 0 for r in b.log), "no test voltage ever")
+    true(all(r[L_STAGE] != W.INSULATION for r in b.log), "no insulation test")
+    eq(len(b.sent("CRM")), 0, "no CRM")
+    true(b.sent("CSD"), "statistics exchanged")
+    eq(b.session.stop_why, W.WHY_BMS, "stop_why")
+
+
+def test_issue10_item10_bem_during_insulation_output_off_session_ends():
+    b = Bench()
+    _in_insulation_test(b)
+    b.deliver(ids.ID_BEM, bem(0xF0))             # every field normal: no error
+    b.run(50)
+    eq((b.stage(), b.out.pwr_en, b.out.k12), ("insulation", 1, 1), "BEM without a timeout bit")
+    b.deliver(ids.ID_BEM, bem(0xF1))             # CRM 0x00 timeout reported
+    t0 = b.now
+    b.step()
+    log = b.log
+    eq(first_change(log, L_PWR, 0, t0), t0 + 10, "test voltage off at the next tick")
+    eq(first_change(log, L_K12, 0, t0), t0 + 10, "K1/K2 open")
+    eq(first_change(log, L_BLEED, 1, t0), t0 + 10, "bleeder on")
+    b.wait_stage("done", 20000)
+    cst = b.sent("CST")
+    eq(cst[0], (t0 + 10, b"\x10\x00\xf4\xf0"), "CST fault 'other'")
+    true(all(r[L_PWR] == 0 and r[L_K12] == 0 for r in b.log if r[0] > t0), "stays off")
+    eq(len(b.sent("CRM")), 0, "no recognition")
+    eq(b.session.stop_why, W.WHY_BEM, "stop_why")
+    eq(b.log[-1][L_LOCK], 0, "ended, unlocked")
 
 
 def test_selfcheck_voltage_outside():

@@ -147,6 +147,41 @@ def test_normal_session_charging_and_end():
     eq(b.stage(), "idle", "unplugged")
 
 
+def _rx_t(b, cid, t0=0):
+    ts = [t for (t, c) in b.rx if c == cid and t >= t0]
+    return ts[0] if ts else None
+
+
+def test_issue10_item10_cst_until_bsd_with_k12_open():
+    # BST in the parameter stage (K1/K2 never closed): the charger answers
+    # CST every 10 ms until BSD arrives (EN+, GB/T 34658 DN4002), then CSD.
+    b = Bench()
+    b.ev.mute.add("BSD")                     # the BMS is slow with its BSD
+    b.wait_stage("parameter", 10000)
+    b.run(100)
+    b.ev.stop()
+    b.run(1000)
+    b.ev.mute.discard("BSD")
+    b.wait_stage("done", 10000)
+    t_bst = _rx_t(b, ids.ID_BST)
+    t_bsd = _rx_t(b, ids.ID_BSD)
+    true(t_bsd - t_bst >= 1000, "BSD 1 s after the BST")
+    cst = b.sent("CST")
+    csd = b.sent("CSD")
+    eq(cst[0], (t_bst, b"\x40\x00\xf0\xf0"), "CST answers the BST at once")
+    true(all(g == 10 for g in gaps(cst)), "CST every 10 ms")
+    eq(cst[-1][0], t_bsd - 10, "CST until the BSD (%d frames)" % len(cst))
+    eq(len(cst), (t_bsd - t_bst) // 10, "no gap in between")
+    t_par = next(r[0] for r in b.log if r[L_STAGE] == W.PARAMETER)
+    true(all(r[L_K12] == 0 for r in b.log if r[0] >= t_par), "K1/K2 open throughout")
+    true(csd and csd[0][0] > cst[-1][0] and csd[0][0] - t_bsd <= 20, "then CSD")
+    true(all(g == 250 for g in gaps(csd)), "CSD period")
+    t_aux = first_change(b.log, L_K34, 0, t_bst)
+    true(t_aux > csd[0][0] and t_aux > t_bsd, "aux off after CSD and BSD")
+    eq(b.session.stop_why, W.WHY_BMS, "stop_why")
+    eq(len(b.sent("CEM")), 0, "no CEM")
+
+
 def test_profile_2023_ccs_7_bytes():
     b = Bench({"session.profile": 1})
     b.wait_stage("charging", 10000)

@@ -11,6 +11,7 @@ from mptest import eq, true
 import config
 from gbt import transport as tp
 from gbt.transport import TransportReceiver
+from gbt.intrusion import IntrusionMonitor, IX_TP_TRICKLE, IX_TP_PREEMPT
 
 RX_CM = 0x1CEC56F4      # BMS -> charger TP.CM
 RX_DT = 0x1CEB56F4      # BMS -> charger TP.DT
@@ -516,7 +517,7 @@ def test_rts_same_pgn_restarts_transfer_without_abort():
 
 
 def test_rts_other_pgn_while_open_abort_1_old_continues():
-    r, bus = mk()
+    r, bus = mk({"tp.rts_preempt": 0})          # J1939-21 mode
     feed(r, 0, RX_CM, rts(49))
     feed(r, 1, RX_DT, dt(BRM, 1))
     bus.take()
@@ -528,13 +529,23 @@ def test_rts_other_pgn_while_open_abort_1_old_continues():
 
 
 def test_rts_other_pgn_preempts_when_configured():
-    r, bus = mk({"tp.rts_preempt": 1})
+    r, bus = mk({"tp.rts_preempt": 1})          # the default (no ix: not reported)
     feed(r, 0, RX_CM, rts(49))
     feed(r, 1, RX_DT, dt(BRM, 1))
     bus.take()
     feed(r, 2, RX_CM, rts(13, 0x0600))
-    eq(bus.take(), [(TX_CM, cts(2, 1, 0x0600))], "new one accepted, no abort")
+    eq(bus.take(), [(TX_CM, abort(1)), (TX_CM, cts(2, 1, 0x0600))],
+       "the open one gets Abort 1, the new one is accepted")
     eq(send_all(r, BCP, 3)[-1], 0x0600, "BCP done")
+    # a refused Abort is replaced by the CTS in the one retry slot
+    bus.take()
+    feed(r, 10, RX_CM, rts(49))
+    bus.take()
+    bus.ok = False
+    feed(r, 11, RX_CM, rts(9, 0x1100))
+    bus.ok = True
+    r.poll(20)
+    eq(bus.take(), [(TX_CM, cts(2, 1, 0x1100))], "CTS retried, not the Abort")
 
 
 def test_invalid_rts_for_open_pgn_closes_it():
@@ -686,7 +697,8 @@ def test_flood_of_random_tp_frames_never_raises_and_recovers():
         if x & 31 == 0:
             r.poll(t)
     # one answer per frame from the peer to us at most, plus at most one
-    # timeout Abort per transfer (each needs an RTS to us): no amplification
+    # Abort per transfer closed by a timer, its total bound or a preempting
+    # RTS (each needs an RTS to us): no amplification
     true(len(bus.out) <= 2 * to_us, "answers bounded: %d for %d" % (len(bus.out), to_us))
     true(r.completed + r.aborts_sent + r.errors > 1000, "the flood did reach the paths")
     r.reset()
@@ -694,6 +706,106 @@ def test_flood_of_random_tp_frames_never_raises_and_recovers():
     feed(r, t + 1, RX_CM, rts(49))
     eq(send_all(r, BRM, t + 2)[-1], 0x0200, "works after the flood")
     eq(got(r), BRM, "bytes")
+
+
+# ------------------------------------------------ issue 10 item 9: TP abuse
+
+def _ix_events(ix):
+    out = []
+    e = [0, 0, 0]
+    for s in range(ix.oldest(), ix.seq):
+        if ix.read(s, e):
+            out.append((e[0], e[1], e[2]))
+    return out
+
+
+def test_issue10_item09_tp_trickle_bounded():
+    # One TP.DT every 700 ms (< T1 750) would hold a 1785-byte transfer open
+    # for 255 x 0.7 = 178.5 s.  Bound: tp.total_base_ms + packets x
+    # tp.total_pkt_ms = 1250 + 255 x 200 = 52250 ms after the RTS.
+    ix = IntrusionMonitor()
+    r, bus = mk(ix=ix)
+    big = bytes(k & 0xFF for k in range(1785))
+    feed(r, 1000, RX_CM, rts(1785, 0x1500))
+    eq(bus.take(), [(TX_CM, cts(255, 1, 0x1500))], "CTS all 255")
+    t = 1000
+    seq = 1
+    aborted = -1
+    while t < 1000 + 60000:
+        t += 10
+        if (t - 1000) % 700 == 0:
+            feed(r, t, RX_DT, dt(big, seq))
+            seq += 1
+        else:
+            r.poll(t)
+        o = bus.take()
+        if o:
+            eq(o, [(TX_CM, abort(3, 0x1500))], "Abort timeout at %d" % t)
+            aborted = t
+            break
+    eq(aborted, 1000 + 52250 + 10, "aborted at the first poll past the bound")
+    eq(seq - 1, 52250 // 700, "packets taken until then")
+    eq((r.state, r.last_abort, r.last_error), (tp.S_IDLE, 3, tp.E_SLOW), "closed")
+    eq(_ix_events(ix), [(aborted, IX_TP_TRICKLE, 0x1500)], "intrusion noted once")
+    # the next packet of the trickle finds no transfer: ignored, nothing sent
+    feed(r, 1000 + 53200, RX_DT, dt(big, seq))
+    eq((bus.take(), r.last_error), ([], tp.E_NO_SESSION), "late packet ignored")
+    # the same size at the slowest normal pace (one packet per 200 ms) passes
+    r2, bus2 = mk(ix=ix)
+    feed(r2, 0, RX_CM, rts(1785, 0x1500))
+    res = 0
+    for s in range(1, 256):
+        res = feed(r2, 200 * s, RX_DT, dt(big, s))
+    eq(res, 0x1500, "200 ms per packet completes")
+    eq(got(r2), big, "bytes")
+    eq(ix.count[IX_TP_TRICKLE], 1, "no intrusion for it")
+
+
+def test_issue10_item09_tp_trickle_bound_from_config():
+    ix = IntrusionMonitor()
+    r, bus = mk({"tp.total_base_ms": 500, "tp.total_pkt_ms": 50}, ix=ix)
+    feed(r, 0, RX_CM, rts(49))                # 7 packets: 500 + 350 ms
+    bus.take()
+    for s in range(1, 7):
+        feed(r, 120 * s, RX_DT, dt(BRM, s))   # 120 ms apart: T1 never expires
+    eq(bus.take(), [], "no answer while inside the bound")
+    r.poll(850)
+    eq(r.state, tp.S_CMDT, "open at the bound")
+    r.poll(851)
+    eq(bus.take(), [(TX_CM, abort(3))], "Abort 3 past it")
+    eq(ix.count[IX_TP_TRICKLE], 1, "noted")
+    # a BAM is bounded the same way, dropped silently
+    feed(r, 1000, BAM_CM, bam(13, 0x0600))    # 2 packets: 600 ms
+    feed(r, 1150, BAM_DT, dt(BCP, 1))
+    r.poll(1601)
+    eq((r.state, bus.take(), ix.count[IX_TP_TRICKLE]), (tp.S_IDLE, [], 2),
+       "BAM dropped, no Abort, noted")
+
+
+def test_issue10_item09_rts_other_pgn_preempts_by_default():
+    # A new RTS for another PGN replaces the open transfer (EN+ restarts on
+    # any RTS; the kernel cancels the open one with Abort 1 "busy").
+    ix = IntrusionMonitor()
+    r, bus = mk(ix=ix)
+    feed(r, 0, RX_CM, rts(49))
+    feed(r, 1, RX_DT, dt(BRM, 1))
+    bus.take()
+    feed(r, 2, RX_CM, rts(9, 0x1100))
+    eq(bus.take(), [(TX_CM, abort(1, 0x0200)), (TX_CM, cts(2, 1, 0x1100))],
+       "Abort 1 for the open BRM, CTS for the BCS")
+    eq(send_all(r, BCS, 3)[-1], 0x1100, "BCS completes")
+    eq(got(r), BCS, "BCS bytes")
+    eq(bus.take(), [(TX_CM, eoma(9, 0x1100))], "EndOfMsgAck")
+    eq(_ix_events(ix), [(2, IX_TP_PREEMPT, 0x0200)], "intrusion: the dropped PGN")
+    # the rest of the old transfer finds nothing open
+    feed(r, 10, RX_DT, dt(BRM, 2))
+    eq((bus.take(), r.last_error), ([], tp.E_NO_SESSION), "old packets ignored")
+    # same PGN again: J1939-21 restart, no Abort, no intrusion
+    feed(r, 20, RX_CM, rts(49))
+    feed(r, 21, RX_DT, dt(BRM, 1))
+    feed(r, 22, RX_CM, rts(49))
+    eq(bus.take(), [(TX_CM, cts(7, 1)), (TX_CM, cts(7, 1))], "restart")
+    eq(ix.count[IX_TP_PREEMPT], 1, "not an intrusion")
 
 
 # ------------------------------------------------------------------ config

@@ -9,6 +9,7 @@ from mptest import eq, true
 
 from gbt import transport as tp
 from gbt.transport import TransportReceiver
+from gbt.intrusion import IntrusionMonitor, IX_TP_TRICKLE, IX_TP_PREEMPT
 
 RX_CM = 0x1CEC56F4
 RX_DT = 0x1CEB56F4
@@ -131,13 +132,24 @@ def build():
     s.f(RX_CM, rts(400, 0x1500))
     s.f(RX_CM, rts(1786, 0x1500, npk=255))
     s.f(RX_CM, rts(20, 0x2000))
-    # RTS other PGN while open (busy), same PGN restart, then complete
+    # RTS other PGN while open (preempt by default / busy with
+    # tp.rts_preempt 0), same PGN restart, then complete
     s.f(RX_CM, rts(49))
     s.f(RX_DT, dt(BRM, 1))
     s.f(RX_CM, rts(13, 0x0600))
     s.f(RX_DT, dt(BRM, 2))
     s.transfer(BRM, 0x0200)
     done += 1
+    # trickle: one TP.DT every 700 ms outlives 1250 + 7 x 200 ms: Abort 3
+    # (E_SLOW) by poll at 2700 ms, before T1 of the 3rd packet
+    s.f(RX_CM, rts(49))
+    for q in (1, 2, 3):
+        s.f(RX_DT, dt(BRM, q), dt_ms=700)
+    s.poll(600)
+    # the same as a BAM, found by on_frame at the 4th packet: dropped silently
+    s.f(BAM_CM, rts(49, ctrl=0x20))
+    for q in (1, 2, 3, 4):
+        s.f(BAM_DT, dt(BRM, q), dt_ms=700)
     # BAM while RTS open, RTS replaces BAM
     s.f(RX_CM, rts(9, 0x1100))
     s.f(BAM_CM, rts(13, 0x0600, ctrl=0x20))
@@ -244,20 +256,28 @@ def test_heap_lock_catches_allocation():
 
 
 def test_no_allocation_over_all_paths():
+    # both answers to an RTS for another PGN: preempt (default, Abort 1 to
+    # the open transfer, intrusion noted) and J1939-21 busy (tp.rts_preempt 0)
     s, done = build()
-    sink = Sink()
-    r = TransportReceiver(sink.send, cfg={"tp.cts_window": 2}, size=256)
-    passes = 20
-    total = _locked(r, sink, s.steps, passes, s.t + 10000)
-    eq(total, done * passes, "completions")
-    eq(r.completed, done * passes, "completed counter")
-    # the error paths really ran
-    true(r.aborts_sent >= 10 * passes, "aborts sent: %d" % r.aborts_sent)
-    true(r.retransmits >= 3 * passes, "retransmits")
-    true(r.dups >= 3 * passes, "dups")
-    true(r.aborts_rcvd == passes, "aborts received")
-    true(sink.refused >= 2 * passes, "tx refused")
-    eq(r.state, tp.S_IDLE, "idle at end")
+    for preempt in (1, 0):
+        sink = Sink()
+        ix = IntrusionMonitor()
+        r = TransportReceiver(sink.send, cfg={"tp.cts_window": 2, "tp.rts_preempt": preempt},
+                              size=256, ix=ix)
+        passes = 20
+        total = _locked(r, sink, s.steps, passes, s.t + 10000)
+        eq(total, done * passes, "completions")
+        eq(r.completed, done * passes, "completed counter")
+        # the error paths really ran
+        true(r.aborts_sent >= 10 * passes, "aborts sent: %d" % r.aborts_sent)
+        true(r.retransmits >= 3 * passes, "retransmits")
+        true(r.dups >= 3 * passes, "dups")
+        true(r.aborts_rcvd == passes, "aborts received")
+        true(sink.refused >= 2 * passes, "tx refused")
+        eq(r.state, tp.S_IDLE, "idle at end")
+        eq(ix.count[IX_TP_TRICKLE], 2 * passes, "trickles noted (RTS/CTS and BAM)")
+        true((ix.count[IX_TP_PREEMPT] >= passes) == (preempt == 1),
+             "preempts noted: %d" % ix.count[IX_TP_PREEMPT])
 
 
 def test_no_allocation_each_error_code_reached():
@@ -265,7 +285,8 @@ def test_no_allocation_each_error_code_reached():
     # codes occur, so the locked run above is known to cover them all
     s, done = build()
     sink = Sink()
-    r = TransportReceiver(sink.send, cfg={"tp.cts_window": 2}, size=256)
+    r = TransportReceiver(sink.send, cfg={"tp.cts_window": 2}, size=256,
+                          ix=IntrusionMonitor())
     seen = set()
     for st in s.steps:
         if st[0] == F:
@@ -328,7 +349,7 @@ def _flood(r, d, ids, frames):
 
 def test_no_allocation_random_flood():
     sink = Sink()
-    r = TransportReceiver(sink.send, size=256)
+    r = TransportReceiver(sink.send, size=256, ix=IntrusionMonitor())
     d = bytearray(8)
     ids = (RX_CM, RX_DT, BAM_CM, BAM_DT, 0x1CEC56F5, 0x1CEB57F4, 0x1C0256F4)
     micropython.heap_lock()
