@@ -42,6 +42,7 @@ T_TELEMETRY = const(0x85)
 T_BYE = const(0x86)
 T_STATS_OUT = const(0x87)
 
+_INJECT_INPUTS = const(2)  # INJECT code: read_inputs raises from now on
 _RXQ = const(64)          # CAN receive FIFO depth (frames)
 _N_IN = const(12)
 _N_OUT = const(7)
@@ -256,6 +257,10 @@ class SilBoard(Board):
 
     # ---- Board: IO ----------------------------------------------------------
     def read_inputs(self, inp):
+        if self.inject == _INJECT_INPUTS:
+            # test hook: a measurement driver that fails on every read, i.e.
+            # an exception inside the protection task (H-9)
+            raise OSError("injected: input driver fault (test hook)")
         v = self.inputs
         inp.v_inside = v[0]
         inp.v_outside = v[1]

@@ -19,6 +19,31 @@ from gbt import ids
 import charger
 
 
+def tp_frames(pgn, payload):
+    """RTS + every TP.DT of one BMS -> charger multi-packet message."""
+    n = len(payload)
+    k = (n + 6) // 7
+    fr = [(ids.ID_TPCM_RX, bytes([0x10, n & 0xFF, n >> 8, k, 0xFF, pgn & 0xFF,
+                                  (pgn >> 8) & 0xFF, pgn >> 16]))]
+    for i in range(k):
+        chunk = payload[7 * i:7 * i + 7]
+        fr.append((ids.ID_TPDT_RX, bytes([i + 1]) + chunk + b"\xff" * (7 - len(chunk))))
+    return fr
+
+
+def bmv(cells):
+    p = bytearray()
+    for c in range(cells):
+        v = 330 + (c % 7)                 # 3.30..3.36 V, group 0
+        p.append(v & 0xFF)
+        p.append(v >> 8)
+    return bytes(p)
+
+
+def bmt(probes):
+    return bytes([50 + 25 + (k % 3) for k in range(probes)])
+
+
 class FakeBoard:
     """Board contract in process; nothing in the per-pass methods allocates
     once ``lean`` is set (frames are preassembled tuples, counted only)."""
@@ -182,6 +207,18 @@ def test_charging_tick_allocates_nothing():
     q_tp = [f_bcl, f_rts, f_dt1, f_dt2]
     q_bsm = [f_bsm]
     q_none = []
+    # The optional messages (BMV / BMT / BSP, multi-packet) and transport
+    # aborts, in the same window: an allocation on any of them must show.
+    q_bmv = tp_frames(ids.PGN_BMV, bmv(96))              # 192 bytes, 28 packets
+    q_bmt = tp_frames(ids.PGN_BMT, bmt(10))              # 10 bytes, 2 packets
+    q_bsp = tp_frames(ids.PGN_BSP, bytes(range(16)))     # 16 bytes, 3 packets
+    q_bsp1 = [(ids.ID_BSP, bytes(8))]                    # BSP in a single frame
+    # the BMS aborts a BMV transfer after 3 packets (Abort, reason 3)
+    q_abort = tp_frames(ids.PGN_BMV, bmv(96))[:4] + [
+        (ids.ID_TPCM_RX, bytes([0xFF, 3, 0xFF, 0xFF, 0xFF, 0x00, 0x15, 0x00]))]
+    # an RTS larger than any message: the charger answers Abort (reason 2)
+    q_big = [(ids.ID_TPCM_RX, bytes([0x10, 0xD0, 0x07, 0xFF, 0xFF, 0x00, 0x15, 0x00]))]
+    extra = {2: q_bmv, 4: q_bmt, 6: q_bsp, 7: q_bsp1, 9: q_abort, 10: q_big}
     plant = r.plant
     meas = b.meas
     out = app.out
@@ -190,7 +227,13 @@ def test_charging_tick_allocates_nothing():
     b.lean = True
     runs0 = [t.runs for t in sched.tasks]
     n_tx0 = b.n_tx
-    bcs0 = app.link.tp.completed
+    tp = app.link.tp
+    bcs0 = tp.completed
+    ab_sent0 = tp.aborts_sent
+    ab_rcvd0 = tp.aborts_rcvd
+    bms = app.bms
+    bms.bmv_cells = 0
+    bms.bmt_probes = 0
     rec0 = b.records
     now = r.now
     steps = 1200                                   # 12 s, 1200 control ticks
@@ -206,6 +249,8 @@ def test_charging_tick_allocates_nothing():
                 b.rxq = q_bsm
             elif k % 5 == 0:
                 b.rxq = q_bcl
+            elif k % 100 == 1 and k // 100 in extra:
+                b.rxq = extra[k // 100]           # each once, between two BCS
             else:
                 b.rxq = q_none
             b.rx_i = 0
@@ -227,7 +272,10 @@ def test_charging_tick_allocates_nothing():
     eq(runs[names.index("protect")], steps * 10 // app.cfg["sched.protect_ms"],
        "protect every sched.protect_ms")
     true(runs[names.index("slow")] >= 11, "slow task ran under the lock too")
-    eq(app.link.tp.completed - bcs0, steps // 25, "every BCS reassembled")
+    eq(tp.completed - bcs0, steps // 25 + 3, "every BCS, BMV, BMT, BSP reassembled")
+    eq((bms.bmv_cells, bms.bmt_probes), (96, 10), "BMV and BMT decoded under the lock")
+    eq(tp.aborts_rcvd - ab_rcvd0, 1, "the BMS's Abort handled")
+    eq(tp.aborts_sent - ab_sent0, 1, "the charger's Abort (oversized RTS) sent")
     true(b.n_tx - n_tx0 >= steps // 5 + 2 * steps // 25, "CCS + CTS + EndOfMsgAck sent")
     true(b.records > rec0, "telemetry records sent")
     eq(out.k12, 1, "K1/K2 still closed")
