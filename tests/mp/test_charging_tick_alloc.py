@@ -12,11 +12,9 @@ charging, outputs still live" plus the expected traffic is the proof.
 import micropython
 import mptest
 from mptest import eq, true
-from board import Inputs
-from rt.clock import SimClock
-from bmsscript import ScriptedBms, Plant, bcl, bcs, bsm
+from bmsscript import bcl, bcs, bsm
 from gbt import ids
-import charger
+from apprig import Rig, tmpdir as _tmpdir
 
 
 def tp_frames(pgn, payload):
@@ -42,146 +40,6 @@ def bmv(cells):
 
 def bmt(probes):
     return bytes([50 + 25 + (k % 3) for k in range(probes)])
-
-
-class FakeBoard:
-    """Board contract in process; nothing in the per-pass methods allocates
-    once ``lean`` is set (frames are preassembled tuples, counted only)."""
-    name = "fake"
-
-    def __init__(self):
-        self.clock = SimClock()
-        self.meas = Inputs()          # what the plant measured
-        self.rxq = []                 # (can_id, payload) frames for the firmware
-        self.rx_i = 0
-        self.tx = []                  # (t, can_id, bytes) frames the firmware sent
-        self.lean = False
-        self.n_tx = 0
-        self.n_tx_id = {}
-        self.records = 0
-        self.texts = []
-        self.forced = 0
-        self.out = None
-        self.epoch = 1767225600
-        # a bound method made once and kept in an instance attribute:
-        # ``getattr(board, "rtc_s")`` then returns it without allocating
-        self.rtc_s = self._rtc
-
-    def _rtc(self):
-        return self.epoch + self.clock.ms // 1000
-
-    def can_send(self, cid, buf, n):
-        self.n_tx += 1
-        if self.lean:
-            return True
-        self.tx.append((self.clock.ms, cid, bytes(buf[:n])))
-        return True
-
-    def can_recv(self, frame):
-        q = self.rxq
-        i = self.rx_i
-        if i >= len(q):
-            return False
-        f = q[i]
-        self.rx_i = i + 1
-        cid = f[0]
-        p = f[1]
-        frame.id = cid
-        n = len(p)
-        frame.dlc = n
-        d = frame.data
-        for k in range(n):
-            d[k] = p[k]
-        frame.ts_ms = self.clock.ms
-        return True
-
-    def read_inputs(self, inp):
-        m = self.meas
-        inp.v_inside = m.v_inside
-        inp.v_outside = m.v_outside
-        inp.i_out = m.i_out
-        inp.cc1_mv = m.cc1_mv
-        inp.insulation_kohm = m.insulation_kohm
-        inp.t_gun_pos = m.t_gun_pos
-        inp.t_gun_neg = m.t_gun_neg
-        inp.estop = m.estop
-        inp.k12_fb = m.k12_fb
-        inp.lock_fb = m.lock_fb
-        inp.leakage_ma = m.leakage_ma
-        inp.mains_ok = m.mains_ok
-
-    def write_outputs(self, out):
-        self.out = out
-
-    def force_safe(self):
-        self.forced += 1
-
-    def send_record(self, mv):
-        self.records += 1
-
-    def send_text(self, kind, text):
-        self.texts.append(kind + " " + text)
-
-
-class Rig:
-    """ChargerApp + fake board + scripted BMS/plant, 10 ms harness steps."""
-
-    def __init__(self, state_dir):
-        self.board = b = FakeBoard()
-        self.app = charger.ChargerApp(b, "/nonexistent-config.json", state_dir=state_dir)
-        self.now = 0
-        self.plant = Plant()
-        self.ev = ScriptedBms(self)
-        self.seen = 0
-
-    def step(self):
-        """10 ms: plant -> BMS answers the charger's frames -> scheduler passes."""
-        b = self.board
-        app = self.app
-        self.now += 10
-        out = app.out
-        self.plant.update(out, b.meas)
-        m = b.meas
-        m.k12_fb = out.k12              # contactor aux follows the coil
-        tx = b.tx
-        for k in range(self.seen, len(tx)):
-            t, cid, data = tx[k]
-            self.ev.observe(t, cid, data)
-        self.seen = len(tx)
-        self.ev.step(self.now)
-        b.rxq = self.ev.out
-        b.rx_i = 0
-        self.ev.out = []
-        self._passes(self.now)
-
-    def _passes(self, target):
-        clock = self.board.clock
-        sched = self.app.sched
-        while True:
-            nd = sched.next_due()
-            if nd > target:
-                break
-            clock.advance_to(nd)
-            self.app.run_due()
-        clock.advance_to(target)
-
-    def stage(self):
-        return self.app.session.stage_name()
-
-
-def _tmpdir(name):
-    import os
-    d = "/tmp/mp_alloc_" + name
-    try:
-        os.mkdir(d)
-    except OSError:
-        pass
-    for f in os.listdir(d):
-        try:
-            os.remove(d + "/" + f)
-        except OSError:
-            pass
-    return d
 
 
 def test_charging_tick_allocates_nothing():
