@@ -109,6 +109,7 @@ class ChargerApp:
         self.frame = CanFrame()
         self.bms = BmsData()
         self.halted = None          # text of the fault that halted charging
+        self.fail_count = 0         # H-9 exceptions (the first one is logged)
         self.inject_fault = 0       # test hook: SIL INJECT packet / console
         cfg, errors = config.load(config_path)
         self.cfg = cfg
@@ -418,9 +419,14 @@ class ChargerApp:
         return 0
 
     def fail_safe(self, exc):
-        """H-9: never fail live.  Outputs first, bookkeeping after."""
+        """H-9: never fail live.  Outputs first, bookkeeping after (once:
+        a task that keeps raising is counted in ``fail_count``, not logged
+        again every run)."""
         self.board.force_safe()
         self.out.safe()
+        self.fail_count += 1
+        if self.fail_count > 1:
+            return
         try:
             self.sup.fail_safe(exc)
         except Exception:
