@@ -209,9 +209,8 @@ class ChargerApp:
     def _protect_halted(self, now):
         # H-9 latched (or a bad configuration): hold every output safe.  The
         # fault may be in this very task (a broken input driver raises in
-        # read_inputs every tick), so nothing here may raise: a raise would
-        # leave this task due and re-run it at once, forever, starving the
-        # console and logging a fail-safe per pass.
+        # read_inputs every tick), so nothing here raises: the board is
+        # forced safe again instead, every tick, without another fail-safe.
         out = self.out
         out.safe()
         try:
