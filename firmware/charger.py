@@ -359,9 +359,8 @@ class ChargerApp:
 
     def _local_time(self):
         """CTS date-time: the RTC in local time (the SIL's simulated date)."""
-        import time
-        t = time.gmtime(self.rtc_s() + self.cfg["charger.utc_offset_min"] * 60)
-        return t[0], t[1], t[2], t[3], t[4], t[5]
+        from rt.calendar import civil
+        return civil(self.rtc_s() + self.cfg["charger.utc_offset_min"] * 60)
 
     def _vin_check(self, vin):
         b = vin.encode()

@@ -72,7 +72,7 @@ class Demo:
         self.port = os.ttyname(slave)
         self.slave = slave  # held open so the pty never hangs up between runs
         env = dict(os.environ, MICROPYPATH=os.pathsep.join(
-            [str(BOARDS / "unix"), str(FIRMWARE), str(MP_TESTS)]))
+            [str(BOARDS / "unix"), str(BOARDS / "simlink"), str(FIRMWARE), str(MP_TESTS)]))
         self.err = open(workdir / "demo.stderr", "wb")
         # The PYBv1.1 heap model (design.md 3); console polled every 5 ms,
         # up to 256 input bytes per poll (the unix SIL's setting).

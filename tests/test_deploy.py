@@ -200,7 +200,7 @@ def test_real_deploy_into_a_running_console(tmp_path):
     (board_fs / "gbt" / "session.py").write_text("raise ImportError('stale source')\n")
     master, slave = os.openpty()
     env = dict(os.environ, MICROPYPATH=os.pathsep.join(
-        [str(BOARDS / "unix"), str(FIRMWARE), str(MP_TESTS)]))
+        [str(BOARDS / "unix"), str(BOARDS / "simlink"), str(FIRMWARE), str(MP_TESTS)]))
     err = open(tmp_path / "demo.stderr", "wb")
     proc = subprocess.Popen([micropython_bin(), str(MP_TESTS / "console_demo.py"), "1", "1024"],
                             stdin=master, stdout=master, stderr=err, cwd=str(board_fs),

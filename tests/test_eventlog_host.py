@@ -14,7 +14,7 @@ from host_tools import eventlog as HE
 def _mp_generate(d, reboot=False):
     script = d.parent / ("gen_%s.py" % d.name)
     script.write_text("import test_eventlog as t\nt.generate(%r, %r)\n" % (str(d), reboot))
-    r = run_mp(script, heapsize="400wK", extra_path=[BOARDS / "unix", BOARDS / "fakes"])
+    r = run_mp(script, heapsize="400wK", extra_path=[BOARDS / "unix", BOARDS / "simlink", BOARDS / "fakes"])
     assert r.returncode == 0, r.stdout + r.stderr
     return d
 

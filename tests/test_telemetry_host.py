@@ -20,7 +20,7 @@ def _mp_generate(tmp, name="tel.bin"):
     out = tmp / name
     script = tmp / "gen.py"
     script.write_text("import test_telemetry as t\nt.generate(%r)\n" % str(out))
-    r = run_mp(script, heapsize="400wK", extra_path=[BOARDS / "unix", BOARDS / "fakes"])
+    r = run_mp(script, heapsize="400wK", extra_path=[BOARDS / "unix", BOARDS / "simlink", BOARDS / "fakes"])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "RECORDS" in r.stdout
     return out

@@ -38,9 +38,11 @@ MSG_NAMES = ("CHM", "CRM", "CTS", "CML", "CRO", "CCS", "CST", "CSD", "CEM")
 
 
 def _localtime():
+    # Default CTS source when the app gives none: the port's clock read as
+    # UTC (the app installs the RTC in local time, ChargerApp._local_time).
     import time
-    t = time.localtime()
-    return t[0], t[1], t[2], t[3], t[4], t[5]
+    from rt.calendar import civil
+    return civil(int(time.time()))
 
 
 class ChargerTx:

@@ -232,7 +232,7 @@ def heap_split(mpy: Path) -> dict:
     """Import vs app heap (unix port, bytes) and the frozen-import estimate."""
     mp = Path(sys.executable).parent / "micropython"
     mp = str(mp) if mp.exists() else shutil.which("micropython")
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(mpy), str(ROOT / "boards" / "unix")]))
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(mpy), str(ROOT / "boards" / "unix"), str(ROOT / "boards" / "simlink")]))
     with tempfile.TemporaryDirectory(prefix="bench_heap_") as td:
         fd, script = tempfile.mkstemp(suffix=".py", dir=td)
         os.write(fd, _HEAP_SPLIT.encode())

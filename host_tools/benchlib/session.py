@@ -147,7 +147,8 @@ def run_session(cfg: dict | None = None, params: BmsParams | None = None,
                 step_ms: int = 10, max_ms: int = 300_000, snapshots: bool = True,
                 interval_ms: int = 1000,
                 flood_rate: float = 0.0, flood_frames: list | None = None,
-                on_step: Callable | None = None) -> SessionResult:
+                on_step: Callable | None = None, target: str = "unix",
+                image: Path | None = None) -> SessionResult:
     """Run plug -> unlock with the BMS simulator.  ``ok`` = the BMS simulator
     finished, the firmware reached ``done`` and never fell into fail-safe."""
     params = params or small_params()
@@ -157,7 +158,8 @@ def run_session(cfg: dict | None = None, params: BmsParams | None = None,
         cfg_path = write_config(Path(td), cfg)
         t0 = time.perf_counter()
         sim = Simulation(step_ms=step_ms, plant=plant, config=cfg_path, heapsize=heapsize,
-                         firmware_dir=firmware_dir, state_dir=os.path.join(td, "state"))
+                         firmware_dir=firmware_dir, state_dir=os.path.join(td, "state"),
+                         target=target, image=image)
         stages = {g: StageStats() for g in GROUPS}
         group = "handshake"
         t_mark = 0

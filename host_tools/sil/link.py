@@ -41,7 +41,7 @@ def micropython_bin() -> str:
 
 def mpy_path(firmware_dir: Path | None = None) -> str:
     fw = firmware_dir or (ROOT / "firmware")
-    return os.pathsep.join([str(ROOT / "boards" / "unix"), str(fw)])
+    return os.pathsep.join([str(ROOT / "boards" / "unix"), str(ROOT / "boards" / "simlink"), str(fw)])
 
 
 @dataclass
@@ -75,9 +75,16 @@ def pk_can_state(state: int) -> bytes:
     return bytes((T_CAN_STATE, 1, state))
 
 
-def pk_stats(reset: bool = False) -> bytes:
-    """Ask for a STATS_OUT snapshot (bit 0: reset the statistics after it)."""
-    return bytes((T_STATS, 1, 1 if reset else 0))
+STATS_RESET, STATS_COLLECT, STATS_HEAP_WATCH = 1, 2, 4
+
+
+def pk_stats(reset: bool = False, collect: bool = False, heap_watch: bool = False) -> bytes:
+    """Ask for a STATS_OUT snapshot.  Flags: ``reset`` the statistics after
+    it, ``collect`` garbage before reading the heap figures, ``heap_watch``:
+    from now on the board samples the heap high-water mark after every STEP."""
+    flags = ((STATS_RESET if reset else 0) | (STATS_COLLECT if collect else 0)
+             | (STATS_HEAP_WATCH if heap_watch else 0))
+    return bytes((T_STATS, 1, flags))
 
 
 class FirmwareProcess:
@@ -206,7 +213,7 @@ def decode_text(p: Packet):
 
 
 STATS_GLOBAL_FIELDS = ("passes", "pass_wcet_us", "loop_us", "mem_alloc", "mem_free",
-                       "rx_frames", "rx_overruns", "rx_backlog_max", "ntasks")
+                       "rx_frames", "rx_overruns", "rx_backlog_max", "ntasks", "heap_peak")
 STATS_TASK_FIELDS = ("runs", "total_us", "wcet_us", "overruns", "alloc_bytes",
                      "alloc_max", "late_max_ms")
 
@@ -215,7 +222,8 @@ def decode_stats(p: Packet):
     """One STATS_OUT packet -> (t_ms, index, dict); index 0xFF = totals."""
     t_ms, idx = struct.unpack_from("<IB", p.payload, 0)
     if idx == 0xFF:
-        vals = struct.unpack_from("<9I", p.payload, 5)
+        n = min(len(STATS_GLOBAL_FIELDS), (len(p.payload) - 5) // 4)
+        vals = struct.unpack_from("<%dI" % n, p.payload, 5)
         return t_ms, idx, dict(zip(STATS_GLOBAL_FIELDS, vals))
     vals = struct.unpack_from("<7I", p.payload, 5)
     d = dict(zip(STATS_TASK_FIELDS, vals))

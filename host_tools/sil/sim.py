@@ -132,18 +132,33 @@ class Simulation(_Base):
     def __init__(self, step_ms: int = 10, plant: Plant | None = None, config: str | None = None,
                  heapsize=None, channel: str | None = None, console_fd=None,
                  state_dir: str | None = None, firmware_dir: Path | None = None, stderr=None,
-                 epoch_s: int | None = None):
+                 epoch_s: int | None = None, target: str = "unix", image: Path | None = None):
         """``epoch_s``: the simulated date (UTC seconds) at t = 0, the
-        firmware's RTC in lock-step (default 2026-01-01 00:00 UTC)."""
+        firmware's RTC in lock-step (default 2026-01-01 00:00 UTC).
+
+        ``target``: ``"unix"`` (the SIL board on the MicroPython unix port)
+        or ``"qemu"`` (the frozen image on the 32-bit Cortex-M QEMU board,
+        ``image`` default build/firmware/QEMU_M3; ``heapsize``,
+        ``console_fd``, ``state_dir`` and ``firmware_dir`` do not apply:
+        the heap is the board's, the filesystem is the board's RAM disk)."""
+        if target not in ("unix", "qemu"):
+            raise ValueError("target must be 'unix' or 'qemu'")
+        self.target = target
         self.step_ms = step_ms
         self.now_ms = 0
         self.channel = channel or ("sim%d" % next(_names))
         self.hub = open_hub(self.channel, clock=lambda: self.now_ms / 1000.0)
         self._setup(plant)
         self.step_hooks: list[Callable[[int], None]] = []
-        self.fw = L.FirmwareProcess("lockstep", config=config, heapsize=heapsize,
-                                    console_fd=console_fd, state_dir=state_dir,
-                                    firmware_dir=firmware_dir, stderr=stderr, epoch_s=epoch_s)
+        if target == "qemu":
+            from .qemu import QemuFirmwareProcess
+            self.fw = QemuFirmwareProcess(config=config, epoch_s=epoch_s, image=image,
+                                          stderr=stderr)
+        else:
+            self.fw = L.FirmwareProcess("lockstep", config=config, heapsize=heapsize,
+                                        console_fd=console_fd, state_dir=state_dir,
+                                        firmware_dir=firmware_dir, stderr=stderr,
+                                        epoch_s=epoch_s)
         self.steps = 0
         self._plant_dt = 0       # ms since the plant's last update (the previous step)
         self._buses: list = []
@@ -182,7 +197,8 @@ class Simulation(_Base):
         for hook in self.step_hooks:
             hook(self.now_ms)
 
-    def stats(self, reset: bool = False, timeout: float = 10.0) -> dict:
+    def stats(self, reset: bool = False, timeout: float = 10.0, collect: bool = False,
+              heap_watch: bool = False) -> dict:
         """Snapshot of the firmware's own execution statistics (STATS).
 
         Returns ``{"t_ms", "passes", "pass_wcet_us", "loop_us" (CPU us in
@@ -193,7 +209,7 @@ class Simulation(_Base):
         (or the start).  Times are real microseconds measured by the
         firmware with ``time.ticks_us``, modulo 2**30."""
         self._stats = None
-        self.fw.send(L.pk_stats(reset))
+        self.fw.send(L.pk_stats(reset, collect, heap_watch))
         while True:
             st = self._stats
             if st is not None and len(st["tasks"]) >= st["ntasks"]:

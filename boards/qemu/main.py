@@ -1,0 +1,58 @@
+"""Boot of the QEMU target board (frozen; started from the raw REPL).
+
+The qemu port has no boot script, so the harness (``host_tools/target.py``)
+boots it the way mpremote would, in one raw-REPL command::
+
+    import qemu.main as m
+    m.prepare()                      # RAM filesystem, heap figure at boot
+    m.put("config.json", b"...")     # optional: the configuration file
+    m.run(console=False, epoch=1767225600)
+
+``run`` never returns while the harness steps the firmware; on the
+harness's STOP it forces the outputs safe, says BYE and exits the emulator
+(``machine.reset()`` is a semihosting exit on this port).  Any exception
+leaves the outputs safe first (H-9), then reaches the REPL as a traceback.
+"""
+import gc
+import micropython
+
+HEAP = {}          # heap figures measured at boot (bytes), read by the bench
+
+
+def prepare(fs_blocks=512):
+    """Mount the RAM filesystem and record the free heap before the app."""
+    from qemu import ramdisk
+    ramdisk.mount("/", fs_blocks)
+    gc.collect()
+    HEAP["boot_free"] = gc.mem_free()
+    HEAP["boot_alloc"] = gc.mem_alloc()
+
+
+def put(path, data):
+    """Write a file (the harness's stand-in for ``mpremote fs cp``)."""
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def run(config="config.json", state="state", epoch=1767225600, console=False, exit=True):
+    micropython.kbd_intr(-1 if console else 3)
+    board = None
+    try:
+        from qemu.board import QemuBoard
+        board = QemuBoard(epoch)
+        import charger
+        gc.collect()
+        HEAP["imports_alloc"] = gc.mem_alloc()
+        board.send_text("heap", "boot_free=%d boot_alloc=%d imports_alloc=%d" % (
+            HEAP.get("boot_free", -1), HEAP.get("boot_alloc", -1), HEAP["imports_alloc"]))
+        charger.main(board, config, console=console, state_dir=state)
+    finally:
+        if board is not None:
+            board.force_safe()
+            try:
+                board.flush()
+            except Exception:
+                pass
+    if exit:
+        import machine
+        machine.reset()

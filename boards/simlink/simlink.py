@@ -1,0 +1,439 @@
+"""The SIL link: a board whose CAN, IO and time come from a host harness.
+
+The wire format (``docs/sil-link.md``) is small and fixed so that any
+program can drive the firmware.  ``LinkBoard`` speaks it over any byte
+transport; two boards use it:
+
+* ``boards/unix/sil_board.py``: the MicroPython unix port, transport = a TCP
+  socket on loopback, lock-step or real time;
+* ``boards/qemu/``: the 32-bit Cortex-M target under qemu-system-arm,
+  transport = semihosting reads/writes on the emulator's stdin/stdout,
+  lock-step only.
+
+A subclass provides the transport: ``_recv(off, n)`` (read at most ``n``
+bytes into ``self.rbuf[off:]``, return the count, 0 = link closed) and
+``_send(buf, n)`` (write ``buf[0:n]`` completely).
+
+Lock-step: time is ``SimClock``; the harness sends STEP(target_ms) and the
+board runs every scheduler pass that falls due up to ``target_ms``, then
+answers ACK.  Deterministic: same inputs, same bytes, same times.
+"""
+import gc
+import struct
+import time
+
+from micropython import const
+from board import Board, CAN_ERROR_ACTIVE
+from rt.clock import SimClock, ticks_diff
+
+PROTOCOL_VERSION = const(1)
+
+# host -> firmware
+T_STEP = const(0x01)
+T_FRAME = const(0x02)
+T_INPUT = const(0x03)
+T_STOP = const(0x04)
+T_INJECT = const(0x05)
+T_CAN_STATE = const(0x06)
+T_STATS = const(0x07)
+# firmware -> host
+T_HELLO = const(0x80)
+T_ACK = const(0x81)
+T_FRAME_OUT = const(0x82)
+T_OUTPUT = const(0x83)
+T_TEXT = const(0x84)
+T_TELEMETRY = const(0x85)
+T_BYE = const(0x86)
+T_STATS_OUT = const(0x87)
+
+# STATS flags
+STATS_RESET = const(1)        # reset the statistics after the snapshot
+STATS_COLLECT = const(2)      # gc.collect() before reading the heap figures
+STATS_HEAP_WATCH = const(4)   # from now on, sample gc.mem_alloc() after every STEP
+
+_INJECT_INPUTS = const(2)  # INJECT code: read_inputs raises from now on
+_RXQ = const(64)          # CAN receive FIFO depth (frames)
+_N_IN = const(12)
+_N_OUT = const(7)
+_EXT = const(0x80000000)
+_OBUF = const(4096)
+
+
+class LinkBoard(Board):
+    name = "link"
+
+    def __init__(self, lockstep=True, epoch_s=1767225600, clock=None):
+        self.lockstep = lockstep
+        self.epoch_s = epoch_s     # the simulated date at t = 0 (2026-01-01 UTC)
+        self.clock = clock if clock is not None else SimClock()
+        self.rbuf = bytearray(260)
+        self.rmv = memoryview(self.rbuf)
+        self.obuf = bytearray(_OBUF)
+        self.olen = 0
+        # CAN receive FIFO (preallocated ring)
+        self.q_id = [0] * _RXQ
+        self.q_dlc = [0] * _RXQ
+        self.q_data = bytearray(8 * _RXQ)
+        self.q_head = 0
+        self.q_len = 0
+        self.rx_frames = 0
+        self.tx_frames = 0
+        self.rx_overruns = 0
+        self.tx_fail = 0
+        self.state = CAN_ERROR_ACTIVE
+        self.inputs = [0] * _N_IN
+        self.inputs[3] = 12000     # cc1: unplugged
+        self.inputs[4] = -1        # no insulation reading
+        self.inputs[5] = 250
+        self.inputs[6] = 250
+        self.inputs[11] = 1        # mains ok
+        self.sent_out = [-99999] * _N_OUT
+        self.stop = False
+        self.app = None
+        self.inject = 0
+        self.last_type = 0
+        self.ack = bytearray(6)
+        self.rec_hdr = bytearray(6)
+        self.rec_hdr_mv = memoryview(self.rec_hdr)
+        # Firmware CPU spent in scheduler passes (sched.next_due + run_due),
+        # ``time.ticks_us`` microseconds modulo 2**30 (on the QEMU target
+        # these are thousands of guest instructions); read with STATS.
+        self.loop_us = 0
+        self.stats_req = -1       # flags of a pending STATS request
+        self.heap_watch = False   # STATS_HEAP_WATCH: track the heap high-water mark
+        self.heap_peak = 0
+        # The app reads ``getattr(board, "rtc_s")`` once a second: as an
+        # instance attribute the bound method is made once, here, instead
+        # of on every read (32 bytes of heap each).
+        self.rtc_s = self._rtc_s
+
+    def _rtc_s(self):
+        """Wall-clock seconds: the simulated date in lock-step."""
+        return self.epoch_s + self.clock.ms // 1000
+
+    # ---- transport (subclass) --------------------------------------------
+    def _recv(self, off, n):
+        raise NotImplementedError
+
+    def _send(self, buf, n):
+        raise NotImplementedError
+
+    # ---- link primitives -------------------------------------------------
+    def _write(self, mv):
+        """Queue a packet; everything goes out in one write per step (the
+        link is not the product, its cost should not hide the firmware's)."""
+        n = len(mv)
+        if self.olen + n > _OBUF:
+            self.flush()
+        ob = self.obuf
+        o = self.olen
+        for i in range(n):
+            ob[o + i] = mv[i]
+        self.olen = o + n
+
+    def _reserve(self, n):
+        if self.olen + n > _OBUF:
+            self.flush()
+        o = self.olen
+        self.olen = o + n
+        return o
+
+    def flush(self):
+        if self.olen:
+            self._send(self.obuf, self.olen)
+        self.olen = 0
+
+    def _read_exact(self, n):
+        got = 0
+        while got < n:
+            r = self._recv(got, n - got)
+            if not r:
+                raise OSError("SIL link closed")
+            got += r
+
+    def hello(self, name):
+        b = bytearray(2 + 6 + len(name))
+        b[0] = T_HELLO
+        b[1] = 6 + len(name)
+        struct.pack_into("<BBI", b, 2, PROTOCOL_VERSION, 0 if self.lockstep else 1,
+                         self.clock.ticks_ms())
+        b[8:] = name
+        self._write(memoryview(b))
+        self.flush()
+
+    def send_text(self, kind, text):
+        """Event text to the harness (not hot path: allocates)."""
+        t = ("%s %s" % (kind, text)).encode()[:250]
+        b = bytearray(6 + len(t))
+        b[0] = T_TEXT
+        b[1] = 4 + len(t)
+        struct.pack_into("<I", b, 2, self.clock.ticks_ms())
+        b[6:] = t
+        self._write(memoryview(b))
+
+    def send_record(self, mv):
+        """A telemetry record (P-6, a memoryview of <= 250 bytes) onto the
+        SIL telemetry channel; on boards this is a UART."""
+        hdr = self.rec_hdr
+        hdr[0] = T_TELEMETRY
+        hdr[1] = 4 + len(mv)
+        struct.pack_into("<I", hdr, 2, self.clock.ticks_ms())
+        self._write(self.rec_hdr_mv)
+        self._write(mv)
+
+    # ---- Board: CAN ---------------------------------------------------------
+    def can_send(self, can_id, buf, n):
+        if self.state >= 3:          # bus-off / stopped: nothing leaves
+            self.tx_fail += 1
+            return False
+        o = self._reserve(19)
+        b = self.obuf
+        b[o] = T_FRAME_OUT
+        b[o + 1] = 17
+        struct.pack_into("<IIB", b, o + 2, self.clock.ticks_ms(), can_id | _EXT, n)
+        o += 11
+        for i in range(8):
+            b[o + i] = buf[i] if i < n else 0
+        self.tx_frames += 1
+        return True
+
+    def can_recv(self, frame):
+        if not self.q_len:
+            return False
+        h = self.q_head
+        frame.id = self.q_id[h]
+        frame.dlc = self.q_dlc[h]
+        d = frame.data
+        q = self.q_data
+        o = h * 8
+        for i in range(8):
+            d[i] = q[o + i]
+        frame.ts_ms = self.clock.ticks_ms()
+        self.q_head = (h + 1) % _RXQ
+        self.q_len -= 1
+        return True
+
+    def can_state(self):
+        return self.state
+
+    def can_counters(self, out):
+        out[0] = 0
+        out[1] = 0
+        out[2] = self.tx_frames
+        out[3] = self.rx_frames
+        out[4] = self.rx_overruns
+
+    def _enqueue(self, off):
+        # payload at rbuf[off]: <I id> <B dlc> <8 data>
+        if self.state >= 3:
+            return
+        if self.q_len >= _RXQ:
+            self.rx_overruns += 1
+            return
+        t = (self.q_head + self.q_len) % _RXQ
+        r = self.rbuf
+        self.q_id[t] = (r[off] | (r[off + 1] << 8) | (r[off + 2] << 16)
+                        | ((r[off + 3] & 0x1F) << 24))
+        dlc = r[off + 4]
+        self.q_dlc[t] = dlc if dlc <= 8 else 8
+        q = self.q_data
+        o = t * 8
+        for i in range(8):
+            q[o + i] = r[off + 5 + i]
+        self.q_len += 1
+        self.rx_frames += 1
+
+    # ---- Board: IO ----------------------------------------------------------
+    def read_inputs(self, inp):
+        if self.inject == _INJECT_INPUTS:
+            # test hook: a measurement driver that fails on every read, i.e.
+            # an exception inside the protection task (H-9)
+            raise OSError("injected: input driver fault (test hook)")
+        v = self.inputs
+        inp.v_inside = v[0]
+        inp.v_outside = v[1]
+        inp.i_out = v[2]
+        inp.cc1_mv = v[3]
+        inp.insulation_kohm = v[4]
+        inp.t_gun_pos = v[5]
+        inp.t_gun_neg = v[6]
+        inp.estop = v[7]
+        inp.k12_fb = v[8]
+        inp.lock_fb = v[9]
+        inp.leakage_ma = v[10]
+        inp.mains_ok = v[11]
+
+    def _out(self, idx, val):
+        if self.sent_out[idx] == val:
+            return
+        self.sent_out[idx] = val
+        o = self._reserve(11)
+        b = self.obuf
+        b[o] = T_OUTPUT
+        b[o + 1] = 9
+        struct.pack_into("<IBi", b, o + 2, self.clock.ticks_ms(), idx, val)
+
+    def write_outputs(self, out):
+        # Called every protection tick; nearly always nothing changed, so
+        # compare inline and call ``_out`` only on a change (7 calls saved).
+        s = self.sent_out
+        if s[0] != out.k12:
+            self._out(0, out.k12)
+        if s[1] != out.k34:
+            self._out(1, out.k34)
+        if s[2] != out.lock:
+            self._out(2, out.lock)
+        if s[3] != out.bleed:
+            self._out(3, out.bleed)
+        if s[4] != out.pwr_en:
+            self._out(4, out.pwr_en)
+        if s[5] != out.v_set:
+            self._out(5, out.v_set)
+        if s[6] != out.i_set:
+            self._out(6, out.i_set)
+
+    def force_safe(self):
+        self._out(4, 0)
+        self._out(5, 0)
+        self._out(6, 0)
+        self._out(0, 0)
+        self._out(1, 0)
+        self._out(3, 1)
+
+    # ---- packet handling ----------------------------------------------------
+    def _handle(self, typ, n):
+        """Apply one received packet whose payload is in rbuf[0:n].
+        Returns the STEP target for T_STEP, else -1."""
+        r = self.rbuf
+        if typ == T_FRAME:
+            self._enqueue(0)
+        elif typ == T_INPUT:
+            idx = r[0]
+            if idx < _N_IN:
+                # i32 LE; built from a signed top byte so that a value in
+                # the small-int range (+-2**30) never passes through a long
+                # int on a 32-bit port (no heap)
+                top = r[4]
+                if top & 0x80:
+                    top -= 256
+                self.inputs[idx] = r[1] | (r[2] << 8) | (r[3] << 16) | (top << 24)
+        elif typ == T_STEP:
+            return r[0] | (r[1] << 8) | (r[2] << 16) | ((r[3] & 0x3F) << 24)
+        elif typ == T_STOP:
+            self.stop = True
+        elif typ == T_INJECT:
+            self.inject = r[0]
+            if self.app is not None:
+                self.app.inject_fault = r[0]
+        elif typ == T_CAN_STATE:
+            self.state = r[0]
+        elif typ == T_STATS:
+            self.stats_req = r[0] if n else 0
+        return -1
+
+    def send_stats(self, flags):
+        """Answer STATS: one STATS_OUT packet with the board/scheduler totals
+        (index 0xFF) and one per task, then (flags bit 0) reset the
+        scheduler statistics and ``loop_us``.  Not a hot path (benchmarks):
+        it may allocate; it runs between passes, so no task is charged."""
+        if flags & STATS_COLLECT:
+            gc.collect()
+        if flags & STATS_HEAP_WATCH:
+            self.heap_watch = True
+        app = self.app
+        now = self.clock.ticks_ms()
+        b = bytearray(64)
+        sched = app.sched if app is not None else None
+        b[0] = T_STATS_OUT
+        b[1] = 4 + 1 + 10 * 4
+        struct.pack_into("<IBIIIIIIIIII", b, 2, now, 0xFF,
+                         sched.passes if sched else 0,
+                         sched.pass_wcet_us if sched else 0,
+                         self.loop_us, gc.mem_alloc(), gc.mem_free(),
+                         self.rx_frames, self.rx_overruns,
+                         app.rx_backlog_max if app is not None else 0,
+                         len(sched.tasks) if sched else 0,
+                         self.heap_peak)
+        self._write(memoryview(b)[:2 + b[1]])
+        if sched:
+            for k, t in enumerate(sched.tasks):
+                name = t.name.encode()[:16]
+                b[0] = T_STATS_OUT
+                b[1] = 4 + 1 + 7 * 4 + len(name)
+                struct.pack_into("<IBIIIIIII", b, 2, now, k, t.runs, t.total_us,
+                                 t.wcet_us, t.overruns, t.alloc_bytes, t.alloc_max,
+                                 t.late_max_ms)
+                b[35:35 + len(name)] = name
+                self._write(memoryview(b)[:2 + b[1]])
+            if flags & STATS_RESET:
+                sched.reset_stats()
+        if flags & STATS_RESET:
+            self.loop_us = 0
+            self.heap_peak = 0
+            if app is not None:
+                app.rx_backlog_max = 0
+        self.flush()
+
+    def _read_packet(self):
+        self._read_exact(2)
+        typ = self.rbuf[0]
+        n = self.rbuf[1]
+        if n:
+            self._read_exact(n)
+        self.last_type = typ
+        return n
+
+    def run(self, app):
+        """The board's main loop in lock-step: the harness owns time."""
+        self.app = app
+        self._run_lockstep(app)
+
+    def _run_lockstep(self, app):
+        clock = self.clock
+        sched = app.sched
+        ack = self.ack
+        ack_mv = memoryview(ack)
+        ack[0] = T_ACK
+        ack[1] = 4
+        cpu_us = time.ticks_us
+        self.app = app
+        while not self.stop:
+            n = self._read_packet()
+            target = self._handle(self.last_type, n)
+            if self.stats_req >= 0:
+                self.send_stats(self.stats_req)
+                self.stats_req = -1
+            if target < 0:
+                continue
+            t0 = cpu_us()
+            while True:
+                nd = sched.next_due()
+                if ticks_diff(nd, target) > 0:
+                    break
+                clock.advance_to(nd)
+                app.run_due()
+                if self.stop:
+                    break
+            self.loop_us = (self.loop_us + ticks_diff(cpu_us(), t0)) & 0x3FFFFFFF
+            clock.advance_to(target)
+            if self.heap_watch:
+                a = gc.mem_alloc()
+                if a > self.heap_peak:
+                    self.heap_peak = a
+            struct.pack_into("<I", ack, 2, clock.ms)
+            self._write(ack_mv)
+            self.flush()
+        app.shutdown("host stop")
+
+    def bye(self, code, text):
+        t = text.encode()[:200]
+        b = bytearray(3 + len(t))
+        b[0] = T_BYE
+        b[1] = 1 + len(t)
+        b[2] = code
+        b[3:] = t
+        try:
+            self._write(memoryview(b))
+            self.flush()
+        except OSError:
+            pass
