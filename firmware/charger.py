@@ -109,6 +109,7 @@ class ChargerApp:
         self.frame = CanFrame()
         self.bms = BmsData()
         self.halted = None          # text of the fault that halted charging
+        self.fail_count = 0         # H-9 exceptions (the first one is logged)
         self.inject_fault = 0       # test hook: SIL INJECT packet / console
         cfg, errors = config.load(config_path)
         self.cfg = cfg
@@ -135,6 +136,9 @@ class ChargerApp:
             self.event("store", w)
         self._ev_seq = self.sup.events.seq
         self.link = BmsLink(self._send, self.clock, self.bms, cfg)
+        # H-11 reads the link's last-valid-message times itself (not the
+        # session's timers): BCL/BCS freshness while current flows.
+        self.sup.rx_times = self.link.last_ok
         self.session = ChargerSession(cfg, self._send, self.inp, self.out,
                                       self.bms, self.link)
         self.link.handler = self.session.on_message
@@ -195,13 +199,28 @@ class ChargerApp:
 
     # ---- tasks ----------------------------------------------------------
     def _protect(self, now):
-        self._read_inputs(self.inp)
         if self.halted is not None:
-            self.out.safe()
-            if self._fs_cst_t0 >= 0:
-                self._fail_safe_cst(now)
+            self._protect_halted(now)
+            return
+        self._read_inputs(self.inp)
         self._protect_tick(now)
         self._write_outputs(self.out)
+
+    def _protect_halted(self, now):
+        # H-9 latched (or a bad configuration): hold every output safe.  The
+        # fault may be in this very task (a broken input driver raises in
+        # read_inputs every tick), so nothing here raises: the board is
+        # forced safe again instead, every tick, without another fail-safe.
+        out = self.out
+        out.safe()
+        try:
+            if self._fs_cst_t0 >= 0:
+                self._fail_safe_cst(now)  # (needs no inputs: before the read)
+            self._read_inputs(self.inp)
+            self._protect_tick(now)
+            self._write_outputs(out)
+        except Exception:
+            self.board.force_safe()
 
     def _can(self, now):
         # Bound methods cached in __init__: taking ``self.link.on_frame``
@@ -237,6 +256,7 @@ class ChargerApp:
         sess.tick(now)
         st = sess.stage
         sup.charging = st == CHARGING     # = sess.charging (a property: a call)
+        sup.stage = st                    # H-12: outputs this stage may have on
         if st != self._stage:
             self._stage_changed(sess)
 
@@ -297,7 +317,7 @@ class ChargerApp:
             self.event("safety", ev.text(s))
             kind, ident, level, value = e[1], e[2], e[3], e[4]
             if kind == _EV_RAISE:
-                if ident > 100:
+                if ident > 100 and level >= 3:
                     self.log.log(now_s, _evlog.EV_TRIP, ident, value)
                 else:
                     self.log.log(now_s, _evlog.EV_RISK_RAISED, ident, level)
@@ -397,9 +417,14 @@ class ChargerApp:
         return 0
 
     def fail_safe(self, exc):
-        """H-9: never fail live.  Outputs first, bookkeeping after."""
+        """H-9: never fail live.  Outputs first, bookkeeping after (once:
+        a task that keeps raising is counted in ``fail_count``, not logged
+        again every run)."""
         self.board.force_safe()
         self.out.safe()
+        self.fail_count += 1
+        if self.fail_count > 1:
+            return
         try:
             self.sup.fail_safe(exc)
         except Exception:
@@ -407,7 +432,10 @@ class ChargerApp:
         now = self.clock.ticks_ms()
         self._fs_cst_t0 = now
         self._fs_cst_last = now - 10
-        self.halted = "exception: %s %s" % (type(exc).__name__, exc)
+        try:
+            self.halted = "exception: %s %s" % (type(exc).__name__, exc)
+        except Exception:               # out of memory (MemoryError is an H-9 cause too)
+            self.halted = "exception"
         try:
             self.event("fail-safe", self.halted)
             self.log.log(self.rtc_s(), _evlog.EV_FAILSAFE, 0, 0, type(exc).__name__[:8])

@@ -158,6 +158,7 @@ class Bench:
                  firmware_dir: Optional[Path] = None):
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = state_dir
         self.p = p or params()
         self.pack = self._pack(self.p)
         self.plant = Plant(self.pack, plant_params)
@@ -290,7 +291,12 @@ class Bench:
         return None
 
     def plant_k12_open(self, after: int) -> Optional[int]:
-        """First step time >= after when the plant's K1/K2 are physically open."""
+        """First time >= after when the plant's K1/K2 contacts are physically
+        open (the plant's own log of contact changes; if they were open
+        already, the first recorded step)."""
+        for t, closed in self.plant.k12_log:
+            if t >= after and not closed:
+                return t
         for t, _, _, _, k in self.vphys:
             if t >= after and not k:
                 return t

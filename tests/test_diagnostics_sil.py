@@ -273,7 +273,8 @@ def test_risks_raise_after_injected_deviation(bench):
     out = bench.type("risks()")
     assert out[0] == "trip: none"
     rows = {l.split()[0]: l for l in out if re.match(r"^[SH]-\d+ ", l)}
-    assert len(rows) == 13 + 10, rows.keys()         # S-1..13, H-1..10
+    assert len(rows) == 13 + 12, rows.keys()         # S-1..13, H-1..12
+    assert re.search(r"^H-12 output interlock .* III\s+OK\s+8\s+-", rows["H-12"]), rows["H-12"]
     # Hard protections are evaluated while charging, with value and limit.
     assert re.search(r"\bOK\s+0\s+30\s+mA$", rows["H-8"]), rows["H-8"]
     assert re.search(r"^S-3 .* III\s+OK\s+\d+\s+\d+", rows["S-3"]), rows["S-3"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 
+from host_tools.sil.plant import PlantParams
 from safety_sil_support import Bench
 
 CST_ID = 0x101AF456
@@ -101,23 +102,52 @@ def test_hard_protection_latency(tmp_path, name, inp, value, release, fault, err
         b.close()
 
 
-def test_estop_with_stuck_current_opens_on_deadline(tmp_path):
-    """E-stop while the measured current stays at 200 A (power stage not
-    responding): K1/K2 still open within 100 ms of the cause, under load."""
-    b = Bench(tmp_path / "state", config={"lockout.enable": 0})
+def _stuck_estop(tmp_path, plant_params=None, config=None):
+    """E-stop mid-charge while the measured current stays at 200 A (power
+    stage not responding).  Returns (bench, t0, command time, physical time)."""
+    cfg = {"lockout.enable": 0}
+    cfg.update(config or {})
+    b = Bench(tmp_path / "state", config=cfg, plant_params=plant_params)
+    b.wait_charging()
+    assert b.run_until(lambda: b.plant.i > 95, 10000)
+    t0 = b.fine_steps(1)
+    b.sim.override("i_out", 2000)
+    b.sim.override("estop", 1)
+    b.run(150)
+    return b, t0, b.out_change("k12", 0, t0), b.plant_k12_open(t0)
+
+
+def test_issue10_item03_contacts_open_within_100ms(tmp_path):
+    """Issue 10 item 3 (NB/T 33008.1 5.4.7 measures the contacts): E-stop
+    with the current not falling.  The open command must leave the
+    contactor its opening time (trip.k_release_ms, default 20 ms; the
+    plant's contactor needs 15 ms) and a margin: the *physical* K1/K2
+    contacts are apart <= 100 ms after the cause.  Before: command at
+    +99 ms, contacts apart at +115 ms."""
+    b, t0, k_cmd, k_phys = _stuck_estop(tmp_path)
     try:
-        b.wait_charging()
-        assert b.run_until(lambda: b.plant.i > 95, 10000)
-        t0 = b.fine_steps(1)
-        b.sim.override("i_out", 2000)
-        b.sim.override("estop", 1)
-        b.run(150)
         p_off = b.out_change("pwr_en", 0, t0)
-        k_open = b.out_change("k12", 0, t0)
         assert p_off - t0 <= PROTECT_MS          # the next protection tick
-        assert 90 <= k_open - t0 <= 100, k_open - t0
-        LATENCY["H-3 stuck 200 A"] = (p_off - t0, k_open - t0, b.plant_k12_open(t0) - t0, None)
-        print("\nE-stop, current stuck: pwr_en=0 +%d ms, K1/K2 open +%d ms" % (p_off - t0, k_open - t0))
+        assert k_cmd is not None and k_phys is not None, (k_cmd, k_phys, b.plant.k12_log)
+        LATENCY["H-3 stuck 200 A"] = (p_off - t0, k_cmd - t0, k_phys - t0, None)
+        print("\nE-stop, current stuck: pwr_en=0 +%d ms, K1/K2 open cmd +%d ms, contacts apart +%d ms"
+              % (p_off - t0, k_cmd - t0, k_phys - t0))
+        # command at 100 - 20 (opening time) - 5 (margin) - one 5 ms tick after
+        # the first sample: 70..75 ms after the cause
+        assert 70 <= k_cmd - t0 <= 75, k_cmd - t0
+        assert k_phys - t0 <= 100, k_phys - t0               # the physical contacts
+        assert k_phys - k_cmd >= 15                           # the plant really needs its 15 ms
+        assert not b.plant.k12 and b.sim.outputs["k12"] == 0
+    finally:
+        b.close()
+    # A slower contactor (30 ms): its opening time is configuration.
+    b, t0, k_cmd, k_phys = _stuck_estop(tmp_path / "slow", PlantParams(contactor_open_ms=30),
+                                        {"trip.k_release_ms": 35})
+    try:
+        assert k_cmd is not None and k_phys is not None, (k_cmd, k_phys)
+        print("slow contactor: cmd +%d ms, contacts apart +%d ms" % (k_cmd - t0, k_phys - t0))
+        assert 55 <= k_cmd - t0 <= 60, k_cmd - t0            # 100 - 35 - 5 - 5
+        assert k_phys - k_cmd >= 30 and k_phys - t0 <= 100, (k_cmd - t0, k_phys - t0)
     finally:
         b.close()
 

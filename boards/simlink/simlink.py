@@ -51,6 +51,7 @@ STATS_RESET = const(1)        # reset the statistics after the snapshot
 STATS_COLLECT = const(2)      # gc.collect() before reading the heap figures
 STATS_HEAP_WATCH = const(4)   # from now on, sample gc.mem_alloc() after every STEP
 
+_INJECT_INPUTS = const(2)  # INJECT code: read_inputs raises from now on
 _RXQ = const(64)          # CAN receive FIFO depth (frames)
 _N_IN = const(12)
 _N_OUT = const(7)
@@ -244,6 +245,10 @@ class LinkBoard(Board):
 
     # ---- Board: IO ----------------------------------------------------------
     def read_inputs(self, inp):
+        if self.inject == _INJECT_INPUTS:
+            # test hook: a measurement driver that fails on every read, i.e.
+            # an exception inside the protection task (H-9)
+            raise OSError("injected: input driver fault (test hook)")
         v = self.inputs
         inp.v_inside = v[0]
         inp.v_outside = v[1]

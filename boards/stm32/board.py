@@ -114,7 +114,11 @@ class PinBoard(_contract.Board):
         notes = self.prot.configure(cfg)
         self._wdt_ms = cfg_int(cfg, "hw.wdt_ms")
         self._restart_ms = cfg_int(cfg, "hw.can_restart_ms")
-        self._k_wait_ms = cfg_int(cfg, "hw.k_open_deadline_ms")
+        # force_safe waits for the current at most this long: the contacts
+        # must be apart by hw.k_open_deadline_ms (opening time + margin)
+        w = (cfg_int(cfg, "hw.k_open_deadline_ms") - cfg_int(cfg, "trip.k_release_ms")
+             - cfg_int(cfg, "trip.k_margin_ms"))
+        self._k_wait_ms = w if w > 0 else 0
         return notes
 
     # ------------------------------------------------------------ CAN
@@ -172,8 +176,10 @@ class PinBoard(_contract.Board):
         """Fail-safe state, directly on the pins; never raises.
 
         Power stage off and set-points zero at once; K1/K2 opened when the
-        current is below ``hw.k_open_i`` or ``hw.k_open_deadline_ms`` later
-        (bounded busy wait), then K3/K4 off and the bleeder on.  The lock
+        current is below ``hw.k_open_i`` or at the latest
+        ``hw.k_open_deadline_ms - trip.k_release_ms - trip.k_margin_ms``
+        later (bounded busy wait: the contacts need their opening time),
+        then K3/K4 off and the bleeder on.  The lock
         stays as it is (see Outputs.safe)."""
         try:
             self._set("pwr_en", 0)

@@ -44,7 +44,7 @@ _BMS_PGNS = (ids.PGN_BHM, ids.PGN_BRM, ids.PGN_BCP, ids.PGN_BRO, ids.PGN_BCL,
 _LEVELS = ("off", "I", "II", "III")
 # hard protections: (code index, unit of value/limit)
 _H = ((1, "0.1V"), (2, "0.1A"), (3, ""), (4, "kOhm"), (5, "mV"), (6, "0.1C"),
-      (7, ""), (8, "mA"), (9, ""), (10, ""))
+      (7, ""), (8, "mA"), (9, ""), (10, ""), (11, "stale PF"), (12, "stage"))
 # What a refusal means, by the start of the supervisor's / app's reason.
 HINTS = (
     ("bad configuration", "config file invalid: see cfg(), fix it "
@@ -238,6 +238,15 @@ class Diag(ConfigCommands):
             if h == 9:
                 st = "RAISED" if sup.failed else "OK"
                 v = lim = "-"
+            elif h >= 11:                  # supervisor rules (not in Protections)
+                if sup.tripped and sup.trip_cause == code:
+                    st = "RAISED"
+                elif h == 11 and sup.h11_on:
+                    st = "PENDING"         # current cut, output not yet off
+                else:
+                    st = "OK"
+                v = ("0x%x" % sup.h11_pf) if h == 11 else str(sup.stage)
+                lim = "-"
             else:
                 if sup.tripped and sup.trip_cause == code:
                     st = "RAISED"

@@ -5,7 +5,9 @@ not all land on the same tick).  Each pass runs every task that is due, in
 the order they were added (add the protection tick first: order is
 priority).  A task that starts later than its deadline (by default its
 period) counts as an overrun; a task is never run twice to catch up, since
-a catch-up burst is exactly what a real-time loop must avoid.
+a catch-up burst is exactly what a real-time loop must avoid.  A task that
+raises has already been given its next slot (the exception propagates to
+the caller, the H-9 handler, and the task is not re-run at once).
 
 Per task, real execution time is measured with ``time.ticks_us``: worst
 case, last, and run/overrun counters, read by the console's ``sched``
@@ -106,6 +108,16 @@ class Scheduler:
                 t.overruns += 1
             if late > t.late_max_ms:
                 t.late_max_ms = late
+            # Next slot on the fixed grid (skip slots already missed), set
+            # before the call: a task that raises must not stay due, or the
+            # next pass would re-run it at once, forever (H-9 then holds the
+            # outputs safe, the other tasks -- console -- must keep running).
+            p = t.period
+            nd = ticks_add(d, p)
+            if ticks_diff(now, nd) >= 0:
+                missed = ticks_diff(now, nd) // p + 1
+                nd = ticks_add(nd, missed * p)
+            t.next_due = nd
             if alloc:
                 a0 = _mem_alloc()
             t0 = cpu_us()
@@ -123,13 +135,6 @@ class Scheduler:
                 t.wcet_us = dt
             t.runs += 1
             ran += 1
-            # Next slot on the fixed grid; skip slots already missed.
-            p = t.period
-            nd = ticks_add(d, p)
-            if ticks_diff(now, nd) >= 0:
-                missed = ticks_diff(now, nd) // p + 1
-                nd = ticks_add(nd, missed * p)
-            t.next_due = nd
             if ticks_diff(nd, best) < 0:
                 best = nd
         self._next = best

@@ -62,6 +62,8 @@ H7 = const(107)
 H8 = const(108)
 H9 = const(109)
 H10 = const(110)
+H11 = const(111)    # BCL/BCS stale while current flows (supervisor, not the session)
+H12 = const(112)    # output interlock: K1/K2 / power stage on in a stage that forbids it
 
 _S_NAMES = ("", "S-1 current demand > max allowed", "S-2 output current deviation",
             "S-3 charging overcurrent", "S-4 voltage demand > max allowed",
@@ -74,11 +76,12 @@ _H_NAMES = ("", "H-1 output overvoltage", "H-2 output overcurrent",
             "H-3 emergency stop", "H-4 insulation fault",
             "H-5 connection lost (CC1)", "H-6 gun over-temperature",
             "H-7 contactor fault", "H-8 leakage current",
-            "H-9 fail-safe (exception)", "H-10 mains lost")
+            "H-9 fail-safe (exception)", "H-10 mains lost",
+            "H-11 BMS data lost (BCL/BCS)", "H-12 output interlock")
 
 
 def name_of(code):
-    """Name of a check (1..13) or hard protection (101..110); no allocation."""
+    """Name of a check (1..13) or hard protection (101..112); no allocation."""
     if 0 < code < len(_S_NAMES):
         return _S_NAMES[code]
     if 100 < code < 100 + len(_H_NAMES):

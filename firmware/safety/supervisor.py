@@ -17,14 +17,31 @@ writes it to the board itself, so a trip does not wait for (or depend
 on) the session; outside a trip it caps ``out.i_set`` at
 ``current_limit``.  Any exception inside it ends in ``fail_safe`` (H-9).
 
-``check_tick`` evaluates S-1..S-13 while ``charging`` is set; level III
+H-12 (output interlock, ``safety.interlock``): outside a trip,
+``protect_tick`` compares the commanded K1/K2 and power-stage enable with
+the table of what the current ``stage`` allows, before anything is
+written; a disallowed output trips (so it never reaches the board),
+whoever set it.
+
+``check_tick`` first runs H-11, independent of the session and of
+``charging``: while the output current flows (``|i_out| > h11.flow_dA``),
+no valid BCL for ``h11.bcl_ms`` or BCS for ``h11.bcs_ms`` (ages from
+``rx_times`` = the link's ``last_ok``, counted from when the current
+started flowing if the message is older) cuts the current at once
+(``current_limit`` 0, applied to ``out.i_set`` every protection tick) and,
+if the output is still on ``h11.stop_ms`` later, trips (K1/K2 open, CST).
+The cut ends when K1/K2 and the power stage are off.
+
+``check_tick`` then evaluates S-1..S-13 while ``charging`` is set; level III
 trips, level II sets ``stop_request`` (= check id) for the session to
 ramp down and send CST with ``cst_reason/cst_fault/cst_error``; level I
 only records.  Every raise/clear is an event in ``events``.
 
 The app sets: ``charging`` (bool), ``vin`` (bytes-like, may be None),
 ``soc_start`` (0.1 %, -1 = take it from BCP), ``stale`` (``checks.STALE_*``
-bits for BMS messages the link reports as timed out).
+bits for BMS messages the link reports as timed out), ``stage`` (the
+session's stage, every session tick) and once ``rx_times`` (the link's
+``last_ok`` list: time of the last valid message per PF, -1 = never).
 
 Both ticks allocate nothing (proved under micropython.heap_lock()).
 """
@@ -36,19 +53,29 @@ from safety import risk as _risk
 from safety.risk import (RiskTable, Events, T_RAISED, T_CLEARED, name_of,
                          EV_RAISE, EV_CLEAR, EV_TRIP, EV_K_OPEN, EV_SAFE_V,
                          EV_BLEED_TO, EV_LOCKOUT, EV_CONFIRM, EV_LATCH,
-                         EV_RESET, EV_FAILSAFE, H3, H7, H9)
+                         EV_RESET, EV_FAILSAFE, H3, H7, H9, H11, H12)
 from safety.protections import Protections, cst_fault_of, cst_error_of
 from safety.trip import TripPath, IDLE, POWER_OFF, BLEED, SAFE
+from safety.interlock import ALLOW as _ALLOW
 from safety import lockout as _lockout
 from safety.lockout import Lockout, L_ESTOP, L_CONTACTOR
 
 NA = const(-1)
 CST_R_FAULT = const(0x10)
 _NPEND = const(8)
+_PF_BCL = const(0x10)
+_PF_BCS = const(0x11)
+_A_K12 = const(1)      # safety.interlock bits (local: folded by the compiler)
+_A_PWR = const(2)
+_A_TIMED = const(4)
 
 CONFIG_SCHEMA = (
     ("store.path", "safety.rec", None, None, "-", "File of the persisted safety state (lockout, latches)"),
     ("store.max_bytes", 1024, 128, 8192, "bytes", "Max persisted record size"),
+    ("h11.bcl_ms", 1000, 100, 60000, "ms", "H-11: no valid BCL for longer than this while current flows -> current to zero, then stop, whatever the session does (GB/T 27930 BCL timeout 1 s)"),
+    ("h11.bcs_ms", 5000, 100, 60000, "ms", "H-11: no valid BCS for longer than this while current flows -> current to zero, then stop (GB/T 27930 BCS timeout 5 s)"),
+    ("h11.flow_dA", 50, 0, 2000, "0.1 A", "H-11: |output current| above this counts as current flowing"),
+    ("h11.stop_ms", 500, 0, 10000, "ms", "H-11: K1/K2 or the power stage still on this long after the current was cut -> trip (K1/K2 open, CST)"),
 )
 config.register(CONFIG_SCHEMA)
 
@@ -77,6 +104,22 @@ class Supervisor:
         self.soc_start = NA
         self.stale = 0
         self.wall_s = 0
+        self.stage = 0               # session stage (gbt.stages), for H-12
+        self.rx_times = None         # link.last_ok (PF -> ms of last valid message), for H-11
+        # H-11: BCL/BCS freshness while current flows
+        self.h11_bcl = _cfg(cfg, "h11.bcl_ms")
+        self.h11_bcs = _cfg(cfg, "h11.bcs_ms")
+        self.h11_flow = _cfg(cfg, "h11.flow_dA")
+        self.h11_stop = _cfg(cfg, "h11.stop_ms")
+        self.h11_on = 0              # current cut (until K1/K2 and power stage are off)
+        self.h11_t = 0
+        self.h11_pf = 0              # PF of the message that went stale (0x10 BCL, 0x11 BCS)
+        self._flowing = 0
+        self._flow_t = 0
+        # H-12: output interlock
+        self.h12_stop = _cfg(cfg, "h12.stop_ms")
+        self._ilk_stage = 0
+        self._ilk_t = 0
         # read by the session / console
         self.tripped = False
         self.trip_cause = 0
@@ -172,9 +215,25 @@ class Supervisor:
                 cap = self._cap
                 if cap < lim:
                     lim = cap
+                if self.h11_on:
+                    lim = 0                   # H-11: BMS data lost, current cut
                 self.current_limit = lim
                 if out.i_set > lim:
                     out.i_set = lim
+                # H-12 output interlock (before anything reaches the board)
+                st = self.stage
+                if st != self._ilk_stage:
+                    self._ilk_stage = st
+                    self._ilk_t = now
+                k = out.k12
+                pe = out.pwr_en
+                if k or pe:
+                    a = _ALLOW[st]
+                    if ((k and not a & _A_K12) or (pe and not a & _A_PWR)
+                            or (a & _A_TIMED and ticks_diff(now, self._ilk_t) > self.h12_stop)):
+                        v = st * 100 + (10 if k else 0) + (1 if pe else 0)
+                        self.events.add(now, EV_RAISE, H12, 3, v)
+                        self._start_trip(now, H12, now)
             if self.failed:
                 out.safe()
                 self._write(out)
@@ -232,11 +291,58 @@ class Supervisor:
 
     # ----------------------------------------------------------- check tick
     def check_tick(self, now):
-        """S-1..S-13 with persistence/release while charging; never raises."""
+        """H-11, then S-1..S-13 with persistence/release while charging;
+        never raises."""
         try:
+            if self.rx_times is not None:
+                self._h11(now)
             self._check(now)
         except Exception as ex:
             self.fail_safe(ex)
+
+    def _h11(self, now):
+        """BCL/BCS freshness while current flows, whatever the session
+        believes: cut the current, then stop if the output stays on."""
+        out = self.out
+        if self.h11_on:
+            if not out.k12 and not out.pwr_en:
+                self.h11_on = 0               # output off: the stop is complete
+                self.events.add(now, EV_CLEAR, H11, 2, self.h11_pf)
+            elif not self.tripped and ticks_diff(now, self.h11_t) >= self.h11_stop:
+                self.events.add(now, EV_RAISE, H11, 3, self.h11_pf)
+                self._start_trip(now, H11, now)
+            return
+        i = self.inp.i_out
+        if i < 0:
+            i = -i
+        if i <= self.h11_flow or self.tripped:
+            self._flowing = 0
+            return
+        t0 = self._flow_t
+        if not self._flowing:
+            self._flowing = 1
+            self._flow_t = t0 = now
+        lo = self.rx_times
+        pf = 0
+        t = lo[_PF_BCL]
+        if t < 0 or ticks_diff(t, t0) < 0:
+            t = t0                            # older than the current: count from its start
+        if ticks_diff(now, t) > self.h11_bcl:
+            pf = _PF_BCL
+        else:
+            t = lo[_PF_BCS]
+            if t < 0 or ticks_diff(t, t0) < 0:
+                t = t0
+            if ticks_diff(now, t) > self.h11_bcs:
+                pf = _PF_BCS
+        if pf:
+            self.h11_on = 1
+            self.h11_t = now
+            self.h11_pf = pf
+            self.current_limit = 0
+            if out.i_set > 0:
+                out.i_set = 0                 # the next protection tick writes it
+            self.events.add(now, EV_RAISE, H11, 2, pf)
 
     def _check(self, now):
         if not self.charging:
@@ -400,6 +506,8 @@ class Supervisor:
         self.cst_reason = self.cst_fault = self.cst_error = 0
         self.stop_request = 0
         self.current_limit = self.rated_i
+        self.h11_on = 0
+        self._flowing = 0
         self.events.add(self.clock.ticks_ms(), EV_RESET, 0, 0, 0)
         return True
 

@@ -4,10 +4,16 @@ Requirements section 4 (level III) and gbt27930.md sections 5 and 7:
 
 1. at once: power stage off (``pwr_en = 0``, set-points 0);
 2. K1/K2 open as soon as ``|i_out| < trip.i_open_dA`` (5 A) and in every
-   case at ``t_cause + trip.k_open_ms - trip.tick_ms`` (100 ms minus one
-   tick: the cause can have happened up to one tick before it was first
-   sampled), even if the current is still high -- opening under load is
-   better than missing the 100 ms limit;
+   case, even if the current is still high (opening under load is better
+   than missing the 100 ms limit), when the command is due::
+
+       t_cause + trip.k_open_ms - trip.k_release_ms - trip.k_margin_ms - trip.tick_ms
+
+   NB/T 33008.1 5.4.7 measures the *contacts*: the command must leave the
+   contactor its opening time (``k_release_ms``, datasheet maximum) plus a
+   margin, and the cause can have happened up to one tick before it was
+   first sampled (defaults: 100 - 20 - 5 - 5 = 70 ms after the first
+   sample, contacts apart <= 95 ms after the real cause);
 3. after K1/K2 are open: bleeder on until ``v_outside < trip.safe_dv``
    (60 V), then bleeder off; if that is not reached within
    ``trip.bleed_max_ms`` the bleeder is switched off anyway (it is not
@@ -18,8 +24,9 @@ Timestamps (ticks ms, -1 = not yet) for latency reporting:
 ``t_cause`` (condition first seen), ``t_pwr_off``, ``t_k12_open``,
 ``t_safe_v``.  ``apply`` overrides an ``Outputs`` in place, allocates
 nothing and returns True when the caller must also call
-``board.force_safe()`` (the deadline is already past: the fast tick was
-starved, so the sequence is skipped and everything drops at once).
+``board.force_safe()`` (the command deadline passed more than a tick ago:
+the fast tick was starved, so the sequence is skipped and everything drops
+at once).
 
 While the trip is active the K3/K4 auxiliary supply and the lock are left
 to the session: the CST/CSD exchange after a fault needs the BMS powered,
@@ -40,7 +47,9 @@ NA = const(-1)
 CONFIG_SCHEMA = (
     ("trip.tick_ms", 5, 1, 10, "ms", "Fast protection tick period (K1/K2 open margin); must equal sched.protect_ms"),
     ("trip.i_open_dA", 50, 0, 500, "0.1 A", "Open K1/K2 once |i_out| is below this (GB/T 18487.1: 5 A)"),
-    ("trip.k_open_ms", 100, 10, 1000, "ms", "K1/K2 open at the latest this long after the cause (NB/T 33008.1 5.4.7)"),
+    ("trip.k_open_ms", 100, 10, 1000, "ms", "K1/K2 contacts open at the latest this long after the cause (NB/T 33008.1 5.4.7 measures the contacts)"),
+    ("trip.k_release_ms", 20, 0, 100, "ms", "K1/K2 opening time: coil off to contacts apart (datasheet maximum); the open command goes this much before the deadline"),
+    ("trip.k_margin_ms", 5, 0, 100, "ms", "Extra margin before the K1/K2 deadline (coil driver, contactor spread)"),
     ("trip.safe_dv", 600, 0, 2000, "0.1 V", "Bleed until v_outside is below this (60 V)"),
     ("trip.bleed_max_ms", 3000, 100, 60000, "ms", "Stop bleeding after this even if not safe (B.4.2 asks < 60 V in 1 s)"),
 )
@@ -50,11 +59,32 @@ config.register(CONFIG_SCHEMA)
 _cfg = config.get   # setting, or its registered default
 
 
+def k_command_ms(c):
+    """ms after the first sample of the cause at which K1/K2 are commanded
+    open whatever the current (the deadline the trip path works to)."""
+    return (_cfg(c, "trip.k_open_ms") - _cfg(c, "trip.k_release_ms")
+            - _cfg(c, "trip.k_margin_ms") - _cfg(c, "trip.tick_ms"))
+
+
+def _cross(c):
+    if k_command_ms(c) < c["trip.tick_ms"]:
+        return ("trip.k_open_ms (%d) must exceed trip.k_release_ms + trip.k_margin_ms"
+                " + 2 x trip.tick_ms (%d)" % (c["trip.k_open_ms"], c["trip.k_release_ms"]
+                                               + c["trip.k_margin_ms"] + 2 * c["trip.tick_ms"]))
+    return None
+
+
+if _cross not in config.CROSS_CHECKS:
+    config.CROSS_CHECKS.append(_cross)
+
+
 class TripPath:
     def __init__(self, c):
         self.tick = _cfg(c, "trip.tick_ms")
         self.i_open = _cfg(c, "trip.i_open_dA")
         self.k_max = _cfg(c, "trip.k_open_ms")
+        # open command due this long after the first sample (see above)
+        self.k_cmd = k_command_ms(c)
         self.safe_v = _cfg(c, "trip.safe_dv")
         self.bleed_max = _cfg(c, "trip.bleed_max_ms")
         self.reset()
@@ -104,10 +134,10 @@ class TripPath:
             if i < 0:
                 i = -i
             el = ticks_diff(now, self.t_cause)
-            if not self.k_hold or i < self.i_open or el >= self.k_max - self.tick:
+            if not self.k_hold or i < self.i_open or el >= self.k_cmd:
                 if self.k_hold and i >= self.i_open:
                     self.opened_on_deadline = 1
-                    if el >= self.k_max:
+                    if el >= self.k_cmd + self.tick:
                         force = True        # starved: drop everything at once
                         self.forced = 1
                 self.i_at_open = i

@@ -7,8 +7,11 @@ has the behaviours the firmware must cope with:
 * power stage: output voltage follows the set-point with a first-order lag,
   current is regulated CC/CV against the battery with a slew limit, and
   collapses quickly when the stage is disabled (trip path);
-* K1/K2 with an actuation delay and auxiliary-contact feedback; the
-  vehicle's K5/K6 close when the BMS says BRO 0xAA and open after the BMS
+* K1/K2 with actuation delays (closing ``contactor_delay_ms``, opening
+  ``contactor_open_ms``: the coil command is not the contact state) and
+  auxiliary-contact feedback; ``Plant.k12`` is the *physical* contact
+  state and ``Plant.k12_log`` records each physical change ``(t_ms,
+  closed)``, which is what NB/T 33008.1 5.4.7 measures; the vehicle's K5/K6 close when the BMS says BRO 0xAA and open after the BMS
   has stopped and the current is low;
 * the battery pack (``host_tools.bms.battery.BatteryPack``) is stepped with
   the real current; its terminal voltage is what the charger sees outside
@@ -34,7 +37,8 @@ class PlantParams:
     max_current_a: float = 250.0       # physical limit of the stage
     max_voltage_v: float = 1000.0
     r_loop_ohm: float = 0.02           # cable + contactors
-    contactor_delay_ms: int = 15
+    contactor_delay_ms: int = 15       # K1/K2 coil on -> contacts closed
+    contactor_open_ms: int | None = None  # coil off -> contacts apart (None: contactor_delay_ms)
     lock_delay_ms: int = 80
     bleed_tau_s: float = 0.15          # 750 V -> < 60 V in ~0.4 s
     idle_tau_s: float = 8.0            # stray decay without the bleeder
@@ -56,6 +60,7 @@ class Plant:
         self.k12 = False
         self.k12_cmd_ms = None
         self.k12_pending = None
+        self.k12_log: list[tuple[int, bool]] = []   # (t_ms, physically closed) per change
         self.vehicle_closed = False
         self.vehicle_stop_seen = False
         self.lock = False
@@ -110,7 +115,10 @@ class Plant:
         want = bool(out.get("k12"))
         if want != self.k12:
             if self.k12_pending is None or self.k12_pending[0] != want:
-                self.k12_pending = (want, self.now_ms + p.contactor_delay_ms)
+                delay = p.contactor_delay_ms
+                if not want and p.contactor_open_ms is not None:
+                    delay = p.contactor_open_ms
+                self.k12_pending = (want, self.now_ms + delay)
             elif self.now_ms >= self.k12_pending[1]:
                 if want and self.vehicle_closed:
                     # The stage's output diodes block reverse current: only a
@@ -119,6 +127,7 @@ class Plant:
                     self.inrush_a = max(self.inrush_a, max(0.0, self.v_in - self.v_out) / p.r_loop_ohm)
                 self.k12 = want
                 self.k12_pending = None
+                self.k12_log.append((self.now_ms, want))
         else:
             self.k12_pending = None
         lw = bool(out.get("lock"))

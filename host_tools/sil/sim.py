@@ -101,9 +101,11 @@ class _Base:
         if out:
             self.fw.send(out)
 
-    def inject_exception(self) -> None:
-        """Test hook: make the firmware's session task raise."""
-        self.fw.send(L.pk_inject(1))
+    def inject_exception(self, code: int = 1) -> None:
+        """Test hook: 1 = the firmware's session task raises once; 2 = the
+        board's ``read_inputs`` raises on every call from now on (an
+        exception inside the protection task, e.g. a broken ADC driver)."""
+        self.fw.send(L.pk_inject(code))
 
     def set_can_state(self, state: int) -> None:
         self.fw.send(L.pk_can_state(state))
@@ -158,6 +160,7 @@ class Simulation(_Base):
                                         firmware_dir=firmware_dir, stderr=stderr,
                                         epoch_s=epoch_s)
         self.steps = 0
+        self._plant_dt = 0       # ms since the plant's last update (the previous step)
         self._buses: list = []
 
     # -- python-can view of the bus ---------------------------------------
@@ -170,7 +173,12 @@ class Simulation(_Base):
 
     def step(self) -> None:
         dt = self.step_ms
-        vals = self.plant.update(dt if self.steps else 0, self.outputs)
+        # The plant advances by the time since its last update, i.e. the
+        # previous step (not this one: after a change of ``step_ms`` the
+        # plant's clock would drift from the simulation's), so
+        # ``plant.now_ms`` == ``now_ms``: its state at the start of this step.
+        vals = self.plant.update(self._plant_dt, self.outputs)
+        self._plant_dt = dt
         parts = [self._input_packets(vals)]
         pending = self.hub.drain_to_firmware()
         if pending:

@@ -1,7 +1,9 @@
 """Stage 4: end of charging (BST/CST, current down, K1/K2, statistics
 BSD/CSD, aux power, unlock).  Case IDs: docs/conformance.md."""
+import pytest
+
 from .conftest import (CEM, CHARGER_NO, CST_BMS, CST_CONDITION, CST_CONNECTOR, NORMAL_CONFIG,
-                       OUT_LAT, RX_LAT, TICK, data, gaps, ms)
+                       OUT_LAT, RX_LAT, TICK, data, full_session, gaps, ms)
 
 CST_ID, CSD_ID = 0x101AF456, 0x181DF456
 
@@ -47,8 +49,21 @@ def _end_sequence(b, t_stop):
 
 
 # -- DP4001: the BMS ends the charge (BST) ------------------------------------------
-def test_dp4001_bms_stop_sequence(normal):
-    b = normal
+@pytest.fixture(scope="module")
+def bms_stop_1kwh(tmp_path_factory):
+    """A complete session the BMS ends with BST (SOC reached) after about
+    1.3 kWh (100 Ah pack, 50 -> 54 %): enough energy for the CSD's
+    0.1 kWh resolution to be checked (the 'normal' session delivers ~70 Wh,
+    less than the tolerance)."""
+    b = full_session(tmp_path_factory.mktemp("dp4001"),
+                     params={"capacity_ah": 100, "soc": 50, "target_soc": 54},
+                     config=NORMAL_CONFIG)
+    yield b
+    b.close()
+
+
+def test_dp4001_bms_stop_sequence(bms_stop_1kwh):
+    b = bms_stop_1kwh
     bst = b.rx("BST")
     t_bst = ms(bst[0])
     cst, csd = _end_sequence(b, t_bst)
@@ -58,10 +73,14 @@ def test_dp4001_bms_stop_sequence(normal):
     i0 = b.plant_i(t_bst)
     t_low = next(t for t in range(t_bst, t_bst + 5000, 10) if b.plant_i(t) <= 50)
     assert t_low - t_bst <= (i0 - 50) + 100     # (I0 - 5 A) / (100 A/s) + 100 ms, in ms
-    # CSD: minutes, energy (0.1 kWh) as delivered, charger number
+    # CSD: minutes (as the last CCS said), energy (0.1 kWh) as delivered, charger number
     d = data(csd[0])
-    assert int.from_bytes(d[0:2], "little") == 0
-    assert abs(int.from_bytes(d[2:4], "little") - _ccs_energy_wh(b) / 100.0) < 1.0
+    ccs_min = int.from_bytes(data(b.tx("CCS")[-1])[4:6], "little")
+    assert int.from_bytes(d[0:2], "little") == ccs_min >= 1
+    e_bus = _ccs_energy_wh(b)                  # the bus's own account (CCS V x I)
+    assert e_bus >= 1000                       # >> the 0.1 kWh resolution
+    assert abs(e_bus - b.plant.energy_wh) <= 0.01 * b.plant.energy_wh   # = what the cable carried
+    assert abs(int.from_bytes(d[2:4], "little") - e_bus / 100.0) < 1.0   # +-0.1 kWh of ~1.3 kWh
     assert all(data(f) == d for f in csd)
 
 

@@ -236,7 +236,8 @@ def test_force_safe_drives_every_pin_safe():
 
 
 def test_force_safe_waits_bounded_for_current():
-    b = make(cfg={"hw.k_open_deadline_ms": 20})
+    # the command leaves the contactor trip.k_release_ms (20) + trip.k_margin_ms (5)
+    b = make(cfg={"hw.k_open_deadline_ms": 45})
     _all_on(b)
     machine.set_adc("A2", 65535)            # 250 A and never falls
     import time
@@ -245,6 +246,7 @@ def test_force_safe_waits_bounded_for_current():
     dt = time.ticks_diff(time.ticks_ms(), t0)
     mptest.eq(machine.level("B1"), 0, "opened anyway after the deadline")
     mptest.true(dt >= 20, "waited for the current first (%d ms)" % dt)
+    mptest.true(dt < 45 - 5, "commanded open before the contacts' deadline (%d ms)" % dt)
 
 
 def test_write_outputs_cannot_override_a_trip():

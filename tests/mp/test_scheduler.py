@@ -28,6 +28,35 @@ def _drive(clock, sched, until):
     clock.advance_to(until)
 
 
+def test_raising_task_does_not_stay_due():
+    # an exception inside a task (H-9) leaves it scheduled for its next
+    # slot: the loop that catches it calls run_due again, which must not
+    # re-run the failing task at the same time forever
+    c = SimClock()
+    s = Scheduler(c)
+    calls = [0]
+
+    def bad(now):
+        calls[0] += 1
+        raise OSError("driver fault")
+
+    other = Recorder(200)
+    s.add("bad", bad, 5)
+    s.add("other", other.fn, 10, offset_ms=1)
+    s.start(0)
+    passes = 0
+    while c.ms < 1000 and passes < 10000:
+        c.advance_to(s.next_due())
+        try:
+            s.run_due()
+        except OSError:
+            pass
+        passes += 1
+    mptest.true(c.ms >= 1000, "time advances (%d passes)" % passes)
+    mptest.eq(calls[0], 1000 // 5 + 1, "the failing task runs once per period")
+    mptest.eq(other.n, 100, "the other task keeps its 10 ms period")
+
+
 def test_periods_exact_in_sim_time():
     c = SimClock()
     s = Scheduler(c)

@@ -11,6 +11,7 @@ from board import Inputs, Outputs
 from gbt.bmsdata import BmsData
 from rt.clock import SimClock
 from safety.supervisor import Supervisor
+from gbt.stages import CHARGING
 from safety import risk
 from safety.trip import SAFE
 
@@ -75,6 +76,7 @@ def setup():
     sup = Supervisor(CFG, clk, board, inp, out, bms, MemStore())
     sup.vin = b"LSVAB4BR5EN123456"
     sup.soc_start = 800
+    sup.stage = CHARGING            # H-12: outputs on are allowed
     return sup, inp, out, bms, board
 
 
