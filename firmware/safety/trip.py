@@ -41,7 +41,7 @@ CONFIG_SCHEMA = (
     ("trip.tick_ms", 5, 1, 10, "ms", "Fast protection tick period (K1/K2 open margin); must equal sched.protect_ms"),
     ("trip.i_open_dA", 50, 0, 500, "0.1 A", "Open K1/K2 once |i_out| is below this (GB/T 18487.1: 5 A)"),
     ("trip.k_open_ms", 100, 10, 1000, "ms", "K1/K2 open at the latest this long after the cause (NB/T 33008.1 5.4.7)"),
-    ("trip.safe_dv", 600, 0, 2000, "0.1 V", "Bleed until v_outside is below this (60 V)"),
+    ("trip.safe_dv", 600, 0, 600, "0.1 V", "Bleed until v_outside is below this (60 V)"),
     ("trip.bleed_max_ms", 3000, 100, 60000, "ms", "Stop bleeding after this even if not safe (B.4.2 asks < 60 V in 1 s)"),
 )
 config.register(CONFIG_SCHEMA)
