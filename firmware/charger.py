@@ -88,6 +88,16 @@ def _cross(cfg):
     if cfg["trip.tick_ms"] != cfg["sched.protect_ms"]:
         return "trip.tick_ms (%d) must equal sched.protect_ms (%d)" % (
             cfg["trip.tick_ms"], cfg["sched.protect_ms"])
+    # store.path: a file name in the state directory (next to the event log
+    # "events.N" and the telemetry file, which it must not overwrite)
+    p = cfg["store.path"]
+    if not (0 < len(p) <= 32 and p[0] != "." and
+            all(ch.isalpha() or ch.isdigit() or ch in "._-" for ch in p) and
+            all(ord(ch) < 0x80 for ch in p)) or \
+            p.startswith("events.") or p.startswith("telemetry"):
+        return ("store.path must be a plain file name in the state directory "
+                "(1..32 of A-Z a-z 0-9 . _ -, not starting with '.', 'events.' "
+                "or 'telemetry'), got %r" % (p,))
     return None
 
 
@@ -129,11 +139,18 @@ class ChargerApp:
         for i, e in enumerate(errors):
             self.log.log(self.rtc_s(), _evlog.EV_CONFIG_ERROR, i, 0, e[:8])
         from store import Store
-        self.sup = Supervisor(cfg, self.clock, board, self.inp, self.out, self.bms,
-                              store=Store(state_dir + "/safety.rec",
-                                          cfg["store.max_bytes"]))
+        st = Store(state_dir + "/" + cfg["store.path"], cfg["store.max_bytes"])
+        self.sup = Supervisor(cfg, self.clock, board, self.inp, self.out, self.bms, store=st)
         for w in self.sup.store_warnings:
             self.event("store", w)
+        from safety.lockout import L_STORE
+        refused = self.sup.lock.latched & L_STORE
+        if refused or (st.present and self.sup.store_warnings):
+            # a = 1: no usable record, charging refused (L_STORE); 0: a
+            # generation was skipped (e.g. fell back to .old).  Not on a
+            # fresh board (no record at all yet).
+            self.log.log(self.rtc_s(), _evlog.EV_STORE, 1 if refused else 0,
+                         len(self.sup.store_warnings), "refused" if refused else "warning")
         self._ev_seq = self.sup.events.seq
         self.link = BmsLink(self._send, self.clock, self.bms, cfg)
         # H-11 reads the link's last-valid-message times itself (not the

@@ -9,7 +9,11 @@ importing exactly what the board imports before it loads its configuration
 declares settings).  So the host accepts what the board accepts and refuses
 what it refuses, with the same messages: unknown setting, wrong type, out of
 range, cross-field rules (e.g. ``h5.lo_mv must be below h5.hi_mv``), invalid
-JSON.  Exit status 0 = valid, 1 = invalid (messages on stdout), 2 = could
+JSON.  The file is parsed by the firmware's own strict reader
+(``config.read``), not by CPython's ``json``: the quirks the two would
+disagree on (trailing comma, ``07000``, ``1.0`` for a true/false setting,
+duplicate keys, nesting, a file over ``config.MAX_FILE`` bytes) are refused
+on both, with the same message.  Exit status 0 = valid, 1 = invalid (messages on stdout), 2 = could
 not run the check (no such file, no micropython).
 
 ``check(path, board) -> (ok, errors, settings)`` is the API used by
@@ -18,7 +22,6 @@ not run the check (no such file, no micropython).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -43,6 +46,7 @@ import config
 import charger
 cfg, errors = config.load(%(path)r)
 print("SETTINGS", len(config.schema()))
+print("FILE", len(config.read(%(path)r)[0]))
 for e in errors:
     print("ERROR", e)
 sys.exit(1 if errors else 0)
@@ -77,6 +81,12 @@ def check(path, board: str = "stm32") -> tuple[bool, list[str], int]:
 
     Returns ``(ok, errors, number of settings in the schema)``; raises
     ``CheckError`` if the check could not run."""
+    return _run(path, board)[:3]
+
+
+def _run(path, board):
+    """``check`` plus the number of settings the file sets (as the firmware
+    read it: the host's own JSON parser would disagree on some files)."""
     if board not in BOARD_IMPORTS:
         raise CheckError("unknown board %r (one of %s)" % (board, ", ".join(BOARD_IMPORTS)))
     p = Path(path)
@@ -91,17 +101,20 @@ def check(path, board: str = "stm32") -> tuple[bool, list[str], int]:
     except subprocess.TimeoutExpired:
         raise CheckError("micropython did not finish the check")
     settings = 0
+    nfile = 0
     errors = []
     for line in r.stdout.splitlines():
         if line.startswith("SETTINGS "):
             settings = int(line.split()[1])
+        elif line.startswith("FILE "):
+            nfile = int(line.split()[1])
         elif line.startswith("ERROR "):
             errors.append(line[6:])
     if r.returncode not in (0, 1) or not settings:
         raise CheckError("the firmware's validation did not run:\n%s%s" % (r.stdout, r.stderr))
     if r.returncode == 1 and not errors:
         raise CheckError("validation failed without a message:\n%s%s" % (r.stdout, r.stderr))
-    return not errors, errors, settings
+    return not errors, errors, settings, nfile
 
 
 def main(argv=None) -> int:
@@ -112,15 +125,11 @@ def main(argv=None) -> int:
     ap.add_argument("--board", default="stm32", choices=sorted(BOARD_IMPORTS))
     a = ap.parse_args(argv)
     try:
-        ok, errors, n = check(a.config, a.board)
+        ok, errors, n, k = _run(a.config, a.board)
     except CheckError as e:
         print("config_check: %s" % e, file=sys.stderr)
         return 2
     if ok:
-        try:
-            k = len(json.loads(Path(a.config).read_text()))
-        except ValueError:
-            k = 0
         print("%s: valid for %s (%d settings changed from the defaults, %d known)"
               % (a.config, a.board, k, n))
         return 0

@@ -28,19 +28,29 @@ import charger
 out = []
 for e in config.schema():
     out.append([e[0], e[1], e[2], e[3], e[4], e[5]])
+print(config.MAX_FILE)
 print(json.dumps(out))
 """
+
+
+def max_file() -> int:
+    """The firmware's bound on the configuration file (``config.MAX_FILE``)."""
+    return int(_run("")[-2])
 
 
 def schema(board: str = "unix") -> list:
     imports = {"unix": "", "stm32": "import stm32.board",
                "esp32": "import stm32.board\nimport esp32.board"}[board]
+    return json.loads(_run(imports)[-1])
+
+
+def _run(imports: str) -> list:
     env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(FIRMWARE), str(BOARDS / "fakes"), str(BOARDS)]))
     r = subprocess.run([micropython_bin(), "-c", _SCRIPT % imports], capture_output=True, text=True,
                        env=env, timeout=60)
     if r.returncode:
         raise RuntimeError(r.stdout + r.stderr)
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return r.stdout.strip().splitlines()
 
 
 def render() -> str:
@@ -55,6 +65,13 @@ def render() -> str:
              "host by `make config-check`): an unknown key, a wrong type, a value out of range "
              "or a broken cross-field rule means the charger **refuses to charge** and says why "
              "on the console and in the event log.", "",
+             "The file is strict JSON, read by the firmware's own reader (`config.read`; "
+             "the host check runs the same code): one flat object of numbers, text and "
+             "`true`/`false`, ASCII only, at most %d bytes. A trailing comma, a leading zero "
+             "(`07000`), a duplicate key, an array or object as a value (nesting), text after "
+             "the closing `}` or a non-ASCII byte make the file invalid; a number with a "
+             "decimal point or exponent (`1.0`) is no setting's type, not even a true/false "
+             "one (those take `true`/`false` or `0`/`1`)." % max_file(), "",
              "Units: 0.1 V, 0.1 A, 0.01 V per cell, 0.1 % unless the table says otherwise.", ""]
 
     def table(title, rows):

@@ -67,6 +67,8 @@ def scenario(*actions: Dict[str, Any], name: str = "sil-safety") -> Scenario:
 
 
 def write_config(path: Path, cfg: Optional[Dict[str, Any]]) -> Optional[str]:
+    if isinstance(cfg, Path):
+        return str(cfg)             # a file to use as it is
     if not cfg:
         return None
     path.write_text(json.dumps(cfg))

@@ -115,3 +115,111 @@ def test_lockout_three_warnings_reboot_and_expiry(tmp_path):
         assert b.run_until(lambda: b.plant.i > 50, 10000)
     finally:
         b.close()
+
+
+# ---- issue 10 item 4: a CRC-valid record the firmware rejects ---------------
+
+import struct
+import zlib
+
+from host_tools.eventlog import decode_files
+
+L_ESTOP, L_CONTACTOR = 0x01, 0x02
+
+
+def lockout_payload(latched=0, version=1):
+    """A lockout record as firmware/safety/lockout.py packs it (no entries)."""
+    return struct.pack("<BBBB", version, latched, 0, 0) + struct.pack("<B17sI", 0, b"", 0)
+
+
+def store_record(seq, payload):
+    """A CRC-valid record as firmware/store.py writes it."""
+    n = len(payload)
+    crc = zlib.crc32(payload, zlib.crc32(struct.pack("<IHH", seq, n, 0xFFFF)))
+    return struct.pack("<4sIHHI", b"SRC1", seq, n, 0xFFFF, crc) + payload
+
+
+def energised(b, after=0):
+    return [c for c in b.sim.output_log if c.t_ms >= after and c.name in ("pwr_en", "k12")
+            and c.value == 1]
+
+
+def store_events(state):
+    return [(r["a"], r["text"]) for r in decode_files([state])[0] if r["name"] == "store"]
+
+
+def test_issue10_item04_newer_version_record_falls_back(tmp_path):
+    """safety.rec written by a newer firmware (version 2, valid CRC), the good
+    generation with the contactor-fault latch in safety.rec.old: the firmware
+    uses .old, so the latch holds (refused, K1/K2 never close), and the save
+    after the operator's clear keeps .old instead of the rejected file."""
+    state = tmp_path / "state"
+    state.mkdir()
+    good = store_record(41, lockout_payload(L_CONTACTOR))
+    (state / "safety.rec.old").write_bytes(good)
+    (state / "safety.rec").write_bytes(store_record(42, lockout_payload(0, version=2)))
+    b = Bench(state, console=True)
+    try:
+        assert b.run_until(lambda: b.texts("refused"), 10000), b.sim.texts[-10:]
+        b.run(2000)
+        t, why = b.texts("refused")[0]
+        assert why == "refused contactor fault (H-7): inspect, clear_contactor_fault()", why
+        stores = [s for _, s in b.texts("store ")]
+        assert any("safety.rec rejected: lockout record version 2 unknown" in s for s in stores), stores
+        assert any("using" in s and "safety.rec.old" in s for s in stores), stores
+        assert not energised(b), energised(b)
+        assert b.stage_time("charging") is None
+        assert store_events(state) == [(0, "warning")]
+        # the operator clears the latch: saved as a new generation; the good
+        # .old is what the save moves aside, never lost to the rejected file
+        out, err = b.console.exec("clear_contactor_fault()")
+        assert out == "contactor fault latch cleared" and not err, (out, err)
+        b.run(1500)                                   # slow tick: save
+        assert (state / "safety.rec.old").read_bytes() == good
+        cur = (state / "safety.rec").read_bytes()
+        assert cur[16:] == lockout_payload(0) and struct.unpack_from("<I", cur, 4)[0] == 43
+        # cleared: the next session charges
+        t1 = b.now
+        b.replug()
+        b.wait_charging(20000)
+        assert energised(b, t1)
+    finally:
+        b.close()
+
+
+def test_issue10_item04_unusable_record_refuses_until_cleared_on_console(tmp_path):
+    """Only a record this firmware rejects (no other generation): the latches
+    are unknown, so no defaults: refused with the reason on the console and
+    in the event log, across a reboot, until clear_store_fault()."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "safety.rec").write_bytes(store_record(7, lockout_payload(L_CONTACTOR, version=2)))
+    b = Bench(state, console=True)
+    try:
+        assert b.run_until(lambda: b.texts("refused"), 10000), b.sim.texts[-10:]
+        b.run(1500)
+        assert b.texts("refused")[0][1] == ("refused safety record unusable (latches unknown): "
+                                            "inspect, clear_store_fault()")
+        assert not energised(b)
+        assert store_events(state) == [(1, "refused")]
+    finally:
+        b.close()
+    # reboot: still refused (the refusal itself was saved)
+    b = Bench(state, console=True)
+    try:
+        assert b.run_until(lambda: b.texts("refused"), 10000), b.sim.texts[-10:]
+        assert "safety record unusable" in b.texts("refused")[0][1]
+        out, _ = b.console.exec("why()")
+        assert "clear_store_fault()" in out, out
+        assert not energised(b)
+        out, err = b.console.exec("clear_store_fault()")
+        assert out == "safety record latch cleared: state reset to defaults" and not err, (out, err)
+        t1 = b.now
+        out, err = b.console.exec("start()")
+        assert out.startswith("start requested"), (out, err)
+        b.wait_charging(20000)
+        assert energised(b, t1)
+        assert any(r["name"] == "operator" and r["text"] == "store"
+                   for r in decode_files([state])[0])
+    finally:
+        b.close()

@@ -23,17 +23,9 @@ LIVE = {
 
 class ConfigCommands:
     def _file(self):
-        """(dict of the file's settings, error text or None)."""
-        try:
-            with open(self.config_path()) as f:
-                d = json.load(f)
-        except OSError:
-            return {}, None
-        except ValueError as e:
-            return {}, "not valid JSON (%s)" % e
-        if not isinstance(d, dict):
-            return {}, "top level must be an object"
-        return d, None
+        """(dict of the file's settings, error text or None): read by the
+        loader the firmware boots with (same strict rules, same bounds)."""
+        return config.read(self.config_path())
 
     def cfg_lines(self, key=None):
         run = self.app.cfg
@@ -41,7 +33,7 @@ class ConfigCommands:
         filed, err = self._file()
         L = []
         if err:
-            L.append("%s: %s" % (self.config_path(), err))
+            L.append(err)
         groups = {}
         for e in sch:
             k = e[0]
@@ -86,7 +78,7 @@ class ConfigCommands:
             return ["refused: unknown setting %r (cfg() lists them)" % (key,)]
         filed, err = self._file()
         if err:
-            return ["refused: %s is %s; fix the file first" % (path, err)]
+            return ["refused: %s; fix the file first" % err]
         base = config.defaults()
         base.update(filed)
         before = config.validate(base, config.CROSS_CHECKS)

@@ -6,6 +6,7 @@ puts these names into the console namespace; ``help()`` lists them::
     status() risks() faults(n=20) can() sched(reset=False) why()
     cfg(key=None) cfg_set(key, value) trace(on=None, pgn=None)
     start() stop() ack() reset_estop() rearm() clear_contactor_fault()
+    clear_store_fault()
 
 Every command prints plain text lines of at most 80 columns (longer text is
 wrapped) and returns None.  They run synchronously inside the console task,
@@ -29,7 +30,7 @@ from gbt.stages import STAGE_NAMES, IDLE, CONNECTED, DONE
 from gbt.chargertx import MSG_NAMES
 from board import CAN_STATE_NAMES
 from safety.risk import STATE_NAMES, name_of, H3
-from safety.lockout import L_ESTOP, L_CONTACTOR
+from safety.lockout import L_ESTOP, L_CONTACTOR, L_STORE
 from diag import eventlog as ev
 from diag.trace import Trace
 from diag.cfgcmds import ConfigCommands, LIVE  # noqa: F401  (LIVE: re-exported)
@@ -52,6 +53,9 @@ HINTS = (
     ("exception", "the firmware stopped on an exception (H-9): faults(), reboot"),
     ("fail-safe", "the firmware stopped on an exception (H-9): faults(), reboot"),
     ("E-stop", "release the E-stop button, then reset_estop()"),
+    ("safety record unusable", "the persisted safety state (latches, lockouts) "
+     "could not be read at boot (see the store warnings): inspect, then "
+     "clear_store_fault()"),
     ("contactor fault", "K1/K2 feedback disagreed with the command (welded or "
      "not closing): inspect, then clear_contactor_fault()"),
     ("tripped", "a protection tripped: risks() shows the cause; rearm() once "
@@ -224,7 +228,8 @@ class Diag(ConfigCommands):
             _d1(sup.current_limit), sup.warn_count))
         lk = sup.lock
         L.append("latched: %s  needs confirmation: %s  lockout entries %d" % (
-            " ".join(n for bit, n in ((L_ESTOP, "E-stop"), (L_CONTACTOR, "contactor"))
+            " ".join(n for bit, n in ((L_ESTOP, "E-stop"), (L_CONTACTOR, "contactor"),
+                                      (L_STORE, "store"))
                      if lk.latched & bit) or "-",
             name_of(lk.confirm) if lk.confirm else "-", len(lk.entries)))
         L.append("%-32s %-3s %-8s %7s %7s  %s" % ("check", "lvl", "state", "value",
@@ -469,6 +474,15 @@ class Diag(ConfigCommands):
         else:
             self.emit(["refused: K1/K2 feedback still reads closed"])
 
+    def clear_store_fault(self):
+        """Clear the unusable-safety-record latch: the persisted state starts
+        again from defaults (no latches, no lockouts)."""
+        if self.app.sup.clear_store_fault():
+            self._op(ev.OP_RESET, 0, "store")
+            self.emit(["safety record latch cleared: state reset to defaults"])
+        else:
+            self.emit(["nothing to clear: the safety record was usable"])
+
     # -- trace ---------------------------------------------------------------
     def trace(self, on=None, pgn=None):
         """trace(True) prints every CAN frame as "t id dlc data" (bounded);
@@ -531,6 +545,7 @@ HELP = (
     ("reset_estop", "reset_estop()", "clear the E-stop latch and rearm"),
     ("rearm", "rearm()", "leave a finished trip"),
     ("clear_contactor_fault", "clear_contactor_fault()", "clear the H-7 latch"),
+    ("clear_store_fault", "clear_store_fault()", "clear the unusable-record latch"),
 )
 
 

@@ -61,10 +61,11 @@ EV_BST = const(13)            # a: BST reason, b: BST fault (BMS stop)
 EV_LOCKOUT_CLEARED = const(14)  # a: check number
 EV_SESSION = const(15)        # a: telemetry session number; text: VIN tail
 EV_INTRUSION = const(16)      # a: gbt.intrusion kind, b: argument (PGN, stage, address)
+EV_STORE = const(17)          # a: 1 no usable safety record (charging refused), 0 warnings; b: count
 
 NAMES = ("?", "boot", "config-error", "stage", "stop", "CEM", "BEM", "trip",
          "risk-raised", "risk-cleared", "lockout", "fail-safe", "operator",
-         "BST", "lockout-cleared", "session", "intrusion")
+         "BST", "lockout-cleared", "session", "intrusion", "store")
 
 # operator actions (EV_OPERATOR a)
 OP_START = const(1)

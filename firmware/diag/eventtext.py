@@ -52,6 +52,9 @@ def detail(r):
     if code == ev.EV_INTRUSION:
         from gbt.intrusion import name as ix_name
         return "%s 0x%x" % (ix_name(a), b)
+    if code == ev.EV_STORE:
+        return ("safety record unusable: charging refused, clear_store_fault()" if a
+                else "%d store warning(s) at boot" % b)
     if code == ev.EV_SESSION:
         return "#%d VIN ..%s" % (a, text)
     return ("%d %d %s" % (a, b, text)).strip()

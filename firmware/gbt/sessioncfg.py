@@ -51,9 +51,9 @@ CONFIG_SCHEMA = (
     ("session.ins_timeout_ms", 10000, 100, 60000, "ms", "Insulation test: a valid reading must arrive within this (from K1/K2 close)"),
     ("session.ins_ok_ohm_v", 500, 1, 100000, "ohm/V", "Insulation above this: OK"),
     ("session.ins_fault_ohm_v", 100, 1, 100000, "ohm/V", "Insulation at or below this: fault, no charge (between: warning)"),
-    ("session.bleed_v", 600, 0, 2000, "0.1 V", "Bleed target (GB/T 18487.1 B.4.2: < 60 V)"),
+    ("session.bleed_v", 600, 0, 600, "0.1 V", "Bleed target (GB/T 18487.1 B.4.2: < 60 V)"),
     ("session.bleed_ms", 1000, 10, 10000, "ms", "Bleed must reach bleed_v within this"),
-    ("session.unlock_v", 600, 0, 2000, "0.1 V", "Unlock only when the gun voltage is below this"),
+    ("session.unlock_v", 600, 0, 600, "0.1 V", "Unlock only when the gun voltage is below this"),
     # receive timeouts (spec section 4.2)
     ("session.brm_ms", 5000, 100, 60000, "ms", "BRM timeout from the first CRM 0x00 -> CEM BRM"),
     ("session.bcp_ms", 5000, 100, 60000, "ms", "BCP timeout from the first CRM 0xAA -> CEM BCP"),
@@ -88,6 +88,22 @@ CONFIG_SCHEMA = (
     ("session.target_soc", 0, 0, 100, "%", "Charger-side stop: BCS SOC reached (0 = none)"),
 )
 config.register(CONFIG_SCHEMA)
+
+
+def _cross(c):
+    if c["session.cc1_lo_mv"] >= c["session.cc1_hi_mv"]:
+        return "session.cc1_lo_mv must be below session.cc1_hi_mv"
+    if c["session.pre_lo"] >= c["session.pre_hi"]:
+        return "session.pre_lo must be below session.pre_hi"
+    if not c["session.pre_lo"] <= c["session.pre_below"] <= c["session.pre_hi"]:
+        return "session.pre_below must be within session.pre_lo..session.pre_hi"
+    if c["session.ins_fault_ohm_v"] >= c["session.ins_ok_ohm_v"]:
+        return "session.ins_fault_ohm_v must be below session.ins_ok_ohm_v"
+    return None
+
+
+if _cross not in config.CROSS_CHECKS:
+    config.CROSS_CHECKS.append(_cross)
 
 
 def _get(cfg, key, default):

@@ -9,7 +9,11 @@ Requirements section 4:
   until an operator acknowledges it (``acknowledge``); while it is set the
   vehicle that caused it is refused (``lockout.confirm_blocks`` = 1);
 - latched fault bits owned by the supervisor (E-stop latch, contactor
-  fault) ride along so that they too survive reboot and power loss.
+  fault) ride along so that they too survive reboot and power loss;
+- ``L_STORE``: the persisted record existed but no generation of it could
+  be used (corrupt, or a valid CRC around a record ``unpack`` rejects), so
+  the other latches are unknown: the supervisor sets it at boot and refuses
+  to charge until an operator clears it (``clear_store_fault``).
 
 Time is wall-clock seconds (RTC, any epoch that starts at a UTC midnight,
 e.g. MicroPython's 2000 epoch or Unix 1970); the calendar day is local
@@ -42,6 +46,12 @@ config.register(CONFIG_SCHEMA)
 def _cross(c):
     if c["lockout.mode"] not in ("refuse", "cap"):
         return "lockout.mode must be 'refuse' or 'cap'"
+    mb = c.get("store.max_bytes")
+    need = record_bytes(c["lockout.slots"])
+    if mb is not None and mb < need:
+        # a smaller store would refuse every save: latches silently unsaved
+        return ("store.max_bytes (%d) must hold a full lockout record: >= %d bytes "
+                "with lockout.slots = %d" % (mb, need, c["lockout.slots"]))
     return None
 
 
@@ -51,6 +61,7 @@ if _cross not in config.CROSS_CHECKS:
 # latched bits (set/cleared by the supervisor)
 L_ESTOP = 0x01
 L_CONTACTOR = 0x02
+L_STORE = 0x04        # persisted state unusable: latches unknown
 
 OK = 0
 LOCKED = 1
@@ -64,6 +75,12 @@ _ENT = "<B17sBBII"     # vin length, vin, check id, count, day, lock until (wall
 
 
 _cfg = config.get   # setting, or its registered default
+
+
+def record_bytes(slots):
+    """Size of a packed record with ``slots`` entries (the largest one)."""
+    return (struct.calcsize(_HDR) + struct.calcsize(_CONF)
+            + struct.calcsize(_ENT) * slots)
 
 
 def vin_key(vin):

@@ -58,7 +58,7 @@ from safety.protections import Protections, cst_fault_of, cst_error_of
 from safety.trip import TripPath, IDLE, POWER_OFF, BLEED, SAFE
 from safety.interlock import ALLOW as _ALLOW
 from safety import lockout as _lockout
-from safety.lockout import Lockout, L_ESTOP, L_CONTACTOR
+from safety.lockout import Lockout, L_ESTOP, L_CONTACTOR, L_STORE
 
 NA = const(-1)
 CST_R_FAULT = const(0x10)
@@ -70,8 +70,8 @@ _A_PWR = const(2)
 _A_TIMED = const(4)
 
 CONFIG_SCHEMA = (
-    ("store.path", "safety.rec", None, None, "-", "File of the persisted safety state (lockout, latches)"),
-    ("store.max_bytes", 1024, 128, 8192, "bytes", "Max persisted record size"),
+    ("store.path", "safety.rec", None, None, "-", "File name (in the state directory) of the persisted safety state (lockout, latches): 1..32 of A-Z a-z 0-9 . _ -"),
+    ("store.max_bytes", 1024, 128, 8192, "bytes", "Max persisted record size; must hold a full lockout record: >= 26 + 28 x lockout.slots"),
     ("h11.bcl_ms", 1000, 100, 60000, "ms", "H-11: no valid BCL for longer than this while current flows -> current to zero, then stop, whatever the session does (GB/T 27930 BCL timeout 1 s)"),
     ("h11.bcs_ms", 5000, 100, 60000, "ms", "H-11: no valid BCS for longer than this while current flows -> current to zero, then stop (GB/T 27930 BCS timeout 5 s)"),
     ("h11.flow_dA", 50, 0, 2000, "0.1 A", "H-11: |output current| above this counts as current flowing"),
@@ -153,15 +153,26 @@ class Supervisor:
 
     # ---------------------------------------------------------- persistence
     def _load(self):
+        # The store tries the generations newest first and keeps the first
+        # one ``unpack`` accepts (a newer record version, a malformed record
+        # under a valid CRC: the next older generation).  A record was there
+        # but none is usable: the latches are unknown, so refuse to charge
+        # (L_STORE, persisted) until an operator clears it; never defaults.
+        st = self.store
         try:
-            data, warn = self.store.load()
+            st.accept = self.lock.unpack
+            data, warn = st.load()
+            present = getattr(st, "present", data is not None)
         except Exception as ex:        # a store must not stop the charger booting
-            data, warn = None, ["store: load failed (%s)" % ex]
+            data, warn, present = None, ["store: load failed (%s)" % ex], True
         self.store_warnings = list(warn)
-        if data is not None:
-            err = self.lock.unpack(data)
-            if err:
-                self.store_warnings.append(err + ", using safe defaults")
+        err = self.lock.unpack(data) if data is not None else None
+        if err or (data is None and present):
+            self.lock.clear()
+            self.lock.set_latch(L_STORE)
+            self.store_warnings.append("store: no usable safety record%s: charging "
+                                       "refused until clear_store_fault()"
+                                       % ((" (%s)" % err) if err else ""))
         if self.lock.latched & L_ESTOP:
             self._boot_cause = H3
         elif self.lock.latched & L_CONTACTOR:
@@ -464,6 +475,8 @@ class Supervisor:
         admits."""
         if self.failed:
             return False, "fail-safe latched (%s): reboot" % (self.last_exc,)
+        if self.lock.latched & L_STORE:
+            return False, "safety record unusable (latches unknown): inspect, clear_store_fault()"
         if self.lock.latched & L_ESTOP or self.inp.estop:
             return False, "E-stop latched: release and reset_estop()"
         if self.lock.latched & L_CONTACTOR:
@@ -527,6 +540,13 @@ class Supervisor:
         self.lock.clear_latch(L_CONTACTOR)
         self.events.add(self.clock.ticks_ms(), EV_RESET, H7, 3, 0)
         return True
+
+    def clear_store_fault(self):
+        """Operator accepts the loss of an unusable persisted record (L_STORE):
+        the state starts from defaults and is saved at the next slow tick."""
+        had = self.lock.latched & L_STORE
+        self.lock.clear_latch(L_STORE)
+        return bool(had)
 
     def acknowledge(self):
         """Operator confirms the SOC anomaly (needs-confirmation flag)."""

@@ -50,7 +50,7 @@ CONFIG_SCHEMA = (
     ("trip.k_open_ms", 100, 10, 1000, "ms", "K1/K2 contacts open at the latest this long after the cause (NB/T 33008.1 5.4.7 measures the contacts)"),
     ("trip.k_release_ms", 20, 0, 100, "ms", "K1/K2 opening time: coil off to contacts apart (datasheet maximum); the open command goes this much before the deadline"),
     ("trip.k_margin_ms", 5, 0, 100, "ms", "Extra margin before the K1/K2 deadline (coil driver, contactor spread)"),
-    ("trip.safe_dv", 600, 0, 2000, "0.1 V", "Bleed until v_outside is below this (60 V)"),
+    ("trip.safe_dv", 600, 0, 600, "0.1 V", "Bleed until v_outside is below this (60 V)"),
     ("trip.bleed_max_ms", 3000, 100, 60000, "ms", "Stop bleeding after this even if not safe (B.4.2 asks < 60 V in 1 s)"),
 )
 config.register(CONFIG_SCHEMA)

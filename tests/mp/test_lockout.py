@@ -7,6 +7,8 @@ from board import Inputs, Outputs
 from gbt.bmsdata import BmsData, NA
 from rt.clock import SimClock
 from safety.lockout import Lockout, OK, LOCKED, CAPPED, CONFIRM, vin_key
+from safety.lockout import L_ESTOP, L_CONTACTOR
+from safety import lockout as LK
 from safety.supervisor import Supervisor
 from gbt.stages import CHARGING
 from safety import risk
@@ -277,16 +279,123 @@ def test_persisted_on_littlefs_and_power_cut_reboot():
         ts.umount()
 
 
-def test_corrupt_store_gives_defaults_and_warning():
+def _file(name):
+    with open(name, "rb") as f:
+        return f.read()
+
+
+def _v2(payload):
+    """The same record as written by a newer firmware (version byte 2)."""
+    b = bytearray(payload)
+    b[0] = 2
+    return bytes(b)
+
+
+def _latched(bits):
+    lk = Lockout({})
+    lk.set_latch(bits)
+    return lk.pack()
+
+
+def test_issue10_item04_supervisor_falls_back_to_old_generation():
     ts, bd = _ram_fs()
     try:
         p = ts.MP + "/safety.rec"
-        with open(p, "wb") as f:
-            f.write(b"garbage" * 10)
+        st = Store(p)
+        st.save(_latched(L_CONTACTOR))        # the good generation: K1/K2 welded
+        st.save(_v2(Lockout({}).pack()))      # CRC-valid, version this firmware rejects
+        good = _file(p + ".old")
         sup, inp, out, bms, clk = make(Store(p))
-        mptest.true(len(sup.store_warnings) >= 1, "warned: %r" % sup.store_warnings)
-        mptest.eq(sup.start_allowed(VIN, T0)[0], True, "safe defaults: no lock")
-        mptest.eq(sup.lock.latched, 0, "no latches")
+        ok, why = sup.start_allowed(VIN, T0)
+        mptest.eq(ok, False, "refused: %s" % why)
+        mptest.true(why.startswith("contactor fault"), "latch from .old kept: %s" % why)
+        w = " | ".join(sup.store_warnings)
+        mptest.true("rejected" in w and "version 2" in w and "using" in w and ".old" in w, w)
+        # a change is saved: the rejected file goes, the good .old stays
+        inp.estop = 1
+        sup.protect_tick(0)
+        sup.slow_tick(1000, T0)
+        mptest.eq(_file(p + ".old"), good, ".old untouched by the save")
+        sup2, _, _, _, _ = make(Store(p))
+        mptest.eq(sup2.store_warnings, [], "clean load")
+        mptest.eq(sup2.lock.latched & (L_ESTOP | L_CONTACTOR), L_ESTOP | L_CONTACTOR, "both latched")
+    finally:
+        ts.umount()
+
+
+def test_issue10_item04_truncated_crc_valid_record_falls_back():
+    for cut in (3, 10, 30):
+        ts, bd = _ram_fs()
+        try:
+            p = ts.MP + "/safety.rec"
+            st = Store(p)
+            st.save(_latched(L_ESTOP))
+            lk = Lockout({})
+            lk.note(VIN, 5, T0)
+            full = lk.pack()
+            st.save(full[:len(full) - cut])   # truncated, but its CRC is right
+            sup, _, _, _, _ = make(Store(p))
+            ok, why = sup.start_allowed(VIN2, T0)
+            mptest.eq(ok, False, "cut %d: refused" % cut)
+            mptest.true(why.startswith("E-stop latched"), "cut %d: %s" % (cut, why))
+            mptest.true(any("rejected" in x for x in sup.store_warnings), repr(sup.store_warnings))
+        finally:
+            ts.umount()
+
+
+def test_issue10_item04_no_usable_record_refuses_until_cleared():
+    for bad in (_v2(_latched(L_CONTACTOR)), None):
+        ts, bd = _ram_fs()
+        try:
+            p = ts.MP + "/safety.rec"
+            if bad is None:                   # not even a valid CRC: garbage
+                with open(p, "wb") as f:
+                    f.write(b"garbage" * 10)
+            else:
+                Store(p).save(bad)
+            sup, _, _, _, _ = make(Store(p))
+            ok, why = sup.start_allowed(VIN, T0)
+            mptest.eq(ok, False, "refused, not defaults")
+            mptest.true("safety record unusable" in why and "clear_store_fault" in why, why)
+            mptest.eq(sup.lock.latched, LK.L_STORE, "latched")
+            mptest.true(any("charging refused" in x for x in sup.store_warnings),
+                        repr(sup.store_warnings))
+            mptest.eq(sup.rearm(), False, "rearm does not clear it")
+            sup.slow_tick(1000, T0)           # the refusal itself is persisted
+            sup2, _, _, _, _ = make(Store(p))
+            mptest.eq(sup2.start_allowed(VIN, T0)[0], False, "still refused after reboot")
+            mptest.eq(sup2.clear_store_fault(), True, "operator clears it")
+            mptest.eq(sup2.start_allowed(VIN, T0), (True, "ok"), "defaults after the clear")
+            sup2.slow_tick(1000, T0)
+            sup3, _, _, _, _ = make(Store(p))
+            mptest.eq(sup3.start_allowed(VIN, T0), (True, "ok"), "cleared state persisted")
+            mptest.eq(sup3.store_warnings, [], "clean")
+        finally:
+            ts.umount()
+
+
+def test_issue10_item11_store_max_bytes_must_hold_a_full_record():
+    import config
+    cfg, err = config.load(overrides={"store.max_bytes": 400})
+    mptest.eq(err, ["store.max_bytes (400) must hold a full lockout record: >= 474 bytes "
+                    "with lockout.slots = 16"], "refused")
+    record_bytes = LK.record_bytes
+    mptest.eq(record_bytes(16), 474, "16 entries")
+    mptest.eq(record_bytes(32), 922, "32 entries (max slots)")
+    cfg, err = config.load(overrides={"store.max_bytes": 1024, "lockout.slots": 32})
+    mptest.eq(err, [], "1024 holds 32 slots")
+    cfg, err = config.load(overrides={"store.max_bytes": 150, "lockout.slots": 4})
+    mptest.eq(err, [], "4 slots fit 150")
+    # and the smallest accepted size does save a full record
+    ts, bd = _ram_fs()
+    try:
+        st = Store(ts.MP + "/safety.rec", record_bytes(4))
+        lk = Lockout({"lockout.slots": 4})
+        for n in range(10):
+            lk.note(b"VIN%014d" % n, 1, T0)
+        lk.set_confirm(VIN, 12, T0)
+        lk.set_latch(L_ESTOP | L_CONTACTOR)
+        mptest.true(st.save(lk.pack()), "a full record fits")
     finally:
         ts.umount()
 

@@ -319,5 +319,108 @@ def test_posix_filesystem_too():
     mptest.eq(pl, NEW, "from .tmp")
 
 
+# ---- issue 10 item 4: a record the consumer rejects, generation order -----
+
+import struct
+
+
+def _raw(name, seq, payload):
+    """A CRC-valid record with a chosen sequence number, as Store writes it."""
+    import store
+    n = len(payload)
+    with open(name, "wb") as f:
+        f.write(struct.pack("<4sIHHI", b"SRC1", seq, n, 0xFFFF,
+                            store._record_crc(seq, n, payload)))
+        f.write(payload)
+
+
+def _bytes(name):
+    with open(name, "rb") as f:
+        return f.read()
+
+
+def _no_v2(p):
+    return "version 2 unknown" if p.startswith(b"V2") else None
+
+
+def test_issue10_item04_rejected_newest_falls_back_and_save_keeps_it():
+    umount()
+    bd = fresh()
+    mount(bd)
+    try:
+        st = Store(path())
+        st.save(OLD)
+        st.save(b"V2 written by a newer firmware")   # CRC-valid, newest
+        good = _bytes(path() + ".old")
+        st = Store(path())
+        p, w = st.load(_no_v2)
+        mptest.eq(p, OLD, "the consumer gets the generation it accepts")
+        mptest.true(any("rejected" in x and "version 2" in x for x in w), "says why: %r" % w)
+        mptest.true(any("using" in x and ".old" in x for x in w), "says which: %r" % w)
+        # the next save replaces the rejected file, never the good .old
+        mptest.true(st.save(NEW), "save")
+        mptest.eq(_bytes(path() + ".old"), good, ".old still the generation in use")
+        p, w = Store(path()).load(_no_v2)
+        mptest.eq(p, NEW, "new record")
+        mptest.eq(w, [], "clean")
+        # a second save moves the new one to .old as usual
+        st.save(b"third")
+        mptest.eq(Store(path()).load(_no_v2)[0], b"third", "third")
+        with open(path() + ".old", "rb") as f:
+            mptest.eq(f.read()[HDR_LEN:], NEW, "previous generation kept")
+        # nothing acceptable: None, and 'present' tells it apart from a fresh board
+        st2 = Store(path())
+        p, w = st2.load(lambda p: "no")
+        mptest.eq(p, None, "nothing accepted")
+        mptest.true(st2.present, "but records were there")
+        st3 = Store(MP + "/other.rec")
+        mptest.eq(st3.load(lambda p: "no")[0], None, "fresh")
+        mptest.eq(st3.present, False, "nothing there")
+    finally:
+        umount()
+
+
+def test_issue10_item04_seq_wrap_picks_newer_generation():
+    umount()
+    bd = fresh()
+    mount(bd)
+    try:
+        _raw(path() + ".old", 0xFFFFFFFF, OLD)
+        _raw(path(), 0, NEW)                 # saved after the wrap: the newer one
+        st = Store(path())
+        p, w = st.load()
+        mptest.eq(p, NEW, "0 comes after 0xFFFFFFFF")
+        mptest.eq(w, [], "no warnings")
+        mptest.true(st.save(b"next"), "save")
+        mptest.eq(struct.unpack_from("<I", _bytes(path()), 4)[0], 1, "seq 1 follows 0")
+        mptest.eq(Store(path()).load()[0], b"next", "newest")
+        # the same across .tmp: a complete .tmp after the wrap wins
+        for n in (path(), path() + ".old"):
+            os.remove(n)
+        _raw(path(), 0xFFFFFFFE, OLD)
+        _raw(path() + ".tmp", 0x00000001, NEW)
+        mptest.eq(Store(path()).load()[0], NEW, ".tmp after the wrap")
+    finally:
+        umount()
+
+
+def test_issue10_item04_tmp_in_use_is_promoted_before_save():
+    umount()
+    bd = fresh()
+    mount(bd)
+    try:
+        _raw(path(), 7, OLD)
+        _raw(path() + ".tmp", 8, NEW)        # a save cut before its renames
+        st = Store(path())
+        mptest.eq(st.load()[0], NEW, "the complete .tmp is the newest")
+        mptest.true(st.save(b"after"), "save")
+        mptest.eq(Store(path()).load()[0], b"after", "new current")
+        old = _bytes(path() + ".old")
+        mptest.eq((struct.unpack_from("<I", old, 4)[0], old[HDR_LEN:]), (8, NEW),
+                  ".old = the generation that was in use (not overwritten as .tmp)")
+    finally:
+        umount()
+
+
 if __name__ == "__main__":
     mptest.main(globals())
