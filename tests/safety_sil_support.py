@@ -157,7 +157,7 @@ class Bench:
     def __init__(self, state_dir: Path, p: Optional[BmsParams] = None, scen: Optional[Scenario] = None,
                  config: Optional[Dict[str, Any]] = None, step_ms: int = 10, epoch_s: Optional[int] = None,
                  console: bool = False, plant_params: Optional[PlantParams] = None, tag: str = "cfg",
-                 firmware_dir: Optional[Path] = None):
+                 firmware_dir: Optional[Path] = None, target: Optional[str] = None):
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir = state_dir
@@ -168,7 +168,7 @@ class Bench:
         self.console = Console() if console else None
         self.sim = Simulation(step_ms=step_ms, plant=self.plant, config=cfg_path, state_dir=str(state_dir),
                               console_fd=self.console.slave if console else None, epoch_s=epoch_s,
-                              firmware_dir=firmware_dir)
+                              firmware_dir=firmware_dir, target=target)
         if self.console:
             self.console.sim = self.sim
         self.vphys: List[tuple] = []          # (t_ms, plant v_out V, v_in V, i A, K1/K2 closed)

@@ -34,9 +34,55 @@ def put(path, data):
         f.write(data)
 
 
-def run(config="config.json", state="state", epoch=1767225600, console=False, exit=True):
+def _copy_in(host_dir, state, names):
+    """The board's flash as the harness left it: host files -> ``state/``."""
+    import os
+    from qemu.semihost import HostFile, MODE_RB
+    try:
+        os.mkdir(state)
+    except OSError:
+        pass
+    buf = bytearray(512)
+    for n in names:
+        src = HostFile(host_dir + "/" + n, MODE_RB)
+        with open(state + "/" + n, "wb") as f:
+            while True:
+                k = src.read(buf)
+                if not k:
+                    break
+                f.write(memoryview(buf)[:k])
+        src.close()
+
+
+def _copy_out(state, host_dir):
+    """``state/`` -> host files, so the harness sees the board's records
+    after the run (and can boot the next run from them: a reboot)."""
+    import os
+    from qemu.semihost import HostFile, MODE_WB
+    buf = bytearray(512)
+    for n in os.listdir(state):
+        p = state + "/" + n
+        if os.stat(p)[0] & 0x4000:          # a directory: the state dir is flat
+            continue
+        dst = HostFile(host_dir + "/" + n, MODE_WB)
+        with open(p, "rb") as f:
+            while True:
+                k = f.readinto(buf)
+                if not k:
+                    break
+                dst.write(buf, k)
+        dst.close()
+
+
+def run(config="config.json", state="state", epoch=1767225600, console=False, exit=True,
+        host_state=None, restore=()):
+    """Run the charger.  ``host_state``: a host directory mirrored into
+    ``state/`` before the app starts (the files named in ``restore``) and
+    written back when it stops."""
     micropython.kbd_intr(-1 if console else 3)
     board = None
+    if host_state:
+        _copy_in(host_state, state, restore)
     try:
         from qemu.board import QemuBoard
         board = QemuBoard(epoch)
@@ -53,6 +99,8 @@ def run(config="config.json", state="state", epoch=1767225600, console=False, ex
                 board.flush()
             except Exception:
                 pass
+        if host_state:
+            _copy_out(state, host_state)
     if exit:
         import machine
         machine.reset()

@@ -21,11 +21,14 @@ import uctypes
 from micropython import const
 
 SYS_OPEN = const(0x01)
+SYS_CLOSE = const(0x02)
 SYS_WRITE = const(0x05)
 SYS_READ = const(0x06)
 
 MODE_R = const(0)        # "r"  : ":tt" = host stdin
+MODE_RB = const(1)       # "rb"
 MODE_W = const(4)        # "w"  : ":tt" = host stdout
+MODE_WB = const(5)       # "wb"
 
 
 @micropython.asm_thumb
@@ -39,12 +42,26 @@ class HostFile:
     """A host file handle through semihosting (``:tt`` = emulator stdio)."""
 
     def __init__(self, name=b":tt", mode=MODE_R):
+        if isinstance(name, str):
+            name = name.encode()
         self._name = bytes(name) + b"\x00"
         blk = array.array("i", [uctypes.addressof(self._name), mode, len(name)])
         self.handle = _trap(SYS_OPEN, blk)
         if self.handle < 0:
             raise OSError("semihosting open %s failed" % name)
         self._blk = array.array("i", [self.handle, 0, 0])
+
+    def close(self):
+        if self.handle >= 0:
+            _trap(SYS_CLOSE, self._blk)
+            self.handle = -1
+
+    def read(self, buf):
+        """Fill ``buf`` from the file; returns the count (0 = end)."""
+        return self.read_addr(uctypes.addressof(buf), len(buf))
+
+    def write(self, buf, n=None):
+        self.write_addr(uctypes.addressof(buf), len(buf) if n is None else n)
 
     def read_addr(self, addr, n):
         """Read at most ``n`` bytes to memory at ``addr``; blocks until at

@@ -233,7 +233,13 @@ class QemuFirmwareProcess(QemuMachine):
 
     def __init__(self, config: str | None = None, epoch_s: int | None = None,
                  image: Path | None = None, board: str = DEFAULT_BOARD, stderr=None,
-                 config_text: str | None = None, boot_timeout: float = 30.0):
+                 config_text: str | None = None, boot_timeout: float = 30.0,
+                 state_dir: str | None = None):
+        """``state_dir``: a host directory that stands for the board's
+        ``state/`` on flash: its files are copied onto the board's RAM
+        filesystem before the app starts and the board's files are written
+        back when the firmware stops (``close``), so records can be read and
+        a second run boots from them (a reboot)."""
         super().__init__(image=image, board=board, stderr=stderr)
         self.raw_repl()
         lines = ["import qemu.main as m", "m.prepare()"]
@@ -241,8 +247,14 @@ class QemuFirmwareProcess(QemuMachine):
             config_text = Path(config).read_text()
         if config_text is not None:
             lines.append("m.put('config.json', %r)" % config_text.encode())
-        lines.append("m.run(config='config.json', epoch=%d)" % (
-            epoch_s if epoch_s is not None else 1767225600))
+        extra = ""
+        if state_dir:
+            sd = Path(state_dir).resolve()
+            sd.mkdir(parents=True, exist_ok=True)
+            names = sorted(p.name for p in sd.iterdir() if p.is_file())
+            extra = ", host_state=%r, restore=%r" % (str(sd), names)
+        lines.append("m.run(config='config.json', epoch=%d%s)" % (
+            epoch_s if epoch_s is not None else 1767225600, extra))
         self.raw_exec_start("\n".join(lines) + "\n")
         self.keep_reading_uart()
         self.hello = self.read_packet(timeout=boot_timeout)

@@ -132,15 +132,20 @@ class Simulation(_Base):
     def __init__(self, step_ms: int = 10, plant: Plant | None = None, config: str | None = None,
                  heapsize=None, channel: str | None = None, console_fd=None,
                  state_dir: str | None = None, firmware_dir: Path | None = None, stderr=None,
-                 epoch_s: int | None = None, target: str = "unix", image: Path | None = None):
+                 epoch_s: int | None = None, target: str | None = None, image: Path | None = None):
         """``epoch_s``: the simulated date (UTC seconds) at t = 0, the
         firmware's RTC in lock-step (default 2026-01-01 00:00 UTC).
 
         ``target``: ``"unix"`` (the SIL board on the MicroPython unix port)
         or ``"qemu"`` (the frozen image on the 32-bit Cortex-M QEMU board,
         ``image`` default build/firmware/QEMU_M3; ``heapsize``,
-        ``console_fd``, ``state_dir`` and ``firmware_dir`` do not apply:
-        the heap is the board's, the filesystem is the board's RAM disk)."""
+        ``console_fd`` and ``firmware_dir`` do not apply;
+        the heap is the board's; ``state_dir`` is mirrored onto the board's
+        RAM filesystem at boot and written back when the firmware stops).
+        Default: ``$EVCHARGER_TARGET``, else ``"unix"`` -- so any SIL test
+        runs on the target with ``EVCHARGER_TARGET=qemu pytest ...``."""
+        import os
+        target = target or os.environ.get("EVCHARGER_TARGET") or "unix"
         if target not in ("unix", "qemu"):
             raise ValueError("target must be 'unix' or 'qemu'")
         self.target = target
@@ -153,7 +158,7 @@ class Simulation(_Base):
         if target == "qemu":
             from .qemu import QemuFirmwareProcess
             self.fw = QemuFirmwareProcess(config=config, epoch_s=epoch_s, image=image,
-                                          stderr=stderr)
+                                          stderr=stderr, state_dir=state_dir)
         else:
             self.fw = L.FirmwareProcess("lockstep", config=config, heapsize=heapsize,
                                         console_fd=console_fd, state_dir=state_dir,
