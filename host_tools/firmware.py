@@ -228,7 +228,8 @@ def build(board: str, variant: str = "", quiet: bool = True) -> dict:
     # make does not track compiler flags: a changed command line (heap size,
     # manifest, source tree) starts from a clean build directory.
     stamp = out / "build-args.json"
-    args_key = json.dumps([cmd[3:], str(tree)])
+    mk = spec["board_dir"] / "mpconfigboard.mk" if "board_dir" in spec else None
+    args_key = json.dumps([cmd[3:], str(tree), mk.read_text() if mk else ""])
     if stamp.exists() and stamp.read_text() != args_key:
         shutil.rmtree(out)
         out.mkdir(parents=True)

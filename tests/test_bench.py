@@ -34,13 +34,12 @@ def test_quick_cpu_figure_has_numbers(tmp_path, capsys):
     for g in ("handshake", "charging", "end"):
         s = f["cpu"]["stages"][g]
         assert s["cpu_us_per_s"] > 0
-        # both are rounded for display: equal to the last printed digit
-        assert abs(s["est_mcu_load_pct"] - s["cpu_us_per_s"] * 55 / 1e4) <= 0.1
+        assert "est_mcu_load_pct" not in s          # the x55 estimate is retired
     ch = f["cpu"]["stages"]["charging"]
     assert ch["tasks_us_per_s"]["protect"] > 0
-    assert f["cpu"]["factor"] == 55 and "pystones" in f["cpu"]["factor_source"]
+    assert "--target qemu" in f["cpu"]["note"]
     p = f["passes"]
-    assert p["pass_wcet_us"] > 0 and p["est_mcu_us"] == p["pass_wcet_us"] * 55
+    assert p["pass_wcet_us"] > 0 and "est_mcu_us" not in p
     assert p["task_wcet_us"]["session"] > 0   # steady charging seconds were measured
     text = capsys.readouterr().out
-    assert "CPU, charging stage" in text and "x 55" in text
+    assert "CPU, charging stage" in text and "x 55" not in text and "--target qemu" in text

@@ -102,6 +102,8 @@ class LinkBoard(Board):
         self.stats_req = -1       # flags of a pending STATS request
         self.heap_watch = False   # STATS_HEAP_WATCH: track the heap high-water mark
         self.heap_peak = 0
+        self._st_rx = 0           # rx_frames / rx_overruns at the last STATS reset
+        self._st_ovr = 0
         # The app reads ``getattr(board, "rtc_s")`` once a second: as an
         # instance attribute the bound method is made once, here, instead
         # of on every read (32 bytes of heap each).
@@ -350,7 +352,7 @@ class LinkBoard(Board):
                          sched.passes if sched else 0,
                          sched.pass_wcet_us if sched else 0,
                          self.loop_us, gc.mem_alloc(), gc.mem_free(),
-                         self.rx_frames, self.rx_overruns,
+                         self.rx_frames - self._st_rx, self.rx_overruns - self._st_ovr,
                          app.rx_backlog_max if app is not None else 0,
                          len(sched.tasks) if sched else 0,
                          self.heap_peak)
@@ -370,6 +372,8 @@ class LinkBoard(Board):
         if flags & STATS_RESET:
             self.loop_us = 0
             self.heap_peak = 0
+            self._st_rx = self.rx_frames
+            self._st_ovr = self.rx_overruns
             if app is not None:
                 app.rx_backlog_max = 0
         self.flush()

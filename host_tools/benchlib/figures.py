@@ -9,9 +9,11 @@ Conventions:
   through the SIL link's STATS packet; never harness wall time.
 * Timings are the median over ``runs`` sessions (this machine runs other
   processes too); the spread (min..max) is kept in the JSON.
-* The STM32F405 estimate multiplies by ``MCU_FACTOR`` (55): MicroPython's
-  perf suite gives about 100,900 pystones/s on the unix port vs 1,850 on a
-  168 MHz STM32F405.  It is an estimate, not a measurement on the MCU.
+* These are figures of the unix port on the development machine: they
+  compare builds and show where the time goes, but they do not tell what an
+  MCU does (the desktop/MCU ratio measured on this machine's kind was
+  115-147, not the ×55 once assumed).  The budgets are judged on the target
+  class: ``make bench ARGS="--target qemu"`` (host_tools/benchlib/target.py).
 """
 from __future__ import annotations
 
@@ -29,9 +31,8 @@ from host_tools.sil import link as L
 from .session import GROUPS, run_session, small_params
 
 ROOT = Path(__file__).resolve().parents[2]
-MCU_FACTOR = 55
-MCU_SOURCE = ("MicroPython perf suite: ~100,900 pystones/s (unix port) vs ~1,850 "
-              "(168 MHz STM32F405, PYBv1.1): factor ~55 (an estimate, not a measurement)")
+TARGET_NOTE = ('unix-port figures (development machine); MCU figures and the budgets: '
+               'make bench ARGS="--target qemu"')
 BUS_FPS = 1900           # saturated 250 kbit/s bus, 29-bit ids, 8 data bytes
 
 
@@ -55,10 +56,6 @@ def _med(xs):
 
 def _spread(xs):
     return [min(xs), max(xs)] if xs else None
-
-
-def _mcu_pct(us_per_s):
-    return round(us_per_s * MCU_FACTOR / 1e6 * 100.0, 1)
 
 
 # --------------------------------------------------------------------- 1 + 2
@@ -94,26 +91,22 @@ def cpu_and_passes(runs: int, cfg: dict | None = None) -> tuple[dict, dict, list
         last_ch = [x for x in r.intervals if x[0] == "charging"][-1]
         trans_exit.append(last_ch[3]["pass_wcet_us"])
     f1 = {"title": "CPU per simulated second, per stage",
-          "unit": "firmware CPU us per simulated s (unix port); est. STM32F405 load %",
+          "unit": "firmware CPU us per simulated s (unix port)",
           "method": ("firmware-side time.ticks_us around sched.next_due + run_due "
                      "(SIL board loop_us), STATS snapshot+reset at each stage change; "
                      "median of %d sessions (20 Ah pack, 80->81 %% SOC)" % runs),
-          "factor": MCU_FACTOR, "factor_source": MCU_SOURCE,
-          "goal": "charging stage est. load <= 20 %", "stages": {}}
+          "note": TARGET_NOTE, "stages": {}}
     for g in GROUPS:
         m = _med(per[g])
         f1["stages"][g] = {
             "cpu_us_per_s": round(m, 0) if m is not None else None,
             "spread": [round(x) for x in _spread(per[g])] if per[g] else None,
-            "est_mcu_load_pct": _mcu_pct(m) if m is not None else None,
             "tasks_us_per_s": {n: round(_med(v)) for n, v in tasks[g].items()},
         }
-    load = f1["stages"]["charging"]["est_mcu_load_pct"]
-    f1["value"] = load
-    f1["pass"] = load is not None and load <= 20.0
+    f1["value"] = f1["stages"]["charging"]["cpu_us_per_s"]
     mw = _med(wcet)
     f2 = {"title": "Worst scheduler pass, charging stage",
-          "unit": "us (unix port); est. STM32F405 us",
+          "unit": "us (unix port)",
           "method": ("Scheduler.pass_wcet_us (ticks_us around one run_due that ran >= 1 task), "
                      "STATS snapshot+reset every simulated second of charging; steady charging = "
                      "all but the first and last second (the last holds the stop decision); "
@@ -122,11 +115,9 @@ def cpu_and_passes(runs: int, cfg: dict | None = None) -> tuple[dict, dict, list
           "typical_worst_per_s_us": _med(per_s),
           "other_stages_pass_wcet_us": _med(trans),
           "charging_exit_pass_wcet_us": _med(trans_exit),
-          "est_mcu_us": mw * MCU_FACTOR, "fast_tick_us": FAST_TICK_MS * 1000,
-          "task_wcet_us": {n: _med(v) for n, v in task_wcet.items()},
-          "goal": "est. MCU worst pass < fast tick period (%d ms)" % FAST_TICK_MS}
-    f2["value"] = f2["est_mcu_us"]
-    f2["pass"] = f2["est_mcu_us"] < FAST_TICK_MS * 1000
+          "fast_tick_us": FAST_TICK_MS * 1000,
+          "task_wcet_us": {n: _med(v) for n, v in task_wcet.items()}, "note": TARGET_NOTE}
+    f2["value"] = mw
     return f1, f2, results
 
 
@@ -333,7 +324,8 @@ def can_ingest(runs: int, base: dict, rate: int | None = None) -> dict:
     ``base`` = the charging stage's CPU us/s without flood (figure 1).
     Capacity = (1e6 - base) / (incremental us per frame): the frame rate at
     which the firmware's CPU would be saturated (unix port), i.e. where it
-    starts to fall behind; divided by 55 for the MCU."""
+    starts to fall behind (on the unix port; the MCU figure is the target
+    bench's)."""
     if rate is None:
         drain = _schema_default("can.rx_burst") * 1000 // _schema_default("sched.can_ms")
         rate = min(5000, drain * 9 // 10)
@@ -362,20 +354,16 @@ def can_ingest(runs: int, base: dict, rate: int | None = None) -> dict:
         out[name] = {"us_per_frame": round(us, 2), "loop_us_per_frame": round(_med(per_frame), 2),
                      "spread": [round(x, 2) for x in _spread(per_frame)],
                      "capacity_fps_unix": round(cap) if cap else None,
-                     "capacity_fps_mcu_est": round(cap / MCU_FACTOR) if cap else None,
                      "rx_overruns": overruns}
-    need = BUS_FPS * MCU_FACTOR
     worst = min(v["capacity_fps_unix"] for v in out.values())
     return {"title": "CAN ingest capacity (charging stage)",
-            "unit": "frames/s (unix port; est. MCU = /55)",
+            "unit": "frames/s (unix port)",
             "method": ("flood of %d frames/s (simulated time) in the charging stage; "
                        "incremental CAN-task CPU per frame vs. the unflooded charging stage; "
                        "capacity = (1e6 - base us/s) / us_per_frame; median of %d sessions. "
                        "bms = BCL/BSM copies (filter, decode, session update), "
                        "foreign = other nodes' ids (filtered)" % (rate, runs)),
-            "mixes": out, "required_fps_unix": need, "saturated_bus_fps": BUS_FPS,
-            "value": worst, "goal": ">= %d frames/s x %d = %d on the unix port" % (BUS_FPS, MCU_FACTOR, need),
-            "pass": worst >= need}
+            "mixes": out, "saturated_bus_fps": BUS_FPS, "value": worst, "note": TARGET_NOTE}
 
 
 # --------------------------------------------------------------------- 6

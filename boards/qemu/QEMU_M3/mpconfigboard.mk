@@ -29,3 +29,8 @@ FROZEN_MANIFEST ?= $(BOARD_DIR)/../manifest.py
 
 # mp_hal_time_ns() for littlefs timestamps (the port has no RTC).
 SRC_C += $(BOARD_DIR)/board_time.c
+
+# The interpreter as the stm32 port builds it (ports/stm32/mpconfigport.h):
+# computed-goto bytecode dispatch (vm.c and gc.c get -O3 on both ports).
+# The instruction mix then matches the F405 build the calibration refers to.
+CFLAGS += -DMICROPY_OPT_COMPUTED_GOTO=1
