@@ -209,6 +209,7 @@ class ChargerApp:
             self._start_console()
         s.alloc_stats = bool(cfg["sched.alloc_stats"])
         s.start()
+        self._run_at = s.run_at         # the pass, bound once (board loops pass ``now``)
         self.event("boot", "%s config=%s" % (board.name, "ok" if not errors else "BAD"))
         if errors:
             for e in errors:
@@ -423,9 +424,13 @@ class ChargerApp:
         self.console.poll(now)
 
     # ---- lifecycle --------------------------------------------------------
-    def run_due(self):
+    def run_due(self, now=None):
+        """One scheduler pass (``now``: the time the board loop just read
+        or advanced its clock to; default: the scheduler reads the clock)."""
         try:
-            return self.sched.run_due()
+            if now is None:
+                return self.sched.run_due()
+            return self._run_at(now)
         except Exception as e:
             self.fail_safe(e)
         except BaseException as e:       # KeyboardInterrupt, SystemExit
@@ -524,7 +529,9 @@ def main(board, config_path="config.json", console=False, state_dir="state"):
         run(app)
     else:
         idle = board.idle
+        sched = app.sched
+        now = sched.now
         while True:
-            app.run_due()
-            idle(app.sched.next_due())
+            app.run_due(now())
+            idle(sched.next_due())
     return app

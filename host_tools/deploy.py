@@ -59,6 +59,13 @@ BOARD_PACKAGES = {
               ("esp32b", BOARDS / "esp32", ["board.py", "pins.py", "mcp2515.py", "main.py"])],
 }
 
+# mpy-cross -march per board: the firmware has native code (viper: the
+# scheduler's pass, the protection tick), which mpy-cross compiles only for
+# a named architecture.  STM32: armv7emsp (F4; also loads on the F7/H7's
+# armv7emdp), ESP32: xtensawin (ESP32, S2, S3).  ``--march`` overrides it
+# (``host``: a tree for the unix port of this machine, for tests).
+MARCH = {"stm32": "armv7emsp", "esp32": "xtensawin"}
+
 PROBE = 'print("STAGE", app.session.stage if "app" in globals() else -1)'
 _IDLE_STAGES = (-1, 0, 1, 13)     # no app, idle, connected (not started), done
 
@@ -130,10 +137,13 @@ def clean_script(mods: list[str]) -> str:
             "  except OSError:pass\n" % items)
 
 
-def build(board: str, build_root: Path, echo=print) -> tuple[Path, list[str]]:
-    """mpy-cross every module into ``build_root/<board>/``; returns the
-    directory and the module paths.  Raises DeployError on a compile error."""
+def build(board: str, build_root: Path, echo=print, march: str | None = None
+          ) -> tuple[Path, list[str]]:
+    """mpy-cross every module into ``build_root/<board>/`` for the board's
+    architecture (``march`` overrides it); returns the directory and the
+    module paths.  Raises DeployError on a compile error."""
     out_dir = build_root / board
+    arch = ["-march=" + (march or MARCH[board])]
     if out_dir.exists():
         shutil.rmtree(out_dir)
     mpy_cross = mpy_cross_bin()
@@ -141,7 +151,8 @@ def build(board: str, build_root: Path, echo=print) -> tuple[Path, list[str]]:
     for src, mod in modules(board):
         dst = out_dir / (mod + ".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
-        jobs.append((src, mod, [mpy_cross, "-o", show(dst), "-s", mod + ".py", show(src)]))
+        jobs.append((src, mod, [mpy_cross] + arch + ["-o", show(dst), "-s", mod + ".py",
+                                                    show(src)]))
 
     def run(job):
         return subprocess.run(job[2], capture_output=True, text=True, cwd=str(ROOT))
@@ -188,7 +199,7 @@ def _probe_stage(stdout: str) -> int:
 
 def deploy(port: str, board: str, config: str | None = None, dry_run: bool = False,
            build_root: Path | None = None, reset: bool = True, force: bool = False,
-           echo=print) -> int:
+           echo=print, march: str | None = None) -> int:
     build_root = Path(build_root) if build_root else ROOT / "build"
     if config:
         echo("# 1. configuration check (firmware validation on micropython)")
@@ -207,7 +218,7 @@ def deploy(port: str, board: str, config: str | None = None, dry_run: bool = Fal
     else:
         echo("# 1. no --config: the board keeps its config.json (or the defaults)")
     echo("# 2. precompile into %s/" % show(build_root / board))
-    out_dir, mods = build(board, build_root, echo)
+    out_dir, mods = build(board, build_root, echo, march)
     echo("# %d modules compiled" % len(mods))
     steps = mpremote_steps(port, board, out_dir, build_root, config, reset)
     echo("# 3. copy to the board%s" % (" (dry run: not executed)" if dry_run else ""))
@@ -245,10 +256,13 @@ def main(argv=None) -> int:
     ap.add_argument("--no-reset", action="store_true", help="do not reset the board at the end")
     ap.add_argument("--force", action="store_true",
                     help="deploy even while a charging session runs (not recommended)")
+    ap.add_argument("--march", help="mpy-cross architecture instead of the board's "
+                                    "(%s; host = this machine's unix port)"
+                                    % ", ".join("%s %s" % kv for kv in sorted(MARCH.items())))
     a = ap.parse_args(argv)
     try:
         return deploy(a.port, a.board, a.config, a.dry_run, a.build_dir,
-                      reset=not a.no_reset, force=a.force)
+                      reset=not a.no_reset, force=a.force, march=a.march)
     except DeployError as e:
         print("deploy: %s" % e, file=sys.stderr)
         return 1

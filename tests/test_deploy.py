@@ -81,10 +81,12 @@ def test_dry_run_prints_exact_commands(dry):
     mp_lines = [l for l in lines if l.startswith(MPREMOTE)]
     assert mp_lines == expected_mp
     # one mpy-cross line per module, exactly as run
-    expected_cross = [shlex.join([MPY_CROSS, "-o", str(out / (m + ".mpy")), "-s", m + ".py",
-                                  "firmware/%s.py" % m]) for m in _fw_modules()]
-    expected_cross += [shlex.join([MPY_CROSS, "-o", str(out / "stm32" / (f + ".mpy")), "-s",
-                                   "stm32/%s.py" % f, "boards/stm32/%s.py" % f])
+    # (for the board's architecture: the firmware has native code)
+    arch = "-march=armv7emsp"
+    expected_cross = [shlex.join([MPY_CROSS, arch, "-o", str(out / (m + ".mpy")), "-s",
+                                  m + ".py", "firmware/%s.py" % m]) for m in _fw_modules()]
+    expected_cross += [shlex.join([MPY_CROSS, arch, "-o", str(out / "stm32" / (f + ".mpy")),
+                                   "-s", "stm32/%s.py" % f, "boards/stm32/%s.py" % f])
                        for f in ("board", "pins", "fastprot", "main")]
     assert [l for l in lines if l.startswith(MPY_CROSS)] == expected_cross
     # the configuration was checked first, with the firmware's validation
@@ -102,7 +104,9 @@ def test_build_has_an_mpy_for_every_module(dry):
     want = sorted(_fw_modules() + ["stm32/board", "stm32/pins", "stm32/fastprot", "stm32/main"])
     assert built == want
     assert not list(out.rglob("*.py"))              # compiled only
-    # the compiled tree alone (no sources) imports on micropython
+    # the compiled tree alone (no sources) imports on micropython: the same
+    # build for this machine's architecture (the board's tree has armv7 code)
+    out, _ = deploy.build("stm32", tmp / "build-host", echo=lambda s: None, march="host")
     script = tmp / "imp.py"
     script.write_text("import stm32.board, charger, diag.commands, gbt.session\n"
                       "import sys\nprint('OK', 'stm32/board.mpy' in sys.modules['stm32.board']"
@@ -210,9 +214,10 @@ def test_real_deploy_into_a_running_console(tmp_path):
         time.sleep(0.5)
         cfg = tmp_path / "site.json"
         cfg.write_text(json.dumps({"h8.ma": 25}))
+        # --march host: the "board" is this machine's unix port
         rc, lines = run_deploy("--port", os.ttyname(slave), "--board", "stm32",
                                "--config", str(cfg), "--build-dir", str(tmp_path / "build"),
-                               "--no-reset")
+                               "--no-reset", "--march", "host")
         assert rc == 0, "\n".join(lines) + (tmp_path / "demo.stderr").read_text()
         assert lines[-1] == "# done"
         assert proc.poll() is None

@@ -21,6 +21,7 @@ answers ACK.  Deterministic: same inputs, same bytes, same times.
 import gc
 import struct
 import time
+import micropython
 
 from micropython import const
 from board import Board, CAN_ERROR_ACTIVE
@@ -57,6 +58,28 @@ _N_IN = const(12)
 _N_OUT = const(7)
 _EXT = const(0x80000000)
 _OBUF = const(4096)
+
+
+@micropython.viper
+def _changed(out, sent) -> int:
+    """Bit i set: output i (OUTPUT_NAMES order) differs from ``sent[i]``,
+    the value last sent to the harness (compared as objects, as ``!=``)."""
+    m = 0
+    if out.k12 != sent[0]:
+        m |= 1
+    if out.k34 != sent[1]:
+        m |= 2
+    if out.lock != sent[2]:
+        m |= 4
+    if out.bleed != sent[3]:
+        m |= 8
+    if out.pwr_en != sent[4]:
+        m |= 16
+    if out.v_set != sent[5]:
+        m |= 32
+    if out.i_set != sent[6]:
+        m |= 64
+    return m
 
 
 class LinkBoard(Board):
@@ -251,19 +274,11 @@ class LinkBoard(Board):
             # test hook: a measurement driver that fails on every read, i.e.
             # an exception inside the protection task (H-9)
             raise OSError("injected: input driver fault (test hook)")
-        v = self.inputs
-        inp.v_inside = v[0]
-        inp.v_outside = v[1]
-        inp.i_out = v[2]
-        inp.cc1_mv = v[3]
-        inp.insulation_kohm = v[4]
-        inp.t_gun_pos = v[5]
-        inp.t_gun_neg = v[6]
-        inp.estop = v[7]
-        inp.k12_fb = v[8]
-        inp.lock_fb = v[9]
-        inp.leakage_ma = v[10]
-        inp.mains_ok = v[11]
+        # one unpacking of the list: 12 attribute stores, none of the 12
+        # index loads of a field-by-field copy (every protection tick)
+        (inp.v_inside, inp.v_outside, inp.i_out, inp.cc1_mv, inp.insulation_kohm,
+         inp.t_gun_pos, inp.t_gun_neg, inp.estop, inp.k12_fb, inp.lock_fb,
+         inp.leakage_ma, inp.mains_ok) = self.inputs
 
     def _out(self, idx, val):
         if self.sent_out[idx] == val:
@@ -276,23 +291,25 @@ class LinkBoard(Board):
         struct.pack_into("<IBi", b, o + 2, self.clock.ticks_ms(), idx, val)
 
     def write_outputs(self, out):
-        # Called every protection tick; nearly always nothing changed, so
-        # compare inline and call ``_out`` only on a change (7 calls saved).
-        s = self.sent_out
-        if s[0] != out.k12:
-            self._out(0, out.k12)
-        if s[1] != out.k34:
-            self._out(1, out.k34)
-        if s[2] != out.lock:
-            self._out(2, out.lock)
-        if s[3] != out.bleed:
-            self._out(3, out.bleed)
-        if s[4] != out.pwr_en:
-            self._out(4, out.pwr_en)
-        if s[5] != out.v_set:
-            self._out(5, out.v_set)
-        if s[6] != out.i_set:
-            self._out(6, out.i_set)
+        # Called every protection tick; nearly always nothing changed: the
+        # comparison is machine code (``_changed``), ``_out`` runs only for
+        # the outputs that differ from what was last sent.
+        m = _changed(out, self.sent_out)
+        if m:
+            if m & 1:
+                self._out(0, out.k12)
+            if m & 2:
+                self._out(1, out.k34)
+            if m & 4:
+                self._out(2, out.lock)
+            if m & 8:
+                self._out(3, out.bleed)
+            if m & 16:
+                self._out(4, out.pwr_en)
+            if m & 32:
+                self._out(5, out.v_set)
+            if m & 64:
+                self._out(6, out.i_set)
 
     def force_safe(self):
         self._out(4, 0)
@@ -415,7 +432,7 @@ class LinkBoard(Board):
                 if ticks_diff(nd, target) > 0:
                     break
                 clock.advance_to(nd)
-                app.run_due()
+                app.run_due(clock.ms)
                 if self.stop:
                     break
             self.loop_us = (self.loop_us + ticks_diff(cpu_us(), t0)) & 0x3FFFFFFF

@@ -45,6 +45,7 @@ session's stage, every session tick) and once ``rx_times`` (the link's
 
 Both ticks allocate nothing (proved under micropython.heap_lock()).
 """
+import micropython
 from micropython import const
 import config
 from rt.clock import ticks_diff
@@ -54,7 +55,7 @@ from safety.risk import (RiskTable, Events, T_RAISED, T_CLEARED, name_of,
                          EV_RAISE, EV_CLEAR, EV_TRIP, EV_K_OPEN, EV_SAFE_V,
                          EV_BLEED_TO, EV_LOCKOUT, EV_CONFIRM, EV_LATCH,
                          EV_RESET, EV_FAILSAFE, H3, H7, H9, H11, H12)
-from safety.protections import Protections, cst_fault_of, cst_error_of
+from safety.protections import Protections, cst_fault_of, cst_error_of, _hprot, _STATE
 from safety.trip import TripPath, IDLE, POWER_OFF, BLEED, SAFE
 from safety.interlock import ALLOW as _ALLOW
 from safety import lockout as _lockout
@@ -81,6 +82,67 @@ config.register(CONFIG_SCHEMA)
 
 
 _cfg = config.get   # setting, or its registered default
+
+# safety.protections' kernel state (folded by the compiler)
+_P_KCMD = const(44)
+_P_KSINCE = const(45)
+_P_KFAULT = const(46)
+_P_LIM = const(48)
+_NST = const(14)       # stages in the H-12 table
+_MASK = const(0x3FFFFFFF)
+assert len(_ALLOW) == _NST and (_STATE["k_cmd"], _STATE["k_since"], _STATE["k_fault"],
+                                 _STATE["current_limit"]) == (_P_KCMD, _P_KSINCE, _P_KFAULT, _P_LIM)
+
+
+@micropython.viper
+def _quiet(sup, now, out, ps: ptr32, allow: ptr8) -> int:
+    """The rest of a quiet protection tick in machine code: no protection
+    fired (the caller checked), no latch, no trip, no reboot cause.  Caps
+    the current (H-6 derate, lockout cap, H-11 cut), checks H-12 and tracks
+    the K1/K2 command, exactly as ``Supervisor._protect`` does; returns 1.
+    Returns 0 *before changing anything* when that is not the case (a
+    contactor fault, a trip, H-9, an H-12 violation, a stage outside the
+    table): ``_protect`` then does the whole tick."""
+    if ps[_P_KFAULT] != 0:
+        return 0
+    if int(sup._boot_cause) != 0 or int(sup.tripped) != 0 or int(sup.failed) != 0:
+        return 0
+    n = int(now)
+    lim = ps[_P_LIM]
+    cap = int(sup._cap)
+    if cap < lim:
+        lim = cap
+    if int(sup.h11_on) != 0:
+        lim = 0
+    stg = int(sup.stage)
+    if stg < 0 or stg >= _NST:
+        return 0
+    new = 0
+    if stg != int(sup._ilk_stage):
+        new = 1
+    ko = out.k12
+    k = int(ko)
+    pe = int(out.pwr_en)
+    if k != 0 or pe != 0:
+        a = allow[stg]
+        if (k != 0 and (a & 1) == 0) or (pe != 0 and (a & 2) == 0):
+            return 0
+        if (a & 4) != 0 and new == 0:
+            if ((n - int(sup._ilk_t)) & _MASK) > int(sup.h12_stop):
+                return 0
+    sup.current_limit = lim
+    if int(out.i_set) > lim:
+        out.i_set = lim
+    if new != 0:
+        sup._ilk_stage = stg
+        sup._ilk_t = now
+    sup._k_applied = ko
+    if k != 0:
+        k = 1
+    if k != ps[_P_KCMD]:
+        ps[_P_KCMD] = k
+        ps[_P_KSINCE] = n & _MASK
+    return 1
 
 
 class Supervisor:
@@ -189,74 +251,81 @@ class Supervisor:
     def protect_tick(self, now):
         """Hard protections + trip path; every fast tick, never raises.
 
-        The body is inline (not a ``_protect`` call inside the ``try``):
-        at 200 runs per second every Python call level is measurable."""
+        The common tick -- nothing fires, no trip, no latch, the outputs
+        allowed -- is two viper functions: ``_hprot`` (every protection,
+        ``safety.protections``) and ``_quiet`` (current limit, H-12, K1/K2
+        tracking).  Anything else, or any doubt, takes ``_protect``, the
+        whole tick in Python (``_quiet`` decides before it changes anything,
+        so ``_protect`` starts from the same state)."""
         try:
-            inp = self.inp
-            out = self.out
             p = self.prot
-            code = p.evaluate(now, inp, self.charging)
-            boot = self._boot_cause
-            if boot:
-                if not code:
-                    code = boot           # latched before the reboot
-                    p.t_first = now
-                self._boot_cause = 0
-            if code == H3:
-                self.lock.set_latch(L_ESTOP)
-            if p.k_fault:                 # also while another cause tripped first
-                if not self.lock.latched & L_CONTACTOR:
-                    self.events.add(now, EV_LATCH, H7, 3, p.k_fault)
-                self.lock.set_latch(L_CONTACTOR)
-            if code and not self.tripped:
-                self.events.add(now, EV_RAISE, code, 3, p.value[code - 100])
-                self._start_trip(now, code, p.t_first)
-            if self.tripped:
-                force = self.trip.apply(now, inp, out)
-                self._trip_events(now)
-                if not self.failed:
-                    # (after H-9 the block below writes the fail-safe state
-                    # once; writing the trip's state first made the bleeder
-                    # output toggle every tick)
-                    self._write(out)
-                if force:
-                    self.board.force_safe()
-            else:
-                lim = p.current_limit
-                cap = self._cap
-                if cap < lim:
-                    lim = cap
-                if self.h11_on:
-                    lim = 0                   # H-11: BMS data lost, current cut
-                self.current_limit = lim
-                if out.i_set > lim:
-                    out.i_set = lim
-                # H-12 output interlock (before anything reaches the board)
-                st = self.stage
-                if st != self._ilk_stage:
-                    self._ilk_stage = st
-                    self._ilk_t = now
-                k = out.k12
-                pe = out.pwr_en
-                if k or pe:
-                    a = _ALLOW[st]
-                    if ((k and not a & _A_K12) or (pe and not a & _A_PWR)
-                            or (a & _A_TIMED and ticks_diff(now, self._ilk_t) > self.h12_stop)):
-                        v = st * 100 + (10 if k else 0) + (1 if pe else 0)
-                        self.events.add(now, EV_RAISE, H12, 3, v)
-                        self._start_trip(now, H12, now)
-            if self.failed:
-                out.safe()
-                self._write(out)
-            k = out.k12
-            self._k_applied = k
-            # p.track_k(now, k), inlined
-            k = 1 if k else 0
-            if k != p.k_cmd:
-                p.k_cmd = k
-                p.k_since = now
+            code = _hprot(now, self.inp, self.charging, p._st, p._fl, p.first)
+            if code or not _quiet(self, now, self.out, p._st, _ALLOW):
+                self._protect(now, code)
         except Exception as ex:
             self.fail_safe(ex)
+
+    def _protect(self, now, code):
+        inp = self.inp
+        out = self.out
+        p = self.prot
+        if code:
+            p.t_first = p.first[code - 100]
+        boot = self._boot_cause
+        if boot:
+            if not code:
+                code = boot           # latched before the reboot
+                p.t_first = now
+            self._boot_cause = 0
+        if code == H3:
+            self.lock.set_latch(L_ESTOP)
+        if p.k_fault:                 # also while another cause tripped first
+            if not self.lock.latched & L_CONTACTOR:
+                self.events.add(now, EV_LATCH, H7, 3, p.k_fault)
+            self.lock.set_latch(L_CONTACTOR)
+        if code and not self.tripped:
+            self.events.add(now, EV_RAISE, code, 3, p.value[code - 100])
+            self._start_trip(now, code, p.t_first)
+        if self.tripped:
+            force = self.trip.apply(now, inp, out)
+            self._trip_events(now)
+            if not self.failed:
+                # (after H-9 the block below writes the fail-safe state
+                # once; writing the trip's state first made the bleeder
+                # output toggle every tick)
+                self._write(out)
+            if force:
+                self.board.force_safe()
+        else:
+            lim = p.current_limit
+            cap = self._cap
+            if cap < lim:
+                lim = cap
+            if self.h11_on:
+                lim = 0                   # H-11: BMS data lost, current cut
+            self.current_limit = lim
+            if out.i_set > lim:
+                out.i_set = lim
+            # H-12 output interlock (before anything reaches the board)
+            st = self.stage
+            if st != self._ilk_stage:
+                self._ilk_stage = st
+                self._ilk_t = now
+            k = out.k12
+            pe = out.pwr_en
+            if k or pe:
+                a = _ALLOW[st]
+                if ((k and not a & _A_K12) or (pe and not a & _A_PWR)
+                        or (a & _A_TIMED and ticks_diff(now, self._ilk_t) > self.h12_stop)):
+                    v = st * 100 + (10 if k else 0) + (1 if pe else 0)
+                    self.events.add(now, EV_RAISE, H12, 3, v)
+                    self._start_trip(now, H12, now)
+        if self.failed:
+            out.safe()
+            self._write(out)
+        k = out.k12
+        self._k_applied = k
+        p.track_k(now, k)
 
     def _write(self, out):
         try:
@@ -554,9 +623,15 @@ class Supervisor:
         self.events.add(self.clock.ticks_ms(), EV_RESET, had, 0, 0)
         return had
 
-    @property
-    def needs_confirmation(self):
-        return self.lock.confirm
+    def __getattr__(self, name):
+        # ``needs_confirmation``: the lockout's flag.  Not a property: a class
+        # with a property makes every attribute store on its instances look
+        # the class up first (MicroPython's special accessors: 5x a plain
+        # store), and the app stores ``charging``/``stage``/``stale`` and
+        # the protection tick ``current_limit`` every tick.
+        if name == "needs_confirmation":
+            return self.lock.confirm
+        raise AttributeError(name)
 
     def fail_safe(self, exc=None):
         """H-9: output off, contactors open, latched until reboot."""
