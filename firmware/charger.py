@@ -39,6 +39,8 @@ see why.
 """
 import gc
 import sys
+import micropython
+from array import array
 import config
 from micropython import const
 from board import Inputs, Outputs, CanFrame
@@ -53,6 +55,7 @@ from diag import telemetry as _tel
 from diag import eventlog as _evlog
 import diag.settings  # noqa: F401  (console/trace settings; their code loads on demand)
 from safety.checks import STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT
+assert (STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT) == (2, 4, 8, 16, 32)
 from rt.clock import ticks_diff
 from gbt.messages import enc_cst, CST_R_FAULT, CST_F_OTHER
 from gbt.ids import ID_CST
@@ -71,7 +74,7 @@ CONFIG_SCHEMA = (
     ("sched.slow_ms", 1000, 100, 10000, "ms", "Slow housekeeping tick (lockout store, file I/O)"),
     ("can.rx_burst", 32, 1, 256, "frames", "Max frames processed per CAN tick (bounds a pass under a flood)"),
     ("sched.alloc_stats", 0, 0, 1, "-", "Count heap bytes allocated per task (diagnostics/benchmarks)"),
-    ("sched.gc_max_s", 30, 0, 3600, "s", "Slow task: collect garbage after the app allocated (texts, events, console), else at least this often (the board may allocate); 0 = every slow tick. The control tasks allocate nothing, so a steady charge needs no collection"),
+    ("sched.gc_max_s", 30, 0, 3600, "s", "Slow task, outside charging: collect garbage after the app allocated (texts, events, console), else at least this often (the board may allocate); 0 = every slow tick. While charging only once the app's own allocations since the last collection reach 16 KB: the control tasks allocate nothing, and a collection costs ~5 ms of an F405"),
     ("safety.stale_bcl_ms", 1000, 100, 10000, "ms", "BCL older than this: checks that need it go INACTIVE"),
     ("safety.stale_bcs_ms", 5000, 250, 30000, "ms", "BCS older than this: checks that need it go INACTIVE"),
     ("safety.stale_bsm_ms", 5000, 250, 30000, "ms", "BSM older than this: checks that need it go INACTIVE"),
@@ -104,12 +107,49 @@ def _cross(cfg):
 config.CROSS_CHECKS.append(_cross)
 
 _INJECT_EXCEPTION = const(1)
+_TMASK = const(0x3FFFFFFF)    # ticks ms differences modulo 2**30 (exact below 2**29 ms)
+_HALF = const(0x20000000)
+
+
+@micropython.viper
+def _stale(now, lo, lim: ptr32) -> int:
+    """``checks.STALE_*`` bits of the BMS messages whose last valid frame
+    (``lo`` = link.last_ok, by PF; < 0: never) is older than its limit
+    (``lim``: BCL, BCS, BSM, BMV/BMT ms), as ``ticks_diff(now, t) > lim``."""
+    n = int(now)
+    st = 0
+    t = int(lo[0x10])
+    if t < 0 or ((n - t + _HALF) & _TMASK) - _HALF > lim[0]:
+        st |= 0x02                      # STALE_BCL
+    t = int(lo[0x11])
+    if t < 0 or ((n - t + _HALF) & _TMASK) - _HALF > lim[1]:
+        st |= 0x04                      # STALE_BCS
+    t = int(lo[0x13])
+    if t < 0 or ((n - t + _HALF) & _TMASK) - _HALF > lim[2]:
+        st |= 0x08                      # STALE_BSM
+    t = int(lo[0x15])
+    if t < 0 or ((n - t + _HALF) & _TMASK) - _HALF > lim[3]:
+        st |= 0x10                      # STALE_BMV
+    t = int(lo[0x16])
+    if t < 0 or ((n - t + _HALF) & _TMASK) - _HALF > lim[3]:
+        st |= 0x20                      # STALE_BMT
+    return st
+
+# Heap bytes the app counts per allocation site (estimates, generous), and
+# what it lets accumulate while charging before the slow task collects:
+# a third of the ~50 KB a PYBv1.1 has free at charging (docs/performance.md)
+_GC_TEXT = const(192)       # one text event: formatting, the board's copy, log record
+_GC_CONSOLE = const(2048)   # one console poll that had input (a command line)
+_GC_SLOW = const(1024)      # lockout notes, persistence (pack, file I/O)
+_GC_CHARGING = const(16384)
 
 
 class ChargerApp:
     def __init__(self, board, config_path="config.json", console=False,
                  state_dir="state"):
         self.board = board
+        self._gc_due = True             # the app allocated since the last collection
+        self._gc_bytes = 0              # ... about this much (see _slow)
         self._rtc = None            # bound RTC method, cached (no allocation per call)
         self.config_path = config_path
         self.clock = board.clock
@@ -179,13 +219,12 @@ class ChargerApp:
         self._protect_tick = self.sup.protect_tick
         self._link_poll = self.link.poll
         self._tel_tick = self.tel.tick
-        self._check_tick = self.sup.check_tick
+        self._check_head = self.sup.check_head
         # staleness limits of _checks (read once, not per tick)
-        self._stale_ms = (cfg["safety.stale_bcl_ms"], cfg["safety.stale_bcs_ms"],
-                          cfg["safety.stale_bsm_ms"], cfg["safety.stale_bmv_ms"])
+        self._stale_ms = array("i", (cfg["safety.stale_bcl_ms"], cfg["safety.stale_bcs_ms"],
+                                     cfg["safety.stale_bsm_ms"], cfg["safety.stale_bmv_ms"]))
         self.gc_max_ms = cfg["sched.gc_max_s"] * 1000
         self.gc_runs = 0
-        self._gc_due = True             # the app allocated since the last collection
         self._gc_t = self.clock.ticks_ms()
         self.rx_backlog_max = 0
         self._stage = -1
@@ -202,7 +241,18 @@ class ChargerApp:
         s.add("can", self._can, cfg["sched.can_ms"], 0)
         s.add("session", self._session, cfg["sched.session_ms"], 1)
         s.add("records", self._records, cfg["sched.records_ms"], pm)
-        s.add("checks", self._checks, cfg["sched.checks_ms"], 3)
+        cm = cfg["sched.checks_ms"]
+        s.add("checks", self._checks, cm, 3)
+        # the other two parts of the check tick, 3 and 7 protection ticks
+        # later (15 and 35 ms, passes where a protection tick runs alone):
+        # the same period, so every check still runs every check tick, at
+        # a fixed phase; never before the head of the same tick
+        off2 = (3 * pm) % cm
+        off3 = (7 * pm) % cm
+        if not 3 < off2 < off3:
+            off2 = off3 = 3
+        s.add("checks2", self.sup.check_mid, cm, off2)
+        s.add("checks3", self.sup.check_tail, cm, off3)
         s.add("slow", self._slow, cfg["sched.slow_ms"], 5 * pm)
         self.console = None
         if console:
@@ -351,22 +401,35 @@ class ChargerApp:
         self._ev_seq = ev.seq
 
     def _slow(self, now):
-        self.sup.slow_tick(now, self.rtc_s())
+        if self.sup.slow_tick(now, self.rtc_s()):
+            self._gc_note(_GC_SLOW)
         # Collect here, between control passes, so that a collection never
-        # lands inside the protection or session tick.  Only when the app
-        # allocated (``_gc_due``: every text event -- stage changes, stops,
-        # safety events --, the console) or ``sched.gc_max_s`` passed (the
-        # board or a tool may allocate): a collection costs ~0.7 ms on the
-        # unix port (mark of every live object), far more than everything
-        # else this task does, and in a steady charge the control tasks
-        # allocate nothing.  (gc.mem_alloc()/mem_free() would tell exactly,
-        # but each walks the whole allocation table: 0.4 ms on the unix
-        # port's default heap, more than the collection it would save.)
-        if self._gc_due or ticks_diff(now, self._gc_t) >= self.gc_max_ms:
-            self._gc_due = False
-            self._gc_t = now
-            gc.collect()
-            self.gc_runs += 1
+        # lands inside the protection or session tick; and not while
+        # charging: a collection costs ~340 kinstr on the target (4.9 ms of
+        # an F405, PYBv1.1 heap; docs/performance.md), 5x a 1 ms pass, and
+        # in a charge the control tasks allocate nothing.  Outside charging:
+        # when the app allocated (``_gc_due``: text events, the console, the
+        # slow tick's persistence) or every ``sched.gc_max_s`` (the board
+        # may allocate).  While charging: only once the app's allocations
+        # since the last collection (``_gc_bytes``, counted where it
+        # allocates: text length + formatting, console input, persistence)
+        # reach ``_GC_CHARGING`` -- the heap running low.  (Asking the heap
+        # itself, gc.mem_free(), scans the allocation table: 230 kinstr,
+        # about a collection.)
+        if self.sup.charging:
+            if self._gc_bytes < _GC_CHARGING:
+                return
+        elif not (self._gc_due or ticks_diff(now, self._gc_t) >= self.gc_max_ms):
+            return
+        self._gc_due = False
+        self._gc_bytes = 0
+        self._gc_t = now
+        gc.collect()
+        self.gc_runs += 1
+
+    def _gc_note(self, n):
+        self._gc_due = True
+        self._gc_bytes += n
 
     def rtc_s(self):
         """Wall-clock seconds (UTC): the board's RTC, or the SIL's simulated date."""
@@ -396,32 +459,14 @@ class ChargerApp:
 
     def _checks(self, now):
         # Values the BMS stopped refreshing must not feed the checks: mark
-        # them stale from the link's last-valid-frame times (PF = PGN >> 8).
-        # (t < 0: never received; inlined: this runs every check tick)
-        lo = self.link.last_ok
-        lim_bcl, lim_bcs, lim_bsm, lim_bmv = self._stale_ms
-        st = 0
-        t = lo[0x10]
-        if t < 0 or ticks_diff(now, t) > lim_bcl:
-            st |= STALE_BCL
-        t = lo[0x11]
-        if t < 0 or ticks_diff(now, t) > lim_bcs:
-            st |= STALE_BCS
-        t = lo[0x13]
-        if t < 0 or ticks_diff(now, t) > lim_bsm:
-            st |= STALE_BSM
-        t = lo[0x15]
-        if t < 0 or ticks_diff(now, t) > lim_bmv:
-            st |= STALE_BMV
-        t = lo[0x16]
-        if t < 0 or ticks_diff(now, t) > lim_bmv:
-            st |= STALE_BMT
-        self.sup.stale = st
-        self._check_tick(now)
+        # them stale from the link's last-valid-frame times (machine code:
+        # ``_stale``), then the first half of the check tick.
+        self.sup.stale = _stale(now, self.link.last_ok, self._stale_ms)
+        self._check_head(now)
 
     def _console(self, now):
-        self._gc_due = True               # the console allocates
-        self.console.poll(now)
+        if self.console.poll(now):        # input: the console allocates
+            self._gc_note(_GC_CONSOLE)
 
     # ---- lifecycle --------------------------------------------------------
     def run_due(self, now=None):
@@ -477,7 +522,7 @@ class ChargerApp:
             self._send(ID_CST, self._fs_cst, 4)
 
     def event(self, kind, text):
-        self._gc_due = True               # the caller formatted text
+        self._gc_note(len(text) + _GC_TEXT)   # the caller formatted text
         send = getattr(self.board, "send_text", None)
         if send:
             send(kind, text)

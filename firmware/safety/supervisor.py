@@ -51,7 +51,7 @@ import config
 from rt.clock import ticks_diff
 from safety import checks as _checks
 from safety import risk as _risk
-from safety.risk import (RiskTable, Events, T_RAISED, T_CLEARED, name_of,
+from safety.risk import (RiskTable, Events, T_RAISED, T_CLEARED, name_of, _steps,
                          EV_RAISE, EV_CLEAR, EV_TRIP, EV_K_OPEN, EV_SAFE_V,
                          EV_BLEED_TO, EV_LOCKOUT, EV_CONFIRM, EV_LATCH,
                          EV_RESET, EV_FAILSAFE, H3, H7, H9, H11, H12)
@@ -92,6 +92,39 @@ _NST = const(14)       # stages in the H-12 table
 _MASK = const(0x3FFFFFFF)
 assert len(_ALLOW) == _NST and (_STATE["k_cmd"], _STATE["k_since"], _STATE["k_fault"],
                                  _STATE["current_limit"]) == (_P_KCMD, _P_KSINCE, _P_KFAULT, _P_LIM)
+
+
+# the check tick in three parts (check ids lo+1..hi): head S-1..S-4 (with
+# H-11, session start/end, integrators), mid S-5..S-9, tail S-10..S-13
+_PARTS = ((0, 4), (4, 9), (9, 13))
+_TR_CLEAR = const(15)  # safety.risk.TR_CLEAR_SHIFT
+_COND = const(14)      # safety.risk: the condition row of RiskTable.b
+assert _TR_CLEAR == _risk.TR_CLEAR_SHIFT and _COND == _risk.COND_ROW
+assert _PARTS == ((0, 4), (4, 9), (9, 13))     # (check_mid, check_tail spell them out)
+
+
+@micropython.viper
+def _conds(pairs, ctx, now, b: ptr8):
+    """Each check's condition into the risk table's condition row
+    (``safety.risk``: condition + 1: TRUE 2, FALSE 1, INACTIVE 0); a check
+    that raises is INACTIVE, "error in check"."""
+    for p in pairs:
+        c = p[1]
+        r = -1
+        try:
+            r = int(c.eval(ctx, now))
+        except Exception:
+            c.why = "error in check"
+            r = -1
+        b[_COND + int(p[0])] = r + 1
+
+
+@micropython.viper
+def _copy(dst: ptr8, src: ptr8, n: int):
+    i = 0
+    while i < n:
+        dst[i] = src[i]
+        i += 1
 
 
 @micropython.viper
@@ -155,6 +188,14 @@ class Supervisor:
         self.ctx = _checks.Ctx(bms, inp)
         self.checks = _checks.build(cfg)
         self.risk = RiskTable(cfg)
+        # (id, check) of the enabled checks of each half of the check tick
+        lv = self.risk.level
+        self._pairs = tuple(tuple((k + 1, self.checks[k]) for k in range(lo, hi) if lv[k + 1])
+                            for lo, hi in _PARTS)
+        # ... and those to renew at a session's start (TIMED or disabled)
+        self._renewed = tuple(tuple(self.checks[k] for k in range(lo, hi)
+                                    if self.checks[k].TIMED or not lv[k + 1])
+                              for lo, hi in _PARTS)
         self.events = Events(_risk._cfg(cfg, "risk.events"))
         self.prot = Protections(cfg)
         self.trip = TripPath(cfg)
@@ -205,6 +246,8 @@ class Supervisor:
         self._boot_cause = 0
         self._vinbuf = bytearray(17)
         self._vinlen = 0
+        self._due = 0                # bit p: check_head evaluated, part p may run
+        self._fresh = 0              # bit p: part p resets its checks first
         # persistence
         if store is None:
             import store as _store
@@ -372,11 +415,51 @@ class Supervisor:
     # ----------------------------------------------------------- check tick
     def check_tick(self, now):
         """H-11, then S-1..S-13 with persistence/release while charging;
-        never raises."""
+        never raises.  = ``check_head`` + ``check_mid`` + ``check_tail`` at
+        the same time: the app runs the three parts in three scheduler
+        passes (no pass then holds all 13 checks); the API and the unit
+        tests use this one."""
+        self.check_head(now)
+        self.check_mid(now)
+        self.check_tail(now)
+
+    def check_head(self, now):
+        """H-11, session start/end of the checks, the U*I and I integrators,
+        S-1..S-4; never raises."""
         try:
             if self.rx_times is not None:
                 self._h11(now)
             self._check(now)
+        except Exception as ex:
+            self.fail_safe(ex)
+
+    def check_mid(self, now):
+        """S-5..S-9, after ``check_head`` of the same check tick (a later
+        pass of the app: same period, fixed phase, so the 5 s persistence
+        and the release time are those of a check evaluated every
+        ``sched.checks_ms``); never raises.  Does nothing unless the head
+        evaluated its checks since (charging)."""
+        try:
+            if self._due & 2:
+                self._due &= 4
+                if self.charging:
+                    if self._fresh & 2:
+                        self._fresh &= 4
+                        self._renew(now, 1)
+                    self._eval(now, self._pairs[1], 4, 9)
+        except Exception as ex:
+            self.fail_safe(ex)
+
+    def check_tail(self, now):
+        """S-10..S-13, as ``check_mid``; never raises."""
+        try:
+            if self._due & 4:
+                self._due &= 2
+                if self.charging:
+                    if self._fresh & 4:
+                        self._fresh &= 2
+                        self._renew(now, 2)
+                    self._eval(now, self._pairs[2], 9, 13)
         except Exception as ex:
             self.fail_safe(ex)
 
@@ -426,10 +509,14 @@ class Supervisor:
 
     def _check(self, now):
         if not self.charging:
+            self._due = 0
             if self._was_charging:
+                # the next session's fresh state, made now (no check runs in
+                # between): the first charging tick has enough to do
                 self._was_charging = False
                 self.risk.reset()
                 for c in self.checks:
+                    c.reset(now)
                     c.why = "not charging"
             return
         if not self._was_charging:
@@ -439,26 +526,41 @@ class Supervisor:
         ctx.integrate(now)
         if ctx.soc0 < 0:
             self._take_soc0()
+        lo, hi = _PARTS[0]
+        self._eval(now, self._pairs[0], lo, hi)
+        self._due = 6                   # check_mid, check_tail may run
+
+    def _eval(self, now, pairs, lo, hi):
+        """Checks lo+1..hi (``pairs``: (id, check) of those enabled, level
+        > 0; a disabled one stays INACTIVE, "disabled"): each condition,
+        then the risk table for all of them at once (machine code), then
+        the actions of any that were raised or cleared, in check order.  (A
+        check's condition reads the measurements and the BMS data only,
+        never what an earlier check's action did, so the order of
+        conditions and actions is free.)"""
         rk = self.risk
-        lv = rk.level
-        cks = self.checks
-        for k in range(13):
-            c = cks[k]
-            i = k + 1
-            if lv[i] == 0:
+        b = rk.b
+        _conds(pairs, self.ctx, now, b)
+        m = _steps(now, lo + 1, hi + 1, b, rk.since, rk.clr_since, rk.raised_count, rk.pr)
+        if m:
+            lv = rk.level
+            cks = self.checks
+            for i in range(lo + 1, hi + 1):
+                if m & (1 << i):
+                    self._raised(now, i, lv[i], cks[i - 1].value)
+                elif m & (1 << (i + _TR_CLEAR)):
+                    self.events.add(now, EV_CLEAR, i, lv[i], cks[i - 1].value)
+
+    def _renew(self, now, p):
+        """Part p's first run of a session: the checks were reset when the
+        last session ended (or built); reset again those whose state starts
+        at the session's time (``TIMED``), mark the disabled ones."""
+        lv = self.risk.level
+        for c in self._renewed[p]:
+            if c.TIMED:
+                c.reset(now)
+            if lv[c.ID] == 0:
                 c.why = "disabled"
-                cond = -1
-            else:
-                try:
-                    cond = c.eval(ctx, now)
-                except Exception:
-                    c.why = "error in check"
-                    cond = -1
-            t = rk.step(i, cond, now)
-            if t == T_RAISED:
-                self._raised(now, i, lv[i], c.value)
-            elif t == T_CLEARED:
-                self.events.add(now, EV_CLEAR, i, lv[i], c.value)
 
     def _raised(self, now, i, level, value):
         self.events.add(now, EV_RAISE, i, level, value)
@@ -497,8 +599,8 @@ class Supervisor:
         self.ctx.soc0 = NA
         self._take_soc0()
         self.risk.reset()
-        for c in self.checks:
-            c.reset(now)
+        self._renew(now, 0)
+        self._fresh = 6                 # check_mid, check_tail renew theirs first
         self.stop_request = 0
         self.warn_count = 0
         if not self.tripped:
@@ -511,16 +613,21 @@ class Supervisor:
             n = len(v)
             if n > 17:
                 n = 17
-            for j in range(n):
-                self._vinbuf[j] = v[j]
+            if type(v) is bytes or type(v) is bytearray:
+                _copy(self._vinbuf, v, n)
+            else:
+                for j in range(n):
+                    self._vinbuf[j] = v[j]
         self._vinlen = n
 
     # ------------------------------------------------------------ slow tick
     def slow_tick(self, now, wall_s=None):
-        """Lockout bookkeeping and persistence (allocates; ~1 s task)."""
+        """Lockout bookkeeping and persistence (allocates; ~1 s task).
+        Returns True if there was any (it allocated), else False."""
         if wall_s is not None:
             self.wall_s = wall_s
         w = self.wall_s
+        work = self._npend or self.lock.dirty
         if self._npend:
             vin = bytes(self._vinbuf[:self._vinlen])
             for k in range(self._npend):
@@ -535,6 +642,7 @@ class Supervisor:
             self._npend = 0
         if self.lock.dirty:
             self.save()
+        return bool(work)
 
     # ------------------------------------------------------- operator / app
     def start_allowed(self, vin, now_date):

@@ -397,7 +397,7 @@ def test_kernel_equals_reference_on_random_ticks():
     same t_first, same on/active flags, values, K1/K2 fault, sensor fault
     and current limit after every tick (on unix: x64 code; on the target:
     armv7m)."""
-    from protref import RefProtections
+    from refimpl import RefProtections
     random.seed(27)
     big = 2 ** 31 - 1
     for run in range(12):

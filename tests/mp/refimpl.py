@@ -1,7 +1,9 @@
-"""The hard protections as they were evaluated in Python before the viper
-kernel (safety.protections._hprot), kept verbatim as the reference that
-tests/mp/test_protections.py compares the kernel with, tick by tick (not a
-test script itself)."""
+"""Reference implementations: code of the firmware's hot paths as it was in
+Python before it became machine code (viper), kept verbatim, for the tests
+that compare the two on random inputs (not a test script itself):
+``RefProtections.evaluate`` vs ``safety.protections._hprot``
+(tests/mp/test_protections.py), ``ref_integrate`` vs
+``safety.checks.Ctx.integrate`` (tests/mp/test_checks.py)."""
 import config
 from rt.clock import ticks_diff
 
@@ -248,3 +250,28 @@ class RefProtections:
         if code:
             self.t_first = first[code - 100]
         return code
+
+
+def ref_integrate(ctx, now):
+    """safety.checks.Ctx.integrate as it was (on a plain object ``ctx``)."""
+    dt = ticks_diff(now, ctx._last)
+    ctx._last = now
+    if dt <= 0:
+        return
+    if dt > 5000:
+        dt = 5000
+    i = ctx.inp.i_out
+    v = ctx.inp.v_outside
+    if i < -10000 or i > 10000 or v < 0 or v > 15000:
+        return
+    p10 = v * i // 1000
+    a = ctx._wacc + p10 * dt
+    ctx.wh += a // 360000
+    ctx._wacc = a % 360000
+    q = ctx._qacc + i * dt
+    ctx.cah += q // 360000
+    ctx._qacc = q % 360000
+    if ctx.wh > 1000000:
+        ctx.wh = 1000000
+    elif ctx.wh < -1000000:
+        ctx.wh = -1000000
