@@ -13,8 +13,9 @@ What it does, in order:
    install fails), otherwise it says which packages to install.
 2. **MicroPython source** (a build input, never committed): ``$MICROPY_SRC``
    if set (a source tree), else the pruned upstream snapshot
-   ``../shared/vendor/micropython-src.tar.xz`` next to the checkout
-   (extracted once into ``build/micropython-src/``), else a ``git clone`` of
+   ``../shared/vendor/micropython-src.tar.xz`` next to the checkout (or next
+   to the checkout this one was cloned from; extracted once into
+   ``build/micropython-src/``), else a ``git clone`` of
    upstream at ``$MICROPY_REF`` (default: the commit the snapshot was taken
    from) with the port's submodules.
 3. ``mpy-cross`` from that tree (into ``build/mpy-cross/``), then the port with
@@ -133,25 +134,45 @@ def source_tree(port: str = "qemu") -> Path:
         if not (p / "py" / "mkenv.mk").exists():
             raise BuildError("MICROPY_SRC=%s is not a MicroPython source tree" % env)
         return p
-    if VENDOR_TARBALL.exists():
-        return _extract_vendor()
+    tarball = vendor_tarball()
+    if tarball is not None:
+        return _extract_vendor(tarball)
     return _clone(port)
 
 
-def _extract_vendor() -> Path:
-    st = VENDOR_TARBALL.stat()
+def vendor_tarball() -> Path | None:
+    """``../shared/vendor/micropython-src.tar.xz`` next to this checkout; a
+    clone of a checkout (``git clone /work/main /tmp/x``) also finds the one
+    next to the checkout it was cloned from (its ``origin``)."""
+    cands = [VENDOR_TARBALL]
+    try:
+        url = subprocess.run(["git", "-C", str(ROOT), "remote", "get-url", "origin"],
+                             capture_output=True, text=True).stdout.strip()
+    except OSError:
+        url = ""
+    if url and "://" not in url and not url.startswith("git@"):
+        origin = Path(url[7:] if url.startswith("file:") else url).resolve()
+        cands.append(origin.parent / "shared" / "vendor" / VENDOR_TARBALL.name)
+    for c in cands:
+        if c.exists():
+            return c
+    return None
+
+
+def _extract_vendor(tarball: Path = VENDOR_TARBALL) -> Path:
+    st = tarball.stat()
     tag = hashlib.sha1(("%d-%d" % (st.st_size, int(st.st_mtime))).encode()).hexdigest()[:10]
     dest = BUILD / "micropython-src" / tag
     tree = dest / "micropython"
     if (dest / ".complete").exists():
         return tree
-    _log("extracting %s" % VENDOR_TARBALL)
+    _log("extracting %s" % tarball)
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    with tarfile.open(VENDOR_TARBALL) as tf:
+    with tarfile.open(tarball) as tf:
         tf.extractall(dest, filter="data")
     if not (tree / "py" / "mkenv.mk").exists():
-        raise BuildError("unexpected layout in %s" % VENDOR_TARBALL)
+        raise BuildError("unexpected layout in %s" % tarball)
     (dest / ".complete").write_text(tag)
     return tree
 
