@@ -20,8 +20,9 @@ venv: $(STAMP)
 charge: $(STAMP)
 	$(PY) -m host_tools.charge $(ARGS)
 
-# The QEMU target image (product + test variant) is built first: the target
-# tests (tests/target/) boot it under qemu-system-arm.
+# The QEMU target image (product + test variant, + the bare stock image on
+# which tests/test_mpy_heap.py measures the .mpy install) is built first: the
+# target tests (tests/target/) boot it under qemu-system-arm.
 test: $(STAMP) target-image
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
@@ -33,11 +34,15 @@ firmware: $(STAMP)
 target-image: $(STAMP)
 	$(PY) -m host_tools.firmware build --board QEMU_M3
 	$(PY) -m host_tools.firmware build --board QEMU_M3 --variant test
+	$(PY) -m host_tools.firmware build --board QEMU_M3 --variant bare
 
 bench: $(STAMP)
 	$(PY) -m host_tools.bench $(ARGS)
 
-# Flash a board: make deploy PORT=/dev/ttyACM0 BOARD=stm32|esp32 [CONFIG=config.json] [ARGS=--dry-run]
+# Flash the image (built if missing) + config.json + /main.py:
+#   make deploy PORT=/dev/ttyACM0 BOARD=PYBV11|NUCLEO_H743ZI [CONFIG=config.json] [ARGS=--dry-run]
+# .mpy files instead (boards whose heap holds them): ARGS=--mpy (esp32: ARGS="--mpy --psram").
+# BOARD=stm32 means PYBV11.  docs/deploy.md
 deploy: $(STAMP)
 	$(PY) -m host_tools.deploy --port $(PORT) --board $(BOARD) $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
 

@@ -1,6 +1,6 @@
 """Build flashable MicroPython images with the charger frozen in.
 
-    python -m host_tools.firmware build --board QEMU_M3|PYBV11|NUCLEO_H743ZI [--variant test]
+    python -m host_tools.firmware build --board QEMU_M3|PYBV11|NUCLEO_H743ZI [--variant test|bare]
     python -m host_tools.firmware info --board PYBV11        # sizes of the last build
     python -m host_tools.firmware source                     # where the MicroPython tree is
     make firmware BOARD=PYBV11                               # the same, from the Makefile
@@ -51,6 +51,7 @@ BOARDS = {
     "QEMU_M3": dict(
         port="qemu", board_dir=ROOT / "boards" / "qemu" / "QEMU_M3",
         manifest=ROOT / "boards" / "qemu" / "manifest.py",
+        bare_manifest=ROOT / "boards" / "qemu" / "manifest_bare.py",
         image="firmware.elf", flash=4 * 1024 * KB, ram=4 * 1024 * KB,
         apt=["gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm"],
         what="MPS2-AN385 Cortex-M3 under qemu-system-arm, heap of a PYBv1.1"),
@@ -229,9 +230,14 @@ def build(board: str, variant: str = "", quiet: bool = True) -> dict:
     xc = mpy_cross(tree, quiet)
     out = build_dir(board, variant)
     out.mkdir(parents=True, exist_ok=True)
+    manifest = spec["manifest"]
+    if variant == "bare":
+        if "bare_manifest" not in spec:
+            raise BuildError("variant bare exists for QEMU_M3 only")
+        manifest = spec["bare_manifest"]
     cmd = ["make", "-C", str(tree / "ports" / spec["port"]), "-j%d" % jobs(),
            "BUILD=%s" % out, "MICROPY_MPYCROSS=%s" % xc,
-           "FROZEN_MANIFEST=%s" % spec["manifest"]]
+           "FROZEN_MANIFEST=%s" % manifest]
     if "board_dir" in spec:
         cmd.append("BOARD_DIR=%s" % spec["board_dir"])
     else:
@@ -242,6 +248,10 @@ def build(board: str, variant: str = "", quiet: bool = True) -> dict:
         # frames, fakes, fuzz corpora): the test image gets 1 MB of heap.
         # The product image keeps the PYBv1.1 heap, and the full-session
         # target tests and `make bench ARGS="--target qemu"` run on it.
+        cmd.append("MICROPY_HEAP_SIZE=%d" % TEST_HEAP)
+    elif variant == "bare":
+        # Stock MicroPython (board package only, no charger) with 1 MB of
+        # heap: host_tools/mpy_heap.py measures the .mpy install on it.
         cmd.append("MICROPY_HEAP_SIZE=%d" % TEST_HEAP)
     env = dict(os.environ)
     env.pop("MAKEFLAGS", None)          # our own -j, not the caller's make's
@@ -341,12 +351,13 @@ def main(argv=None) -> int:
     b = sub.add_parser("build", help="build an image and print its sizes")
     b.add_argument("--board", default="QEMU_M3",
                    help="QEMU_M3 (default), PYBV11, NUCLEO_H743ZI (or stm32, qemu)")
-    b.add_argument("--variant", default="", choices=["", "test"],
-                   help="test: also freeze tests/mp (QEMU target tests)")
+    b.add_argument("--variant", default="", choices=["", "test", "bare"],
+                   help="test: also freeze tests/mp (QEMU target tests); bare: QEMU_M3 "
+                        "without the charger, 1 MB heap (host_tools.mpy_heap)")
     b.add_argument("--verbose", "-v", action="store_true", help="show the compiler output")
     i = sub.add_parser("info", help="sizes of the last build")
     i.add_argument("--board", default="QEMU_M3")
-    i.add_argument("--variant", default="", choices=["", "test"])
+    i.add_argument("--variant", default="", choices=["", "test", "bare"])
     sub.add_parser("source", help="print the MicroPython source tree used")
     a = ap.parse_args(argv)
     try:
