@@ -53,7 +53,7 @@ from diag import telemetry as _tel
 from diag import eventlog as _evlog
 import diag.settings  # noqa: F401  (console/trace settings; their code loads on demand)
 from safety.checks import STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT
-from rt.clock import ticks_diff
+from rt.clock import ticks_diff, ticks_add
 from gbt.messages import enc_cst, CST_R_FAULT, CST_F_OTHER
 from gbt.ids import ID_CST
 from gbt.stages import (STAGE_NAMES, WHY_STOP_REQ, IDLE, CONNECTED, STOPPING,
@@ -368,7 +368,12 @@ class ChargerApp:
             self.gc_runs += 1
 
     def rtc_s(self):
-        """Wall-clock seconds (UTC): the board's RTC, or the SIL's simulated date."""
+        """Wall-clock seconds (UTC) since the firmware epoch, 2020-01-01
+        (``rt.calendar``): the board's ``rtc_s`` (the SIL's simulated date),
+        else the port's ``time.time()`` converted.  A small int on every port
+        until 2054, so the slow task, the telemetry re-sync and the lockout
+        arithmetic allocate nothing on a 32-bit board; negative = the board's
+        clock is not set."""
         rtc = self._rtc
         if rtc is None:
             rtc = self._rtc = getattr(self.board, "rtc_s", None) or _time_s
@@ -448,7 +453,7 @@ class ChargerApp:
             pass
         now = self.clock.ticks_ms()
         self._fs_cst_t0 = now
-        self._fs_cst_last = now - 10
+        self._fs_cst_last = ticks_add(now, -10)
         try:
             self.halted = "exception: %s %s" % (type(exc).__name__, exc)
         except Exception:               # out of memory (MemoryError is an H-9 cause too)
@@ -500,8 +505,9 @@ class ChargerApp:
 
 
 def _time_s():
-    import time
-    return int(time.time())
+    # a board without ``rtc_s``: the port's clock, in firmware seconds
+    from rt.calendar import port_rtc_s
+    return port_rtc_s()
 
 
 def _mkdir(path):

@@ -16,6 +16,7 @@ import select
 
 from simlink import LinkBoard
 from rt.clock import SimClock, TicksClock, ticks_diff
+from rt.calendar import from_unix
 
 
 class SilBoard(LinkBoard):
@@ -43,11 +44,12 @@ class SilBoard(LinkBoard):
         return console_io.stream(cfg)
 
     def _rtc_s(self):
-        """Wall-clock seconds: simulated date in lock-step, host time otherwise."""
+        """Wall-clock seconds since 2020-01-01 UTC (the firmware epoch):
+        simulated date in lock-step, host time otherwise."""
         if self.lockstep:
-            return self.epoch_s + self.clock.ms // 1000
+            return self.rtc0 + self.clock.ms // 1000
         import time
-        return int(time.time())
+        return from_unix(time.time())
 
     # ---- transport: the TCP socket ------------------------------------------
     def _recv(self, off, n):

@@ -107,20 +107,12 @@ def wrap(line, width=WIDTH):
 
 
 def date(s):
-    """Epoch seconds -> "YYYY-MM-DD hh:mm:ss" (UTC); below 1e9: "+N s" uptime."""
-    if s < 1000000000:
-        return "+%d s" % s
-    d, r = s // 86400, s % 86400
-    z = d + 719468                      # civil-from-days (proleptic Gregorian)
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    mon = mp + 3 if mp < 10 else mp - 9
-    y = yoe + era * 400 + (1 if mon <= 2 else 0)
-    return "%04d-%02d-%02d %02d:%02d:%02d" % (y, mon, day, r // 3600, r // 60 % 60, r % 60)
+    """Firmware seconds (since 2020-01-01 UTC, ``rt.calendar``) ->
+    "YYYY-MM-DD hh:mm:ss" (UTC); negative (the clock was not set): "clock unset"."""
+    if s < 0:
+        return "clock unset"
+    from rt.calendar import civil
+    return "%04d-%02d-%02d %02d:%02d:%02d" % civil(s)
 
 
 def hint(reason):

@@ -159,9 +159,11 @@ def test_trace_filter():
 
 
 def test_helpers():
-    eq(C.date(1767225600 + 3723), "2026-01-01 01:02:03", "date")
-    eq(C.date(1709210096), "2024-02-29 12:34:56", "leap day")
-    eq(C.date(42), "+42 s", "uptime seconds")
+    # firmware seconds (since 2020-01-01 UTC): Unix - 1577836800
+    eq(C.date(189388800 + 3723), "2026-01-01 01:02:03", "date")
+    eq(C.date(131373296), "2024-02-29 12:34:56", "leap day")
+    eq(C.date(42), "2020-01-01 00:00:42", "the epoch")
+    eq(C.date(-631152000 + 42), "clock unset", "an RTC that restarted at 2000-01-01")
     eq(C._d1(4001), "400.1", "0.1 units")
     eq(C._d1(-5, False), "-0.5", "negative")
     eq(C._d1(-1), "-", "NA")
