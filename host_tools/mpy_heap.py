@@ -128,9 +128,9 @@ class Target:
             self.q.uart.sendall(b"\x04")
             self.q.uart_until(b"soft reboot")
             self.q.uart_until(b"raw REPL; CTRL-B to exit\r\n>")
-            self.exec("import gc, sys, vfs\nfrom qemu import ramdisk\n"
-                      "vfs.mount(vfs.VfsLfs2(ramdisk.RamBlockDevice(blocks=512)), '/')\n"
-                      "del ramdisk\nBASE=set(sys.modules)\n")
+            self.exec("import gc, sys, vfs\nfrom qemu import ramdisk, main\n"
+                      "vfs.mount(vfs.VfsLfs2(ramdisk.RamBlockDevice(blocks=main.FS_BLOCKS)), '/')\n"
+                      "del ramdisk, main\nBASE=set(sys.modules)\n")
         except BaseException:
             self.close()
             raise

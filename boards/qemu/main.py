@@ -17,9 +17,10 @@ import gc
 import micropython
 
 HEAP = {}          # heap figures measured at boot (bytes), read by the bench
+FS_BLOCKS = 16384  # RAM filesystem size in 512-byte blocks (8 MB)
 
 
-def prepare(fs_blocks=16384):
+def prepare(fs_blocks=FS_BLOCKS):
     """Mount the RAM filesystem and record the free heap before the app.
 
     8 MB by default (of the 16 MB PSRAM, outside the GC heap): larger than
