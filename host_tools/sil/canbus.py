@@ -7,8 +7,11 @@ python-can program attaches with the ordinary API::
     bus = can.Bus(interface="sil", channel="127.0.0.1:29536")  # real-time, other process
 
 ``can.Logger``, ``can.Notifier``, ``python -m can.viewer -i sil -c 127.0.0.1:29536``
-and the BMS simulator work unchanged.  Frames from the firmware carry its
-clock as ``timestamp`` (simulated seconds in lock-step)."""
+and the BMS simulator work unchanged.  ``Message.timestamp`` is the
+firmware's clock: simulated seconds in lock-step; in real time Unix time
+(the bench's start date + firmware time), for the firmware's frames the time
+the firmware sent them, for other nodes' frames their arrival at the bench.
+``Message.channel`` is 0 (one CAN segment: ASC channel 1, candump ``can0``)."""
 from __future__ import annotations
 
 import socket
@@ -73,7 +76,7 @@ class SilBus(BusABC):
                         dlc = min(dlc, 8)
                         msg = can.Message(timestamp=t_ms / 1000.0, arbitration_id=cid & 0x1FFFFFFF,
                                           is_extended_id=True, dlc=dlc, data=p[9:9 + dlc],
-                                          channel=self.channel)
+                                          is_rx=True, channel=0)
                         with self._cond:
                             self._q.append(msg)
                             self._cond.notify()

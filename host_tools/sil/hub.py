@@ -94,7 +94,7 @@ class Hub:
         the firmware (delivered at the next step / immediately in real time)."""
         m = can.Message(timestamp=self.clock(), arbitration_id=msg.arbitration_id,
                         is_extended_id=True, dlc=msg.dlc, data=bytes(msg.data),
-                        is_rx=True, channel=self.name)
+                        is_rx=True, channel=0)
         self.publish(m, ep)
         with self.lock:
             self.to_firmware.append(m)
@@ -103,7 +103,7 @@ class Hub:
 
     def from_firmware(self, t_s: float, can_id: int, data: bytes) -> can.Message:
         m = can.Message(timestamp=t_s, arbitration_id=can_id, is_extended_id=True,
-                        dlc=len(data), data=data, is_rx=True, channel=self.name)
+                        dlc=len(data), data=data, is_rx=True, channel=0)
         self.publish(m, None)
         return m
 
@@ -145,6 +145,7 @@ class HubServer:
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
         self.running = True
+        self.on_join = None            # called (no arguments) after a client joined
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
@@ -158,6 +159,11 @@ class HubServer:
             ep = Endpoint(self.hub, remote=conn)
             self.hub.attach(ep)
             threading.Thread(target=self._client, args=(conn, ep), daemon=True).start()
+            if self.on_join is not None:
+                try:
+                    self.on_join()
+                except Exception:       # a hook must not stop the accept loop
+                    pass
 
     def _client(self, conn: socket.socket, ep: Endpoint) -> None:
         buf = bytearray()
