@@ -73,6 +73,7 @@ def main(argv=None) -> int:
         ap.error(str(e))
     if a.config and not os.path.isfile(a.config):
         ap.error("--config %s: no such file" % a.config)
+    params.checks.timestamps = "frame"          # the firmware's clock (see --timestamps of the BMS tool)
     plug_mode = a.plug or ("start" if a.bms else "join")
     pack = BatteryPack(params.chemistry, params.capacity_ah, params.cells, params.soc,
                        params.resistance_ohm, params.soc_spread_pct, params.capacity_spread_pct,
@@ -200,7 +201,11 @@ def main(argv=None) -> int:
     sim = bms_state["sim"]
     if sim is not None:
         from host_tools.bms.checks import overall
-        print("BMS simulator: %s (%s)" % (overall(sim.report()), sim.status_line()))
+        rep = sim.report()
+        print("BMS simulator: %s (%s)" % (overall(rep), sim.status_line()))
+        for r in rep:
+            if r.verdict == "FAIL":
+                print("  FAIL %s: %s (limit %s) %s" % (r.name, r.measured, r.limit, r.detail))
     print("bench stopped; board filesystem %s, telemetry %s (%d records)" % (board, tel_path, n_tel))
     return 0
 

@@ -61,6 +61,7 @@ class SilBus(BusABC):
 
     def _read_remote(self) -> None:
         buf = bytearray()
+        epoch0 = 0.0
         try:
             while True:
                 chunk = self._remote.recv(4096)
@@ -71,10 +72,12 @@ class SilBus(BusABC):
                     typ, n = buf[0], buf[1]
                     p = bytes(buf[2:2 + n])
                     del buf[:2 + n]
+                    if typ == 0x88 and n >= 8:          # EPOCH: Unix time of t_ms 0
+                        epoch0 = struct.unpack_from("<d", p, 0)[0]
                     if typ == T_FRAME_OUT and n >= 17:
                         t_ms, cid, dlc = struct.unpack_from("<IIB", p, 0)
                         dlc = min(dlc, 8)
-                        msg = can.Message(timestamp=t_ms / 1000.0, arbitration_id=cid & 0x1FFFFFFF,
+                        msg = can.Message(timestamp=epoch0 + t_ms / 1000.0, arbitration_id=cid & 0x1FFFFFFF,
                                           is_extended_id=True, dlc=dlc, data=p[9:9 + dlc],
                                           is_rx=True, channel=0)
                         with self._cond:

@@ -35,7 +35,7 @@ class Endpoint:
     def put(self, msg: can.Message) -> None:
         if self.remote is not None:
             try:
-                self.remote.sendall(_frame_out_packet(msg))
+                self.remote.sendall(_frame_out_packet(msg, self.hub.epoch0))
             except OSError:
                 self.hub.detach(self)
             return
@@ -52,8 +52,15 @@ class Endpoint:
             return self.queue.popleft() if self.queue else None
 
 
-def _frame_out_packet(msg: can.Message) -> bytes:
-    t_ms = int(round(msg.timestamp * 1000)) & 0xFFFFFFFF
+T_EPOCH = 0x88      # hub -> client, first packet: f64 Unix time of t_ms = 0
+
+
+def _epoch_packet(epoch0: float) -> bytes:
+    return struct.pack("<BBd", T_EPOCH, 8, epoch0)
+
+
+def _frame_out_packet(msg: can.Message, epoch0: float = 0.0) -> bytes:
+    t_ms = int(round((msg.timestamp - epoch0) * 1000)) & 0xFFFFFFFF
     d = bytes(msg.data[:8])
     return struct.pack("<BBIIB", T_FRAME_OUT, 17, t_ms,
                        msg.arbitration_id | EXT_FLAG, len(d)) + d.ljust(8, b"\0")
@@ -68,6 +75,7 @@ class Hub:
         self.to_firmware: collections.deque[can.Message] = collections.deque()
         self.lock = threading.RLock()
         self.wakeup: Callable[[], None] | None = None
+        self.epoch0 = 0.0        # Unix time of timestamp "0" for TCP clients (real time)
 
     def attach(self, ep: Endpoint) -> None:
         with self.lock:
@@ -156,6 +164,11 @@ class HubServer:
             except OSError:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                conn.sendall(_epoch_packet(self.hub.epoch0))
+            except OSError:
+                conn.close()
+                continue
             ep = Endpoint(self.hub, remote=conn)
             self.hub.attach(ep)
             threading.Thread(target=self._client, args=(conn, ep), daemon=True).start()

@@ -321,6 +321,7 @@ class RealtimeBench(_Base):
         self.epoch0 = time.time()
         self.fw_t0 = None
         self.hub = open_hub(channel, clock=lambda: self.epoch0 + (time.monotonic() - self.t0))
+        self.hub.epoch0 = self.epoch0
         self._setup(plant)
         self.plant.plugged = plugged
         try:
@@ -335,8 +336,7 @@ class RealtimeBench(_Base):
         # HELLO carries the firmware's clock (ticks_ms) when it connected:
         # from here on firmware ms map onto bench time.
         self.fw_t0 = int.from_bytes(self.fw.hello.payload[2:6], "little")
-        self.t0 = time.monotonic()
-        self.epoch0 = time.time()
+        self.fw_off_s = time.monotonic() - self.t0
         self.period = plant_period_ms
         self.running = True
         self.lock = threading.Lock()
@@ -347,7 +347,7 @@ class RealtimeBench(_Base):
     def bench_s(self, t_ms: int) -> float:
         """Firmware time (ms, ``ticks_ms``, wraps at 2**30) -> seconds since
         the bench started."""
-        return ((t_ms - self.fw_t0) & 0x3FFFFFFF) / 1000.0
+        return ((t_ms - self.fw_t0) & 0x3FFFFFFF) / 1000.0 + self.fw_off_s
 
     def _frame_time(self, t_ms: int) -> float:
         return self.epoch0 + self.bench_s(t_ms)
