@@ -557,7 +557,7 @@ HELP = (
     ("why", "why()", "why it stopped / why it refuses to start, what to do"),
     ("cfg", "cfg(key=None)", "settings (all, by prefix, or one in detail)"),
     ("cfg_set", "cfg_set(key, value)", "validate + store a setting (next boot/live)"),
-    ("trace", "trace(on=None, pgn=None)", "print CAN frames: t id dlc data"),
+    ("trace", "trace(on=None, pgn=None)", "print CAN frames (candump format)"),
     ("start", "start()", "operator start"),
     ("stop", "stop()", "operator stop"),
     ("ack", "ack()", "acknowledge needs-confirmation (SOC anomaly)"),

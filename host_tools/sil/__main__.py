@@ -21,6 +21,9 @@ start (``--plug start``, the default with ``--bms``) or only when asked
 (``--plug manual``).  Type ``plug`` / ``unplug`` (Enter) in this terminal,
 or ``plug()`` / ``unplug()`` at the firmware console, to move the connector.
 Telemetry records go to ``--telemetry`` (default out/realtime/telemetry.bin).
+The battery options (``--soc``, ``--chemistry``, ...) set the plant's pack
+(and the ``--bms`` simulator); they and their defaults are the BMS
+simulator's, so give an external BMS simulator the same ones.
 Ctrl-C (or ``quit``) stops the bench (the firmware's outputs go safe first).
 """
 from __future__ import annotations
@@ -40,7 +43,10 @@ from host_tools.bms.battery import BatteryPack
 from host_tools.sil import Plant, RealtimeBench
 from host_tools.sil.link import open_console_pty, prepare_board_dir
 
-DEFAULTS = {"soc": 50.0, "capacity_ah": 150.0, "cells": 96}
+# The bench's battery (the plant's pack) takes the BMS simulator's options
+# and defaults: an external BMS simulator started with the same options
+# reports the pack the plant charges (else S-5 sees two voltages).
+DEFAULTS: dict = {}
 KEYS_HELP = "type plug, unplug, status or quit (Enter)"
 
 
