@@ -200,8 +200,8 @@ def test_items03_04_09_12_bms_logger_viewer_decoder_and_plug(rt):
     ts = [float(r[0]) for r in rows]
     ccs = [float(r[0]) for r in rows if r[2] == "1812F456x"]
     # not one timestamp; in delivery order (a firmware frame carries its send
-    # time, another node's its arrival: a few ms apart at most)
-    assert len(set(ts)) > len(ts) // 2 and all(b >= a - 0.005 for a, b in zip(ts, ts[1:])), ts
+    # time, another node's its arrival: apart by the host's delivery delay)
+    assert len(set(ts)) > len(ts) // 2 and max(a - b for a, b in zip(ts, ts[1:])) < 0.1, ts
     gaps = [round((b - a) * 1000) for a, b in zip(ccs, ccs[1:])]
     assert gaps and sum(gaps) / len(gaps) == pytest.approx(50, abs=3), gaps   # the firmware's period
     assert all(r[1] == "1" for r in rows)                               # ASC channel 1
@@ -210,20 +210,24 @@ def test_items03_04_09_12_bms_logger_viewer_decoder_and_plug(rt):
     tm.type("bench", "unplug")
     tm.wait("bench", r"unplug: connector pulled", 10)
     tm.wait("bench", r"stop (connector removed|protection trip)", 20)   # live: H-5 trips
+    # CC1 open long enough (session.replug_ms): the charger is back in idle
+    tm.wait("bench", r"unplug: connector pulled(.|\n)*stage idle", 20)
     n_hs = tm.screen("bench").count("stage handshake")
     tm.type("bench", "plug")
     tm.wait("bench", r"plug: vehicle plugged in", 10)
     end = time.monotonic() + 30
     while tm.screen("bench").count("stage handshake") <= n_hs:
-        assert time.monotonic() < end, tm.screen("bench")[-2000:]
+        if time.monotonic() > end:
+            Path("/tmp/bench_screen.txt").write_text(tm.screen("bench"))
+            raise AssertionError(tm.screen("bench").strip()[-2500:])
         time.sleep(0.3)
 
-    # the BMS (still running from before the unplug) ends on Ctrl-C with its verdicts
+    # the BMS ends (the charger stopped at the unplug; else Ctrl-C) with its verdicts
     tm.keys("bms", "C-c")
     tm.wait("bms", r"(PASS|FAIL|NOT RUN): \d+ PASS, \d+ FAIL, \d+ NOT RUN", 20)
     screen = tm.screen("bms")
     assert "Traceback" not in screen
-    assert "reaction.current_ramp_after_bst" in screen                     # names not cut
+    assert "reaction.cst_after_bst" in screen and "session.statistics" in screen   # names not cut
 
 
 @needs_tmux
