@@ -125,7 +125,8 @@ def annotate(rec: dict) -> dict:
 
 def format_line(r: dict) -> str:
     if "stage" in r:
-        return "%6d  boot %-3d %-19s  %-15s %s" % (r["seq"], r["boot"], r["time"], r["name"], r["stage"])
+        return ("%6d  boot %-3d %-19s  %-15s %s %s" % (r["seq"], r["boot"], r["time"], r["name"],
+                                                      r["stage"], r["text"])).rstrip()
     extra = " action=%s" % r["action"] if "action" in r else ""
     return "%6d  boot %-3d %-19s  %-15s a=%-11d b=%-11d %s%s" % (
         r["seq"], r["boot"], r["time"], r["name"], r["a"], r["b"], r["text"], extra)

@@ -214,7 +214,11 @@ class Collector:
             c.execute("CREATE INDEX IF NOT EXISTS %s_s ON %s(session_id, t_ms)" % (table, table))
         # every record stored once: collecting the same file (or an overlapping
         # pull of the board's telemetry files) again adds nothing
-        c.execute("CREATE TABLE IF NOT EXISTS seen (digest BLOB PRIMARY KEY)")
+        # (a replay inside one run, e.g. the same records after a reboot in
+        # one stream, is kept: only records an earlier run stored are skipped)
+        c.execute("CREATE TABLE IF NOT EXISTS seen (digest BLOB, run INTEGER)")
+        c.execute("CREATE INDEX IF NOT EXISTS seen_d ON seen(digest)")
+        self.run = (c.execute("SELECT MAX(run) FROM seen").fetchone()[0] or 0) + 1
 
     def _session(self, d: dict) -> int | None:
         cid = d["charger_id"]
@@ -255,10 +259,11 @@ class Collector:
             return None
         import hashlib
         digest = hashlib.sha1(bytes(record)).digest()
-        if self.db.execute("SELECT 1 FROM seen WHERE digest = ?", (digest,)).fetchone():
+        if self.db.execute("SELECT 1 FROM seen WHERE digest = ? AND run < ?",
+                           (digest, self.run)).fetchone():
             self.stats["duplicates"] += 1
             return None
-        self.db.execute("INSERT INTO seen (digest) VALUES (?)", (digest,))
+        self.db.execute("INSERT INTO seen (digest, run) VALUES (?, ?)", (digest, self.run))
         sid = self._session(d)
         typ = d["type"]
         fields = FW.LAYOUTS[typ][1]
