@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: charge test bench deploy config-check bench-rt realtime clean venv firmware target-image
+.PHONY: help charge test bench deploy config-check bench-rt realtime clean venv firmware target-image
+.DEFAULT_GOAL := help
 BOARD ?= stm32
 # `make firmware` builds QEMU_M3 unless BOARD is given on the command line.
 FW_BOARD := $(if $(filter command line environment,$(origin BOARD)),$(BOARD),QEMU_M3)
@@ -14,6 +15,18 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
+
+help:
+	@echo "make charge [ARGS=\"--soc 20 --target-soc 80 ...\"]   a full simulated charge (out/charge/); ARGS=--help"
+	@echo "make realtime [ARGS=\"--console --bms ...\"]          the SIL bench in real time, bus on 127.0.0.1:29536"
+	@echo "make test [PYTEST_ARGS=\"-k console -x\"]             the test suite (builds the QEMU image first)"
+	@echo "make bench [ARGS=...]                                  firmware benchmarks (bench/results/)"
+	@echo "make config-check CONFIG=config.json BOARD=stm32       validate a configuration with the firmware's rules"
+	@echo "make deploy PORT=/dev/ttyACM0 BOARD=stm32 CONFIG=...   precompile and copy to a board (ARGS=--dry-run)"
+	@echo "make firmware [BOARD=QEMU_M3|PYBV11|NUCLEO_H743ZI]     a flashable image with the charger frozen in"
+	@echo "make venv                                              build .venv from requirements.txt"
+	@echo "make clean                                             remove build/, out/ and test caches"
+	@echo "Docs: README.md, docs/ (developer notes: docs/development.md)"
 
 venv: $(STAMP)
 
@@ -55,4 +68,4 @@ realtime: $(STAMP)
 	$(PY) -m host_tools.sil $(ARGS)
 
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build out .pytest_cache .hypothesis

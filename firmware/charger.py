@@ -141,8 +141,9 @@ class ChargerApp:
         from store import Store
         st = Store(state_dir + "/" + cfg["store.path"], cfg["store.max_bytes"])
         self.sup = Supervisor(cfg, self.clock, board, self.inp, self.out, self.bms, store=st)
-        for w in self.sup.store_warnings:
-            self.event("store", w)
+        if st.present:                    # a fresh board has no record yet: no news
+            for w in self.sup.store_warnings:
+                self.event("store", w[7:] if w.startswith("store: ") else w)
         from safety.lockout import L_STORE
         refused = self.sup.lock.latched & L_STORE
         if refused or (st.present and self.sup.store_warnings):
@@ -159,6 +160,7 @@ class ChargerApp:
         self.session = ChargerSession(cfg, self._send, self.inp, self.out,
                                       self.bms, self.link)
         self.link.handler = self.session.on_message
+        self.session.stage_entered_ms = self.clock.ticks_ms()   # idle since boot
         self.session.vin_check = self._vin_check
         self.session.start_gate = self._start_gate
         self.session.tx.datetime = self._local_time
@@ -499,7 +501,12 @@ class ChargerApp:
         # the USB VCP / UART on STM32 and ESP32).
         self.console = Console(self.board.console_stream(self.cfg), ns, self.cfg)
         from diag import commands
-        commands.install(self.console, self)
+        d = commands.install(self.console, self)
+        # Board commands (the SIL board: plug() / unplug() of the bench).
+        extra = getattr(self.board, "console_commands", None)
+        if extra:
+            for name, fn, text in extra(self):
+                d.add_board_command(name, fn, text)
         self.console.start()
         self.sched.add("console", self._console, self.cfg["sched.console_ms"], 5)
 

@@ -1,6 +1,6 @@
 """Decode the charger's persistent event log (D-2) on the host.
 
-    mpremote fs cp :/state/events.0 :/state/events.1 .      # pull from a board
+    mpremote fs cp :state/events.0 :state/events.1 .        # pull from a board
     python -m host_tools.eventlog events.*                   # human-readable
     python -m host_tools.eventlog state/ --json              # a directory, JSON
 
@@ -96,16 +96,45 @@ def fmt_time(t: int) -> str:
     return "clock-unset"
 
 
+def _stage_names() -> tuple:
+    """``gbt.stages.STAGE_NAMES`` of the firmware (the console's names)."""
+    import importlib.util
+    shim = sys.modules.get("micropython")
+    if shim is None:
+        sys.modules["micropython"] = types.SimpleNamespace(const=lambda x: x)
+    try:
+        spec = importlib.util.spec_from_file_location("_fw_stages", FIRMWARE / "gbt" / "stages.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return tuple(mod.STAGE_NAMES)
+    finally:
+        if shim is None:
+            del sys.modules["micropython"]
+
+
+STAGE_NAMES = _stage_names()
+
+
+def _stage(n: int) -> str:
+    return STAGE_NAMES[n] if 0 <= n < len(STAGE_NAMES) else str(n)
+
+
 def annotate(rec: dict) -> dict:
-    """Add readable extras: time text, operator action names."""
+    """Add readable extras: time text, operator action names, stage names
+    (as the console's ``faults()`` shows them: "charging <- precharge")."""
     rec["time"] = fmt_time(rec["time_s"])
     rec["unix_s"] = CAL.to_unix(rec["time_s"]) if rec["time_s"] >= 0 else None
     if rec["code"] == FW.EV_OPERATOR and 0 <= rec["a"] < len(FW.OP_NAMES):
         rec["action"] = FW.OP_NAMES[rec["a"]]
+    if rec["code"] == FW.EV_STAGE:
+        rec["stage"] = "%s <- %s" % (_stage(rec["a"]), _stage(rec["b"]))
     return rec
 
 
 def format_line(r: dict) -> str:
+    if "stage" in r:
+        return ("%6d  boot %-3d %-19s  %-15s %s %s" % (r["seq"], r["boot"], r["time"], r["name"],
+                                                      r["stage"], r["text"])).rstrip()
     extra = " action=%s" % r["action"] if "action" in r else ""
     return "%6d  boot %-3d %-19s  %-15s a=%-11d b=%-11d %s%s" % (
         r["seq"], r["boot"], r["time"], r["name"], r["a"], r["b"], r["text"], extra)
@@ -137,4 +166,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from host_tools import clitools
+    clitools.run(main)

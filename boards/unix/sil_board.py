@@ -43,6 +43,20 @@ class SilBoard(LinkBoard):
         import console_io
         return console_io.stream(cfg)
 
+    def console_commands(self, app):
+        """Console commands of the SIL bench: the connector is the bench's
+        (its plant model), so these ask the harness over the link."""
+        def plug():
+            self.send_text("bench", "plug")
+            app.console.out.write("plug requested: the bench connects CC1\n")
+
+        def unplug():
+            self.send_text("bench", "unplug")
+            app.console.out.write("unplug requested: the bench opens CC1\n")
+
+        return (("plug", plug, "SIL bench: plug the vehicle in"),
+                ("unplug", unplug, "SIL bench: pull the connector"))
+
     def _rtc_s(self):
         """Wall-clock seconds since 2020-01-01 UTC (the firmware epoch):
         simulated date in lock-step, host time otherwise."""

@@ -97,9 +97,9 @@ def test_trace_prints_frames_and_restores_hooks():
     eq(app.sent, [0x1812F456], "the real send ran")
     con.poll(0)                                   # the shadowed poll: console, then trace
     eq(con.polls, 1, "console polled")
-    eq(con.out.text, "1000 181056F4 5 10 0E A0 0F 02\n"
-                     "1000 1812F456 8 A0 0F 82 0F 00 00 FD FF\n"
-                     "1000 1CECF456 8 00 00 00 00 00 00 00 00\n", "lines")
+    eq(con.out.text, "(1.000000) can0 181056F4#100EA00F02\n"
+                     "(1.000000) can0 1812F456#A00F820F0000FDFF\n"
+                     "(1.000000) can0 1CECF456#0000000000000000\n", "lines")
     t.stop()
     true(app._can_recv is recv0 and app.session.tx._send is tx0 and app.link.tp._send is tp0,
          "originals back")
