@@ -26,6 +26,7 @@ import micropython
 from micropython import const
 from board import Board, CAN_ERROR_ACTIVE
 from rt.clock import SimClock, ticks_diff
+from rt.calendar import from_unix
 
 PROTOCOL_VERSION = const(1)
 
@@ -56,7 +57,7 @@ _INJECT_INPUTS = const(2)  # INJECT code: read_inputs raises from now on
 _RXQ = const(64)          # CAN receive FIFO depth (frames)
 _N_IN = const(12)
 _N_OUT = const(7)
-_EXT = const(0x80000000)
+_EXT_TOP = const(0x80)        # bit 31 of the id field (extended frame), in its top byte
 _OBUF = const(4096)
 
 
@@ -87,7 +88,12 @@ class LinkBoard(Board):
 
     def __init__(self, lockstep=True, epoch_s=1767225600, clock=None):
         self.lockstep = lockstep
-        self.epoch_s = epoch_s     # the simulated date at t = 0 (2026-01-01 UTC)
+        # The simulated date at t = 0: the harness's ``epoch_s`` is Unix
+        # seconds (2026-01-01 UTC by default), converted once here to the
+        # firmware epoch (2020-01-01, ``rt.calendar``), so ``rtc_s`` stays a
+        # small int on a 32-bit port (Unix time is above 2**30).
+        self.epoch_s = epoch_s
+        self.rtc0 = from_unix(epoch_s)
         self.clock = clock if clock is not None else SimClock()
         self.rbuf = bytearray(260)
         self.rmv = memoryview(self.rbuf)
@@ -133,8 +139,8 @@ class LinkBoard(Board):
         self.rtc_s = self._rtc_s
 
     def _rtc_s(self):
-        """Wall-clock seconds: the simulated date in lock-step."""
-        return self.epoch_s + self.clock.ms // 1000
+        """Wall-clock seconds since 2020-01-01 UTC: the simulated date."""
+        return self.rtc0 + self.clock.ms // 1000
 
     # ---- transport (subclass) --------------------------------------------
     def _recv(self, off, n):
@@ -215,7 +221,10 @@ class LinkBoard(Board):
         b = self.obuf
         b[o] = T_FRAME_OUT
         b[o + 1] = 17
-        struct.pack_into("<IIB", b, o + 2, self.clock.ticks_ms(), can_id | _EXT, n)
+        # the extended-frame flag (bit 31) goes into the top byte: ``can_id |
+        # 0x80000000`` would be a heap long int per frame on a 32-bit port
+        struct.pack_into("<IIB", b, o + 2, self.clock.ticks_ms(), can_id, n)
+        b[o + 9] |= _EXT_TOP
         o += 11
         for i in range(8):
             b[o + i] = buf[i] if i < n else 0

@@ -40,9 +40,8 @@ MSG_NAMES = ("CHM", "CRM", "CTS", "CML", "CRO", "CCS", "CST", "CSD", "CEM")
 def _localtime():
     # Default CTS source when the app gives none: the port's clock read as
     # UTC (the app installs the RTC in local time, ChargerApp._local_time).
-    import time
-    from rt.calendar import civil
-    return civil(int(time.time()))
+    from rt.calendar import civil, port_rtc_s
+    return civil(port_rtc_s())
 
 
 class ChargerTx:
@@ -152,7 +151,7 @@ class ChargerTx:
             n = m.enc_chm(b)
             cid = ids.ID_CHM
         elif i == CRM:
-            n = m.enc_crm(b, self.crm_aa, c.charger_no, c.region)
+            n = m.enc_crm(b, self.crm_aa, c.charger_no_le, c.region)
             cid = ids.ID_CRM
             if self.crm_aa and self.crm_aa_t0 < 0:
                 self.crm_aa_t0 = now
@@ -169,7 +168,7 @@ class ChargerTx:
             if self.cro_aa and self.cro_aa_t0 < 0:
                 self.cro_aa_t0 = now
         elif i == CSD:
-            n = m.enc_csd(b, self.csd_min, self.csd_energy, c.charger_no)
+            n = m.enc_csd(b, self.csd_min, self.csd_energy, c.charger_no_le)
             cid = ids.ID_CSD
         else:
             n = m.enc_cem(b, self.cem_bits)
