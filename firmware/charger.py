@@ -262,6 +262,7 @@ class ChargerApp:
         s.alloc_stats = bool(cfg["sched.alloc_stats"])
         s.start()
         self._run_at = s.run_at         # the pass, bound once (board loops pass ``now``)
+        self._g_pass = self._pass_guard()
         self.event("boot", "%s config=%s" % (board.name, "ok" if not errors else "BAD"))
         if errors:
             for e in errors:
@@ -480,16 +481,40 @@ class ChargerApp:
     def run_due(self, now=None):
         """One scheduler pass (``now``: the time the board loop just read
         or advanced its clock to; default: the scheduler reads the clock)."""
+        # (The try/except is in a generator made once, rt.guard: here it
+        # would give this function a heap frame at every pass.)
         try:
-            if now is None:
-                return self.sched.run_due()
-            return self._run_at(now)
-        except Exception as e:
-            self.fail_safe(e)
-        except BaseException as e:       # KeyboardInterrupt, SystemExit
-            self.fail_safe(e)
-            raise
-        return 0
+            return self._g_pass(now)      # the pass, guarded (_passes)
+        except StopIteration:             # a re-raised BaseException ended it
+            return self._restart_pass(now)
+
+    def _restart_pass(self, now):
+        self._g_pass = self._pass_guard()
+        return self._g_pass(now)
+
+    def _pass_guard(self):
+        g = self._passes()
+        next(g)
+        return g.send
+
+    def _passes(self):
+        # rt.guard's generator, for the pass: its frame is made once
+        run_at = self._run_at
+        run_due = self.sched.run_due
+        fail = self._task_failed
+        now = yield
+        while True:
+            try:
+                r = run_at(now) if now is not None else run_due()
+            except BaseException as e:
+                fail(e)                   # (re-raises a BaseException: ends this)
+                r = 0
+            now = yield r
+
+    def _task_failed(self, e):
+        self.fail_safe(e)
+        if not isinstance(e, Exception):
+            raise e                       # KeyboardInterrupt, SystemExit: after H-9
 
     def fail_safe(self, exc):
         """H-9: never fail live.  Outputs first, bookkeeping after (once:

@@ -62,6 +62,25 @@ _OBUF = const(4096)
 
 
 @micropython.viper
+def _copy_in(inp, v):
+    """The measurements into ``inp`` (board.INPUT_NAMES order), every
+    protection tick: machine code, and no Python frame (a frame of more
+    than 11 words comes from the heap)."""
+    inp.v_inside = v[0]
+    inp.v_outside = v[1]
+    inp.i_out = v[2]
+    inp.cc1_mv = v[3]
+    inp.insulation_kohm = v[4]
+    inp.t_gun_pos = v[5]
+    inp.t_gun_neg = v[6]
+    inp.estop = v[7]
+    inp.k12_fb = v[8]
+    inp.lock_fb = v[9]
+    inp.leakage_ma = v[10]
+    inp.mains_ok = v[11]
+
+
+@micropython.viper
 def _changed(out, sent) -> int:
     """Bit i set: output i (OUTPUT_NAMES order) differs from ``sent[i]``,
     the value last sent to the harness (compared as objects, as ``!=``)."""
@@ -124,6 +143,8 @@ class LinkBoard(Board):
         self.ack = bytearray(6)
         self.rec_hdr = bytearray(6)
         self.rec_hdr_mv = memoryview(self.rec_hdr)
+        self._stb = bytearray(64)  # STATS packets (send_stats)
+        self._stnames = []
         # Firmware CPU spent in scheduler passes (sched.next_due + run_due),
         # ``time.ticks_us`` microseconds modulo 2**30 (on the QEMU target
         # these are thousands of guest instructions); read with STATS.
@@ -160,6 +181,16 @@ class LinkBoard(Board):
         o = self.olen
         for i in range(n):
             ob[o + i] = mv[i]
+        self.olen = o + n
+
+    def _write_n(self, buf, n):
+        """Queue ``buf[0:n]`` (no memoryview slice: nothing allocated)."""
+        if self.olen + n > _OBUF:
+            self.flush()
+        ob = self.obuf
+        o = self.olen
+        for i in range(n):
+            ob[o + i] = buf[i]
         self.olen = o + n
 
     def _reserve(self, n):
@@ -283,11 +314,7 @@ class LinkBoard(Board):
             # test hook: a measurement driver that fails on every read, i.e.
             # an exception inside the protection task (H-9)
             raise OSError("injected: input driver fault (test hook)")
-        # one unpacking of the list: 12 attribute stores, none of the 12
-        # index loads of a field-by-field copy (every protection tick)
-        (inp.v_inside, inp.v_outside, inp.i_out, inp.cc1_mv, inp.insulation_kohm,
-         inp.t_gun_pos, inp.t_gun_neg, inp.estop, inp.k12_fb, inp.lock_fb,
-         inp.leakage_ma, inp.mains_ok) = self.inputs
+        _copy_in(inp, self.inputs)
 
     def _out(self, idx, val):
         if self.sent_out[idx] == val:
@@ -362,15 +389,19 @@ class LinkBoard(Board):
     def send_stats(self, flags):
         """Answer STATS: one STATS_OUT packet with the board/scheduler totals
         (index 0xFF) and one per task, then (flags bit 0) reset the
-        scheduler statistics and ``loop_us``.  Not a hot path (benchmarks):
-        it may allocate; it runs between passes, so no task is charged."""
+        scheduler statistics and ``loop_us``.  Benchmarks only; it runs
+        between passes, so no task is charged, and it allocates nothing
+        (buffer and task names made once): the bench asks every simulated
+        second, and its garbage used to fill the heap during a charge, in
+        which the firmware does not collect -- slowing down every call that
+        takes its frame from the heap (docs/performance.md)."""
         if flags & STATS_COLLECT:
             gc.collect()
         if flags & STATS_HEAP_WATCH:
             self.heap_watch = True
         app = self.app
         now = self.clock.ticks_ms()
-        b = bytearray(64)
+        b = self._stb
         sched = app.sched if app is not None else None
         b[0] = T_STATS_OUT
         b[1] = 4 + 1 + 10 * 4
@@ -382,17 +413,25 @@ class LinkBoard(Board):
                          app.rx_backlog_max if app is not None else 0,
                          len(sched.tasks) if sched else 0,
                          self.heap_peak)
-        self._write(memoryview(b)[:2 + b[1]])
+        self._write_n(b, 2 + b[1])
         if sched:
-            for k, t in enumerate(sched.tasks):
-                name = t.name.encode()[:16]
+            tasks = sched.tasks
+            names = self._stnames
+            if len(names) != len(tasks):
+                names = self._stnames = [t.name.encode()[:16] for t in tasks]
+            k = 0
+            for t in tasks:
+                name = names[k]
+                n = len(name)
                 b[0] = T_STATS_OUT
-                b[1] = 4 + 1 + 7 * 4 + len(name)
+                b[1] = 4 + 1 + 7 * 4 + n
                 struct.pack_into("<IBIIIIIII", b, 2, now, k, t.runs, t.total_us,
                                  t.wcet_us, t.overruns, t.alloc_bytes, t.alloc_max,
                                  t.late_max_ms)
-                b[35:35 + len(name)] = name
-                self._write(memoryview(b)[:2 + b[1]])
+                for j in range(n):
+                    b[35 + j] = name[j]
+                self._write_n(b, 2 + b[1])
+                k += 1
             if flags & STATS_RESET:
                 sched.reset_stats()
         if flags & STATS_RESET:
@@ -437,10 +476,13 @@ class LinkBoard(Board):
                 continue
             t0 = cpu_us()
             while True:
-                nd = sched.next_due()
+                nd = sched.next_ms          # sched.next_due(), without the call
+                if nd is None:
+                    nd = sched.next_due()
                 if ticks_diff(nd, target) > 0:
                     break
-                clock.advance_to(nd)
+                if nd > clock.ms:           # clock.advance_to(nd), inline
+                    clock.ms = nd
                 app.run_due(clock.ms)
                 if self.stop:
                     break

@@ -139,7 +139,10 @@ class Scheduler:
         # (gc.mem_alloc deltas; a pass in which the GC ran is not counted).
         # Set before ``start`` (it selects the pass's code path there).
         self.alloc_stats = False
-        self._next = None       # earliest next due, ticks ms (None = recompute)
+        # earliest next due (ticks ms): what ``next_due()`` returns; None =
+        # to be computed (scan mode, after add/start).  A board loop may
+        # read it directly and call next_due() only when it is None.
+        self.next_ms = None
         # table mode (see the module docstring)
         self._tb = None         # gap, group per slot | group starts | members
         self._base = 0          # ticks ms of the current hyperperiod's origin
@@ -179,7 +182,7 @@ class Scheduler:
         self._rflag = bytearray(len(self.tasks))
         self._rdue = [0] * len(self.tasks)
         self._npend = 0
-        self._next = None
+        self.next_ms = None
         self._set_slow()
         return t
 
@@ -198,7 +201,7 @@ class Scheduler:
     def _build(self, base):
         """Precompute one hyperperiod from the tasks' next due times."""
         self._tb = None
-        self._next = None
+        self.next_ms = None
         self._set_slow()
         tasks = self.tasks
         if not tasks or not self.table:
@@ -254,7 +257,7 @@ class Scheduler:
         self._tb = bytearray(slots + starts + members)
         self._hyper = h
         self._base = base
-        self._next = ticks_add(base, offs[0])
+        self.next_ms = ticks_add(base, offs[0])
         self._set_slow()
 
     def _due_at(self, t, ref):
@@ -265,14 +268,14 @@ class Scheduler:
         return ticks_add(z, -((-x) // p) * p)
 
     def _tnext(self):
-        """Table mode: time of the table's next slot (``_next`` while no
+        """Table mode: time of the table's next slot (``next_ms`` while no
         task is pending; ``_tn`` while some are; after the slot's gap while
         a pass is interrupted)."""
         if self._S[_BUSY]:
-            return ticks_add(self._next, self._S[_LGAP])
+            return ticks_add(self.next_ms, self._S[_LGAP])
         if self._npend:
             return self._tn
-        return self._next
+        return self.next_ms
 
     def _task_due(self, t):
         if self._npend and self._rflag[t._i]:
@@ -285,7 +288,7 @@ class Scheduler:
             gt = S[_GT]
             for j in range(S[_POS] + 1, tb[S[_GS] + S[_GRP] + 1]):
                 if tb[gt + j] == t._i:
-                    return self._next       # the interrupted pass's rest
+                    return self.next_ms       # the interrupted pass's rest
         return self._due_at(t, self._tnext())
 
     def _to_scan(self):
@@ -295,7 +298,7 @@ class Scheduler:
         self._tb = None
         self._npend = 0
         self._S[_BUSY] = 0
-        self._next = None
+        self.next_ms = None
         self._set_slow()
 
     # ---------------------------------------------------------------- passes
@@ -305,14 +308,14 @@ class Scheduler:
         Kept by ``run_due`` (which moves every due time); recomputed only
         after ``add``/``start`` in scan mode: the board loop asks once per
         pass."""
-        best = self._next
+        best = self.next_ms
         if best is None:
             tasks = self.tasks
             best = tasks[0]._nd
             for t in tasks:
                 if ticks_diff(t._nd, best) < 0:
                     best = t._nd
-            self._next = best
+            self.next_ms = best
         return best
 
     def run_due(self, now=None):
@@ -334,7 +337,7 @@ class Scheduler:
         if S[_SLOW] | S[_BUSY]:
             return int(self._run_general(now))
         n = int(now)
-        due = int(self._next)
+        due = int(self.next_ms)
         d = ((n - due + _HALF) & _MASK) - _HALF
         if d < 0:
             return 0                # nothing due: the common idle poll is cheap
@@ -362,7 +365,7 @@ class Scheduler:
                 if d > T[b + _LATE]:
                     T[b + _LATE] = d
                 m += 1
-        # until the group is done, ``_next`` stays at this pass's time: a
+        # until the group is done, ``next_ms`` stays at this pass's time: a
         # task that raises leaves _BUSY set and the caller's next call (at
         # once) runs the rest of the group through _run_general
         S[_GRP] = g
@@ -381,6 +384,8 @@ class Scheduler:
             f(now)
             c1 = int(cpu())
             dt = (c1 - c0) & _MASK
+            if dt >= _HALF:
+                dt = 0              # the clock stepped back: count nothing
             b = i * _TW
             T[b + _LAST] = dt
             T[b + _TOTAL] = (T[b + _TOTAL] + dt) & _MASK
@@ -391,9 +396,11 @@ class Scheduler:
         S[_BUSY] = 0
         S[_PASSES] = (S[_PASSES] + 1) & _MASK
         dt = (c1 - p0) & _MASK
+        if dt >= _HALF:
+            dt = 0
         if dt > S[_PWCET]:
             S[_PWCET] = dt
-        self._next = (due + gap) & int(self._pmask)
+        self.next_ms = (due + gap) & int(self._pmask)
         return end - j
 
     # ----------------------------------------------------- the general path
@@ -403,8 +410,8 @@ class Scheduler:
             self._rflag[i] = 1
             self._rdue[i] = due
             self._npend += 1
-        if self._next is None or ticks_diff(due, self._next) < 0:
-            self._next = due
+        if self.next_ms is None or ticks_diff(due, self.next_ms) < 0:
+            self.next_ms = due
         self._set_slow()
 
     def _exec(self, t, now, late):
@@ -451,7 +458,7 @@ class Scheduler:
         if S[_BUSY]:
             # a task raised in the last pass: the rest of its group is due
             tb = self._tb
-            due = self._next
+            due = self.next_ms
             gt = S[_GT]
             for j in range(S[_POS] + 1, tb[S[_GS] + S[_GRP] + 1]):
                 t = tasks[tb[gt + j]]
@@ -472,7 +479,7 @@ class Scheduler:
                         dues[i] = d
                         self._npend += 1
             tn = self._advance(now, tn)
-        self._tn = self._next = tn
+        self._tn = self.next_ms = tn
         if not self._npend:
             self._set_slow()
             return 0
@@ -544,7 +551,7 @@ class Scheduler:
             ran += 1
             if ticks_diff(nd, best) < 0:
                 best = nd
-        self._next = best
+        self.next_ms = best
         if ran:
             self._pass_done(p0)
         return ran

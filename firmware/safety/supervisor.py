@@ -49,6 +49,7 @@ import micropython
 from micropython import const
 import config
 from rt.clock import ticks_diff
+from rt import guard as _guard
 from safety import checks as _checks
 from safety import risk as _risk
 from safety.risk import (RiskTable, Events, T_RAISED, T_CLEARED, name_of, _steps,
@@ -90,6 +91,7 @@ _P_KFAULT = const(46)
 _P_LIM = const(48)
 _NST = const(14)       # stages in the H-12 table
 _MASK = const(0x3FFFFFFF)
+_HALF = const(0x20000000)
 assert len(_ALLOW) == _NST and (_STATE["k_cmd"], _STATE["k_since"], _STATE["k_fault"],
                                  _STATE["current_limit"]) == (_P_KCMD, _P_KSINCE, _P_KFAULT, _P_LIM)
 
@@ -120,11 +122,90 @@ def _conds(pairs, ctx, now, b: ptr8):
 
 
 @micropython.viper
+def _eval(sup, now, p: int):
+    """Part p of the check tick (checks lo+1..hi of ``_PARTS[p]``; only the
+    enabled ones are evaluated, a disabled one stays INACTIVE, "disabled"):
+    each condition, then the risk table for all of them at once, then the
+    actions of any that were raised or cleared, in check order.  (A check's
+    condition reads the measurements and the BMS data only, never what an
+    earlier check's action did, so the order of conditions and actions is
+    free.)"""
+    lo = 9
+    hi = 13
+    if p == 0:
+        lo = 0
+        hi = 4
+    elif p == 1:
+        lo = 4
+        hi = 9
+    rk = sup.risk
+    b = rk.b
+    _conds(sup._pairs[p], sup.ctx, now, b)
+    m = int(_steps(now, lo + 1, hi + 1, b, rk.since, rk.clr_since, rk.raised_count, rk.pr))
+    if m != 0:
+        lv = ptr8(rk.level)
+        cks = sup.checks
+        i = lo + 1
+        while i <= hi:
+            if m & (1 << i):
+                sup._raised(now, i, lv[i], cks[i - 1].value)
+            elif m & (1 << (i + _TR_CLEAR)):
+                sup.events.add(now, EV_CLEAR, i, lv[i], cks[i - 1].value)
+            i += 1
+
+
+@micropython.viper
+def _h11_quiet(sup, now) -> int:
+    """H-11's common case in machine code: no cut running, and the current
+    not flowing or both BCL and BCS fresh enough.  1 = nothing to do; 0 =
+    let ``Supervisor._h11`` decide (from the same state: the only change
+    made here, the start of the current, is one it would make the same)."""
+    if int(sup.h11_on) != 0:
+        return 0
+    i = int(sup.inp.i_out)
+    fl = int(sup.h11_flow)
+    if (i <= fl and i >= 0 - fl) or int(sup.tripped) != 0:
+        sup._flowing = 0
+        return 1
+    n = int(now)
+    if int(sup._flowing) == 0:
+        sup._flowing = 1
+        sup._flow_t = now
+    t0 = int(sup._flow_t)
+    lo = sup.rx_times
+    t = int(lo[_PF_BCL])
+    if t < 0 or ((t - t0 + _HALF) & _MASK) - _HALF < 0:
+        t = t0                          # older than the current: count from its start
+    if ((n - t + _HALF) & _MASK) - _HALF > int(sup.h11_bcl):
+        return 0
+    t = int(lo[_PF_BCS])
+    if t < 0 or ((t - t0 + _HALF) & _MASK) - _HALF < 0:
+        t = t0
+    if ((n - t + _HALF) & _MASK) - _HALF > int(sup.h11_bcs):
+        return 0
+    return 1
+
+
+@micropython.viper
 def _copy(dst: ptr8, src: ptr8, n: int):
     i = 0
     while i < n:
         dst[i] = src[i]
         i += 1
+
+
+@micropython.viper
+def _ptick(sup, now) -> int:
+    """The protection tick's common path: ``_hprot``, then ``_quiet`` if
+    nothing fired.  0 = done; else 1 + the code that fired (0: not quiet),
+    for ``Supervisor._protect``.  (Machine code: no Python frame, which for
+    a function this size would come from the heap at every call.)"""
+    p = sup.prot
+    st = p._st
+    code = int(_hprot(now, sup.inp, sup.charging, st, p._fl, p.first))
+    if code == 0 and int(_quiet(sup, now, sup.out, st, _ALLOW)) != 0:
+        return 0
+    return code + 1
 
 
 @micropython.viper
@@ -246,6 +327,12 @@ class Supervisor:
         self._boot_cause = 0
         self._vinbuf = bytearray(17)
         self._vinlen = 0
+        # the per-tick entry points, each inside a generator that catches
+        # (rt.guard: no heap frame per call)
+        self._g_protect = _guard.start(self._tick, self.fail_safe)
+        self._g_head = _guard.start(self._head, self.fail_safe)
+        self._g_mid = _guard.start(self._mid, self.fail_safe)
+        self._g_tail = _guard.start(self._tail, self.fail_safe)
         self._due = 0                # bit p: check_head evaluated, part p may run
         self._fresh = 0              # bit p: part p resets its checks first
         # persistence
@@ -301,12 +388,33 @@ class Supervisor:
         whole tick in Python (``_quiet`` decides before it changes anything,
         so ``_protect`` starts from the same state)."""
         try:
-            p = self.prot
-            code = _hprot(now, self.inp, self.charging, p._st, p._fl, p.first)
-            if code or not _quiet(self, now, self.out, p._st, _ALLOW):
-                self._protect(now, code)
-        except Exception as ex:
-            self.fail_safe(ex)
+            return self._g_protect(now)          # self._tick(now), guarded (rt.guard)
+        except StopIteration:             # a BaseException ended the guard
+            return self._rs_protect(now)
+
+    # (A new guard for an entry point whose guard a BaseException ended,
+    # and the call that found it ended.  Separate methods: with an argument
+    # more, the entry points' frames would no longer fit the C stack.)
+    def _rs_protect(self, now):
+        self._g_protect = _guard.start(self._tick, self.fail_safe)
+        return self._g_protect(now)
+
+    def _rs_head(self, now):
+        self._g_head = _guard.start(self._head, self.fail_safe)
+        return self._g_head(now)
+
+    def _rs_mid(self, now):
+        self._g_mid = _guard.start(self._mid, self.fail_safe)
+        return self._g_mid(now)
+
+    def _rs_tail(self, now):
+        self._g_tail = _guard.start(self._tail, self.fail_safe)
+        return self._g_tail(now)
+
+    def _tick(self, now):
+        c = _ptick(self, now)
+        if c:
+            self._protect(now, c - 1)
 
     def _protect(self, now, code):
         inp = self.inp
@@ -427,11 +535,9 @@ class Supervisor:
         """H-11, session start/end of the checks, the U*I and I integrators,
         S-1..S-4; never raises."""
         try:
-            if self.rx_times is not None:
-                self._h11(now)
-            self._check(now)
-        except Exception as ex:
-            self.fail_safe(ex)
+            return self._g_head(now)             # self._head(now), guarded (rt.guard)
+        except StopIteration:
+            return self._rs_head(now)
 
     def check_mid(self, now):
         """S-5..S-9, after ``check_head`` of the same check tick (a later
@@ -440,28 +546,39 @@ class Supervisor:
         ``sched.checks_ms``); never raises.  Does nothing unless the head
         evaluated its checks since (charging)."""
         try:
-            if self._due & 2:
-                self._due &= 4
-                if self.charging:
-                    if self._fresh & 2:
-                        self._fresh &= 4
-                        self._renew(now, 1)
-                    self._eval(now, self._pairs[1], 4, 9)
-        except Exception as ex:
-            self.fail_safe(ex)
+            return self._g_mid(now)
+        except StopIteration:
+            return self._rs_mid(now)
 
     def check_tail(self, now):
         """S-10..S-13, as ``check_mid``; never raises."""
         try:
-            if self._due & 4:
-                self._due &= 2
-                if self.charging:
-                    if self._fresh & 4:
-                        self._fresh &= 2
-                        self._renew(now, 2)
-                    self._eval(now, self._pairs[2], 9, 13)
-        except Exception as ex:
-            self.fail_safe(ex)
+            return self._g_tail(now)
+        except StopIteration:
+            return self._rs_tail(now)
+
+    def _mid(self, now):
+        self._part(now, 1)
+
+    def _tail(self, now):
+        self._part(now, 2)
+
+    # (The check tick's functions are kept to frames of at most 11 words,
+    # the rest is viper: a bigger frame comes from the heap at every call.)
+    def _head(self, now):
+        if self.rx_times is not None and not _h11_quiet(self, now):
+            self._h11(now)
+        self._check(now)
+
+    def _part(self, now, p):
+        bit = 2 if p == 1 else 4
+        if self._due & bit:
+            self._due &= ~bit
+            if self.charging:
+                if self._fresh & bit:
+                    self._fresh &= ~bit
+                    self._renew(now, p)
+                _eval(self, now, p)
 
     def _h11(self, now):
         """BCL/BCS freshness while current flows, whatever the session
@@ -511,13 +628,7 @@ class Supervisor:
         if not self.charging:
             self._due = 0
             if self._was_charging:
-                # the next session's fresh state, made now (no check runs in
-                # between): the first charging tick has enough to do
-                self._was_charging = False
-                self.risk.reset()
-                for c in self.checks:
-                    c.reset(now)
-                    c.why = "not charging"
+                self._end_checks(now)
             return
         if not self._was_charging:
             self._begin(now)
@@ -526,30 +637,17 @@ class Supervisor:
         ctx.integrate(now)
         if ctx.soc0 < 0:
             self._take_soc0()
-        lo, hi = _PARTS[0]
-        self._eval(now, self._pairs[0], lo, hi)
+        _eval(self, now, 0)
         self._due = 6                   # check_mid, check_tail may run
 
-    def _eval(self, now, pairs, lo, hi):
-        """Checks lo+1..hi (``pairs``: (id, check) of those enabled, level
-        > 0; a disabled one stays INACTIVE, "disabled"): each condition,
-        then the risk table for all of them at once (machine code), then
-        the actions of any that were raised or cleared, in check order.  (A
-        check's condition reads the measurements and the BMS data only,
-        never what an earlier check's action did, so the order of
-        conditions and actions is free.)"""
-        rk = self.risk
-        b = rk.b
-        _conds(pairs, self.ctx, now, b)
-        m = _steps(now, lo + 1, hi + 1, b, rk.since, rk.clr_since, rk.raised_count, rk.pr)
-        if m:
-            lv = rk.level
-            cks = self.checks
-            for i in range(lo + 1, hi + 1):
-                if m & (1 << i):
-                    self._raised(now, i, lv[i], cks[i - 1].value)
-                elif m & (1 << (i + _TR_CLEAR)):
-                    self.events.add(now, EV_CLEAR, i, lv[i], cks[i - 1].value)
+    def _end_checks(self, now):
+        # the next session's fresh state, made now (no check runs in
+        # between): the first charging tick has enough to do
+        self._was_charging = False
+        self.risk.reset()
+        for c in self.checks:
+            c.reset(now)
+            c.why = "not charging"
 
     def _renew(self, now, p):
         """Part p's first run of a session: the checks were reset when the
