@@ -9,7 +9,8 @@ Steps, each command printed before it runs:
    validation on the real micropython binary (``host_tools.config_check``);
    any error stops the deploy before anything is built or copied.
 2. **Precompile** every firmware module and the board package with
-   ``mpy-cross`` into ``build/<board>/``, keeping the package layout
+   ``mpy-cross -march=<the board's CPU>`` (``MARCH``: the firmware has
+   viper code) into ``build/<board>/``, keeping the package layout
    (``gbt/session.mpy``, ``stm32/board.mpy``).  On the ESP32 the board
    package is installed as ``esp32b`` (``esp32`` is a built-in module of that
    port) and the shared STM32 parts (``stm32/board``, ``stm32/fastprot``)
@@ -58,6 +59,13 @@ BOARD_PACKAGES = {
     "esp32": [("stm32", BOARDS / "stm32", ["board.py", "fastprot.py"]),
               ("esp32b", BOARDS / "esp32", ["board.py", "pins.py", "mcp2515.py", "main.py"])],
 }
+
+# mpy-cross -march per board: the firmware has native code (@micropython.viper
+# on the CAN receive loop, the charging step, the TP and BMV byte loops;
+# docs/performance.md), which mpy-cross compiles only for a named CPU.  The
+# .mpy files are then specific to the board's architecture (as the frozen
+# images are: MPY_CROSS_FLAGS of each port/board).
+MARCH = {"stm32": "armv7emsp", "esp32": "xtensawin"}
 
 PROBE = 'print("STAGE", app.session.stage if "app" in globals() else -1)'
 _IDLE_STAGES = (-1, 0, 1, 13)     # no app, idle, connected (not started), done
@@ -130,9 +138,12 @@ def clean_script(mods: list[str]) -> str:
             "  except OSError:pass\n" % items)
 
 
-def build(board: str, build_root: Path, echo=print) -> tuple[Path, list[str]]:
+def build(board: str, build_root: Path, echo=print, march: str | None = None
+          ) -> tuple[Path, list[str]]:
     """mpy-cross every module into ``build_root/<board>/``; returns the
-    directory and the module paths.  Raises DeployError on a compile error."""
+    directory and the module paths.  Raises DeployError on a compile error.
+    ``march``: the native-code CPU, default the board's (``MARCH``);
+    ``"host"`` makes a tree the unix port can import (tests)."""
     out_dir = build_root / board
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -141,7 +152,8 @@ def build(board: str, build_root: Path, echo=print) -> tuple[Path, list[str]]:
     for src, mod in modules(board):
         dst = out_dir / (mod + ".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
-        jobs.append((src, mod, [mpy_cross, "-o", show(dst), "-s", mod + ".py", show(src)]))
+        jobs.append((src, mod, [mpy_cross, "-march=" + (march or MARCH[board]), "-o", show(dst),
+                                "-s", mod + ".py", show(src)]))
 
     def run(job):
         return subprocess.run(job[2], capture_output=True, text=True, cwd=str(ROOT))

@@ -81,9 +81,11 @@ def test_dry_run_prints_exact_commands(dry):
     mp_lines = [l for l in lines if l.startswith(MPREMOTE)]
     assert mp_lines == expected_mp
     # one mpy-cross line per module, exactly as run
-    expected_cross = [shlex.join([MPY_CROSS, "-o", str(out / (m + ".mpy")), "-s", m + ".py",
-                                  "firmware/%s.py" % m]) for m in _fw_modules()]
-    expected_cross += [shlex.join([MPY_CROSS, "-o", str(out / "stm32" / (f + ".mpy")), "-s",
+    # (-march: the firmware has native code, compiled for the board's CPU)
+    expected_cross = [shlex.join([MPY_CROSS, "-march=armv7emsp", "-o", str(out / (m + ".mpy")),
+                                  "-s", m + ".py", "firmware/%s.py" % m]) for m in _fw_modules()]
+    expected_cross += [shlex.join([MPY_CROSS, "-march=armv7emsp",
+                                   "-o", str(out / "stm32" / (f + ".mpy")), "-s",
                                    "stm32/%s.py" % f, "boards/stm32/%s.py" % f])
                        for f in ("board", "pins", "fastprot", "main")]
     assert [l for l in lines if l.startswith(MPY_CROSS)] == expected_cross
@@ -102,7 +104,10 @@ def test_build_has_an_mpy_for_every_module(dry):
     want = sorted(_fw_modules() + ["stm32/board", "stm32/pins", "stm32/fastprot", "stm32/main"])
     assert built == want
     assert not list(out.rglob("*.py"))              # compiled only
-    # the compiled tree alone (no sources) imports on micropython
+    # the compiled tree alone (no sources) imports on micropython: the same
+    # build for this machine's CPU (the firmware has native code, so the
+    # board's .mpy files load only on the board's architecture)
+    out, _ = deploy.build("stm32", tmp / "host", echo=lambda *a: None, march="host")
     script = tmp / "imp.py"
     script.write_text("import stm32.board, charger, diag.commands, gbt.session\n"
                       "import sys\nprint('OK', 'stm32/board.mpy' in sys.modules['stm32.board']"

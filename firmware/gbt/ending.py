@@ -78,6 +78,7 @@ class Ending:
         i = self.ctl.ramp(0, dt, c.ramp_stop, c.ramp_stop)
         out.i_set = i
         self.ctl.integrate(self.inp.v_outside, self.inp.i_out, dt, False)
+        self.energy_wh = self.ctl.energy_wh
         if i <= c.i_off and self.inp.i_out <= c.i_off:
             self._open_k12()
             return True
