@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: charge test bench deploy config-check bench-rt realtime clean venv firmware target-image
+.PHONY: help charge test bench deploy config-check bench-rt realtime clean venv firmware target-image
+.DEFAULT_GOAL := help
 BOARD ?= stm32
 # `make firmware` builds QEMU_M3 unless BOARD is given on the command line.
 FW_BOARD := $(if $(filter command line environment,$(origin BOARD)),$(BOARD),QEMU_M3)
@@ -15,13 +16,26 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
+help:
+	@echo "make charge [ARGS=\"--soc 20 --target-soc 80 ...\"]   a full simulated charge (out/charge/); ARGS=--help"
+	@echo "make realtime [ARGS=\"--console --bms ...\"]          the SIL bench in real time, bus on 127.0.0.1:29536"
+	@echo "make test [PYTEST_ARGS=\"-k console -x\"]             the test suite (builds the QEMU image first)"
+	@echo "make bench [ARGS=...]                                  firmware benchmarks (bench/results/)"
+	@echo "make config-check CONFIG=config.json BOARD=stm32       validate a configuration with the firmware's rules"
+	@echo "make deploy PORT=/dev/ttyACM0 BOARD=stm32 CONFIG=...   precompile and copy to a board (ARGS=--dry-run)"
+	@echo "make firmware [BOARD=QEMU_M3|PYBV11|NUCLEO_H743ZI]     a flashable image with the charger frozen in"
+	@echo "make venv                                              build .venv from requirements.txt"
+	@echo "make clean                                             remove build/, out/ and test caches"
+	@echo "Docs: README.md, docs/ (developer notes: docs/development.md)"
+
 venv: $(STAMP)
 
 charge: $(STAMP)
 	$(PY) -m host_tools.charge $(ARGS)
 
-# The QEMU target image (product + test variant) is built first: the target
-# tests (tests/target/) boot it under qemu-system-arm.
+# The QEMU target image (product + test variant, + the bare stock image on
+# which tests/test_mpy_heap.py measures the .mpy install) is built first: the
+# target tests (tests/target/) boot it under qemu-system-arm.
 test: $(STAMP) target-image
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
@@ -33,11 +47,15 @@ firmware: $(STAMP)
 target-image: $(STAMP)
 	$(PY) -m host_tools.firmware build --board QEMU_M3
 	$(PY) -m host_tools.firmware build --board QEMU_M3 --variant test
+	$(PY) -m host_tools.firmware build --board QEMU_M3 --variant bare
 
 bench: $(STAMP)
 	$(PY) -m host_tools.bench $(ARGS)
 
-# Flash a board: make deploy PORT=/dev/ttyACM0 BOARD=stm32|esp32 [CONFIG=config.json] [ARGS=--dry-run]
+# Flash the image (built if missing) + config.json + /main.py:
+#   make deploy PORT=/dev/ttyACM0 BOARD=PYBV11|NUCLEO_H743ZI [CONFIG=config.json] [ARGS=--dry-run]
+# .mpy files instead (boards whose heap holds them): ARGS=--mpy (esp32: ARGS="--mpy --psram").
+# BOARD=stm32 means PYBV11.  docs/deploy.md
 deploy: $(STAMP)
 	$(PY) -m host_tools.deploy --port $(PORT) --board $(BOARD) $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
 
@@ -50,4 +68,4 @@ realtime: $(STAMP)
 	$(PY) -m host_tools.sil $(ARGS)
 
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build out .pytest_cache .hypothesis

@@ -104,6 +104,12 @@ class Board:
                           exception handler, must work even if the rest of
                           the firmware is broken
     idle(until_ms)        give the CPU away until ``until_ms`` or an event
+    rtc_s()               (optional) wall clock in seconds since the firmware
+                          epoch 2020-01-01 00:00 UTC (``rt.calendar``): a
+                          small int on 32-bit ports until 2054, no heap per
+                          call; negative = the clock is not set.  Without
+                          it the app converts the port's ``time.time()``
+                          (docs/boards.md, "Board contract: rtc_s")
     """
 
     name = "abstract"

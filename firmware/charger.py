@@ -53,7 +53,7 @@ from diag import telemetry as _tel
 from diag import eventlog as _evlog
 import diag.settings  # noqa: F401  (console/trace settings; their code loads on demand)
 from safety.checks import STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT
-from rt.clock import ticks_diff
+from rt.clock import ticks_diff, ticks_add
 from gbt.messages import enc_cst, CST_R_FAULT, CST_F_OTHER
 from gbt.ids import ID_CST
 from gbt.stages import (STAGE_NAMES, WHY_STOP_REQ, IDLE, CONNECTED, STOPPING,
@@ -142,8 +142,9 @@ class ChargerApp:
         from store import Store
         st = Store(state_dir + "/" + cfg["store.path"], cfg["store.max_bytes"])
         self.sup = Supervisor(cfg, self.clock, board, self.inp, self.out, self.bms, store=st)
-        for w in self.sup.store_warnings:
-            self.event("store", w)
+        if st.present:                    # a fresh board has no record yet: no news
+            for w in self.sup.store_warnings:
+                self.event("store", w[7:] if w.startswith("store: ") else w)
         from safety.lockout import L_STORE
         refused = self.sup.lock.latched & L_STORE
         if refused or (st.present and self.sup.store_warnings):
@@ -160,6 +161,7 @@ class ChargerApp:
         self.session = ChargerSession(cfg, self._send, self.inp, self.out,
                                       self.bms, self.link)
         self.link.handler = self.session.on_message
+        self.session.stage_entered_ms = self.clock.ticks_ms()   # idle since boot
         self.session.vin_check = self._vin_check
         self.session.start_gate = self._start_gate
         self.session.tx.datetime = self._local_time
@@ -390,7 +392,12 @@ class ChargerApp:
             self.gc_runs += 1
 
     def rtc_s(self):
-        """Wall-clock seconds (UTC): the board's RTC, or the SIL's simulated date."""
+        """Wall-clock seconds (UTC) since the firmware epoch, 2020-01-01
+        (``rt.calendar``): the board's ``rtc_s`` (the SIL's simulated date),
+        else the port's ``time.time()`` converted.  A small int on every port
+        until 2054, so the slow task, the telemetry re-sync and the lockout
+        arithmetic allocate nothing on a 32-bit board; negative = the board's
+        clock is not set."""
         rtc = self._rtc
         if rtc is None:
             rtc = self._rtc = getattr(self.board, "rtc_s", None) or _time_s
@@ -472,7 +479,7 @@ class ChargerApp:
             pass
         now = self.clock.ticks_ms()
         self._fs_cst_t0 = now
-        self._fs_cst_last = now - 10
+        self._fs_cst_last = ticks_add(now, -10)
         try:
             self.halted = "exception: %s %s" % (type(exc).__name__, exc)
         except Exception:               # out of memory (MemoryError is an H-9 cause too)
@@ -520,14 +527,20 @@ class ChargerApp:
         # the USB VCP / UART on STM32 and ESP32).
         self.console = Console(self.board.console_stream(self.cfg), ns, self.cfg)
         from diag import commands
-        commands.install(self.console, self)
+        d = commands.install(self.console, self)
+        # Board commands (the SIL board: plug() / unplug() of the bench).
+        extra = getattr(self.board, "console_commands", None)
+        if extra:
+            for name, fn, text in extra(self):
+                d.add_board_command(name, fn, text)
         self.console.start()
         self.sched.add("console", self._console, self.cfg["sched.console_ms"], 5)
 
 
 def _time_s():
-    import time
-    return int(time.time())
+    # a board without ``rtc_s``: the port's clock, in firmware seconds
+    from rt.calendar import port_rtc_s
+    return port_rtc_s()
 
 
 def _mkdir(path):

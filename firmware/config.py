@@ -40,6 +40,13 @@ CONFIG_SCHEMA = (
 )
 
 
+# Settings older firmware had: still an error in a file (the firmware never
+# guesses), but one that says what to do.
+REMOVED = {
+    "telemetry.rtc_epoch_2000": "every board gives its RTC in the firmware epoch 2020-01-01",
+}
+
+
 class ConfigError(Exception):
     pass
 
@@ -88,7 +95,10 @@ def validate(cfg, checks=()):
         known[e[0]] = e
     for k in cfg:
         if k not in known:
-            errors.append("unknown setting %r" % k)
+            if k in REMOVED:
+                errors.append("setting %r was removed (%s): delete it" % (k, REMOVED[k]))
+            else:
+                errors.append("unknown setting %r" % k)
     for k, e in known.items():
         if k not in cfg:
             errors.append("missing setting %r" % k)

@@ -117,12 +117,26 @@ def _run(path, board):
     return not errors, errors, settings, nfile
 
 
+def _family(name: str) -> str:
+    """A board name as `make deploy BOARD=` takes it -> the board family."""
+    n = name.lower()
+    if n in BOARD_IMPORTS:
+        return n
+    if n in ("pybv11", "nucleo_h743zi", "h743", "h7", "pyboard") or n.startswith("stm32"):
+        return "stm32"
+    if n.startswith("esp32"):
+        return "esp32"
+    raise argparse.ArgumentTypeError("unknown board %r (stm32, PYBV11, NUCLEO_H743ZI, esp32, "
+                                     "unix)" % name)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m host_tools.config_check",
                                  description="Validate a charger config.json with the "
                                              "firmware's own rules (on micropython).")
     ap.add_argument("config", help="the JSON file of settings")
-    ap.add_argument("--board", default="stm32", choices=sorted(BOARD_IMPORTS))
+    ap.add_argument("--board", default="stm32", type=_family,
+                    help="stm32 (PYBV11, NUCLEO_H743ZI), esp32 or unix")
     a = ap.parse_args(argv)
     try:
         ok, errors, n, k = _run(a.config, a.board)

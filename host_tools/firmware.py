@@ -1,6 +1,6 @@
 """Build flashable MicroPython images with the charger frozen in.
 
-    python -m host_tools.firmware build --board QEMU_M3|PYBV11|NUCLEO_H743ZI [--variant test]
+    python -m host_tools.firmware build --board QEMU_M3|PYBV11|NUCLEO_H743ZI [--variant test|bare]
     python -m host_tools.firmware info --board PYBV11        # sizes of the last build
     python -m host_tools.firmware source                     # where the MicroPython tree is
     make firmware BOARD=PYBV11                               # the same, from the Makefile
@@ -13,8 +13,9 @@ What it does, in order:
    install fails), otherwise it says which packages to install.
 2. **MicroPython source** (a build input, never committed): ``$MICROPY_SRC``
    if set (a source tree), else the pruned upstream snapshot
-   ``../shared/vendor/micropython-src.tar.xz`` next to the checkout
-   (extracted once into ``build/micropython-src/``), else a ``git clone`` of
+   ``../shared/vendor/micropython-src.tar.xz`` next to the checkout (or next
+   to the checkout this one was cloned from; extracted once into
+   ``build/micropython-src/``), else a ``git clone`` of
    upstream at ``$MICROPY_REF`` (default: the commit the snapshot was taken
    from) with the port's submodules.
 3. ``mpy-cross`` from that tree (into ``build/mpy-cross/``), then the port with
@@ -50,6 +51,7 @@ BOARDS = {
     "QEMU_M3": dict(
         port="qemu", board_dir=ROOT / "boards" / "qemu" / "QEMU_M3",
         manifest=ROOT / "boards" / "qemu" / "manifest.py",
+        bare_manifest=ROOT / "boards" / "qemu" / "manifest_bare.py",
         image="firmware.elf", flash=4 * 1024 * KB, ram=4 * 1024 * KB,
         apt=["gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm"],
         what="MPS2-AN385 Cortex-M3 under qemu-system-arm, heap of a PYBv1.1"),
@@ -133,25 +135,45 @@ def source_tree(port: str = "qemu") -> Path:
         if not (p / "py" / "mkenv.mk").exists():
             raise BuildError("MICROPY_SRC=%s is not a MicroPython source tree" % env)
         return p
-    if VENDOR_TARBALL.exists():
-        return _extract_vendor()
+    tarball = vendor_tarball()
+    if tarball is not None:
+        return _extract_vendor(tarball)
     return _clone(port)
 
 
-def _extract_vendor() -> Path:
-    st = VENDOR_TARBALL.stat()
+def vendor_tarball() -> Path | None:
+    """``../shared/vendor/micropython-src.tar.xz`` next to this checkout; a
+    clone of a checkout (``git clone /work/main /tmp/x``) also finds the one
+    next to the checkout it was cloned from (its ``origin``)."""
+    cands = [VENDOR_TARBALL]
+    try:
+        url = subprocess.run(["git", "-C", str(ROOT), "remote", "get-url", "origin"],
+                             capture_output=True, text=True).stdout.strip()
+    except OSError:
+        url = ""
+    if url and "://" not in url and not url.startswith("git@"):
+        origin = Path(url[7:] if url.startswith("file:") else url).resolve()
+        cands.append(origin.parent / "shared" / "vendor" / VENDOR_TARBALL.name)
+    for c in cands:
+        if c.exists():
+            return c
+    return None
+
+
+def _extract_vendor(tarball: Path = VENDOR_TARBALL) -> Path:
+    st = tarball.stat()
     tag = hashlib.sha1(("%d-%d" % (st.st_size, int(st.st_mtime))).encode()).hexdigest()[:10]
     dest = BUILD / "micropython-src" / tag
     tree = dest / "micropython"
     if (dest / ".complete").exists():
         return tree
-    _log("extracting %s" % VENDOR_TARBALL)
+    _log("extracting %s" % tarball)
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    with tarfile.open(VENDOR_TARBALL) as tf:
+    with tarfile.open(tarball) as tf:
         tf.extractall(dest, filter="data")
     if not (tree / "py" / "mkenv.mk").exists():
-        raise BuildError("unexpected layout in %s" % VENDOR_TARBALL)
+        raise BuildError("unexpected layout in %s" % tarball)
     (dest / ".complete").write_text(tag)
     return tree
 
@@ -208,9 +230,14 @@ def build(board: str, variant: str = "", quiet: bool = True) -> dict:
     xc = mpy_cross(tree, quiet)
     out = build_dir(board, variant)
     out.mkdir(parents=True, exist_ok=True)
+    manifest = spec["manifest"]
+    if variant == "bare":
+        if "bare_manifest" not in spec:
+            raise BuildError("variant bare exists for QEMU_M3 only")
+        manifest = spec["bare_manifest"]
     cmd = ["make", "-C", str(tree / "ports" / spec["port"]), "-j%d" % jobs(),
            "BUILD=%s" % out, "MICROPY_MPYCROSS=%s" % xc,
-           "FROZEN_MANIFEST=%s" % spec["manifest"]]
+           "FROZEN_MANIFEST=%s" % manifest]
     if "board_dir" in spec:
         cmd.append("BOARD_DIR=%s" % spec["board_dir"])
     else:
@@ -221,6 +248,10 @@ def build(board: str, variant: str = "", quiet: bool = True) -> dict:
         # frames, fakes, fuzz corpora): the test image gets 1 MB of heap.
         # The product image keeps the PYBv1.1 heap, and the full-session
         # target tests and `make bench ARGS="--target qemu"` run on it.
+        cmd.append("MICROPY_HEAP_SIZE=%d" % TEST_HEAP)
+    elif variant == "bare":
+        # Stock MicroPython (board package only, no charger) with 1 MB of
+        # heap: host_tools/mpy_heap.py measures the .mpy install on it.
         cmd.append("MICROPY_HEAP_SIZE=%d" % TEST_HEAP)
     env = dict(os.environ)
     env.pop("MAKEFLAGS", None)          # our own -j, not the caller's make's
@@ -320,12 +351,13 @@ def main(argv=None) -> int:
     b = sub.add_parser("build", help="build an image and print its sizes")
     b.add_argument("--board", default="QEMU_M3",
                    help="QEMU_M3 (default), PYBV11, NUCLEO_H743ZI (or stm32, qemu)")
-    b.add_argument("--variant", default="", choices=["", "test"],
-                   help="test: also freeze tests/mp (QEMU target tests)")
+    b.add_argument("--variant", default="", choices=["", "test", "bare"],
+                   help="test: also freeze tests/mp (QEMU target tests); bare: QEMU_M3 "
+                        "without the charger, 1 MB heap (host_tools.mpy_heap)")
     b.add_argument("--verbose", "-v", action="store_true", help="show the compiler output")
     i = sub.add_parser("info", help="sizes of the last build")
     i.add_argument("--board", default="QEMU_M3")
-    i.add_argument("--variant", default="", choices=["", "test"])
+    i.add_argument("--variant", default="", choices=["", "test", "bare"])
     sub.add_parser("source", help="print the MicroPython source tree used")
     a = ap.parse_args(argv)
     try:

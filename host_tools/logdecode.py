@@ -2,6 +2,7 @@
 
     python -m host_tools.logdecode FILE [FILE ...] [--json] [--rel]
                                    [--no-tp] [--tp-dt] [--only BCL,BCS]
+    python -m host_tools.logdecode -i sil -c 127.0.0.1:29536     # live, any python-can interface
 
 Reads anything python-can's ``can.LogReader`` reads (candump ``.log``,
 Vector ``.asc``, ``.blf``, python-can ``.csv``, ``.trc``, ...).  Every
@@ -393,10 +394,17 @@ def format_record(rec, t0=0.0, units=None):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m host_tools.logdecode",
-                                 description="Decode GB/T 27930 frames in CAN logs.")
-    ap.add_argument("files", nargs="+", metavar="FILE",
+    ap = argparse.ArgumentParser(
+        prog="python -m host_tools.logdecode",
+        description="Decode GB/T 27930 frames in CAN logs, or live from any python-can interface.",
+        epilog="live: python -m host_tools.logdecode -i sil -c 127.0.0.1:29536 "
+               "(or -i socketcan -c can0, -i pcan -c PCAN_USBBUS1 ...); Ctrl-C stops.")
+    ap.add_argument("files", nargs="*", metavar="FILE",
                     help="candump .log, .asc, .blf, .csv (anything can.LogReader reads)")
+    ap.add_argument("-i", "--interface", help="decode live from this python-can interface instead of files")
+    ap.add_argument("-c", "--channel", help="python-can channel of --interface")
+    ap.add_argument("--bitrate", type=int, default=250000, help="bit rate for --interface (not for sil)")
+    ap.add_argument("--duration", type=float, help="live: stop after this many seconds")
     ap.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     ap.add_argument("--rel", action="store_true", help="times relative to the first frame")
     ap.add_argument("--no-tp", action="store_true", help="hide TP.CM control frames")
@@ -404,9 +412,28 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="comma list of names to show, e.g. BCL,BCS")
     ap.add_argument("--dbc", default=None, help="DBC file (default: the bundled one)")
     a = ap.parse_args(argv)
+    if bool(a.files) == bool(a.interface):
+        ap.error("give log FILEs or a live --interface (with --channel), not both or neither")
     db = load_db(a.dbc)
     units = _units(db)
     only = set(x.strip().upper() for x in a.only.split(",") if x.strip())
+    known = {m.name.upper() for m in db.messages} | {"TP", "TP.CM", "TP.DT", "?"}
+    bad = sorted(only - known)
+    if bad:
+        ap.error("--only: unknown message name(s) %s (known: %s)" % (
+            ", ".join(bad), ", ".join(sorted(n for n in known if n != "?"))))
+
+    def show(recs, t0):
+        for r in recs:
+            if only and r["name"].upper() not in only:
+                continue
+            if a.json:
+                print(json.dumps(r))
+            else:
+                print(format_record(r, t0, units))
+
+    if a.interface:
+        return _live(a, db, show)
     rc = 0
     for path in a.files:
         try:
@@ -415,16 +442,40 @@ def main(argv=None):
             print("%s: cannot read: %s" % (path, e), file=sys.stderr)
             rc = 1
             continue
-        t0 = recs[0]["t"] if (recs and a.rel) else 0.0
-        for r in recs:
-            if only and r["name"] not in only:
-                continue
-            if a.json:
-                print(json.dumps(r))
-            else:
-                print(format_record(r, t0, units))
+        show(recs, recs[0]["t"] if (recs and a.rel) else 0.0)
     return rc
 
 
+def _live(a, db, show):
+    """Decode frames as they arrive on a python-can bus (a bus monitor)."""
+    import time
+    kw = {} if a.interface in ("sil", "virtual") else {"bitrate": a.bitrate}
+    try:
+        bus = can.Bus(interface=a.interface, channel=a.channel, **kw)
+    except Exception as e:  # python-can raises many types for a missing adapter
+        print("cannot open bus %s/%s: %s" % (a.interface, a.channel, e), file=sys.stderr)
+        return 2
+    dec = LogDecoder(db, tp_cm=not a.no_tp, tp_dt=a.tp_dt)
+    t0 = None
+    end = time.monotonic() + a.duration if a.duration else None
+    try:
+        while end is None or time.monotonic() < end:
+            m = bus.recv(0.2)
+            if m is None:
+                continue
+            recs = dec.feed(m)
+            if recs and t0 is None:
+                t0 = recs[0]["t"] if a.rel else 0.0
+            show(recs, t0 or 0.0)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bus.shutdown()
+    show(dec.finish(), t0 or 0.0)
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    from host_tools import clitools
+    clitools.run(main)

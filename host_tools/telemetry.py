@@ -194,7 +194,7 @@ class Collector:
     def __init__(self, db_path=":memory:", regions: dict | None = None):
         self.db = sqlite3.connect(str(db_path))
         self.regions = regions or {}
-        self.stats = {"records": 0, "invalid": 0, "skipped": 0}
+        self.stats = {"records": 0, "invalid": 0, "skipped": 0, "duplicates": 0}
         self._cur = {}          # charger_id -> (host session id, fw_session, last seq)
         self._schema()
 
@@ -212,12 +212,25 @@ class Collector:
                 id INTEGER PRIMARY KEY, session_id INTEGER, seq INTEGER, t_ms INTEGER,
                 datetime TEXT, stage INTEGER, %s%s)""" % (table, cols, extra))
             c.execute("CREATE INDEX IF NOT EXISTS %s_s ON %s(session_id, t_ms)" % (table, table))
+        # every record stored once: collecting the same file (or an overlapping
+        # pull of the board's telemetry files) again adds nothing
+        # (a replay inside one run, e.g. the same records after a reboot in
+        # one stream, is kept: only records an earlier run stored are skipped)
+        c.execute("CREATE TABLE IF NOT EXISTS seen (digest BLOB, run INTEGER)")
+        c.execute("CREATE INDEX IF NOT EXISTS seen_d ON seen(digest)")
+        self.run = (c.execute("SELECT MAX(run) FROM seen").fetchone()[0] or 0) + 1
 
     def _session(self, d: dict) -> int | None:
         cid = d["charger_id"]
         cur = self._cur.get(cid)
         if d["session"] == 0:
             return None                     # idle before the first session
+        if cur is None:
+            # a later collect run: go on with this charger's last session
+            row = self.db.execute("SELECT id, fw_session FROM sessions WHERE charger_id = ? "
+                                  "ORDER BY id DESC LIMIT 1", (cid,)).fetchone()
+            if row is not None and row[1] == d["session"]:
+                cur = (row[0], row[1], d["seq"])
         restarted = cur is not None and ((d["seq"] - cur[2]) & 0xFFFF) > 0x8000
         if cur is None or cur[1] != d["session"] or restarted:
             p, c, dd = region_names(d["region"], self.regions)
@@ -244,6 +257,13 @@ class Collector:
         except ValueError:
             self.stats["invalid"] += 1
             return None
+        import hashlib
+        digest = hashlib.sha1(bytes(record)).digest()
+        if self.db.execute("SELECT 1 FROM seen WHERE digest = ? AND run < ?",
+                           (digest, self.run)).fetchone():
+            self.stats["duplicates"] += 1
+            return None
+        self.db.execute("INSERT INTO seen (digest, run) VALUES (?, ?)", (digest, self.run))
         sid = self._session(d)
         typ = d["type"]
         fields = FW.LAYOUTS[typ][1]
@@ -431,8 +451,11 @@ def main(argv=None) -> int:
         regions = json.loads(Path(a.regions).read_text()) if a.regions else None
         col = Collector(a.db, regions)
         for f in a.files:
+            d0 = col.stats["duplicates"]
             n = col.add_file(f)
-            print("%s: %d records" % (f, n))
+            dup = col.stats["duplicates"] - d0
+            print("%s: %d records%s" % (f, n, (" (%d already in %s, not added again)" % (dup, a.db))
+                                        if dup else ""))
         if col.stats["skipped"] or col.stats["invalid"]:
             print("skipped %d bytes of garbage / torn records" % col.stats["skipped"],
                   file=sys.stderr)
@@ -460,4 +483,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from host_tools import clitools
+    clitools.run(main)

@@ -164,6 +164,10 @@ class Bench:
         self.p = p or params()
         self.pack = self._pack(self.p)
         self.plant = Plant(self.pack, plant_params)
+        if console and isinstance(config, dict):
+            # a loaded machine must not make the console drop output (20 ms default)
+            config = dict(config)
+            config.setdefault("console.tx_timeout_ms", 1000)
         cfg_path = write_config(state_dir.parent / ("%s-%s.json" % (state_dir.name, tag)), config)
         self.console = Console() if console else None
         self.sim = Simulation(step_ms=step_ms, plant=self.plant, config=cfg_path, state_dir=str(state_dir),

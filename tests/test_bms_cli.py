@@ -42,11 +42,12 @@ def test_list_scenarios(capsys):
     assert "bcl_timeout" in out and "bsm_pause_resume" in out
 
 
-def test_short_run_without_a_charger_passes_with_not_run(capsys):
+def test_short_run_without_a_charger_is_not_run_exit_3(capsys):
     rc = main(["--interface", "virtual", "--channel", "cli_empty", "--duration", "0.2", "--no-live"])
     out = capsys.readouterr().out
-    assert rc == 0
-    assert "Charger checks" in out and "NOT RUN" in out and "wait_chm" in out
+    assert rc == 3                                   # nothing could be checked: never a PASS
+    assert "NOT RUN: 0 PASS, 0 FAIL" in out and "wait_chm" in out
+    assert "cem.unexpected" in out and "PASS" not in out.replace("0 PASS", "")
 
 
 def test_wrong_chm_version_gives_exit_code_1_and_bhm_is_answered(capsys):
@@ -74,10 +75,21 @@ def test_params_file_flags_and_json(tmp_path, capsys):
     assert "NCM 90S" in capsys.readouterr().out
 
 
+def _exit_code(argv):
+    try:
+        return main(argv)
+    except SystemExit as e:                          # argparse errors
+        return e.code
+
+
 def test_bad_arguments_exit_2(tmp_path, capsys):
-    assert main(["--interface", "virtual", "--channel", "cli_bad", "--soc", "150", "--duration", "0.1"]) == 2
+    assert _exit_code(["--interface", "virtual", "--channel", "cli_bad", "--soc", "150",
+                       "--duration", "0.1"]) == 2
+    assert "soc / target_soc must be within 0..100 %" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
     bad.write_text('[[action]]\ntype = "drop"\nmessage = "NOPE"\nat_ms = 0\n')
-    assert main(["--interface", "virtual", "--channel", "cli_bad", "--scenario", str(bad)]) == 2
-    assert "unknown message" in capsys.readouterr().out
+    assert _exit_code(["--interface", "virtual", "--channel", "cli_bad", "--scenario", str(bad)]) == 2
+    assert "unknown message" in capsys.readouterr().err
+    assert _exit_code(["--chemistry", "XYZ"]) == 2
+    assert "unknown chemistry 'XYZ'" in capsys.readouterr().err
     assert main(["--interface", "no_such_interface_xyz", "--channel", "x", "--duration", "0.1"]) == 2

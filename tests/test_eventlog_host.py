@@ -46,7 +46,8 @@ def test_rotation_order_and_torn_tail(logs):
     assert (first["name"], first["text"], first["a"], first["time_s"], first["boot"]) == \
         ("boot", "unix", 1, 1000, 0)
     assert [x["name"] for x in recs[1:5]] == ["stage", "risk-raised", "stage", "risk-raised"]
-    assert recs[19]["text"] == "ev19" and recs[19]["time"] == "+1019s"
+    assert recs[19]["text"] == "ev19" and recs[19]["time"] == "2020-01-01 00:16:59"
+    assert recs[19]["unix_s"] == 1577836800 + 1019
 
 
 def test_reboot_after_torn_write(logs):
@@ -66,21 +67,35 @@ def test_text_output_and_duplicates(logs):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 16, "duplicates removed"
-    assert lines[0].split()[:4] == ["0", "boot", "0", "+1000s"]
+    # the generator logs times 1000.. (firmware seconds: 2020-01-01 00:16:40)
+    assert lines[0].split()[:5] == ["0", "boot", "0", "2020-01-01", "00:16:40"]
     assert "stage" in lines[1] and lines[1].endswith("ev1")
     assert "risk-raised" in lines[2] and lines[2].endswith("ev2")
 
 
-def test_epoch_times_and_errors(tmp_path):
+def _rec(fw, version, seq, t, fmt=None):
     import struct
-    fw = HE.FW
     buf = bytearray(32)
-    struct.pack_into(fw.FMT, buf, 0, fw.MAGIC, 1, fw.EV_TRIP, 7, 1748764800, 3, 4, b"ovp", 2)
+    struct.pack_into(fmt or fw.FMT, buf, 0, fw.MAGIC, version, fw.EV_TRIP, seq, t, 3, 4, b"ovp", 2)
     c = fw.crc16(buf, 0, 30)
     buf[30], buf[31] = c & 0xFF, c >> 8
-    (tmp_path / "events.0").write_bytes(bytes(buf) + b"\xff" * 5)
+    return bytes(buf)
+
+
+def test_epoch_times_and_errors(tmp_path):
+    fw = HE.FW
+    assert fw.VERSION == 2
+    data = (_rec(fw, 1, 7, 1748764800, "<BBHIIii8sH")   # older firmware: Unix seconds
+            + _rec(fw, 1, 8, 1000, "<BBHIIii8sH")       # older firmware, no RTC
+            + _rec(fw, 2, 9, 170928000 + 60)            # firmware seconds since 2020
+            + _rec(fw, 2, 10, -631152000 + 7))          # clock not set
+    (tmp_path / "events.0").write_bytes(data + b"\xff" * 5)
     r = _cli("--json", tmp_path)
     recs = json.loads(r.stdout)
     assert recs[0]["time"] == "2025-06-01 08:00:00" and recs[0]["name"] == "trip"
+    assert (recs[0]["time_s"], recs[0]["unix_s"]) == (170928000, 1748764800)
+    assert (recs[1]["time"], recs[1]["time_s"], recs[1]["unix_s"]) == ("clock-unset", -1, None)
+    assert recs[2]["time"] == "2025-06-01 08:01:00"
+    assert recs[3]["time"] == "clock-unset" and recs[3]["time_s"] == -631152000 + 7
     assert "5 bytes skipped" in r.stderr
     assert _cli(tmp_path / "nope").returncode == 2

@@ -127,9 +127,12 @@ from host_tools.eventlog import decode_files
 L_ESTOP, L_CONTACTOR = 0x01, 0x02
 
 
-def lockout_payload(latched=0, version=1):
+CURRENT = 2          # firmware/safety/lockout.py _VERSION (2020-epoch times)
+
+
+def lockout_payload(latched=0, version=CURRENT):
     """A lockout record as firmware/safety/lockout.py packs it (no entries)."""
-    return struct.pack("<BBBB", version, latched, 0, 0) + struct.pack("<B17sI", 0, b"", 0)
+    return struct.pack("<BBBB", version, latched, 0, 0) + struct.pack("<B17si", 0, b"", 0)
 
 
 def store_record(seq, payload):
@@ -149,7 +152,7 @@ def store_events(state):
 
 
 def test_issue10_item04_newer_version_record_falls_back(tmp_path):
-    """safety.rec written by a newer firmware (version 2, valid CRC), the good
+    """safety.rec written by a newer firmware (version 3, valid CRC), the good
     generation with the contactor-fault latch in safety.rec.old: the firmware
     uses .old, so the latch holds (refused, K1/K2 never close), and the save
     after the operator's clear keeps .old instead of the rejected file."""
@@ -157,7 +160,7 @@ def test_issue10_item04_newer_version_record_falls_back(tmp_path):
     state.mkdir()
     good = store_record(41, lockout_payload(L_CONTACTOR))
     (state / "safety.rec.old").write_bytes(good)
-    (state / "safety.rec").write_bytes(store_record(42, lockout_payload(0, version=2)))
+    (state / "safety.rec").write_bytes(store_record(42, lockout_payload(0, version=CURRENT + 1)))
     b = Bench(state, console=True)
     try:
         assert b.run_until(lambda: b.texts("refused"), 10000), b.sim.texts[-10:]
@@ -165,7 +168,7 @@ def test_issue10_item04_newer_version_record_falls_back(tmp_path):
         t, why = b.texts("refused")[0]
         assert why == "refused contactor fault (H-7): inspect, clear_contactor_fault()", why
         stores = [s for _, s in b.texts("store ")]
-        assert any("safety.rec rejected: lockout record version 2 unknown" in s for s in stores), stores
+        assert any("safety.rec rejected: lockout record version 3 unknown" in s for s in stores), stores
         assert any("using" in s and "safety.rec.old" in s for s in stores), stores
         assert not energised(b), energised(b)
         assert b.stage_time("charging") is None
@@ -193,7 +196,7 @@ def test_issue10_item04_unusable_record_refuses_until_cleared_on_console(tmp_pat
     in the event log, across a reboot, until clear_store_fault()."""
     state = tmp_path / "state"
     state.mkdir()
-    (state / "safety.rec").write_bytes(store_record(7, lockout_payload(L_CONTACTOR, version=2)))
+    (state / "safety.rec").write_bytes(store_record(7, lockout_payload(L_CONTACTOR, version=CURRENT + 1)))
     b = Bench(state, console=True)
     try:
         assert b.run_until(lambda: b.texts("refused"), 10000), b.sim.texts[-10:]

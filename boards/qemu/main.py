@@ -17,10 +17,16 @@ import gc
 import micropython
 
 HEAP = {}          # heap figures measured at boot (bytes), read by the bench
+FS_BLOCKS = 16384  # RAM filesystem size in 512-byte blocks (8 MB)
 
 
-def prepare(fs_blocks=512):
-    """Mount the RAM filesystem and record the free heap before the app."""
+def prepare(fs_blocks=FS_BLOCKS):
+    """Mount the RAM filesystem and record the free heap before the app.
+
+    8 MB by default (of the 16 MB PSRAM, outside the GC heap): larger than
+    a board's flash, so a test can make the files it needs (tests/mp
+    test_config writes a 4 MB file to prove the config reader bounded); the
+    firmware never needs more than a few KB."""
     from qemu import ramdisk
     ramdisk.mount("/", fs_blocks)
     gc.collect()

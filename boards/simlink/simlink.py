@@ -27,6 +27,7 @@ from array import array
 from micropython import const
 from board import Board, CAN_ERROR_ACTIVE
 from rt.clock import SimClock, ticks_diff
+from rt.calendar import from_unix
 
 PROTOCOL_VERSION = const(1)
 
@@ -64,7 +65,7 @@ _Q_OVR = const(3)
 _Q_SLOTS = const(4)
 _N_IN = const(12)
 _N_OUT = const(7)
-_EXT = const(0x80000000)
+_EXT_TOP = const(0x80)        # bit 31 of the id field (extended frame), in its top byte
 _OBUF = const(4096)
 
 
@@ -94,7 +95,7 @@ def _frame_out(ob, o: int, t: int, cid: int, buf, n: int):
     b[o + 6] = cid
     b[o + 7] = cid >> 8
     b[o + 8] = cid >> 16
-    b[o + 9] = (cid >> 24) | 0x80
+    b[o + 9] = (cid >> 24) | _EXT_TOP
     b[o + 10] = n
     i = 0
     while i < 8:
@@ -149,7 +150,12 @@ class LinkBoard(Board):
 
     def __init__(self, lockstep=True, epoch_s=1767225600, clock=None):
         self.lockstep = lockstep
-        self.epoch_s = epoch_s     # the simulated date at t = 0 (2026-01-01 UTC)
+        # The simulated date at t = 0: the harness's ``epoch_s`` is Unix
+        # seconds (2026-01-01 UTC by default), converted once here to the
+        # firmware epoch (2020-01-01, ``rt.calendar``), so ``rtc_s`` stays a
+        # small int on a 32-bit port (Unix time is above 2**30).
+        self.epoch_s = epoch_s
+        self.rtc0 = from_unix(epoch_s)
         self.clock = clock if clock is not None else SimClock()
         self.rbuf = bytearray(260)
         self.rmv = memoryview(self.rbuf)
@@ -193,8 +199,8 @@ class LinkBoard(Board):
         self.rtc_s = self._rtc_s
 
     def _rtc_s(self):
-        """Wall-clock seconds: the simulated date in lock-step."""
-        return self.epoch_s + self.clock.ms // 1000
+        """Wall-clock seconds since 2020-01-01 UTC: the simulated date."""
+        return self.rtc0 + self.clock.ms // 1000
 
     # ---- transport (subclass) --------------------------------------------
     def _recv(self, off, n):

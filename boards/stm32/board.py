@@ -24,6 +24,7 @@ import machine
 import config
 import board as _contract
 from rt.clock import TicksClock
+from rt.calendar import port_offset
 from .fastprot import FastProt, cfg_int
 
 CONFIG_SCHEMA = (
@@ -52,6 +53,8 @@ class PinBoard(_contract.Board):
         self.pins = pins
         self.name = pins.NAME
         self.clock = TicksClock()
+        # time.time() - this = firmware seconds (EPOCH_2000 on stm32/esp32)
+        self._rtc_off = port_offset()
         Pin = machine.Pin
         # Outputs first, and OFF, before anything else can fail.
         self._out = []
@@ -212,6 +215,15 @@ class PinBoard(_contract.Board):
     def hw_trip_reset(self):
         """Operator reset of the hard-protection latch; False if refused."""
         return self.prot.reset()
+
+    # ------------------------------------------------------------ clock
+    def rtc_s(self):
+        """Board contract: wall-clock seconds since 2020-01-01 00:00 UTC
+        (the firmware epoch, ``rt.calendar``).  ``time.time()`` counts from
+        2000-01-01 on the stm32 and esp32 ports, so this is it minus 20
+        years (631,152,000 s): a small int until 2054, no heap per call;
+        negative while the RTC is not set (it restarts at 2000-01-01)."""
+        return time.time() - self._rtc_off
 
     # ------------------------------------------------------------ loop
     def feed_watchdog(self):

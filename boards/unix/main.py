@@ -10,7 +10,7 @@ import sys
 
 def _args(argv):
     opts = {"link": "127.0.0.1:0", "mode": "lockstep", "config": "config.json",
-            "console": "0", "store": "sil_state", "epoch": "1767225600"}
+            "console": "0", "store": "state", "epoch": "1767225600"}
     i = 1
     while i < len(argv):
         a = argv[i]

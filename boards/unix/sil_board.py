@@ -16,6 +16,7 @@ import select
 
 from simlink import LinkBoard
 from rt.clock import SimClock, TicksClock, ticks_diff
+from rt.calendar import from_unix
 
 
 class SilBoard(LinkBoard):
@@ -42,12 +43,27 @@ class SilBoard(LinkBoard):
         import console_io
         return console_io.stream(cfg)
 
+    def console_commands(self, app):
+        """Console commands of the SIL bench: the connector is the bench's
+        (its plant model), so these ask the harness over the link."""
+        def plug():
+            self.send_text("bench", "plug")
+            app.console.out.write("plug requested: the bench connects CC1\n")
+
+        def unplug():
+            self.send_text("bench", "unplug")
+            app.console.out.write("unplug requested: the bench opens CC1\n")
+
+        return (("plug", plug, "SIL bench: plug the vehicle in"),
+                ("unplug", unplug, "SIL bench: pull the connector"))
+
     def _rtc_s(self):
-        """Wall-clock seconds: simulated date in lock-step, host time otherwise."""
+        """Wall-clock seconds since 2020-01-01 UTC (the firmware epoch):
+        simulated date in lock-step, host time otherwise."""
         if self.lockstep:
-            return self.epoch_s + self.clock.ms // 1000
+            return self.rtc0 + self.clock.ms // 1000
         import time
-        return int(time.time())
+        return from_unix(time.time())
 
     # ---- transport: the TCP socket ------------------------------------------
     def _recv(self, off, n):

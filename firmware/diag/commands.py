@@ -43,6 +43,9 @@ _BMS_PGNS = (ids.PGN_BHM, ids.PGN_BRM, ids.PGN_BCP, ids.PGN_BRO, ids.PGN_BCL,
              ids.PGN_BCS, ids.PGN_BSM, ids.PGN_BMV, ids.PGN_BMT, ids.PGN_BSP,
              ids.PGN_BST, ids.PGN_BSD, ids.PGN_BEM)
 _LEVELS = ("off", "I", "II", "III")
+# S-checks: unit of value/limit (firmware scaled integers), index 1..13
+_S_UNITS = ("", "0.1A", "0.1A", "0.1A", "0.1V", "0.1V", "0.1V", "0.01V", "0.01V",
+            "0.1Ah/V", "C", "0.1C/min", "0.1%", "0.1%")
 # hard protections: (code index, unit of value/limit)
 _H = ((1, "0.1V"), (2, "0.1A"), (3, ""), (4, "kOhm"), (5, "mV"), (6, "0.1C"),
       (7, ""), (8, "mA"), (9, ""), (10, ""), (11, "stale PF"), (12, "stage"))
@@ -107,20 +110,12 @@ def wrap(line, width=WIDTH):
 
 
 def date(s):
-    """Epoch seconds -> "YYYY-MM-DD hh:mm:ss" (UTC); below 1e9: "+N s" uptime."""
-    if s < 1000000000:
-        return "+%d s" % s
-    d, r = s // 86400, s % 86400
-    z = d + 719468                      # civil-from-days (proleptic Gregorian)
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    mon = mp + 3 if mp < 10 else mp - 9
-    y = yoe + era * 400 + (1 if mon <= 2 else 0)
-    return "%04d-%02d-%02d %02d:%02d:%02d" % (y, mon, day, r // 3600, r // 60 % 60, r % 60)
+    """Firmware seconds (since 2020-01-01 UTC, ``rt.calendar``) ->
+    "YYYY-MM-DD hh:mm:ss" (UTC); negative (the clock was not set): "clock unset"."""
+    if s < 0:
+        return "clock unset"
+    from rt.calendar import civil
+    return "%04d-%02d-%02d %02d:%02d:%02d" % civil(s)
 
 
 def hint(reason):
@@ -138,6 +133,7 @@ class Diag(ConfigCommands):
         self.app = app
         self.tracer = Trace(app, console)
         self.cmds = {}          # name -> the bound method in the namespace
+        self.board_help = []    # (name, signature, text) of the board's commands
 
     # -- plumbing --------------------------------------------------------
     def emit(self, lines):
@@ -237,7 +233,8 @@ class Diag(ConfigCommands):
         for i in range(1, 14):
             st, why, _since, v, lim = sup.check_diag(i)
             L.append("%-32s %-3s %-8s %7s %7s  %s" % (
-                name_of(i)[:32], _LEVELS[sup.risk.level[i]], st, _i(v), _i(lim), why))
+                name_of(i)[:32], _LEVELS[sup.risk.level[i]], st, _i(v), _i(lim),
+                why or _S_UNITS[i]))
         for h, unit in _H:
             code = 100 + h
             if h == 9:
@@ -365,7 +362,13 @@ class Diag(ConfigCommands):
         if app.halted:
             reason("HALTED (no session will start)", app.halted)
         if st == IDLE:
-            L.append("no vehicle plugged (CC1 %d mV)" % app.inp.cc1_mv)
+            c = s.c
+            mv = app.inp.cc1_mv
+            if c.cc1_lo_mv <= mv <= c.cc1_hi_mv:
+                L.append("vehicle plugged (CC1 %d mV), no session%s" % (
+                    mv, " while halted" if app.halted else " yet"))
+            else:
+                L.append("no vehicle plugged (CC1 %d mV)" % mv)
         elif st == CONNECTED:
             L.append("plugged, not started" if s.c.auto_start or s.refused
                      else "plugged, waiting for start()")
@@ -511,6 +514,12 @@ class Diag(ConfigCommands):
         self.emit(["trace on%s (at most %d lines per poll; trace(False) stops)"
                    % ((" " + ids.name_of(p)) if p else "", t.lines)])
 
+    def add_board_command(self, name, fn, text):
+        """A command the board provides (e.g. the SIL bench's plug())."""
+        self.board_help.append((name, name + "()", text))
+        self.cmds[name] = fn
+        self.con.add(name, fn)
+
     # -- help ----------------------------------------------------------------
     def help(self, obj=None):
         """help() lists the commands; help(cmd) shows one."""
@@ -518,11 +527,13 @@ class Diag(ConfigCommands):
             L = ["Charger diagnostics. Commands (e.g. status()):"]
             for name, sig, text in HELP:
                 L.append("  %-24s %s" % (sig, text))
+            for name, sig, text in self.board_help:
+                L.append("  %-24s %s" % (sig, text))
             L.append("Ctrl-D resets this namespace only; the charger keeps running.")
             L.append("Commands run inside the control loop: keep your own code short.")
             self.emit(L)
             return
-        for name, sig, text in HELP:
+        for name, sig, text in HELP + tuple(self.board_help):
             if self.cmds.get(name) is obj or obj == name:
                 self.emit(["%s  %s" % (sig, text)])
                 return
@@ -538,7 +549,7 @@ HELP = (
     ("why", "why()", "why it stopped / why it refuses to start, what to do"),
     ("cfg", "cfg(key=None)", "settings (all, by prefix, or one in detail)"),
     ("cfg_set", "cfg_set(key, value)", "validate + store a setting (next boot/live)"),
-    ("trace", "trace(on=None, pgn=None)", "print CAN frames: t id dlc data"),
+    ("trace", "trace(on=None, pgn=None)", "print CAN frames (candump format)"),
     ("start", "start()", "operator start"),
     ("stop", "stop()", "operator stop"),
     ("ack", "ack()", "acknowledge needs-confirmation (SOC anomaly)"),

@@ -6,12 +6,14 @@ flushed at once, so a power cut loses at most the record being written:
 
     off size field
       0   1  magic 0xE7 (resynchronisation mark)
-      1   1  version (1)
+      1   1  version (2; 1 = older firmware, see below)
       2   2  code    u16, one of the EV_* constants below
       4   4  seq     u32, global record counter: orders records across
-                     files and boots (rotation never renumbers)
-      8   4  time_s  u32, the caller's seconds (RTC epoch seconds when the
-                     board has a set clock, else uptime seconds)
+                     files and boots (rotation never renumbers; wraps at
+                     2**30, so it is a small int on 32-bit ports)
+      8   4  time_s  i32, the board's RTC in seconds since the firmware
+                     epoch 2020-01-01 00:00 UTC (``rt.calendar``); negative
+                     = the board's clock was not set
      12   4  a       i32, meaning per code (see docs/records.md)
      16   4  b       i32
      20   8  text    ASCII, NUL padded (a short tag: cause, exception name)
@@ -37,12 +39,20 @@ counts ``errors``, because the fail-safe path logs through here.
 The same module decodes records (``decode``, ``scan``), so the console
 (``recent``) and the host tool (``host_tools/eventlog.py``) share one
 definition of the layout and of the event names.
+
+Version 1 records (firmware before the 2020 epoch, still on a board's
+flash after an update) carry a u32 ``time_s`` in the board's old epoch:
+Unix seconds, or seconds since boot / since 2000 below 10**9.  ``decode``
+returns every time in firmware seconds: a version-1 time of 10**9 or more
+converted from Unix seconds, a smaller one as -1 (no date known).
 """
 import os
 import struct
 from array import array
 
 from micropython import const
+
+from rt.calendar import EPOCH_UNIX as _EPOCH_UNIX
 
 # ---- event codes (append only: the numbers are in every log ever written) --
 EV_BOOT = const(1)            # a: 1 = config ok, 0 = bad config; b: reset cause
@@ -85,11 +95,13 @@ def name(code):
 
 # ---- record layout ---------------------------------------------------------
 MAGIC = const(0xE7)
-VERSION = const(1)
+VERSION = const(2)
 REC_SIZE = const(32)
-FMT = "<BBHIIii8sH"           # bytes 0..29; the CRC follows at 30
+FMT = "<BBHIiii8sH"           # bytes 0..29; the CRC follows at 30
 _CRC_OFF = const(30)
 _I32_MAX = const(0x7FFFFFFF)
+_SEQ_MASK = const(0x3FFFFFFF)
+_V1_DATE_MIN = const(1000000000)  # version 1: Unix seconds at/above, else no date
 
 
 def _make_table():
@@ -142,7 +154,10 @@ def decode(data, off=0):
     """One record -> ``(seq, boot, time_s, code, name, a, b, text)``.
 
     The caller has checked it with ``valid_at``."""
-    _m, _v, code, seq, t, a, b, text, boot = struct.unpack_from(FMT, data, off)
+    _m, ver, code, seq, t, a, b, text, boot = struct.unpack_from(FMT, data, off)
+    if ver == 1:
+        # u32 in the old epoch (read as i32 here: the same value until 2038)
+        t = t - _EPOCH_UNIX if t >= _V1_DATE_MIN else -1
     # ASCII only: a multi-byte character cut at byte 8 must not make the
     # record undecodable, so anything outside ASCII reads as "?".
     s = ""
@@ -271,7 +286,7 @@ class EventLog:
         try:
             t = text8.encode() if isinstance(text8, str) else (text8 or b"")
             struct.pack_into(FMT, buf, 0, MAGIC, VERSION, code & 0xFFFF,
-                             self.seq & 0xFFFFFFFF, now_s & 0xFFFFFFFF,
+                             self.seq & _SEQ_MASK, _clamp32(now_s),
                              _clamp32(a), _clamp32(b), t[:8], self.boot & 0xFFFF)
             crc = crc16(buf, 0, _CRC_OFF)
             buf[_CRC_OFF] = crc & 0xFF

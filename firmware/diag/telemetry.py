@@ -31,11 +31,13 @@ a CRC-16/CCITT-FALSE.  Byte tables: docs/records.md.  Values are the
 scaled integers of ``gbt.bmsdata`` / ``board`` (-1 = not available).
 
 The hot path (``tick``/``event``) allocates nothing: one preallocated
-buffer, ``struct.pack_into``, memoryviews made once, no float.  The RTC is
-read rarely (``telemetry.rtc_sync_s``): on a board whose ``time.time()``
-counts from 1970 the value does not fit a small int and reading it
-allocates, so between syncs the date-time is carried forward from the
-tick clock.  After a sync request the RTC is read every tick until its
+buffer, ``struct.pack_into``, memoryviews made once, no float, and every
+int below 2**30 (a small int on 32-bit ports): the RTC gives seconds since
+the firmware epoch 2020-01-01 (``rt.calendar``), the board ms are stamped
+modulo 2**30 (MicroPython's ticks period on 32-bit ports).  The RTC is
+read rarely (``telemetry.rtc_sync_s``; a board's RTC read may cost more
+than a tick should); between syncs the date-time is carried forward from
+the tick clock.  After a sync request the RTC is read every tick until its
 second changes, which puts the sub-second phase within one tick.
 
 ``decode``/``scan`` turn record bytes back into dicts (on MicroPython and,
@@ -48,10 +50,13 @@ from micropython import const
 from diag.eventlog import crc16, crc16_mv, EV_STAGE, EV_SESSION, name as event_name
 
 try:
-    from time import ticks_diff
+    from time import ticks_diff, ticks_add
 except ImportError:           # CPython: the host tools import the layouts
     def ticks_diff(a, b):
         return a - b
+
+    def ticks_add(a, b):
+        return a + b
 
 CONFIG_SCHEMA = (
     ("telemetry.enable", 1, 0, 1, "-", "Emit P-6 telemetry records (1) or not (0)"),
@@ -65,8 +70,6 @@ CONFIG_SCHEMA = (
     ("telemetry.charger_type", 1, 0, 255, "-",
      "Charger type code in records (docs/records.md: 1 = DC off-board integrated)"),
     ("telemetry.rtc_sync_s", 60, 1, 86400, "s", "Re-read the RTC this often; in between, the tick clock"),
-    ("telemetry.rtc_epoch_2000", 0, 0, 1, "-",
-     "RTC seconds count from 2000-01-01 (1, older embedded ports) or 1970-01-01 (0)"),
 )
 
 try:
@@ -138,15 +141,18 @@ MAX_SIZE = max(SIZES)
 
 _DAY_S = const(86400)
 _SEEK_MS = const(2000)        # give up waiting for the RTC second to change
-_DAYS_1970_2000 = const(10957)
+_TMS_MASK = const(0x3FFFFFFF)  # t_ms field: board ms modulo 2**30 (a small int)
+_DAYS_0000_03_01 = const(737730)  # days 0000-03-01 .. 2020-01-01 (rt.calendar)
 
 
 def _next(due, iv, now):
     """Next due time on the interval grid; late by a whole interval (a
     stalled loop): restart the grid at ``now``, never emit a burst."""
-    due += iv
+    # ticks_add, not +: board ticks wrap at 2**30 (12.4 days), and a sum
+    # past it is a long int that ticks_diff cannot take
+    due = ticks_add(due, iv)
     if ticks_diff(now, due) >= 0:
-        due = now + iv
+        due = ticks_add(now, iv)
     return due
 
 
@@ -167,7 +173,9 @@ class Telemetry:
     bms        ``gbt.bmsdata.BmsData``; inp/out: ``board.Inputs``/``Outputs``
     sink       an object with ``write(memoryview)`` (UART, ``FileSink``) or a
                callable taking the memoryview (the SIL ``board.send_record``)
-    rtc        callable -> epoch seconds (int), or None (date-time zero)
+    rtc        callable -> seconds since the firmware epoch 2020-01-01
+               (``rt.calendar``; the app's ``rtc_s``), or None (date-time
+               zero); a negative value = clock not set (date-time zero)
     stage_map  session stage -> telemetry stage (0 idle .. 4 end): None =
                identity, a dict/tuple/list indexed by the session's stage,
                or a callable returning an int.  Stages that map outside
@@ -194,7 +202,6 @@ class Telemetry:
         self.ctype = _cfg(cfg, "telemetry.charger_type") & 0xFF
         self.charger_id = _cfg(cfg, "charger.id") & 0xFFFFFFFF
         self.sync_ms = _cfg(cfg, "telemetry.rtc_sync_s") * 1000
-        self.epoch_days = _DAYS_1970_2000 if _cfg(cfg, "telemetry.rtc_epoch_2000") else 0
         # stage mapping: a 256-entry lookup table, or a callable
         self._map_fn = None
         self._map = bytearray(256)
@@ -237,7 +244,7 @@ class Telemetry:
     # ---- date-time ---------------------------------------------------------
     def _set_base(self, t, now):
         t = int(t)                # an RTC that answers with a float
-        self._base_days = t // _DAY_S + self.epoch_days
+        self._base_days = t // _DAY_S
         self._base_sod = t % _DAY_S
         self._base_ms = now
         self._valid = True
@@ -267,9 +274,9 @@ class Telemetry:
         self._rtc_state = 1
 
     def _civil(self, z):
-        """Days since 1970-01-01 -> year, month, day (proleptic Gregorian;
-        integer-only, so no allocation)."""
-        z += 719468
+        """Days since 2020-01-01 -> year, month, day (proleptic Gregorian;
+        integer-only, so no allocation; ``rt.calendar.civil_days`` in place)."""
+        z += _DAYS_0000_03_01
         era = z // 146097
         doe = z - era * 146097
         yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
@@ -308,7 +315,7 @@ class Telemetry:
         buf = self.buf
         self._stamp(now)
         struct.pack_into(HDR_FMT, buf, 0, MAGIC, VERSION, typ, n, self.seq & 0xFFFF,
-                         now & 0xFFFFFFFF, self.year, self.month, self.day, self.hour,
+                         now & _TMS_MASK, self.year, self.month, self.day, self.hour,
                          self.minute, self.second, self.msec, self.charger_id,
                          self.ctype, self.region, self.session & 0xFFFF, self.stage,
                          self.bms.vin)
@@ -422,14 +429,15 @@ class Telemetry:
 
 
 class SimRtc:
-    """SIL date-time: ``epoch_s`` (configured start) + simulated seconds."""
+    """SIL date-time: ``rtc0`` (the configured start, seconds since the
+    firmware epoch 2020-01-01) + simulated seconds."""
 
-    def __init__(self, clock, epoch_s):
+    def __init__(self, clock, rtc0):
         self.clock = clock
-        self.epoch_s = epoch_s
+        self.rtc0 = rtc0
 
     def __call__(self):
-        return self.epoch_s + self.clock.ticks_ms() // 1000
+        return self.rtc0 + self.clock.ticks_ms() // 1000
 
 
 class FileSink:

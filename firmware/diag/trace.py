@@ -2,10 +2,11 @@
 
 While on, every frame the charger receives or sends is stamped and kept in
 a bounded ring; each console poll prints at most ``diag.trace_lines`` of
-them as ``t id dlc data`` (t in ms on the firmware clock, id in hex, data
-bytes in hex)::
+them in candump's log format (``candump -L``: time in seconds on the
+firmware clock, interface, id#data in hex), so a copied trace is a log that
+``host_tools.logdecode`` and python-can read::
 
-    2711350 1812F456 8 A0 0F 82 0F 00 00 FD FF
+    (2711.350000) can0 1812F456#A00F820F0000FDFF
 
 How it hooks in, and why it costs nothing while off:
 
@@ -161,8 +162,9 @@ class Trace:
             k = self._head
             n = self._dlc[k]
             o = 8 * k
-            out.append("%d %08X %d %s" % (self._t[k], self._id[k], n,
-                                          " ".join("%02X" % d[o + i] for i in range(n))))
+            t = self._t[k]
+            out.append("(%d.%03d000) can0 %08X#%s" % (t // 1000, t % 1000, self._id[k],
+                                                    "".join("%02X" % d[o + i] for i in range(n))))
             self._head = (k + 1) % self.size
             self._len -= 1
             self.shown += 1

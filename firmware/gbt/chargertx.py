@@ -50,9 +50,8 @@ _FIXED = (1, 0, 0, 1, 0, 0, 1, 1, 1)
 def _localtime():
     # Default CTS source when the app gives none: the port's clock read as
     # UTC (the app installs the RTC in local time, ChargerApp._local_time).
-    import time
-    from rt.calendar import civil
-    return civil(int(time.time()))
+    from rt.calendar import civil, port_rtc_s
+    return civil(port_rtc_s())
 
 
 class ChargerTx:
@@ -178,13 +177,13 @@ class ChargerTx:
         if i == CHM:
             return m.enc_chm(b)
         if i == CRM:
-            return m.enc_crm(b, self.crm_aa, c.charger_no, c.region)
+            return m.enc_crm(b, self.crm_aa, c.charger_no_le, c.region)
         if i == CML:
             return m.enc_cml(b, c.max_v, c.min_v, c.max_i, c.min_i)
         if i == CRO:
             return m.enc_cro(b, self.cro_aa)
         if i == CSD:
-            return m.enc_csd(b, self.csd_min, self.csd_energy, c.charger_no)
+            return m.enc_csd(b, self.csd_min, self.csd_energy, c.charger_no_le)
         return m.enc_cem(b, self.cem_bits)
 
     def _emit(self, i, now):

@@ -86,19 +86,33 @@ def enc_chm(buf, version=0x000101):
     return 3
 
 
+def _no32(buf, off, no):
+    """Charger number at ``buf[off:off+4]``, LE: an int, or its 4 bytes
+    already split (``SessionConfig.charger_no_le``; allocation-free for any
+    number: an int >= 2**30 is a long on 32-bit ports and its shifts
+    allocate)."""
+    if isinstance(no, int):
+        buf[off] = no & 0xFF
+        buf[off + 1] = (no >> 8) & 0xFF
+        buf[off + 2] = (no >> 16) & 0xFF
+        buf[off + 3] = (no >> 24) & 0xFF
+    else:
+        buf[off] = no[0]
+        buf[off + 1] = no[1]
+        buf[off + 2] = no[2]
+        buf[off + 3] = no[3]
+
+
 def enc_crm(buf, recognised, charger_no, region):
     """CRM: 0x00 / 0xAA, charger number (32 bit LE), region (<= 3 ASCII bytes).
 
     ``region`` is bytes/bytearray (pre-encode the config string once; a str
     works but allocates one char per byte) or None;
-    missing bytes are 0xFF.  ``charger_no`` >= 2**30 works but makes temporary
-    long ints on 32-bit ports (keep it small or accept that)."""
+    missing bytes are 0xFF.  ``charger_no``: an int, or its 4 LE bytes (the
+    session passes those: no long-int arithmetic for numbers >= 2**30)."""
     _fill(buf)
     buf[0] = 0xAA if recognised else 0x00
-    buf[1] = charger_no & 0xFF
-    buf[2] = (charger_no >> 8) & 0xFF
-    buf[3] = (charger_no >> 16) & 0xFF
-    buf[4] = (charger_no >> 24) & 0xFF
+    _no32(buf, 1, charger_no)
     if region is not None:
         n = len(region)
         if n > 3:
@@ -192,17 +206,15 @@ def enc_cst(buf, reason, fault, error, profile=PROFILE_2015):
 
 
 def enc_csd(buf, minutes, energy, charger_no):
-    """CSD: minutes (0..600), energy (0.1 kWh, 0..10000), charger number.
+    """CSD: minutes (0..600), energy (0.1 kWh, 0..10000), charger number
+    (an int or its 4 LE bytes, as ``enc_crm``).
 
     The "offset 1" some transcriptions give for the charger number is
     UNCONFIRMED (spec section 6 item 9): sent as is, like CRM."""
     _fill(buf)
     _u16(buf, 0, _clamp(minutes, 0, _MAX_MIN))
     _u16(buf, 2, _clamp(energy, 0, 10000))
-    buf[4] = charger_no & 0xFF
-    buf[5] = (charger_no >> 8) & 0xFF
-    buf[6] = (charger_no >> 16) & 0xFF
-    buf[7] = (charger_no >> 24) & 0xFF
+    _no32(buf, 4, charger_no)
     return 8
 
 

@@ -37,7 +37,14 @@ class Ending:
             return
         self.stop_why = why
         tx = self.tx
+        ccs = tx.on[tx_.CCS]
+        self._ccs_off_n = -1
         tx.stop_all()
+        if ccs and st == CHARGING:
+            # CCS goes on, on its own period, while the current ramps down
+            # (until K1/K2 open): the BMS sees the charger's current fall
+            # (GB/T 27930 lets CCS run until the charger has stopped).
+            tx.on[tx_.CCS] = 1
         tx.cst_reason = reason
         tx.cst_fault = fault
         tx.cst_error = error
@@ -107,6 +114,22 @@ class Ending:
         if (self._current_down(now, dt, self._t_stop) and self._need_bleed
                 and not self._bleed_started):
             self._bleed_start(now)
+        tx = self.tx
+        if tx.on[tx_.CCS]:
+            v = self.inp.v_outside
+            i = self.inp.i_out
+            tx.ccs_v = v if v > 0 else 0
+            tx.ccs_i = i if i > 0 else 0
+            if not self._k12:
+                # output off: one more CCS shows it (the current the BMS
+                # must see fall), then CCS ends
+                if self._ccs_off_n < 0:
+                    self._ccs_off_n = tx.sent[tx_.CCS]
+                    return
+                if tx.sent[tx_.CCS] == self._ccs_off_n:
+                    return                # wait for that CCS before statistics
+                tx.stop(tx_.CCS)
+                self._ccs_off_n = -1
         if self._k12:
             return
         if not self._exchange:
@@ -127,6 +150,7 @@ class Ending:
         # sequence; GB/T 34658 DN4002 caps it at cst_max_ms from the first.
         self._csd_n0 = -1                 # -1: CSD not started yet
         self._t_tail = -1
+        self.tx.stop(tx_.CCS)
         self._enter(STATISTICS, now)
         if self._bsd_seen:
             self._csd_on(now)
@@ -160,6 +184,7 @@ class Ending:
 
     def _enter_finish(self, now, cem_bits):
         tx = self.tx
+        tx.stop(tx_.CCS)
         if cem_bits:
             tx.stop(tx_.CST)
             tx.stop(tx_.CSD)

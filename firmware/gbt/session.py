@@ -90,6 +90,7 @@ class ChargerSession(Startup, Ending):
         self._pend_start = 0
         self._pend_stop = 0
         self._pend_unplug = 0
+        self._ccs_off_n = -1              # CCS count when K1/K2 opened in STOPPING
         self.profile = c.profile
         if link is not None:
             link.set_handler(self.on_message)   # bound methods made once

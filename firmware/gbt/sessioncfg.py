@@ -118,7 +118,8 @@ def _get(cfg, key, default):
 class SessionConfig:
     """Plain attributes: ``session.bcl_ms`` -> ``c.bcl_ms``; the charger
     rating as ``c.max_v, c.min_v, c.max_i, c.min_i, c.max_p``; the charger
-    number ``c.charger_no`` and region bytes ``c.region``."""
+    number ``c.charger_no`` (and its 4 little-endian bytes
+    ``c.charger_no_le``) and region bytes ``c.region``."""
 
     def __init__(self, cfg=None):
         n = len(_S)
@@ -135,6 +136,11 @@ class SessionConfig:
         self.max_i = _get(cfg, "rating.max_i", base["rating.max_i"])
         self.min_i = _get(cfg, "rating.min_i", base["rating.min_i"])
         self.max_p = _get(cfg, "rating.max_p", base["rating.max_p"])
-        self.charger_no = _get(cfg, "charger.id", base["charger.id"])
+        self.charger_no = no = _get(cfg, "charger.id", base["charger.id"])
+        # CRM/CSD bytes 4 LE, split once here: a number >= 2**30 is a long
+        # int on a 32-bit port, and every shift or mask of it would allocate
+        # in each CRM (250 ms) and CSD frame
+        self.charger_no_le = bytes((no & 0xFF, (no >> 8) & 0xFF, (no >> 16) & 0xFF,
+                                    (no >> 24) & 0xFF))
         r = _get(cfg, "charger.region", base["charger.region"])
         self.region = r.encode()[:3] if r else None

@@ -15,10 +15,22 @@ Requirements section 4:
   the other latches are unknown: the supervisor sets it at boot and refuses
   to charge until an operator clears it (``clear_store_fault``).
 
-Time is wall-clock seconds (RTC, any epoch that starts at a UTC midnight,
-e.g. MicroPython's 2000 epoch or Unix 1970); the calendar day is local
-time ``(wall_s + tz_min*60) // 86400``.  Without a set RTC (wall_s = 0)
-everything falls into one "day": counting stays conservative.
+Time is wall-clock seconds since the firmware epoch 2020-01-01 00:00 UTC
+(``rt.calendar``: ``board.rtc_s()``, a small int on 32-bit ports); the
+calendar day is local time ``(wall_s + tz_min*60) // 86400`` = days since
+2020-01-01.  Without a set RTC (wall_s = 0, or a negative clock that
+stands still) everything falls into one "day": counting stays
+conservative.
+
+Record version 2 stores days and times in the firmware epoch (signed).
+Version 1 (older firmware) stored them in the board's old RTC epoch: Unix
+seconds (SIL, QEMU) or MicroPython's 2000 epoch (stm32, esp32 without a
+board ``rtc_s``).  ``unpack`` converts a version-1 record (a value of
+10**9 s or more -- 11575 days -- is Unix-based, a smaller one 2000-based;
+unambiguous for dates from 2001 to 2031), so a firmware update keeps
+every lockout, latch and pending confirmation; the next save writes
+version 2.  An older firmware rejects version 2 (the store then falls
+back to ``.old``, else refuses to charge until ``clear_store_fault``).
 
 A vehicle without a VIN (BRM without the optional VIN) cannot be
 identified, so its warnings are not counted (they are still raised,
@@ -29,6 +41,9 @@ it may allocate.  ``pack``/``unpack`` give the bytes for ``store.Store``.
 """
 import struct
 import config
+from rt.calendar import (EPOCH_UNIX as _EPOCH_UNIX, EPOCH_2000 as _EPOCH_2000,
+                         EPOCH_DAYS_UNIX as _EPOCH_DAYS_UNIX,
+                         EPOCH_DAYS_2000 as _EPOCH_DAYS_2000)
 
 CONFIG_SCHEMA = (
     ("lockout.enable", 1, 0, 1, "-", "VIN lockout on"),
@@ -68,10 +83,26 @@ LOCKED = 1
 CAPPED = 2
 CONFIRM = 3
 
-_VERSION = 1
+_VERSION = 2
 _HDR = "<BBBB"         # version, latched, confirm check id, entry count
-_CONF = "<B17sI"       # confirm vin length, vin, time set (wall s)
-_ENT = "<B17sBBII"     # vin length, vin, check id, count, day, lock until (wall s)
+_CONF = "<B17si"       # confirm vin length, vin, time set (wall s)
+_ENT = "<B17sBBii"     # vin length, vin, check id, count, day, lock until (wall s)
+# version 1: the same sizes, u32 times and days in the board's old epoch
+_CONF_V1 = "<B17sI"
+_ENT_V1 = "<B17sBBII"
+_V1_UNIX_S = 1000000000     # version-1 seconds at/above: Unix epoch, else 2000
+_V1_UNIX_DAYS = 11575       # the same threshold in days
+
+
+def _v1_s(t):
+    """A version-1 wall time -> firmware seconds (0 stays 0: "never")."""
+    if t == 0:
+        return 0
+    return t - (_EPOCH_UNIX if t >= _V1_UNIX_S else _EPOCH_2000)
+
+
+def _v1_day(d):
+    return d - (_EPOCH_DAYS_UNIX if d >= _V1_UNIX_DAYS else _EPOCH_DAYS_2000)
 
 
 _cfg = config.get   # setting, or its registered default
@@ -92,6 +123,23 @@ def vin_key(vin):
     while n and (b[n - 1] == 0 or b[n - 1] == 0xFF):
         n -= 1
     return b[:n] if n <= 17 else b[:17]
+
+
+def _i32(v):
+    """Clamp to the record's signed 32-bit fields (a wild RTC must not make
+    ``pack`` raise: the latches would not be saved)."""
+    if v > 0x7FFFFFFF:
+        return 0x7FFFFFFF
+    if v < -0x80000000:
+        return -0x80000000
+    return v
+
+
+def _locked(e, wall_s):
+    """Entry ``e`` locks its VIN at ``wall_s``.  ``until`` 0 = never locked
+    (a clock that is not set reads negative, so "0 > wall_s" alone would
+    lock every entry)."""
+    return e[4] != 0 and e[4] > wall_s
 
 
 class Lockout:
@@ -140,7 +188,8 @@ class Lockout:
         e[2] += 1
         self.dirty = True
         if e[2] >= self.count:
-            e[4] = wall_s + self.secs
+            u = wall_s + self.secs
+            e[4] = u if u != 0 else 1     # 0 means "no lock"
             return e[2]
         return 0
 
@@ -152,8 +201,10 @@ class Lockout:
             for k in range(1, len(self.entries)):
                 a = self.entries[k]
                 b = self.entries[best]
-                ka = (a[4] > wall_s, a[4] if a[4] > wall_s else a[3])
-                kb = (b[4] > wall_s, b[4] if b[4] > wall_s else b[3])
+                la = _locked(a, wall_s)
+                lb = _locked(b, wall_s)
+                ka = (la, a[4] if la else a[3])
+                kb = (lb, b[4] if lb else b[3])
                 if ka < kb:
                     best = k
             self.entries.pop(best)
@@ -191,11 +242,13 @@ class Lockout:
             return OK, 0, 0
         until = 0
         chk = 0
+        found = False
         for e in self.entries:
-            if e[0] == v and e[4] > wall_s and e[4] > until:
+            if e[0] == v and _locked(e, wall_s) and (not found or e[4] > until):
                 until = e[4]
                 chk = e[1]
-        if until:
+                found = True
+        if found:
             return (CAPPED if self.mode_cap else LOCKED), chk, until
         return OK, 0, 0
 
@@ -206,11 +259,11 @@ class Lockout:
                          self.confirm & 0xFF, len(self.entries))
         o = struct.calcsize(_HDR)
         struct.pack_into(_CONF, out, o, len(self.confirm_vin), self.confirm_vin,
-                         self.confirm_t & 0xFFFFFFFF)
+                         _i32(self.confirm_t))
         o += struct.calcsize(_CONF)
         for e in self.entries:
             struct.pack_into(_ENT, out, o, len(e[0]), e[0], e[1] & 0xFF, e[2] & 0xFF,
-                             e[3] & 0xFFFFFFFF, e[4] & 0xFFFFFFFF)
+                             _i32(e[3]), _i32(e[4]))
             o += struct.calcsize(_ENT)
         return bytes(out)
 
@@ -220,19 +273,27 @@ class Lockout:
         self.clear()
         try:
             ver, lat, conf, n = struct.unpack_from(_HDR, data, 0)
-            if ver != _VERSION:
+            if ver != _VERSION and ver != 1:
                 return "lockout record version %d unknown" % ver
+            v1 = ver == 1
+            fconf = _CONF_V1 if v1 else _CONF
+            fent = _ENT_V1 if v1 else _ENT
             o = struct.calcsize(_HDR)
-            cl, cv, ct = struct.unpack_from(_CONF, data, o)
-            o += struct.calcsize(_CONF)
-            if cl > 17 or n > 64 or len(data) != o + n * struct.calcsize(_ENT):
+            cl, cv, ct = struct.unpack_from(fconf, data, o)
+            o += struct.calcsize(fconf)
+            if cl > 17 or n > 64 or len(data) != o + n * struct.calcsize(fent):
                 return "lockout record malformed"
+            if v1:
+                ct = _v1_s(ct)
             ents = []
             for k in range(n):
-                vl, v, chk, cnt, day, until = struct.unpack_from(_ENT, data, o)
-                o += struct.calcsize(_ENT)
+                vl, v, chk, cnt, day, until = struct.unpack_from(fent, data, o)
+                o += struct.calcsize(fent)
                 if vl > 17 or vl == 0:
                     return "lockout record malformed"
+                if v1:
+                    day = _v1_day(day)
+                    until = _v1_s(until)
                 ents.append([bytes(v[:vl]), chk, cnt, day, until])
             self.entries = ents[-self.slots:] if len(ents) > self.slots else ents
             self.latched = lat

@@ -2,10 +2,11 @@
 
     python -m host_tools.bms --interface pcan --channel PCAN_USBBUS1 --soc 30 --target-soc 90
     python -m host_tools.bms --interface socketcan --channel can0 --scenario bst_mid_charge
-    python -m host_tools.bms --interface sil --channel /tmp/sil.sock --duration 120
+    python -m host_tools.bms --interface sil --channel 127.0.0.1:29536 --duration 120
 
 Real-time loop (1 ms poll), live one-line status, final verdict table.
-Exit code: 0 all checks PASS / NOT RUN, 1 any FAIL, 2 bad arguments or bus error.
+Exit code: 0 no FAIL (and at least one PASS), 1 any FAIL, 2 bad arguments or bus
+error, 3 nothing could be checked (no charger frame seen: every check NOT RUN).
 """
 from __future__ import annotations
 
@@ -17,46 +18,21 @@ from pathlib import Path
 from typing import List, Optional
 
 import can
+
+from host_tools import clitools
+from host_tools.clitools import out_console
 from rich.console import Console
+from rich.markup import escape
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .checks import FAIL, PASS, overall
-from .params import BmsParams, load_toml
+from .checks import FAIL, NOT_RUN, PASS, junit_xml, overall
+from . import options
+from .options import add_options
+from .params import BmsParams
 from .scenario import Scenario, builtin, builtin_names
 from .simulator import BmsSimulator
-
-# CLI flag -> BmsParams name (None: same name with - replaced by _)
-_PARAM_FLAGS = [
-    ("--chemistry", str, "battery chemistry: LFP, NCM, LTO"),
-    ("--battery-type", int, "BRM battery-type code (default from chemistry)"),
-    ("--capacity-ah", float, "rated capacity, Ah"),
-    ("--cells", int, "series cell count"),
-    ("--rated-voltage-v", float, "BRM rated total voltage, V"),
-    ("--max-cell-voltage-v", float, "BCP max permitted cell voltage, V"),
-    ("--max-voltage-v", float, "BCP max permitted total charging voltage, V"),
-    ("--bhm-max-voltage-v", float, "BHM max permitted total voltage, V"),
-    ("--max-current-a", float, "BCP max permitted charging current, A"),
-    ("--request-current-a", float, "BCL current demand in CC, A"),
-    ("--max-temp-c", float, "BCP max permitted temperature, C"),
-    ("--soc", float, "start SOC, %"),
-    ("--target-soc", float, "stop (BST SOC reached) at this SOC, %"),
-    ("--ambient-c", float, "ambient temperature, C"),
-    ("--temp-c", float, "start pack temperature, C"),
-    ("--probes", int, "temperature probe count"),
-    ("--vin", str, "VIN sent in BRM (17 characters)"),
-    ("--protocol-version", str, "BRM protocol version, e.g. 1.1"),
-    ("--brm-length", int, "BRM payload length (49, 41 or >= 8)"),
-    ("--seed", int, "cell mismatch seed"),
-]
-_CHECK_FLAGS = [
-    ("--period-tol-pct", float, "period tolerance, percent"),
-    ("--period-tol-ms", float, "period tolerance floor, ms"),
-    ("--ccs-dlc", int, "expected CCS DLC (8 or 7)"),
-    ("--cst-after-bst-ms", int, "limit for CST after BST, ms"),
-]
-
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m host_tools.bms", description=__doc__.split("\n")[0],
@@ -67,17 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bitrate", type=int, default=250000)
     ap.add_argument("--bus-arg", action="append", default=[], metavar="KEY=VALUE",
                     help="extra keyword argument for can.Bus (repeatable)")
-    ap.add_argument("--params", type=Path, help="TOML parameter file")
-    ap.add_argument("--scenario", help="scenario TOML file or the name of a built-in one")
     ap.add_argument("--list-scenarios", action="store_true", help="list the built-in scenarios and exit")
     ap.add_argument("--duration", type=float, help="stop after this many seconds (default: until the session ends)")
     ap.add_argument("--timestamps", choices=("auto", "poll", "frame"), default="auto",
-                    help="time base of received frames: the adapter's timestamps (frame) or the poll clock; "
-                         "auto = poll for virtual/sil, frame otherwise")
+                    help="time base of received frames: the interface's frame timestamps (frame) or the "
+                         "poll clock; auto = poll for virtual, frame otherwise (sil: the firmware's clock)")
     ap.add_argument("--no-live", action="store_true", help="no live status line")
     ap.add_argument("--json", type=Path, help="also write summary and check results to this JSON file")
-    for flag, typ, hlp in _PARAM_FLAGS + _CHECK_FLAGS:
-        ap.add_argument(flag, type=typ, help=hlp)
+    ap.add_argument("--junit", type=Path, help="also write the verdicts as JUnit XML (one testcase per check)")
+    add_options(ap)
     return ap
 
 
@@ -101,23 +75,10 @@ def _bus_kwargs(items: List[str]) -> dict:
 
 def make_params(args, scenario: Optional[Scenario]) -> BmsParams:
     """Defaults <- --params file <- scenario [params]/[checks] <- command-line flags."""
-    p = BmsParams()
-    if args.params:
-        p.update(load_toml(args.params))
-    if scenario:
-        p.update(scenario.params)
-        p.update({"checks": scenario.checks})
-    for flag, _, _ in _PARAM_FLAGS:
-        v = getattr(args, flag[2:].replace("-", "_"))
-        if v is not None:
-            p.update({flag[2:].replace("-", "_"): v})
-    for flag, _, _ in _CHECK_FLAGS:
-        v = getattr(args, flag[2:].replace("-", "_"))
-        if v is not None:
-            p.update({"checks": {flag[2:].replace("-", "_"): v}})
+    p = options.make_params(args, scenario=scenario)
     ts = args.timestamps
     if ts == "auto":
-        ts = "poll" if args.interface in ("virtual", "sil") else "frame"
+        ts = "poll" if args.interface == "virtual" else "frame"
     p.checks.timestamps = ts
     return p
 
@@ -159,50 +120,68 @@ def run(sim: BmsSimulator, duration_s: Optional[float], console: Console, live: 
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    console = Console()
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    console = out_console()
     if args.list_scenarios:
         for n in builtin_names():
             sc = Scenario.load(builtin(n))
-            console.print("[bold]%s[/bold]: %s" % (n, sc.description))
+            console.print("[bold]%s[/bold]: %s" % (n, escape(sc.description)))
         return 0
+    scenario = args.scenario
     try:
-        scenario = None
-        if args.scenario:
-            path = Path(args.scenario)
-            scenario = Scenario.load(path if path.exists() or path.suffix else builtin(args.scenario))
         params = make_params(args, scenario).resolved()
         kwargs = _bus_kwargs(args.bus_arg)
     except (ValueError, OSError) as e:
-        console.print("[red]error:[/red] %s" % e)
-        return 2
+        ap.error(str(e))
     try:
         if args.interface != "sil":         # the SIL link has no bit rate
             kwargs.setdefault("bitrate", args.bitrate)
         bus = can.Bus(interface=args.interface, channel=args.channel, **kwargs)
     except Exception as e:  # python-can raises many types for a missing adapter/driver
-        console.print("[red]cannot open bus %s/%s:[/red] %s" % (args.interface, args.channel, e))
+        console.print("[red]cannot open bus %s/%s:[/red] %s" % (args.interface, args.channel, escape(str(e))))
         return 2
     try:
         sim = BmsSimulator(bus, params, scenario=scenario, apply_scenario_params=False)
-        console.print("BMS simulator on %s/%s, scenario %s: %s %dS %.0f Ah, SOC %.0f -> %.0f %%" % (
-            args.interface, args.channel, sim.scenario.name, params.chemistry, params.cells, params.capacity_ah,
-            params.soc, params.target_soc))
+        console.print("BMS simulator on %s/%s, scenario %s: %s %dS %.0f Ah, SOC %.0f -> %.0f %%, "
+                      "%s timestamps" % (
+                          args.interface, args.channel, sim.scenario.name, params.chemistry, params.cells,
+                          params.capacity_ah, params.soc, params.target_soc, params.checks.timestamps),
+                      highlight=False)
         run(sim, args.duration, console, live=not args.no_live and console.is_terminal)
     finally:
         bus.shutdown()
     results = sim.report()
     summary = sim.summary()
-    console.print(sim.status_line())
-    console.print(verdict_table(results))
+    summary["timestamps"] = params.checks.timestamps
+    console.print(sim.status_line(), highlight=False)
+    if console.is_terminal:
+        console.print(verdict_table(results))
+    else:
+        print_plain(results)
     verdict = overall(results)
-    console.print("stop reason: %s" % (sim.stop_reason or "-"))
-    console.print("[bold]%s[/bold]: %d PASS, %d FAIL, %d NOT RUN" % (
-        verdict, summary["checks"]["PASS"], summary["checks"]["FAIL"], summary["checks"]["NOT RUN"]))
+    console.print("stop reason: %s" % (sim.stop_reason or "-"), highlight=False)
+    why = ""
+    if verdict == NOT_RUN:
+        why = " (no charger frame seen on %s/%s: nothing could be checked)" % (args.interface, args.channel)
+    console.print("[bold]%s[/bold]: %d PASS, %d FAIL, %d NOT RUN%s" % (
+        verdict, summary["checks"]["PASS"], summary["checks"]["FAIL"], summary["checks"]["NOT RUN"],
+        escape(why)))
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "checks": [r.__dict__ for r in results]}, indent=1))
-    return 1 if verdict == FAIL else 0
+    if args.junit:
+        args.junit.write_text(junit_xml(results))
+    return {FAIL: 1, NOT_RUN: 3}.get(verdict, 0)
+
+
+def print_plain(results) -> None:
+    """The verdicts as plain lines (a pipe or a CI log: nothing cut or wrapped)."""
+    w = max([len(r.name) for r in results] + [5])
+    for r in results:
+        extra = (" - " + r.detail) if r.detail and r.verdict == FAIL else ""
+        print("%-*s  %-7s  %s%s%s" % (w, r.name, r.verdict, r.measured, extra,
+                                       ("  (limit %s)" % r.limit) if r.limit else ""))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    clitools.run(main)

@@ -483,9 +483,46 @@ def _check_session(rec: Recorder, p: BmsParams) -> List[CheckResult]:
     return out
 
 
+# Checks that PASS on the absence of something: without a single charger
+# frame they prove nothing, so they are NOT RUN then (a run against a silent
+# or absent charger must never PASS).
+_ABSENCE = ("cem.unexpected", "session.no_bem")
+
+
 def evaluate(rec: Recorder, p: BmsParams) -> List[CheckResult]:
-    return (_check_dlc(rec, p) + _check_periods(rec, p) + _check_content(rec, p)
-            + _check_reactions(rec, p) + _check_cem(rec, p) + _check_tp(rec, p) + _check_session(rec, p))
+    out = (_check_dlc(rec, p) + _check_periods(rec, p) + _check_content(rec, p)
+           + _check_reactions(rec, p) + _check_cem(rec, p) + _check_tp(rec, p) + _check_session(rec, p))
+    if not any(rec.rx.values()):
+        for r in out:
+            if r.name in _ABSENCE and r.verdict == PASS:
+                r.verdict, r.measured = NOT_RUN, "no charger frame received"
+    return out
+
+
+def junit_xml(results: List[CheckResult], suite: str = "gbt27930.charger") -> str:
+    """The verdicts as a JUnit XML report (CI test viewers): one testcase per
+    check, FAIL as <failure>, NOT RUN as <skipped>."""
+    from xml.sax.saxutils import quoteattr, escape
+    n_fail = sum(1 for r in results if r.verdict == FAIL)
+    n_skip = sum(1 for r in results if r.verdict == NOT_RUN)
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
+             '<testsuites name=%s tests="%d" failures="%d" skipped="%d">' % (
+                 quoteattr(suite), len(results), n_fail, n_skip),
+             '  <testsuite name=%s tests="%d" failures="%d" errors="0" skipped="%d">' % (
+                 quoteattr(suite), len(results), n_fail, n_skip)]
+    for r in results:
+        cls = "%s.%s" % (suite, r.name.split(".", 1)[0])
+        text = " ".join(x for x in (r.measured, r.limit and "limit " + r.limit, r.detail) if x)
+        head = '    <testcase classname=%s name=%s time="0"' % (quoteattr(cls), quoteattr(r.name))
+        if r.verdict == FAIL:
+            lines += [head + ">", "      <failure message=%s>%s</failure>" % (quoteattr(text), escape(text)),
+                      "    </testcase>"]
+        elif r.verdict == NOT_RUN:
+            lines += [head + ">", "      <skipped message=%s/>" % quoteattr(text), "    </testcase>"]
+        else:
+            lines += [head + ">", "      <system-out>%s</system-out>" % escape(text), "    </testcase>"]
+    lines += ["  </testsuite>", "</testsuites>", ""]
+    return "\n".join(lines)
 
 
 def overall(results: List[CheckResult]) -> str:

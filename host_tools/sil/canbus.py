@@ -7,8 +7,11 @@ python-can program attaches with the ordinary API::
     bus = can.Bus(interface="sil", channel="127.0.0.1:29536")  # real-time, other process
 
 ``can.Logger``, ``can.Notifier``, ``python -m can.viewer -i sil -c 127.0.0.1:29536``
-and the BMS simulator work unchanged.  Frames from the firmware carry its
-clock as ``timestamp`` (simulated seconds in lock-step)."""
+and the BMS simulator work unchanged.  ``Message.timestamp`` is the
+firmware's clock: simulated seconds in lock-step; in real time Unix time
+(the bench's start date + firmware time), for the firmware's frames the time
+the firmware sent them, for other nodes' frames their arrival at the bench.
+``Message.channel`` is 0 (one CAN segment: ASC channel 1, candump ``can0``)."""
 from __future__ import annotations
 
 import socket
@@ -58,6 +61,7 @@ class SilBus(BusABC):
 
     def _read_remote(self) -> None:
         buf = bytearray()
+        epoch0 = 0.0
         try:
             while True:
                 chunk = self._remote.recv(4096)
@@ -68,12 +72,14 @@ class SilBus(BusABC):
                     typ, n = buf[0], buf[1]
                     p = bytes(buf[2:2 + n])
                     del buf[:2 + n]
+                    if typ == 0x88 and n >= 8:          # EPOCH: Unix time of t_ms 0
+                        epoch0 = struct.unpack_from("<d", p, 0)[0]
                     if typ == T_FRAME_OUT and n >= 17:
                         t_ms, cid, dlc = struct.unpack_from("<IIB", p, 0)
                         dlc = min(dlc, 8)
-                        msg = can.Message(timestamp=t_ms / 1000.0, arbitration_id=cid & 0x1FFFFFFF,
+                        msg = can.Message(timestamp=epoch0 + t_ms / 1000.0, arbitration_id=cid & 0x1FFFFFFF,
                                           is_extended_id=True, dlc=dlc, data=p[9:9 + dlc],
-                                          channel=self.channel)
+                                          is_rx=True, channel=0)
                         with self._cond:
                             self._q.append(msg)
                             self._cond.notify()

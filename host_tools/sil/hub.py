@@ -35,7 +35,7 @@ class Endpoint:
     def put(self, msg: can.Message) -> None:
         if self.remote is not None:
             try:
-                self.remote.sendall(_frame_out_packet(msg))
+                self.remote.sendall(_frame_out_packet(msg, self.hub.epoch0))
             except OSError:
                 self.hub.detach(self)
             return
@@ -52,8 +52,15 @@ class Endpoint:
             return self.queue.popleft() if self.queue else None
 
 
-def _frame_out_packet(msg: can.Message) -> bytes:
-    t_ms = int(round(msg.timestamp * 1000)) & 0xFFFFFFFF
+T_EPOCH = 0x88      # hub -> client, first packet: f64 Unix time of t_ms = 0
+
+
+def _epoch_packet(epoch0: float) -> bytes:
+    return struct.pack("<BBd", T_EPOCH, 8, epoch0)
+
+
+def _frame_out_packet(msg: can.Message, epoch0: float = 0.0) -> bytes:
+    t_ms = int(round((msg.timestamp - epoch0) * 1000)) & 0xFFFFFFFF
     d = bytes(msg.data[:8])
     return struct.pack("<BBIIB", T_FRAME_OUT, 17, t_ms,
                        msg.arbitration_id | EXT_FLAG, len(d)) + d.ljust(8, b"\0")
@@ -68,6 +75,7 @@ class Hub:
         self.to_firmware: collections.deque[can.Message] = collections.deque()
         self.lock = threading.RLock()
         self.wakeup: Callable[[], None] | None = None
+        self.epoch0 = 0.0        # Unix time of timestamp "0" for TCP clients (real time)
 
     def attach(self, ep: Endpoint) -> None:
         with self.lock:
@@ -94,7 +102,7 @@ class Hub:
         the firmware (delivered at the next step / immediately in real time)."""
         m = can.Message(timestamp=self.clock(), arbitration_id=msg.arbitration_id,
                         is_extended_id=True, dlc=msg.dlc, data=bytes(msg.data),
-                        is_rx=True, channel=self.name)
+                        is_rx=True, channel=0)
         self.publish(m, ep)
         with self.lock:
             self.to_firmware.append(m)
@@ -103,7 +111,7 @@ class Hub:
 
     def from_firmware(self, t_s: float, can_id: int, data: bytes) -> can.Message:
         m = can.Message(timestamp=t_s, arbitration_id=can_id, is_extended_id=True,
-                        dlc=len(data), data=data, is_rx=True, channel=self.name)
+                        dlc=len(data), data=data, is_rx=True, channel=0)
         self.publish(m, None)
         return m
 
@@ -145,6 +153,7 @@ class HubServer:
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
         self.running = True
+        self.on_join = None            # called (no arguments) after a client joined
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
@@ -155,9 +164,19 @@ class HubServer:
             except OSError:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                conn.sendall(_epoch_packet(self.hub.epoch0))
+            except OSError:
+                conn.close()
+                continue
             ep = Endpoint(self.hub, remote=conn)
             self.hub.attach(ep)
             threading.Thread(target=self._client, args=(conn, ep), daemon=True).start()
+            if self.on_join is not None:
+                try:
+                    self.on_join()
+                except Exception:       # a hook must not stop the accept loop
+                    pass
 
     def _client(self, conn: socket.socket, ep: Endpoint) -> None:
         buf = bytearray()

@@ -87,17 +87,62 @@ def pk_stats(reset: bool = False, collect: bool = False, heap_watch: bool = Fals
     return bytes((T_STATS, 1, flags))
 
 
+def open_console_pty() -> tuple[int, int, str]:
+    """A pseudo-terminal for the firmware's console: ``(master, slave, path)``.
+
+    The firmware process gets the **master** end as its stdin/stdout
+    (``console_fd=master``); ``path`` (``/dev/pts/N``) is the slave end, the
+    one ``mpremote connect PATH`` opens, like a board's ``/dev/ttyACM0``.
+    Keep ``slave`` open for as long as the bench runs: without a process
+    holding it, each mpremote that disconnects would hang the line up."""
+    master, slave = os.openpty()
+    return master, slave, os.ttyname(slave)
+
+
+def prepare_board_dir(board_dir, config: str | None = None, fresh: bool = False) -> Path:
+    """The SIL board's flash: a directory that the firmware process runs in,
+    holding ``config.json`` and ``state/`` like the root of a board's
+    filesystem (what ``mpremote fs ls`` lists).  ``config``: a file copied
+    in as ``config.json`` (as ``make deploy`` does); ``fresh``: start from an
+    empty board (``make charge``: every run alike)."""
+    import shutil
+    d = Path(board_dir)
+    if fresh and d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        shutil.copyfile(config, d / "config.json")
+    return d
+
+
 class FirmwareProcess:
     """The ``micropython`` process running ``boards/unix/main.py``.
 
     ``stdin``/``stdout`` of the process are the console (a pipe by default,
-    or a pseudo-terminal given as ``console_fd``); the link is a TCP socket
-    on 127.0.0.1 that the firmware connects back to."""
+    or a pseudo-terminal given as ``console_fd``: the master end of
+    ``open_console_pty()``); the link is a TCP socket on 127.0.0.1 that the
+    firmware connects back to.
+
+    The process runs in ``board_dir``, the SIL board's filesystem
+    (``prepare_board_dir``): ``config.json`` and ``state/`` in it unless
+    ``config`` / ``state_dir`` say otherwise.  Without ``board_dir`` a
+    temporary one is used and removed at ``close()`` (the checkout is never
+    the board's filesystem)."""
 
     def __init__(self, mode="lockstep", config: str | None = None, heapsize=None,
                  console_fd: int | None = None, state_dir: str | None = None,
                  firmware_dir: Path | None = None, stderr=None, extra_env=None,
-                 epoch_s: int | None = None):
+                 epoch_s: int | None = None, board_dir: str | Path | None = None):
+        import tempfile
+        self._tmp_board = None
+        if board_dir is None:
+            self._tmp_board = board_dir = tempfile.mkdtemp(prefix="sil-board-")
+        self.board_dir = Path(board_dir)
+        self.board_dir.mkdir(parents=True, exist_ok=True)
+        if config:
+            config = os.path.abspath(config)
+        if state_dir:
+            state_dir = os.path.abspath(state_dir)
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(1)
@@ -107,10 +152,8 @@ class FirmwareProcess:
             cmd += ["-X", "heapsize=%s" % heapsize]
         cmd += [str(ROOT / "boards" / "unix" / "main.py"), "--link", "127.0.0.1:%d" % port,
                 "--mode", mode]
-        if config:
-            cmd += ["--config", config]
-        if state_dir:
-            cmd += ["--store", state_dir]
+        cmd += ["--config", config or "config.json"]
+        cmd += ["--store", state_dir or "state"]
         if epoch_s is not None:
             cmd += ["--epoch", str(int(epoch_s))]
         if console_fd is not None:
@@ -123,7 +166,7 @@ class FirmwareProcess:
         if console_fd is not None:
             stdio = dict(stdin=console_fd, stdout=console_fd)
         self.proc = subprocess.Popen(cmd, env=env, stderr=stderr if stderr is not None
-                                     else subprocess.PIPE, cwd=str(ROOT), **stdio)
+                                     else subprocess.PIPE, cwd=str(self.board_dir), **stdio)
         self.listener.settimeout(20)
         try:
             self.sock, _ = self.listener.accept()
@@ -195,6 +238,9 @@ class FirmwareProcess:
                 s.close()
             except OSError:
                 pass
+        if self._tmp_board:
+            import shutil
+            shutil.rmtree(self._tmp_board, ignore_errors=True)
         return self.proc.returncode
 
 

@@ -47,7 +47,33 @@ class _Base:
         self.sent_inputs: dict[str, int] = {}
         self.overrides: dict[str, int] = {}
         self.bye: tuple[int, str] | None = None
+        self.plug_listeners: list[Callable[[bool], None]] = []
         self.hub.listeners.append(self.plant.on_frame)
+
+    def _frame_time(self, t_ms: int) -> float:
+        return t_ms / 1000.0
+
+    # -- the connector -------------------------------------------------------
+    def plug(self) -> None:
+        """Plug the vehicle in (CC1 connected): the charger starts a session.
+        Also the SIL console's ``plug()`` (a ``bench plug`` TEXT)."""
+        if not self.plant.plugged:
+            self.plant.reset_vehicle()
+            self.plant.plugged = True
+            for fn in self.plug_listeners:
+                fn(True)
+
+    def unplug(self) -> None:
+        """Pull the connector (CC1 open): the charger ends the session.
+        Also the SIL console's ``unplug()``."""
+        if self.plant.plugged:
+            self.plant.plugged = False
+            for fn in self.plug_listeners:
+                fn(False)
+
+    @property
+    def plugged(self) -> bool:
+        return self.plant.plugged
 
     def override(self, name: str, value: int) -> None:
         """Force a measurement (fault injection): wins over the plant."""
@@ -62,14 +88,19 @@ class _Base:
         """Apply one packet from the firmware; True for ACK."""
         if p.type == L.T_FRAME_OUT:
             t_ms, cid, data = L.decode_frame(p)
-            self.hub.from_firmware(t_ms / 1000.0, cid, data)
+            self.hub.from_firmware(self._frame_time(t_ms), cid, data)
         elif p.type == L.T_OUTPUT:
             t_ms, idx, val = L.decode_output(p)
             name = L.OUTPUT_NAMES[idx]
             self.outputs[name] = val
             self.output_log.append(OutputChange(t_ms, name, val))
         elif p.type == L.T_TEXT:
-            self.texts.append(L.decode_text(p))
+            t_ms, text = L.decode_text(p)
+            self.texts.append((t_ms, text))
+            if text == "bench plug":
+                self.plug()
+            elif text == "bench unplug":
+                self.unplug()
         elif p.type == L.T_TELEMETRY:
             t_ms = int.from_bytes(p.payload[:4], "little")
             self.telemetry.append((t_ms, p.payload[4:]))
@@ -132,7 +163,8 @@ class Simulation(_Base):
     def __init__(self, step_ms: int = 10, plant: Plant | None = None, config: str | None = None,
                  heapsize=None, channel: str | None = None, console_fd=None,
                  state_dir: str | None = None, firmware_dir: Path | None = None, stderr=None,
-                 epoch_s: int | None = None, target: str | None = None, image: Path | None = None):
+                 epoch_s: int | None = None, target: str | None = None, image: Path | None = None,
+                 board_dir: str | Path | None = None):
         """``epoch_s``: the simulated date (UTC seconds) at t = 0, the
         firmware's RTC in lock-step (default 2026-01-01 00:00 UTC).
 
@@ -143,7 +175,11 @@ class Simulation(_Base):
         the heap is the board's; ``state_dir`` is mirrored onto the board's
         RAM filesystem at boot and written back when the firmware stops).
         Default: ``$EVCHARGER_TARGET``, else ``"unix"`` -- so any SIL test
-        runs on the target with ``EVCHARGER_TARGET=qemu pytest ...``."""
+        runs on the target with ``EVCHARGER_TARGET=qemu pytest ...``.
+
+        ``board_dir``: the SIL board's filesystem (``config.json``,
+        ``state/``; see ``link.prepare_board_dir``); default a temporary
+        directory (unix target)."""
         import os
         target = target or os.environ.get("EVCHARGER_TARGET") or "unix"
         if target not in ("unix", "qemu"):
@@ -157,13 +193,19 @@ class Simulation(_Base):
         self.step_hooks: list[Callable[[int], None]] = []
         if target == "qemu":
             from .qemu import QemuFirmwareProcess
+            if board_dir is not None:     # the board's flash: config.json and state/
+                bd = Path(board_dir)
+                if state_dir is None:
+                    state_dir = str(bd / "state")
+                if config is None and (bd / "config.json").exists():
+                    config = str(bd / "config.json")
             self.fw = QemuFirmwareProcess(config=config, epoch_s=epoch_s, image=image,
                                           stderr=stderr, state_dir=state_dir)
         else:
             self.fw = L.FirmwareProcess("lockstep", config=config, heapsize=heapsize,
                                         console_fd=console_fd, state_dir=state_dir,
                                         firmware_dir=firmware_dir, stderr=stderr,
-                                        epoch_s=epoch_s)
+                                        epoch_s=epoch_s, board_dir=board_dir)
         self.steps = 0
         self._plant_dt = 0       # ms since the plant's last update (the previous step)
         self._buses: list = []
@@ -267,26 +309,59 @@ class Simulation(_Base):
 
 class RealtimeBench(_Base):
     """Real-time SIL: the firmware on wall-clock time, the bus open to other
-    processes on ``127.0.0.1:port`` (python-can ``interface="sil"``)."""
+    processes on ``127.0.0.1:port`` (python-can ``interface="sil"``).
+
+    Time stamps: every frame on the hub, from the firmware or from a client,
+    is stamped on the firmware's clock (a frame from the firmware with the
+    time the firmware gave it, a client's frame at its arrival), as Unix
+    time: the bench's start date plus firmware milliseconds since then.  So
+    a ``can.Logger`` writes real dates and the periods it records are the
+    charger's own.  ``texts`` and ``output_log`` keep the firmware's raw
+    ``t_ms``; ``bench_s(t_ms)`` converts.
+
+    ``plugged``: whether the vehicle is plugged in at start (``plug()`` /
+    ``unplug()`` later)."""
 
     def __init__(self, port: int = 0, plant: Plant | None = None, config: str | None = None,
                  heapsize=None, console_fd=None, state_dir: str | None = None,
-                 plant_period_ms: int = 2, stderr=None, channel: str = "realtime"):
+                 plant_period_ms: int = 2, stderr=None, channel: str = "realtime",
+                 board_dir: str | Path | None = None, plugged: bool = True):
         self.channel = channel
         t0 = time.monotonic()
         self.t0 = t0
-        self.hub = open_hub(channel, clock=lambda: time.monotonic() - t0)
+        self.epoch0 = time.time()
+        self.fw_t0 = None
+        self.hub = open_hub(channel, clock=lambda: self.epoch0 + (time.monotonic() - self.t0))
+        self.hub.epoch0 = self.epoch0
         self._setup(plant)
-        self.server = HubServer(self.hub, port)
+        self.plant.plugged = plugged
+        try:
+            self.server = HubServer(self.hub, port)
+        except OSError:
+            close_hub(channel)
+            raise
         self.port = self.server.port
         self.fw = L.FirmwareProcess("realtime", config=config, heapsize=heapsize,
-                                    console_fd=console_fd, state_dir=state_dir, stderr=stderr)
+                                    console_fd=console_fd, state_dir=state_dir, stderr=stderr,
+                                    board_dir=board_dir)
+        # HELLO carries the firmware's clock (ticks_ms) when it connected:
+        # from here on firmware ms map onto bench time.
+        self.fw_t0 = int.from_bytes(self.fw.hello.payload[2:6], "little")
+        self.fw_off_s = time.monotonic() - self.t0
         self.period = plant_period_ms
         self.running = True
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.hooks: list[Callable[[int], None]] = []
         self.thread.start()
+
+    def bench_s(self, t_ms: int) -> float:
+        """Firmware time (ms, ``ticks_ms``, wraps at 2**30) -> seconds since
+        the bench started."""
+        return ((t_ms - self.fw_t0) & 0x3FFFFFFF) / 1000.0 + self.fw_off_s
+
+    def _frame_time(self, t_ms: int) -> float:
+        return self.epoch0 + self.bench_s(t_ms)
 
     @property
     def now_ms(self) -> int:

@@ -33,7 +33,9 @@ class FakeBoard:
         self.out = None
         self.k12 = self.pwr = self.i_set = self.k34 = 0
         self.bleed = 1
-        self.epoch = 1767225600
+        # the board contract: seconds since 2020-01-01 UTC (rt.calendar);
+        # 2026-01-01 00:00 UTC here
+        self.epoch = 189388800
         # a bound method made once and kept in an instance attribute:
         # ``getattr(board, "rtc_s")`` then returns it without allocating
         self.rtc_s = self._rtc

@@ -315,6 +315,20 @@ def test_per_tick_calls_allocate_nothing():
     mptest.eq(cnt[3], 6, "rx frames counted")
 
 
+def test_rtc_s_in_the_firmware_epoch():
+    # board contract: seconds since 2020-01-01 UTC.  Here (unix port, fakes)
+    # time.time() counts from 1970; on stm32/esp32 from 2000 (the offset is
+    # chosen from time.gmtime(0)): either way rtc_s() - time.time() is the
+    # port's epoch offset
+    import time
+    from rt import calendar as C
+    b = make()
+    off = 1577836800 if time.gmtime(0)[0] == 1970 else 631152000
+    mptest.eq(b._rtc_off, off, "port epoch offset")
+    mptest.true(abs(b.rtc_s() - (int(time.time()) - off)) <= 1, "rtc_s")
+    mptest.true(C.civil(b.rtc_s())[0] >= 2026, "a date of this decade")
+
+
 class _Mod:
     pass
 

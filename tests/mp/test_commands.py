@@ -97,9 +97,9 @@ def test_trace_prints_frames_and_restores_hooks():
     eq(app.sent, [0x1812F456], "the real send ran")
     con.poll(0)                                   # the shadowed poll: console, then trace
     eq(con.polls, 1, "console polled")
-    eq(con.out.text, "1000 181056F4 5 10 0E A0 0F 02\n"
-                     "1000 1812F456 8 A0 0F 82 0F 00 00 FD FF\n"
-                     "1000 1CECF456 8 00 00 00 00 00 00 00 00\n", "lines")
+    eq(con.out.text, "(1.000000) can0 181056F4#100EA00F02\n"
+                     "(1.000000) can0 1812F456#A00F820F0000FDFF\n"
+                     "(1.000000) can0 1CECF456#0000000000000000\n", "lines")
     t.stop()
     true(app._can_recv is recv0 and app.session.tx._send is tx0 and app.link.tp._send is tp0,
          "originals back")
@@ -159,9 +159,11 @@ def test_trace_filter():
 
 
 def test_helpers():
-    eq(C.date(1767225600 + 3723), "2026-01-01 01:02:03", "date")
-    eq(C.date(1709210096), "2024-02-29 12:34:56", "leap day")
-    eq(C.date(42), "+42 s", "uptime seconds")
+    # firmware seconds (since 2020-01-01 UTC): Unix - 1577836800
+    eq(C.date(189388800 + 3723), "2026-01-01 01:02:03", "date")
+    eq(C.date(131373296), "2024-02-29 12:34:56", "leap day")
+    eq(C.date(42), "2020-01-01 00:00:42", "the epoch")
+    eq(C.date(-631152000 + 42), "clock unset", "an RTC that restarted at 2000-01-01")
     eq(C._d1(4001), "400.1", "0.1 units")
     eq(C._d1(-5, False), "-0.5", "negative")
     eq(C._d1(-1), "-", "NA")

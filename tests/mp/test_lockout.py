@@ -16,8 +16,9 @@ from store import Store
 
 VIN = b"LSVAB4BR5EN123456"
 VIN2 = b"LFV2A21K6A4000001"
-# 2024-03-01 10:00 local (UTC+8), Unix epoch seconds
-T0 = 1709258400
+# 2024-03-01 10:00 local (UTC+8), 02:00 UTC, in firmware seconds (since
+# 2020-01-01 UTC, rt.calendar; Unix 1709258400)
+T0 = 131421600
 DAY = 86400
 
 
@@ -129,6 +130,65 @@ def test_pack_unpack_roundtrip_and_garbage():
         mptest.true(err is None or isinstance(err, str), "defined result")
         if err:
             mptest.eq((lk3.entries, lk3.latched, lk3.confirm), ([], 0, 0), "defaults on error")
+
+
+def _v1(lk, base_s, base_days):
+    """``lk`` packed as an older firmware did (record version 1): u32 times
+    and days in the board's old epoch (``base_s``/``base_days`` after 1970
+    or 2000 at the firmware epoch)."""
+    import struct
+    out = bytearray(lk.pack())
+    out[0] = 1
+    o = struct.calcsize(LK._HDR)
+    ct = lk.confirm_t
+    struct.pack_into("<I", out, o + 18, ct + base_s if ct else 0)
+    o += struct.calcsize(LK._CONF)
+    for e in lk.entries:
+        struct.pack_into("<II", out, o + 20, e[3] + base_days, e[4] + base_s if e[4] else 0)
+        o += struct.calcsize(LK._ENT)
+    return bytes(out)
+
+
+def test_clock_not_set_negative_times_still_lock_and_expire():
+    # an RTC that restarted at 2000-01-01 reads about -631152000 (before the
+    # firmware epoch): entries without a lock must not look locked, and a
+    # lock made then still runs its 12 h
+    w = -631152000 + 3600
+    lk = Lockout({})
+    lk.note(VIN, 5, w)
+    mptest.eq(lk.status(VIN, w)[0], OK, "one warning: not locked")
+    lk.note(VIN, 5, w + 10)
+    mptest.eq(lk.note(VIN, 5, w + 20), 3, "3rd locks")
+    mptest.eq(lk.status(VIN, w + 20), (LOCKED, 5, w + 20 + 12 * 3600), "locked 12 h")
+    mptest.eq(lk.status(VIN, w + 20 + 12 * 3600)[0], OK, "expired")
+    lk2 = Lockout({})
+    mptest.eq(lk2.unpack(lk.pack()), None, "negative times pack and unpack")
+    mptest.eq(lk2.status(VIN, w + 30)[0], LOCKED, "after a reboot")
+    lk.note(VIN2, 1, w)
+    mptest.eq(lk.status(VIN2, w)[0], OK, "other VIN: an entry, no lock")
+
+
+def test_version1_record_from_older_firmware_is_converted():
+    lk = Lockout({})
+    for k in range(3):
+        lk.note(VIN, 5, T0)                  # locked until T0 + 12 h
+    lk.note(VIN2, 7, T0 + 60)
+    lk.set_confirm(VIN2, 13, T0 + 120)
+    lk.set_latch(L_CONTACTOR)
+    want = lk.pack()
+    mptest.eq(want[0], 2, "this firmware writes version 2")
+    # SIL/QEMU boards had Unix seconds; stm32/esp32 MicroPython's 2000 epoch
+    for base_s, base_d, what in ((1577836800, 18262, "Unix"), (631152000, 7305, "2000")):
+        old = _v1(lk, base_s, base_d)
+        lk2 = Lockout({})
+        mptest.eq(lk2.unpack(old), None, "%s-based version 1 accepted" % what)
+        mptest.eq(lk2.pack(), want, "%s-based version 1 converted exactly" % what)
+        mptest.eq(lk2.status(VIN, T0 + 3600)[:2], (LOCKED, 5), "%s: still locked" % what)
+        mptest.eq(lk2.status(VIN, T0 + 12 * 3600)[0], OK, "%s: free after 12 h" % what)
+        mptest.eq((lk2.latched, lk2.confirm), (L_CONTACTOR, 13), "%s: latch, confirmation" % what)
+        # the day count goes on: one more S-7 the same day counts as the 2nd
+        mptest.eq(lk2.note(VIN2, 7, T0 + 300), 0, "%s: same day" % what)
+        mptest.eq([e[2] for e in lk2.entries if e[1] == 7], [2], "%s: counted on" % what)
 
 
 # ------------------------------------------------------------- supervisor
@@ -284,10 +344,10 @@ def _file(name):
         return f.read()
 
 
-def _v2(payload):
-    """The same record as written by a newer firmware (version byte 2)."""
+def _newer(payload):
+    """The same record as written by a newer firmware (the next version)."""
     b = bytearray(payload)
-    b[0] = 2
+    b[0] = LK._VERSION + 1
     return bytes(b)
 
 
@@ -303,14 +363,15 @@ def test_issue10_item04_supervisor_falls_back_to_old_generation():
         p = ts.MP + "/safety.rec"
         st = Store(p)
         st.save(_latched(L_CONTACTOR))        # the good generation: K1/K2 welded
-        st.save(_v2(Lockout({}).pack()))      # CRC-valid, version this firmware rejects
+        st.save(_newer(Lockout({}).pack()))   # CRC-valid, version this firmware rejects
         good = _file(p + ".old")
         sup, inp, out, bms, clk = make(Store(p))
         ok, why = sup.start_allowed(VIN, T0)
         mptest.eq(ok, False, "refused: %s" % why)
         mptest.true(why.startswith("contactor fault"), "latch from .old kept: %s" % why)
         w = " | ".join(sup.store_warnings)
-        mptest.true("rejected" in w and "version 2" in w and "using" in w and ".old" in w, w)
+        mptest.true("rejected" in w and ("version %d" % (LK._VERSION + 1)) in w and "using" in w
+                    and ".old" in w, w)
         # a change is saved: the rejected file goes, the good .old stays
         inp.estop = 1
         sup.protect_tick(0)
@@ -344,7 +405,7 @@ def test_issue10_item04_truncated_crc_valid_record_falls_back():
 
 
 def test_issue10_item04_no_usable_record_refuses_until_cleared():
-    for bad in (_v2(_latched(L_CONTACTOR)), None):
+    for bad in (_newer(_latched(L_CONTACTOR)), None):
         ts, bd = _ram_fs()
         try:
             p = ts.MP + "/safety.rec"

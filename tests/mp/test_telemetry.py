@@ -13,7 +13,9 @@ from rt.clock import SimClock
 from diag import telemetry as T
 from diag import eventlog as E
 
-EPOCH = 1748764800            # 2025-06-01 08:00:00 (RTC holds local time)
+# RTC values are seconds since the firmware epoch 2020-01-01 (rt.calendar):
+# Unix seconds - 1577836800
+EPOCH = 170928000             # 2025-06-01 08:00:00 (RTC holds local time)
 VIN = b"LSVAB4BR0MN123456"
 
 # scenario (sim ms): idle, handshake, params, charging, end, idle
@@ -262,7 +264,7 @@ def test_tick_is_allocation_free():
     # rare paths (sync, edge seek, calendar) are allocation-free too
     sink = Ring()
     clock, tel, _, bms, inp, out = make(sink, cfg={"telemetry.rtc_sync_s": 1},
-                                        epoch=1735689590)     # 2024-12-31 23:59:50
+                                        epoch=157852790)      # 2024-12-31 23:59:50
     for i in range(17):
         bms.vin[i] = VIN[i]
     bms.vin_len = 17
@@ -327,7 +329,7 @@ def test_session_stage_map_matches_gbt_stages():
 
 
 def test_date_rolls_over_midnight_and_year():
-    clock, tel, sink, bms, inp, out = make(epoch=1735689598)   # 2024-12-31 23:59:58
+    clock, tel, sink, bms, inp, out = make(epoch=157852798)    # 2024-12-31 23:59:58
     for t in range(0, 4001, 50):
         clock.advance_to(t)
         tel.tick(t, 3)
@@ -341,26 +343,40 @@ def test_date_rolls_over_midnight_and_year():
                last["second"], last["ms"]), (2025, 1, 1, 0, 0, 2, 0), "after new year")
 
 
-def test_rtc_epoch_2000_and_resync():
+def test_rtc_resync_and_unset_clock():
     clock = SimClock()
-    # an RTC counting from 2000-01-01 that runs 1 s fast after 30 s
-    state = [1748764800 - 946684800]
+    # an RTC that runs 1 s fast after 30 s
+    state = [EPOCH]
 
     def rtc():
         return state[0] + clock.ms // 1000 + (1 if clock.ms >= 30000 else 0)
     bms = BmsData()
     sink = Ring()
-    tel = T.Telemetry({"telemetry.rtc_epoch_2000": 1, "telemetry.rtc_sync_s": 10}, clock,
+    tel = T.Telemetry({"telemetry.rtc_sync_s": 10}, clock,
                       bms, Inputs(), Outputs(), sink, rtc)
     for t in range(0, 45001, 50):
         clock.advance_to(t)
         tel.tick(t, 3)
     recs = sink.records(T.T_STATUS)
     r0 = recs[0]
-    mptest.eq((r0["year"], r0["month"], r0["day"], r0["hour"]), (2025, 6, 1, 8), "2000 epoch")
+    mptest.eq((r0["year"], r0["month"], r0["day"], r0["hour"]), (2025, 6, 1, 8), "firmware epoch")
     r = recs[-1]
     mptest.eq(r["t_ms"], 45000, "last")
     mptest.eq((r["minute"], r["second"], r["ms"]), (0, 46, 0), "resync picked up the RTC step")
+    # a clock that is not set (before 2020: negative) gives no date, and
+    # a date again once it is set
+    state[0] = -631152000 + 5
+    sink.n = 0
+    for t in range(45050, 60001, 50):
+        clock.advance_to(t)
+        tel.tick(t, 3)
+    mptest.eq(sink.records(T.T_STATUS)[-1]["year"], 0, "unset clock: no date")
+    state[0] = EPOCH
+    sink.n = 0
+    for t in range(60050, 75001, 50):
+        clock.advance_to(t)
+        tel.tick(t, 3)
+    mptest.eq(sink.records(T.T_STATUS)[-1]["year"], 2025, "set again")
 
 
 def test_no_rtc_gives_zero_date_and_disabled_emits_nothing():

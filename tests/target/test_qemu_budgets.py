@@ -1,0 +1,79 @@
+"""The budgets on the target model, guarded by instruction counts.
+
+Under ``qemu-system-arm -icount shift=0`` the firmware's own CPU figures are
+exact counts of thousands of instructions (kinstr): the same on every run,
+so these limits are not timing assertions that flake on a busy machine --
+a change that costs instructions fails here, deterministically.
+
+The budgets (STM32F405, 168 MHz; docs/performance.md): charging stage
+<= 20 % CPU, no scheduler pass over 1 ms, a saturated bus (1,900 BMS
+frames/s) <= 30 %, heap live at charging <= 48 KB.  They are stated in kinstr
+with the calibration k measured by ``make bench ARGS="--target qemu"``
+(K_US_PER_KINSTR, µs of F405 per 1,000 instructions);
+``test_calibration_is_still_valid`` re-measures k on the image, so the
+limits cannot silently drift away from what they mean.
+"""
+import pytest
+
+import qemu_support  # noqa: F401  (sys.path: the repository root)
+from host_tools.benchlib import target as T
+
+# µs of a 168 MHz STM32F405 per 1,000 instructions of this build (measured
+# 2026-12-05: median over fannkuch, hexiom, nqueens vs PYBV11 2024-12).
+K_US_PER_KINSTR = 14.43
+MS = 1000.0 / K_US_PER_KINSTR             # kinstr per ms of F405 time (69.3)
+
+LIMIT = {
+    "charging_kinstr_per_s": 0.20 * 1000 * MS,     # 20 % of a second
+    "worst_pass_kinstr": 1.0 * MS,                # 1 ms
+    "saturated_kinstr_per_s": 0.30 * 1000 * MS,   # 30 %
+    "heap_charging_bytes": 48 * 1024,
+}
+
+
+@pytest.fixture(scope="module")
+def runs():
+    r, heap = T._session()
+    base_fps = r.stages["charging"].rx_frames * 1000.0 / r.stages["charging"].sim_ms
+    rf, _ = T._session(flood_fps=max(0, int(T.BUS_FPS - base_fps)))
+    return r, heap, rf
+
+
+def test_calibration_is_still_valid():
+    cal = T.calibrate(T.perf_kinstr(("bm_fannkuch", "bm_hexiom", "bm_nqueens")))
+    assert abs(cal["k_us_per_kinstr"] - K_US_PER_KINSTR) / K_US_PER_KINSTR < 0.05, cal
+
+
+def test_charging_stage_cpu(runs):
+    r, _, _ = runs
+    c = r.stages["charging"]
+    kps = c.cpu_us * 1000.0 / c.sim_ms
+    assert kps <= LIMIT["charging_kinstr_per_s"], (
+        "charging stage %d kinstr/s = %.1f %% of an F405 (budget 20 %%); per task %r"
+        % (kps, kps * K_US_PER_KINSTR / 1e4, c.task_us))
+
+
+def test_no_scheduler_pass_over_1ms(runs):
+    r, _, _ = runs
+    worst = max(st["pass_wcet_us"] for _, _, _, st in r.intervals)
+    where = max(r.intervals, key=lambda x: x[3]["pass_wcet_us"])
+    assert worst <= LIMIT["worst_pass_kinstr"], (
+        "worst pass %d kinstr = %.0f us on an F405 (budget 1 ms) in %s %d..%d ms, tasks %r"
+        % (worst, worst * K_US_PER_KINSTR, where[0], where[1], where[2],
+           {n: t["wcet_us"] for n, t in where[3]["tasks"].items()}))
+
+
+def test_saturated_bus(runs):
+    _, _, rf = runs
+    c = rf.stages["charging"]
+    fps = c.rx_frames * 1000.0 / c.sim_ms
+    assert fps >= 0.95 * T.BUS_FPS, fps
+    kps = c.cpu_us * 1000.0 / c.sim_ms
+    assert kps <= LIMIT["saturated_kinstr_per_s"], (
+        "%d frames/s: %d kinstr/s = %.1f %% (budget 30 %%)" % (fps, kps, kps * K_US_PER_KINSTR / 1e4))
+    assert c.rx_overruns == 0
+
+
+def test_heap_at_charging(runs):
+    _, heap, _ = runs
+    assert heap["charging"] <= LIMIT["heap_charging_bytes"], heap
