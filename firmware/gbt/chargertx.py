@@ -14,10 +14,10 @@ DN4002: CST at 10 ms for up to 10 s).  ``crm_aa_t0`` / ``cro_aa_t0`` record
 when the first CRM 0xAA / CRO 0xAA really went out: the BCP and BCL/BCS
 timeouts count from there (spec 4.2).
 
-Frames whose content is fixed while their slot is on (CHM, CML, CST, CSD,
-CEM: the session sets their fields before ``start``) are encoded once, in
-``start``, and only sent by ``service``: CST goes out every 10 ms for up to
-10 s.  CRM, CRO (00 -> AA while on), CTS (the time) and CCS (measurements)
+Frames whose content is fixed while their slot is on (CST, CSD, CEM: the
+session sets their fields before ``start``) are encoded once, in ``start``,
+and only sent by ``service``: CST goes out every 10 ms for up to 10 s.  CHM
+(the version) and CML (the rating) never change: encoded at construction.  CRM, CRO (00 -> AA while on), CTS (the time) and CCS (measurements)
 are encoded when they are sent.
 
 ``service`` allocates nothing (the CTS time stamp hook excepted, which only
@@ -43,8 +43,9 @@ N_MSG = const(9)
 MSG_NAMES = ("CHM", "CRM", "CTS", "CML", "CRO", "CCS", "CST", "CSD", "CEM")
 _IDS = (ids.ID_CHM, ids.ID_CRM, ids.ID_CTS, ids.ID_CML, ids.ID_CRO, ids.ID_CCS,
         ids.ID_CST, ids.ID_CSD, ids.ID_CEM)
-# slots whose content is fixed while on: encoded in start(), not per frame
-_FIXED = (1, 0, 0, 1, 0, 0, 1, 1, 1)
+# slots whose content is fixed while on: encoded in start(), not per frame;
+# 2 = fixed for good (CHM: the version, CML: the rating): encoded once
+_FIXED = (2, 0, 0, 2, 0, 0, 1, 1, 1)
 
 
 def _localtime():
@@ -72,6 +73,8 @@ class ChargerTx:
         self.datetime = _localtime     # CTS source: () -> (y, mo, d, h, mi, s)
         self._next = -1                # earliest due of the slots that are on (-1: recompute)
         self.reset()
+        self._encode(CHM, 0)           # fixed for good (_FIXED 2)
+        self._encode(CML, 0)
 
     def reset(self):
         """All slots off, content back to the start-of-session values."""
@@ -98,7 +101,7 @@ class ChargerTx:
         """Switch slot ``i`` on; its first frame goes out at this tick.
         A slot with fixed content is encoded here (again if already on:
         the session may have changed its fields)."""
-        if _FIXED[i]:
+        if _FIXED[i] == 1:
             self._encode(i, now)
         if not self.on[i]:
             self.on[i] = 1

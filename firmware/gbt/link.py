@@ -237,6 +237,9 @@ class BmsLink:
     def drain(self, now: int, recv, frame, burst: int, budget: int) -> int:
         """Receive and handle frames (see the module doc); returns how many
         were taken.  ``recv`` None: handle the frame already in ``frame``."""
+        if recv:                      # (viper: no "is not None")
+            if not recv(frame):
+                return 0              # (most passes: nothing set up for nothing)
         s = ptr32(self._st)
         sb = ptr8(self._st)
         f = ptr32(self._tpf)
@@ -246,9 +249,8 @@ class BmsLink:
         n = 0
         cost = 0
         while n < burst and cost < budget:
-            if recv:                  # (viper: no "is not None")
-                if not recv(frame):
-                    break
+            if n and not recv(frame):   # (the first frame is in already)
+                break
             n += 1
             cid = int(frame.id)
             pf = (cid >> 16) & 0xFF
