@@ -73,6 +73,7 @@ CONFIG_SCHEMA = (
     ("sched.records_ms", 50, 10, 1000, "ms", "Telemetry/event-log tick (Table-1 items use multiples)"),
     ("sched.slow_ms", 1000, 100, 10000, "ms", "Slow housekeeping tick (lockout store, file I/O)"),
     ("can.rx_burst", 32, 1, 256, "frames", "Max frames processed per CAN tick (bounds a pass under a flood)"),
+    ("can.rx_cost", 40, 8, 1000, "units", "Max receive work per CAN tick, in ~1,000 target instructions per unit (a repeated or plain TP.DT frame 1, a repeat handled 3, a decode 6 + 3 per 64 bytes): bounds a pass under a flood of frames that are not repeats; normal traffic stays below it"),
     ("sched.alloc_stats", 0, 0, 1, "-", "Count heap bytes allocated per task (diagnostics/benchmarks)"),
     ("sched.gc_max_s", 30, 0, 3600, "s", "Slow task, outside charging: collect garbage after the app allocated (texts, events, console), else at least this often (the board may allocate); 0 = every slow tick. While charging only once the app's own allocations since the last collection reach 16 KB: the control tasks allocate nothing, and a collection costs ~5 ms of an F405"),
     ("safety.stale_bcl_ms", 1000, 100, 10000, "ms", "BCL older than this: checks that need it go INACTIVE"),
@@ -211,8 +212,9 @@ class ChargerApp:
                                   self.rtc_s, _tel.SESSION_STAGES)
         self._last_cem = 0
         self.rx_burst = cfg["can.rx_burst"]
+        self.rx_cost = cfg["can.rx_cost"]
         self._can_recv = board.can_recv
-        self._on_frame = self.link.on_frame
+        self._drain = self.link.drain
         # Bound methods of the per-tick calls, made once (a lookup chain
         # like ``self.board.read_inputs`` costs a few dict lookups per call
         # at 200 calls per second).
@@ -235,6 +237,7 @@ class ChargerApp:
         self._fs_cst_t0 = -1
         self._fs_cst_last = 0
         self._logged_why = None
+        self._logq = []                   # event-log records queued by _stage_changed
         self._ev = [0, 0, 0, 0, 0]
         self._ix_seq = 0
         self._ix = [0, 0, 0]
@@ -294,20 +297,14 @@ class ChargerApp:
             self.board.force_safe()
 
     def _can(self, now):
-        # Bound methods cached in __init__: taking ``self.link.on_frame``
-        # here would allocate 32 bytes every tick.
-        recv = self._can_recv          # read per tick: diag.trace swaps it
-        frame = self.frame
-        if recv(frame):
-            on_frame = self._on_frame
-            burst = self.rx_burst
-            on_frame(now, frame)
-            n = 1
-            while n < burst and recv(frame):
-                on_frame(now, frame)
-                n += 1
-            if n > self.rx_backlog_max:
-                self.rx_backlog_max = n
+        # The receive loop is the link's (viper: ~1,000 target instructions
+        # per repeated frame instead of ~31,000, docs/performance.md),
+        # bounded by frames and by cost.  ``_can_recv`` is read per tick:
+        # diag.trace swaps it.  Bound methods cached in __init__ (taking
+        # ``self.link.drain`` here would allocate every tick).
+        n = self._drain(now, self._can_recv, self.frame, self.rx_burst, self.rx_cost)
+        if n > self.rx_backlog_max:
+            self.rx_backlog_max = n
         self._link_poll(now)
 
     def _session(self, now):
@@ -319,44 +316,69 @@ class ChargerApp:
         sess = self.session
         sup = self.sup
         sess.i_cap = sup.current_limit
+        if sup.tripped or sup.stop_request:
+            self._sup_stop(now, sess, sup)
+        sess.tick(now)
+        if sess.stage != self._stage:
+            # The supervisor follows the stage (only written when it
+            # changes: an attribute store on the Supervisor, whose class
+            # has a property, costs ~1 kinstr on the target).
+            st = sess.stage
+            sup.charging = st == CHARGING     # = sess.charging
+            sup.stage = st                    # H-12: outputs this stage may have on
+            self._stage_changed(sess)
+
+    def _sup_stop(self, now, sess, sup):
+        # (apart from _session: its calls would take that frame past the
+        # 11 words a bytecode call keeps on the C stack, docs/performance.md)
         if sup.tripped:
             sess.on_trip(now, sup.cst_fault, sup.cst_error, sup.trip_cause)
-        elif sup.stop_request:
+        else:
             sess.request_stop(now, sup.cst_reason, sup.cst_fault, sup.cst_error,
                               WHY_STOP_REQ)
-        sess.tick(now)
-        st = sess.stage
-        sup.charging = st == CHARGING     # = sess.charging (a property: a call)
-        sup.stage = st                    # H-12: outputs this stage may have on
-        if st != self._stage:
-            self._stage_changed(sess)
 
     def _stage_changed(self, sess):
         # Rare (a handful per session): formatting text here is acceptable.
+        # The texts go out now (their time stamps mark the stage change for
+        # the bench and the tests); the event-log records, with the time
+        # taken now, are written by the next records pass (_log_pending):
+        # an append to the log file costs 150..800 kinstr on the target,
+        # more than a whole 1 ms pass, and this runs in the session's pass.
         prev = self._stage
         self._stage = sess.stage
         now_s = self.rtc_s()
+        q = self._logq
         self.event("stage", STAGE_NAMES[sess.stage])
-        self.log.log(now_s, _evlog.EV_STAGE, sess.stage, prev if prev >= 0 else 0)
+        q.append((now_s, _evlog.EV_STAGE, sess.stage, prev if prev >= 0 else 0, None))
         if sess.stop_why and sess.stage in (STOPPING, REHANDSHAKE, DONE) and \
                 sess.stop_why is not self._logged_why:
             self._logged_why = sess.stop_why
             self.event("stop", sess.stop_why)
             tx = sess.tx
-            self.log.log(now_s, _evlog.EV_STOP, tx.cst_reason, tx.cst_fault, sess.stop_why[:8])
+            q.append((now_s, _evlog.EV_STOP, tx.cst_reason, tx.cst_fault, sess.stop_why[:8]))
         if sess.stage == CONNECTED:
             self._logged_why = None
         if sess.cem != self._last_cem:
             self._last_cem = sess.cem
             if sess.cem:
                 self.event("cem", "0x%08x" % sess.cem)
-                self.log.log(now_s, _evlog.EV_CEM, sess.cem & 0x3FFFFFFF, 0)
+                q.append((now_s, _evlog.EV_CEM, sess.cem & 0x3FFFFFFF, 0, None))
         if sess.stage == IDLE and self.sup.tripped:
             # unplugged after a trip: allow the next session if nothing is latched
             if self.sup.rearm():
                 self.event("rearm", "trip cleared on unplug")
 
+    def _log_pending(self):
+        """Write the event-log records the session pass queued (in order,
+        before anything the records pass logs itself)."""
+        q = self._logq
+        while q:
+            t, code, a, b, text = q.pop(0)
+            self.log.log(t, code, a, b, text)
+
     def _records(self, now):
+        if self._logq:
+            self._log_pending()
         self._tel_tick(now, self.session.stage)
         ev = self.sup.events
         if ev.seq != self._ev_seq:
@@ -474,6 +496,8 @@ class ChargerApp:
         self._check_head(now)
 
     def _console(self, now):
+        if self._logq:                    # its commands log and read the log:
+            self._log_pending()           # the queued records come first
         if self.console.poll(now):        # input: the console allocates
             self._gc_note(_GC_CONSOLE)
 
@@ -500,12 +524,11 @@ class ChargerApp:
     def _passes(self):
         # rt.guard's generator, for the pass: its frame is made once
         run_at = self._run_at
-        run_due = self.sched.run_due
         fail = self._task_failed
         now = yield
         while True:
             try:
-                r = run_at(now) if now is not None else run_due()
+                r = run_at(now) if now is not None else self.sched.run_due()
             except BaseException as e:
                 fail(e)                   # (re-raises a BaseException: ends this)
                 r = 0
@@ -538,6 +561,7 @@ class ChargerApp:
             self.halted = "exception"
         try:
             self.event("fail-safe", self.halted)
+            self._log_pending()           # the session's records first, in order
             self.log.log(self.rtc_s(), _evlog.EV_FAILSAFE, 0, 0, type(exc).__name__[:8])
             # stderr, not stdout: stdout may be the console an engineer uses
             sys.print_exception(exc, sys.stderr)
@@ -563,6 +587,7 @@ class ChargerApp:
     def shutdown(self, why):
         self.board.force_safe()
         self.out.safe()
+        self._log_pending()
         for t in self.sched.tasks:
             self.event("sched", "%s runs=%d total_us=%d wcet_us=%d overruns=%d alloc=%d" % (
                 t.name, t.runs, t.total_us, t.wcet_us, t.overruns, t.alloc_bytes))

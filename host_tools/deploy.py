@@ -39,7 +39,8 @@ loads every module's bytecode and qstrs into the heap: a GC heap of at least
 docs/boards.md).  Refused where the board's heap (``BOARDS``) is smaller
 (PYBV11, ESP32 without PSRAM), allowed on NUCLEO_H743ZI and on an ESP32
 with PSRAM (``--psram``).  Steps: configuration check, precompile into
-``build/<family>/``, probe, remove stale sources
+``build/<family>/`` (``-march`` of the family, ``MARCH``: the firmware has
+native code), probe, remove stale sources
 (``build/<family>.clean.py``), copy the packages, modules, ``config.json``
 and the board's ``main.py``, reset.
 
@@ -85,13 +86,6 @@ BOARD_PACKAGES = {
               ("esp32b", BOARDS_DIR / "esp32", ["board.py", "pins.py", "mcp2515.py", "main.py"])],
 }
 
-# mpy-cross -march per family (--mpy): the firmware has native code (viper:
-# the scheduler's pass, the protection tick), which mpy-cross compiles only
-# for a named architecture.  STM32: armv7emsp (F4; also loads on the H7's
-# armv7emdp), ESP32: xtensawin (ESP32, S2, S3).  ``build(..., march=)``
-# overrides it (``host``: a tree for the unix port of this machine, tests).
-MARCH = {"stm32": "armv7emsp", "esp32": "xtensawin"}
-
 # ---- heap figures ------------------------------------------------------------
 # Installed as .mpy files, `import charger` (what main.py imports at boot)
 # needs a GC heap (MICROPY_HEAP_SIZE, _heap_end - _heap_start) of at least
@@ -100,8 +94,8 @@ MARCH = {"stm32": "armv7emsp", "esp32": "xtensawin"}
 # on the 32-bit QEMU target (Cortex-M3, MicroPython 1.29 preview, no charger
 # frozen, mpy-cross -march=armv7m); method and raw figures in docs/boards.md.
 # tests/test_mpy_heap.py re-measures and fails when they drift by > 10 %.
-MPY_HEAP_NEED = 227_624
-MPY_HEAP_RETAINED = 158_480
+MPY_HEAP_NEED = 202_160
+MPY_HEAP_RETAINED = 169_744
 # Frozen into the image the charger needs ~34 KB of heap at boot.
 FROZEN_HEAP_AT_BOOT = 34 * 1024
 
@@ -312,14 +306,23 @@ def clean_script(mods: list[str], suffixes=(".py",)) -> str:
     return s
 
 
+# ``--mpy``: mpy-cross -march per family.  The firmware has native code
+# (@micropython.viper on the CAN receive loop, the charging step, the TP and
+# BMV byte loops; docs/performance.md), which mpy-cross compiles only for a
+# named CPU, as the image builds do (MPY_CROSS_FLAGS of each port).  armv7m
+# loads on every STM32 family here (F4 armv7emsp, H7 armv7emdp: MicroPython
+# accepts lower ARM architectures); ESP32: xtensawin.
+MARCH = {"stm32": "armv7m", "esp32": "xtensawin"}
+
+
 def build(board: str, build_root: Path, echo=print, march: str | None = None
           ) -> tuple[Path, list[str]]:
-    """mpy-cross every module into ``build_root/<family>/`` for the family's
-    architecture (``march`` overrides it); returns the directory and the
-    module paths.  Raises DeployError on a compile error."""
+    """mpy-cross every module into ``build_root/<family>/``; returns the
+    directory and the module paths.  Raises DeployError on a compile error.
+    ``march``: the native-code CPU, default the family's (``MARCH``);
+    ``"host"`` makes a tree the unix port can import (tests)."""
     family = _family(board)
     out_dir = build_root / family
-    arch = ["-march=" + (march or MARCH[family])]
     if out_dir.exists():
         shutil.rmtree(out_dir)
     mpy_cross = mpy_cross_bin()
@@ -327,8 +330,8 @@ def build(board: str, build_root: Path, echo=print, march: str | None = None
     for src, mod in modules(family):
         dst = out_dir / (mod + ".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
-        jobs.append((src, mod, [mpy_cross] + arch + ["-o", show(dst), "-s", mod + ".py",
-                                                    show(src)]))
+        jobs.append((src, mod, [mpy_cross, "-march=" + (march or MARCH[family]), "-o", show(dst),
+                                "-s", mod + ".py", show(src)]))
 
     def run(job):
         return subprocess.run(job[2], capture_output=True, text=True, cwd=str(ROOT))
@@ -637,9 +640,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-reset", action="store_true", help="do not reset the board at the end")
     ap.add_argument("--force", action="store_true",
                     help="deploy even while a charging session runs (not recommended)")
-    ap.add_argument("--march", help="with --mpy: mpy-cross architecture instead of the "
-                                    "family's (%s; host = this machine's unix port)"
-                                    % ", ".join("%s %s" % kv for kv in sorted(MARCH.items())))
+    ap.add_argument("--march", help="with --mpy: mpy-cross CPU instead of the family's "
+                                    "(host = this machine's unix port, for tests)")
     a = ap.parse_args(argv)
     return deploy(a.port, a.board, a.config, a.dry_run, a.build_dir, reset=not a.no_reset,
                   force=a.force, mpy=a.mpy, psram=a.psram, image=a.image,
