@@ -10,29 +10,7 @@ from safety.checks import Ctx, TRUE, FALSE, INACTIVE
 from safety.supervisor import Supervisor
 from gbt.stages import CHARGING
 from safety import risk
-
-
-class FakeBoard:
-    def __init__(self):
-        self.forced = 0
-
-    def write_outputs(self, out):
-        pass
-
-    def force_safe(self):
-        self.forced += 1
-
-
-class MemStore:
-    def __init__(self):
-        self.data = None
-
-    def load(self):
-        return self.data, []
-
-    def save(self, p):
-        self.data = bytes(p)
-        return True
+from doubles import SupervisorBoard, MemStore
 
 
 def normal_bms(b):
@@ -341,7 +319,7 @@ def make(cfg=None):
     bms = BmsData()
     normal_bms(bms)
     normal_inp(inp)
-    board = FakeBoard()
+    board = SupervisorBoard()
     sup = Supervisor(cfg or {}, clk, board, inp, out, bms, MemStore())
     sup.vin = b"LSVAB4BR5EN123456"
     sup.charging = True
