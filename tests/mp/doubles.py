@@ -51,3 +51,33 @@ class MemStore:
     def save(self, p):
         self.data = bytes(p)
         return True
+
+
+def can_frame(cid, payload):
+    """A received ``CanFrame`` holding ``payload`` (what the board's
+    ``can_recv`` fills in)."""
+    from board import CanFrame
+    f = CanFrame()
+    f.id = cid
+    f.dlc = len(payload)
+    for k in range(len(payload)):
+        f.data[k] = payload[k]
+    return f
+
+
+class LinkRecorder:
+    """The two callbacks a ``BmsLink`` is given: the message handler (calls
+    recorded as (now, pgn, status)) and the CAN send (frames recorded as
+    (can_id, bytes))."""
+
+    def __init__(self, link=None):
+        self.calls = []
+        self.sent = []
+        self.link = link
+
+    def handler(self, now, pgn, st):
+        self.calls.append((now, pgn, st))
+
+    def send(self, cid, buf, n):
+        self.sent.append((cid, bytes(buf[:n])))
+        return True

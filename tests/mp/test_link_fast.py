@@ -16,6 +16,7 @@ from gbt.bmsdata import BmsData
 from gbt.link import BmsLink
 from gbt.transport import TransportReceiver
 from bmsscript import bcl, bsm, u16
+from doubles import LinkRecorder
 
 
 class Q:
@@ -43,22 +44,8 @@ class Q:
         return len(self.q) - self.i
 
 
-class Rec:
-    def __init__(self, link=None):
-        self.calls = []
-        self.sent = []
-        self.link = link
-
-    def handler(self, now, pgn, st):
-        self.calls.append((now, pgn, st))
-
-    def send(self, cid, buf, n):
-        self.sent.append((cid, bytes(buf[:n])))
-        return True
-
-
 def _mk():
-    r = Rec()
+    r = LinkRecorder()
     bms = BmsData()
     link = BmsLink(r.send, None, bms, {})
     link.set_handler(r.handler)
@@ -223,7 +210,7 @@ def _scenario(seed, pgns):
 
 
 def _run_link(passes, t0):
-    r = Rec()
+    r = LinkRecorder()
     bms = BmsData()
     link = BmsLink(r.send, None, bms, {})
     out = []
@@ -245,7 +232,7 @@ def _run_link(passes, t0):
 
 
 def _run_tp(passes, t0):
-    r = Rec()
+    r = LinkRecorder()
     tp = TransportReceiver(r.send, ids.CHARGER, ids.BMS, cfg={})
     out = []
     now = t0
