@@ -81,3 +81,15 @@ class LinkRecorder:
     def send(self, cid, buf, n):
         self.sent.append((cid, bytes(buf[:n])))
         return True
+
+
+def recorded_link(cfg=None):
+    """A ``BmsLink`` wired to a ``LinkRecorder``: returns (recorder, BmsData,
+    link)."""
+    from gbt.bmsdata import BmsData
+    from gbt.link import BmsLink
+    r = LinkRecorder()
+    bms = BmsData()
+    link = BmsLink(r.send, None, bms, cfg or {})
+    link.set_handler(r.handler)
+    return r, bms, link

@@ -3,22 +3,12 @@ import mptest
 from mptest import eq, true
 from gbt import ids
 from gbt import messages as m
-from gbt.bmsdata import BmsData
-from gbt.link import BmsLink
 from bmsscript import brm, bhm, bcl
-from doubles import can_frame, LinkRecorder
-
-
-def _mk():
-    r = LinkRecorder()
-    bms = BmsData()
-    link = BmsLink(r.send, None, bms, {})
-    link.set_handler(r.handler)
-    return r, bms, link
+from doubles import can_frame, recorded_link
 
 
 def test_single_frame_decoded_and_dispatched():
-    r, bms, link = _mk()
+    r, bms, link = recorded_link()
     link.on_frame(100, can_frame(ids.ID_BCL, bcl(4100, 1000, 2)))
     eq(r.calls, [(100, ids.PGN_BCL, m.OK)], "handler")
     eq((bms.req_v, bms.req_i, bms.req_mode), (4100, 1000, 2), "decoded")
@@ -27,7 +17,7 @@ def test_single_frame_decoded_and_dispatched():
 
 
 def test_address_filter():
-    r, bms, link = _mk()
+    r, bms, link = recorded_link()
     link.on_frame(1, can_frame(0x18100001, bcl(4100, 1000)))     # SA 0x01
     link.on_frame(2, can_frame(0x181057F4, bcl(4100, 1000)))     # DA 0x57
     link.on_frame(3, can_frame(0x18F004F4, bcl(4100, 1000)))     # PDU2
@@ -39,7 +29,7 @@ def test_address_filter():
 
 
 def test_unknown_and_bad():
-    r, bms, link = _mk()
+    r, bms, link = recorded_link()
     link.on_frame(1, can_frame(0x180556F4, b"\x01\x02"))         # PF 0x05: not GB/T
     eq(link.unknown, 1, "unknown counted")
     eq(r.calls, [], "not dispatched")
@@ -53,7 +43,7 @@ def test_unknown_and_bad():
 
 
 def test_tp_brm_reassembled():
-    r, bms, link = _mk()
+    r, bms, link = recorded_link()
     p = brm()
     n = len(p)
     link.on_frame(10, can_frame(ids.ID_TPCM_RX, bytes([0x10, n, 0, 7, 0xFF, 0x00, 0x02, 0x00])))
