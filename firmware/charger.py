@@ -69,7 +69,7 @@ import diag.settings  # noqa: F401  (console/trace settings; their code loads on
 from safety.checks import STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT
 assert (STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT) == (2, 4, 8, 16, 32)
 from rt.clock import ticks_diff, ticks_add
-from gbt.messages import enc_cst, CST_R_FAULT, CST_F_OTHER
+from gbt.enc import enc_cst, CST_R_FAULT, CST_F_OTHER
 from gbt.ids import ID_CST
 from gbt.stages import (STAGE_NAMES, WHY_STOP_REQ, IDLE, CONNECTED, STOPPING,
                         REHANDSHAKE, DONE, CHARGING)

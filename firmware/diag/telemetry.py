@@ -202,20 +202,21 @@ class Telemetry:
         self.ctype = _cfg(cfg, "telemetry.charger_type") & 0xFF
         self.charger_id = _cfg(cfg, "charger.id") & 0xFFFFFFFF
         self.sync_ms = _cfg(cfg, "telemetry.rtc_sync_s") * 1000
-        # stage mapping: a 256-entry lookup table, or a callable
+        # stage mapping: a lookup table (stages 0..255; those past its end
+        # map to ST_IDLE, as unmapped ones do: sized to the highest mapped
+        # stage, not 256 bytes of heap), or a callable
         self._map_fn = None
-        self._map = bytearray(256)
         if stage_map is None:
-            for i in range(5):
-                self._map[i] = i
+            self._map = bytearray(range(5))
         elif callable(stage_map) and not isinstance(stage_map, (dict, tuple, list)):
             self._map_fn = stage_map
+            self._map = bytearray(0)
         else:
             keys = stage_map.keys() if isinstance(stage_map, dict) else range(len(stage_map))
-            for k in keys:
-                v = stage_map[k]
-                if 0 <= k < 256 and 0 <= v <= ST_END:
-                    self._map[k] = v
+            ok = [k for k in keys if 0 <= k < 256 and 0 <= stage_map[k] <= ST_END]
+            self._map = m = bytearray(max(ok) + 1 if ok else 0)
+            for k in ok:
+                m[k] = stage_map[k]
         self.buf = bytearray(MAX_SIZE)
         mv = memoryview(self.buf)
         self._mvs = tuple(mv[:n] for n in SIZES)
@@ -392,7 +393,7 @@ class Telemetry:
             st = self._map_fn(stage)
             if not 0 <= st <= ST_END:
                 st = ST_IDLE
-        elif 0 <= stage < 256:
+        elif 0 <= stage < len(self._map):
             st = self._map[stage]
         else:
             st = ST_IDLE

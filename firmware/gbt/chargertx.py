@@ -27,7 +27,7 @@ from micropython import const
 from time import ticks_add, ticks_diff
 
 from gbt import ids
-from gbt import messages as m
+from gbt import enc as m      # (not gbt.messages: its re-exports cost heap)
 
 CHM = const(0)
 CRM = const(1)

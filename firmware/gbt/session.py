@@ -17,7 +17,7 @@ Hot path (CHARGING tick and the BCL/BCS/BSM handlers) allocates nothing.
 from time import ticks_diff
 
 from gbt import ids
-from gbt import messages as m
+from gbt import enc as m      # (not gbt.messages: its re-exports cost heap)
 from gbt import chargertx as tx_
 from gbt.chargertx import ChargerTx
 from gbt.control import Control

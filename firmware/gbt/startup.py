@@ -7,7 +7,7 @@ why (GB/T 27930 / GB/T 18487.1 clauses): docs/session.md.
 """
 from time import ticks_diff
 
-from gbt import messages as m
+from gbt import enc as m      # (not gbt.messages: its re-exports cost heap)
 from gbt import dec as _dec
 from gbt import chargertx as tx_
 from gbt.stages import (HANDSHAKE, INSULATION, RECOGNITION, PARAMETER,
