@@ -155,6 +155,10 @@ _GC_TEXT = const(192)       # one text event: formatting, the board's copy, log 
 _GC_CONSOLE = const(2048)   # one console poll that had input (a command line)
 _GC_SLOW = const(1024)      # lockout notes, persistence (pack, file I/O)
 _GC_CHARGING = const(16384)
+# Stages in which the slow task collects as it needs (no session: outputs
+# off); in every other stage only past _GC_CHARGING (see _slow)
+_GC_STAGES = const(0x2003)  # 1 << IDLE | 1 << CONNECTED | 1 << DONE
+assert _GC_STAGES == (1 << IDLE) | (1 << CONNECTED) | (1 << DONE)
 
 
 class ChargerApp:
@@ -384,9 +388,11 @@ class ChargerApp:
         """Write the event-log records the session pass queued (in order,
         before anything the records pass logs itself)."""
         q = self._logq
+        log = self.log
         while q:
             t, code, a, b, text = q.pop(0)
-            self.log.log(t, code, a, b, text)
+            log.log(t, code, a, b, text, False)
+        log.commit()                      # one littlefs commit for the batch
 
     def _records(self, now):
         if self._logq:
@@ -423,38 +429,43 @@ class ChargerApp:
             kind, ident, level, value = e[1], e[2], e[3], e[4]
             if kind == _EV_RAISE:
                 if ident > 100 and level >= 3:
-                    self.log.log(now_s, _evlog.EV_TRIP, ident, value)
+                    self.log.log(now_s, _evlog.EV_TRIP, ident, value, None, False)
                 else:
-                    self.log.log(now_s, _evlog.EV_RISK_RAISED, ident, level)
+                    self.log.log(now_s, _evlog.EV_RISK_RAISED, ident, level, None, False)
                 self.tel.event(now, _evlog.EV_RISK_RAISED, ident, level)
             elif kind == _EV_CLEAR:
-                self.log.log(now_s, _evlog.EV_RISK_CLEARED, ident, level)
+                self.log.log(now_s, _evlog.EV_RISK_CLEARED, ident, level, None, False)
                 self.tel.event(now, _evlog.EV_RISK_CLEARED, ident, level)
             elif kind == _EV_LOCKOUT:
-                self.log.log(now_s, _evlog.EV_LOCKOUT, ident, value)
+                self.log.log(now_s, _evlog.EV_LOCKOUT, ident, value, None, False)
             elif kind == _EV_FAILSAFE:
-                self.log.log(now_s, _evlog.EV_FAILSAFE, 0, 0)
+                self.log.log(now_s, _evlog.EV_FAILSAFE, 0, 0, None, False)
             s += 1
         self._ev_seq = ev.seq
+        self.log.commit()                 # the pass's records in one commit
 
     def _slow(self, now):
         if self.sup.slow_tick(now, self.rtc_s()):
             self._gc_note(_GC_SLOW)
             return                        # (file I/O this pass: collect at the next)
         # Collect here, between control passes, so that a collection never
-        # lands inside the protection or session tick; and not while
-        # charging: a collection costs ~340 kinstr on the target (4.9 ms of
-        # an F405, PYBv1.1 heap; docs/performance.md), 5x a 1 ms pass, and
-        # in a charge the control tasks allocate nothing.  Outside charging:
-        # when the app allocated (``_gc_due``: text events, the console, the
+        # lands inside the protection or session tick; and not while a
+        # session is in progress (LOCKING .. FINISH: the lock, the
+        # auxiliary supply, the power stage or K1/K2 may be on): a
+        # collection costs ~680 kinstr on the target with the app's heap
+        # (9.8 ms of an F405; docs/performance.md, "worst pass"), ten 1 ms
+        # passes, and would delay the protection tick by that much.  With
+        # no session (IDLE, CONNECTED, DONE: every output the protection
+        # tick guards is off) a late tick cuts nothing.  There: when the
+        # app allocated (``_gc_due``: text events, the console, the
         # slow tick's persistence) or every ``sched.gc_max_s`` (the board
-        # may allocate).  While charging: only once the app's allocations
+        # may allocate).  In a session: only once the app's allocations
         # since the last collection (``_gc_bytes``, counted where it
         # allocates: text length + formatting, console input, persistence)
         # reach ``_GC_CHARGING`` -- the heap running low.  (Asking the heap
         # itself, gc.mem_free(), scans the allocation table: 230 kinstr,
         # about a collection.)
-        if self.sup.charging:
+        if not (_GC_STAGES >> self.session.stage) & 1:
             if self._gc_bytes < _GC_CHARGING:
                 return
         elif not (self._gc_due or ticks_diff(now, self._gc_t) >= self.gc_max_ms):
