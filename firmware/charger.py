@@ -166,6 +166,7 @@ class ChargerApp:
                  state_dir="state"):
         self.board = board
         self._gc_due = True             # the app allocated since the last collection
+        self._gc_plug = False           # plugged in: collect before the session (_records)
         self._gc_bytes = 0              # ... about this much (see _slow)
         self._rtc = None            # bound RTC method, cached (no allocation per call)
         self.config_path = config_path
@@ -374,6 +375,7 @@ class ChargerApp:
             q.append((now_s, _evlog.EV_STOP, tx.cst_reason, tx.cst_fault, sess.stop_why[:8]))
         if sess.stage == CONNECTED:
             self._logged_why = None
+            self._gc_plug = True          # collect before the session starts (_records)
         if sess.cem != self._last_cem:
             self._last_cem = sess.cem
             if sess.cem:
@@ -397,6 +399,8 @@ class ChargerApp:
     def _records(self, now):
         if self._logq:
             self._log_pending()
+        if self._gc_plug:
+            self._plug_collect()
         self._tel_tick(now, self.session.stage)
         ev = self.sup.events
         if ev.seq != self._ev_seq:
@@ -475,6 +479,19 @@ class ChargerApp:
         self._gc_t = now
         gc.collect()
         self.gc_runs += 1
+
+    def _plug_collect(self):
+        # Plugged in, not started yet (CONNECTED: every output off, so a
+        # pass made long by the collection delays no protection that could
+        # cut anything): start the session with the heap collected, as
+        # the slow task will not collect again until it ends (_slow).
+        self._gc_plug = False
+        if self.session.stage == CONNECTED:
+            self._gc_due = False
+            self._gc_bytes = 0
+            self._gc_t = self.clock.ticks_ms()
+            gc.collect()
+            self.gc_runs += 1
 
     def _gc_note(self, n):
         self._gc_due = True
