@@ -27,10 +27,12 @@ looked up, not tested).  The check tick is in three parts so that no pass
 holds all thirteen checks: checks2 and checks3 share a pass with a
 protection tick that runs alone, each check still runs every 100 ms at a
 fixed phase (persistence and release times unchanged), and the head's
-sampling phase (S-2 against the BMS's BCS) stays at 3 ms.  The slow task
-does not collect garbage while charging (a collection is ~650 kinstr on
-the target with the app's heap, 9 ms of an F405) unless the app's own
-allocations reach 16 KB.
+sampling phase (S-2 against the BMS's BCS) stays at 3 ms.  Garbage is
+collected only with no session in progress (IDLE, CONNECTED, DONE: every
+output off; once at plug-in by the records pass), never from the lock to
+the end of a session (a collection is ~680 kinstr on the target with the
+app's heap, 9.8 ms of an F405) unless the app's own allocations reach
+16 KB.
 Each scheduler pass costs interpreter time of its own, so records and
 slow share passes the protection tick needs anyway: they sit on the
 protection grid (multiples of ``sched.protect_ms``), on different 5 ms
@@ -87,7 +89,7 @@ CONFIG_SCHEMA = (
     ("can.rx_burst", 32, 1, 256, "frames", "Max frames processed per CAN tick (bounds a pass under a flood)"),
     ("can.rx_cost", 40, 8, 1000, "units", "Max receive work per CAN tick, in ~1,000 target instructions per unit (a repeated or plain TP.DT frame 1, a repeat handled 3, a decode 6 + 3 per 64 bytes): bounds a pass under a flood of frames that are not repeats; normal traffic stays below it"),
     ("sched.alloc_stats", 0, 0, 1, "-", "Count heap bytes allocated per task (diagnostics/benchmarks)"),
-    ("sched.gc_max_s", 30, 0, 3600, "s", "Slow task, outside charging: collect garbage after the app allocated (texts, events, console), else at least this often (the board may allocate); 0 = every slow tick. While charging only once the app's own allocations since the last collection reach 16 KB: the control tasks allocate nothing, and a collection costs ~5 ms of an F405"),
+    ("sched.gc_max_s", 30, 0, 3600, "s", "Slow task, with no session in progress (idle, connected, done): collect garbage after the app allocated (texts, events, console), else at least this often (the board may allocate); 0 = every slow tick. From the lock to the end of a session only once the app's own allocations since the last collection reach 16 KB (the heap is collected at plug-in): the control tasks allocate nothing, and a collection costs ~10 ms of an F405"),
     ("safety.stale_bcl_ms", 1000, 100, 10000, "ms", "BCL older than this: checks that need it go INACTIVE"),
     ("safety.stale_bcs_ms", 5000, 250, 30000, "ms", "BCS older than this: checks that need it go INACTIVE"),
     ("safety.stale_bsm_ms", 5000, 250, 30000, "ms", "BSM older than this: checks that need it go INACTIVE"),
