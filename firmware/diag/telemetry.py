@@ -89,11 +89,11 @@ T_STATUS = const(4)
 T_END = const(5)
 T_EVENT = const(6)
 
-ST_IDLE = const(0)
-ST_HANDSHAKE = const(1)
-ST_PARAMS = const(2)
-ST_CHARGING = const(3)
-ST_END = const(4)
+_ST_IDLE = const(0)
+_ST_HANDSHAKE = const(1)
+_ST_PARAMS = const(2)
+_ST_CHARGING = const(3)
+_ST_END = const(4)
 STAGE_NAMES = ("idle", "handshake", "params", "charging", "end")
 
 # ``stage_map`` for ``gbt.session.ChargerSession.stage`` (numbers of
@@ -203,7 +203,7 @@ class Telemetry:
         self.charger_id = _cfg(cfg, "charger.id") & 0xFFFFFFFF
         self.sync_ms = _cfg(cfg, "telemetry.rtc_sync_s") * 1000
         # stage mapping: a lookup table (stages 0..255; those past its end
-        # map to ST_IDLE, as unmapped ones do: sized to the highest mapped
+        # map to _ST_IDLE, as unmapped ones do: sized to the highest mapped
         # stage, not 256 bytes of heap), or a callable
         self._map_fn = None
         if stage_map is None:
@@ -213,7 +213,7 @@ class Telemetry:
             self._map = bytearray(0)
         else:
             keys = stage_map.keys() if isinstance(stage_map, dict) else range(len(stage_map))
-            ok = [k for k in keys if 0 <= k < 256 and 0 <= stage_map[k] <= ST_END]
+            ok = [k for k in keys if 0 <= k < 256 and 0 <= stage_map[k] <= _ST_END]
             self._map = m = bytearray(max(ok) + 1 if ok else 0)
             for k in ok:
                 m[k] = stage_map[k]
@@ -222,7 +222,7 @@ class Telemetry:
         self._mvs = tuple(mv[:n] for n in SIZES)
         # the CRC'd part of each record type (all but the CRC itself)
         self._crc_mvs = tuple(mv[:n - _CRC_SIZE if n > _CRC_SIZE else 0] for n in SIZES)
-        self.stage = ST_IDLE
+        self.stage = _ST_IDLE
         self.session = session
         self.seq = 0
         self.records = 0
@@ -391,39 +391,39 @@ class Telemetry:
             return
         if self._map_fn is not None:
             st = self._map_fn(stage)
-            if not 0 <= st <= ST_END:
-                st = ST_IDLE
+            if not 0 <= st <= _ST_END:
+                st = _ST_IDLE
         elif 0 <= stage < len(self._map):
             st = self._map[stage]
         else:
-            st = ST_IDLE
+            st = _ST_IDLE
         if self._rtc is not None:
             self._sync(now)
         prev = self.stage
         if st != prev:
-            if st != ST_IDLE and (prev == ST_IDLE or (prev == ST_END and st != ST_END)):
+            if st != _ST_IDLE and (prev == _ST_IDLE or (prev == _ST_END and st != _ST_END)):
                 self.session += 1
                 self.stage = st
                 self._event(now, EV_SESSION, self.session, self.bms.vin_len)
             self.stage = st
             self._event(now, EV_STAGE, st, prev)
             self._d_hs = self._d_par = self._d_dem = self._d_sta = self._d_end = now
-        if st == ST_CHARGING:
+        if st == _ST_CHARGING:
             if ticks_diff(now, self._d_dem) >= 0:
                 self._demand(now)
                 self._d_dem = _next(self._d_dem, self.iv_dem, now)
             if ticks_diff(now, self._d_sta) >= 0:
                 self._status(now)
                 self._d_sta = _next(self._d_sta, self.iv_sta, now)
-        elif st == ST_HANDSHAKE:
+        elif st == _ST_HANDSHAKE:
             if ticks_diff(now, self._d_hs) >= 0:
                 self._handshake(now)
                 self._d_hs = _next(self._d_hs, self.iv_hs, now)
-        elif st == ST_PARAMS:
+        elif st == _ST_PARAMS:
             if ticks_diff(now, self._d_par) >= 0:
                 self._params(now)
                 self._d_par = _next(self._d_par, self.iv_par, now)
-        elif st == ST_END:
+        elif st == _ST_END:
             if ticks_diff(now, self._d_end) >= 0:
                 self._end(now)
                 self._d_end = _next(self._d_end, self.iv_end, now)

@@ -36,13 +36,13 @@ INACTIVE = const(-1)
 
 # ctx.stale bits: a message the link reports as timed out / untrusted makes
 # every check that reads it INACTIVE (visible in diagnostics).
-STALE_BCP = const(0x01)
+_STALE_BCP = const(0x01)
 STALE_BCL = const(0x02)
 STALE_BCS = const(0x04)
 STALE_BSM = const(0x08)
 STALE_BMV = const(0x10)
 STALE_BMT = const(0x20)
-STALE_OUT = const(0x40)   # charger's own output measurement untrusted
+_STALE_OUT = const(0x40)   # charger's own output measurement untrusted
 
 # CST masks (same values as gbt.messages; local so this module stands alone)
 _F_OTHER = const(0x400)
@@ -276,7 +276,7 @@ def _pct_over(chk, v, lim, pm):
 
 def _s1(self, ctx, now):
     b = ctx.bms
-    if ctx.stale & (STALE_BCL | STALE_BCP):
+    if ctx.stale & (STALE_BCL | _STALE_BCP):
         return self.na("BCL/BCP stale")
     if b.max_i <= 0:
         return self.na("BCP max_i NA")
@@ -296,7 +296,7 @@ def _s2(self, ctx, now):
             h[j] = i
     h[self.k] = i
     self.k = (self.k + 1) % len(h)
-    if ctx.stale & (STALE_BCS | STALE_OUT):
+    if ctx.stale & (STALE_BCS | _STALE_OUT):
         return self.na("BCS/output stale")
     m = ctx.bms.meas_i
     if m < 0:
@@ -330,7 +330,7 @@ def _span(h: ptr32, n: int) -> int:
 
 
 def _s3(self, ctx, now):
-    if ctx.stale & (STALE_BCP | STALE_OUT):
+    if ctx.stale & (_STALE_BCP | _STALE_OUT):
         return self.na("BCP/output stale")
     lim = ctx.bms.max_i
     if lim <= 0:
@@ -343,7 +343,7 @@ def _s3(self, ctx, now):
 
 def _s4(self, ctx, now):
     b = ctx.bms
-    if ctx.stale & (STALE_BCL | STALE_BCP):
+    if ctx.stale & (STALE_BCL | _STALE_BCP):
         return self.na("BCL/BCP stale")
     if b.max_v <= 0:
         return self.na("BCP max_v NA")
@@ -353,7 +353,7 @@ def _s4(self, ctx, now):
 
 
 def _s5(self, ctx, now):
-    if ctx.stale & (STALE_BCS | STALE_OUT):
+    if ctx.stale & (STALE_BCS | _STALE_OUT):
         return self.na("BCS/output stale")
     m = ctx.bms.meas_v
     if m < 0:
@@ -367,7 +367,7 @@ def _s5(self, ctx, now):
 
 
 def _s6(self, ctx, now):
-    if ctx.stale & (STALE_BCP | STALE_OUT):
+    if ctx.stale & (_STALE_BCP | _STALE_OUT):
         return self.na("BCP/output stale")
     lim = ctx.bms.max_v
     if lim <= 0:
@@ -390,7 +390,7 @@ def _max_cell(ctx):
 
 
 def _s7(self, ctx, now):
-    if ctx.stale & STALE_BCP:
+    if ctx.stale & _STALE_BCP:
         return self.na("BCP stale")
     lim = ctx.bms.max_cell_v
     if lim <= 0:
@@ -486,7 +486,7 @@ def _s9(self, ctx, now):
 
 def _s10(self, ctx, now):
     b = ctx.bms
-    if ctx.stale & STALE_BCP:
+    if ctx.stale & _STALE_BCP:
         return self.na("BCP stale")
     lim = b.max_temp
     if lim == NA:
@@ -547,7 +547,7 @@ def _s12(self, ctx, now):
     v = NA
     if not ctx.stale & STALE_BCS and b.soc >= 0:
         v = b.soc * 10
-    if not ctx.stale & STALE_BCP and b.bcp_soc > v:
+    if not ctx.stale & _STALE_BCP and b.bcp_soc > v:
         v = b.bcp_soc
     if v < 0:
         return self.na("BCS soc / BCP soc NA")
@@ -559,7 +559,7 @@ def _s12(self, ctx, now):
 def _s13(self, ctx, now):
     """estimated SOC = soc0 + integral(U*I dt) * eff / rated energy."""
     b = ctx.bms
-    if ctx.stale & (STALE_BCS | STALE_OUT):
+    if ctx.stale & (STALE_BCS | _STALE_OUT):
         return self.na("BCS/output stale")
     if b.soc < 0:
         return self.na("BCS soc NA")
