@@ -182,14 +182,16 @@ class ChargerApp:
         self.fail_count = 0         # H-9 exceptions (the first one is logged)
         self.inject_fault = 0       # test hook: SIL INJECT packet / console
         cfg, errors = config.load(config_path)
-        self.cfg = cfg
         self.config_errors = errors
         if errors:
             # Bad configuration never energises the output: run with
             # defaults for diagnostics only, and refuse every session.
             cfg = config.defaults()
-            self.cfg = cfg
             self.halted = "bad configuration: " + "; ".join(errors)
+        # the running configuration, compact (the dict is garbage once
+        # the app is built: 1.8 KB of heap)
+        self.cfg = cfg = config.Settings(cfg)
+        self._utc_off_s = cfg["charger.utc_offset_min"] * 60   # (changes at the next boot)
         self.sched = s = Scheduler(self.clock)
         self._send = board.can_send
         self.state_dir = state_dir
@@ -514,7 +516,7 @@ class ChargerApp:
     def _local_time(self):
         """CTS date-time: the RTC in local time (the SIL's simulated date)."""
         from rt.calendar import civil
-        return civil(self.rtc_s() + self.cfg["charger.utc_offset_min"] * 60)
+        return civil(self.rtc_s() + self._utc_off_s)
 
     def _vin_check(self, vin):
         b = vin.encode()

@@ -19,9 +19,9 @@ IX_BCP_LATE = const(1)        # BCP after the parameter stage (ignored)
 IX_BRM_LATE = const(2)        # BRM after recognition (ignored)
 IX_TP_TRICKLE = const(3)      # transfer exceeded the time its size allows
 IX_TP_PREEMPT = const(4)      # RTS for another PGN while a transfer was open
-IX_STAGE_MSG = const(5)       # a BMS stage message outside its stage
-IX_FOREIGN = const(6)         # frame from an unexpected source address
-N_KINDS = const(7)
+_IX_STAGE_MSG = const(5)       # a BMS stage message outside its stage
+_IX_FOREIGN = const(6)         # frame from an unexpected source address
+_N_KINDS = const(7)
 
 NAMES = ("?", "bcp-late", "brm-late", "tp-trickle", "tp-preempt",
          "stage-msg", "foreign-sa")
@@ -31,7 +31,7 @@ _RING = const(8)
 
 class IntrusionMonitor:
     def __init__(self):
-        self.count = [0] * N_KINDS     # per kind since boot
+        self.count = [0] * _N_KINDS     # per kind since boot
         self.seq = 0                   # events noted so far (ring position)
         self._t = [0] * _RING
         self._kind = [0] * _RING
@@ -39,7 +39,7 @@ class IntrusionMonitor:
 
     def note(self, now, kind, arg=0):
         """Record one event of ``kind`` (``arg``: a PGN, a stage, an address)."""
-        if 0 < kind < N_KINDS:
+        if 0 < kind < _N_KINDS:
             self.count[kind] += 1
         i = self.seq % _RING
         self._t[i] = now
@@ -69,4 +69,4 @@ class IntrusionMonitor:
 
 
 def name(kind):
-    return NAMES[kind] if 0 <= kind < N_KINDS else "?"
+    return NAMES[kind] if 0 <= kind < _N_KINDS else "?"

@@ -171,7 +171,6 @@ class ChargerSession(Startup, Ending):
         self._bst_seen = 0
         self._bsd_seen = 0
         self._bhm = 0
-        self._chm_started = 0
         self._exchange = 0
         self._comm_lost = 0
         self._t_stop = 0
@@ -199,7 +198,6 @@ class ChargerSession(Startup, Ending):
         self._t_pause = -1
         self._sub = 0
         self._t = 0
-        self._vb = 0
 
     def _enter(self, stage, now):
         self.stage = stage

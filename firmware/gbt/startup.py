@@ -20,7 +20,6 @@ class Startup:
         c = self.c
         if self.inp.lock_fb or not c.lock_fb:
             self.out.k34 = 1              # auxiliary power (K3/K4)
-            self._chm_started = 1
             self.tx.start(tx_.CHM, now)
             self._enter(HANDSHAKE, now)
         elif ticks_diff(now, self._t) >= c.lock_ms:
@@ -333,7 +332,6 @@ class Startup:
 
     def _pre_start(self, now, vb):
         c = self.c
-        self._vb = vb
         out = self.out
         out.v_set = vb - c.pre_below
         out.i_set = c.pre_i
