@@ -66,6 +66,7 @@ from safety.supervisor import Supervisor
 from diag import telemetry as _tel
 from diag import eventlog as _evlog
 import diag.settings  # noqa: F401  (console/trace settings; their code loads on demand)
+import security.settings  # noqa: F401  (security settings; the crypto loads on demand)
 from safety.checks import STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT
 assert (STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT) == (2, 4, 8, 16, 32)
 from rt.clock import ticks_diff, ticks_add
@@ -620,6 +621,10 @@ class ChargerApp:
         if extra:
             for name, fn, text in extra(self):
                 d.add_board_command(name, fn, text)
+        auth = getattr(self.board, "console_auth", None)   # a bench may open it
+        if self.cfg["console.auth"] if auth is None else auth:
+            from security.consolegate import install as _roles  # C-1: console roles
+            _roles(self.console, self, d)
         self.console.start()
         self.sched.add("console", self._console, self.cfg["sched.console_ms"], 5)
 
