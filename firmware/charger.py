@@ -62,6 +62,7 @@ from gbt.bmsdata import BmsData
 # is registered (and validated) whichever features a board enables.
 from gbt.link import BmsLink
 from gbt.session import ChargerSession
+from gbt.ixwatch import IxWatch
 from safety.supervisor import Supervisor
 from diag import telemetry as _tel
 from diag import eventlog as _evlog
@@ -211,6 +212,9 @@ class ChargerApp:
         # H-11 reads the link's last-valid-message times itself (not the
         # session's timers): BCL/BCS freshness while current flows.
         self.sup.rx_times = self.link.last_ok
+        # C-4: the intrusion monitor's once-a-second look (rates, foreign
+        # addresses, physics), from the slow task
+        self.ixw = IxWatch(self.link, self.bms, cfg)
         self.session = ChargerSession(cfg, self._send, self.inp, self.out,
                                       self.bms, self.link)
         self.link.handler = self.session.on_message
@@ -410,6 +414,7 @@ class ChargerApp:
             if ix.read(s, e):
                 self.event("intrusion", "%s 0x%x" % (ix_name(e[1]), e[2]))
                 self.log.log(now_s, _evlog.EV_INTRUSION, e[1], e[2])
+                self.tel.event(now, _evlog.EV_INTRUSION, e[1], e[2])
             s += 1
         self._ix_seq = ix.seq
 
@@ -439,6 +444,7 @@ class ChargerApp:
         self._ev_seq = ev.seq
 
     def _slow(self, now):
+        self.ixw.tick(now, self.sup.charging)
         if self.sup.slow_tick(now, self.rtc_s()):
             self._gc_note(_GC_SLOW)
             return                        # (file I/O this pass: collect at the next)

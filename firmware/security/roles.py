@@ -70,16 +70,23 @@ def response(key, role, charger_id, nonce, derived=False):
     return hmac_sha256(k, b"evc-unlock|%s|%d|" % (ROLE_NAMES[role].encode(), charger_id), nonce)
 
 
-def load_key(path, name="console"):
-    """Hex key ``name`` from the key file (a flat JSON object read by
-    ``config.read``'s strict parser); None if absent or unreadable."""
+def read_keys(path):
+    """The key file (a flat JSON object of hex strings, at most 1 KB, read
+    by ``config``'s strict parser): a dict, empty if absent or unreadable."""
     try:
-        d, err = config.read(path)
+        with open(path, "rb") as f:
+            data = f.read(1025)
+        if len(data) > 1024:
+            return {}
+        d = config.parse(data)
+        return d if isinstance(d, dict) else {}
     except Exception:
-        return None
-    if err or not isinstance(d, dict):
-        return None
-    v = d.get(name)
+        return {}
+
+
+def load_key(path, name="console"):
+    """Hex key ``name`` from the key file; None if absent or unreadable."""
+    v = read_keys(path).get(name)
     if not isinstance(v, str):
         return None
     try:

@@ -42,9 +42,16 @@ class ConsoleBoard(FakeBoard):
         FakeBoard.__init__(self)
         self.stream = MemStream()
         self.keys_path = keys_path
+        self.tel_events = []
 
     def console_stream(self, cfg):
         return self.stream
+
+    def send_record(self, mv):
+        self.records += 1
+        from diag import telemetry as T
+        if mv[2] == T.T_EVENT:              # header byte 2: the record type
+            self.tel_events.append(bytes(mv))
 
 
 def _rig(name, key=KEY, cfg=None):
@@ -251,6 +258,32 @@ def test_c1_no_key_provisioned_nothing_unlocks_open_console_when_off():
     b, app = _rig("open", cfg={"console.auth": 0})
     eq(app.console.gate, None, "no gate with console.auth 0")
     true("True" in cmd(b, app, "app.halted is None"), "open console runs Python")
+
+
+
+def test_c4_app_logs_intrusion_to_event_log_telemetry_and_console():
+    """An intrusion the link notes reaches the event log (EV_INTRUSION), the
+    telemetry (an event record) and the console's intrusion() (viewer)."""
+    b, app = _rig("ix")
+    from gbt import intrusion as X
+    cid = (6 << 26) | (0x10 << 16) | (0x56 << 8) | 0x33
+    f = app.frame
+    f.id = cid
+    f.dlc = 8
+    b.rxq = [(cid, b"\x00" * 8)]
+    b.rx_i = 0
+    for _ in range(300):                      # 1.5 s: a slow-task look, a records pass
+        b.clock.advance_to(b.clock.ms + 5)
+        app.run_due()
+    eq(app.link.ix.count[X.IX_FOREIGN], 1, "foreign-sa noted")
+    recs = [(r[5], r[6]) for r in app.log.recent(50) if r[3] == ev.EV_INTRUSION]
+    eq(recs, [(X.IX_FOREIGN, cid)], "event log")
+    t = cmd(b, app, "intrusion()")
+    true("foreign-sa 1" in t and "foreign source 1" in t, t)
+    import struct
+    from diag import telemetry as T
+    tel = [struct.unpack_from(T.P_EVENT, r, T.HDR_SIZE) for r in b.tel_events]
+    true((ev.EV_INTRUSION, X.IX_FOREIGN, cid) in tel, "telemetry event record: %r" % tel)
 
 
 mptest.main(globals())
