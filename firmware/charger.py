@@ -64,10 +64,12 @@ from gbt.bmsdata import BmsData
 # is registered (and validated) whichever features a board enables.
 from gbt.link import BmsLink
 from gbt.session import ChargerSession
+from gbt.ixwatch import IxWatch
 from safety.supervisor import Supervisor
 from diag import telemetry as _tel
 from diag import eventlog as _evlog
 import diag.settings  # noqa: F401  (console/trace settings; their code loads on demand)
+import security.settings  # noqa: F401  (security settings; the crypto loads on demand)
 from safety.checks import STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT
 assert (STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT) == (2, 4, 8, 16, 32)
 from rt.clock import ticks_diff, ticks_add
@@ -219,6 +221,9 @@ class ChargerApp:
         # H-11 reads the link's last-valid-message times itself (not the
         # session's timers): BCL/BCS freshness while current flows.
         self.sup.rx_times = self.link.last_ok
+        # C-4: the intrusion monitor's once-a-second look (rates, foreign
+        # addresses, physics), from the slow task
+        self.ixw = IxWatch(self.link, self.bms, cfg)
         self.session = ChargerSession(cfg, self._send, self.inp, self.out,
                                       self.bms, self.link)
         self.link.handler = self.session.on_message
@@ -423,6 +428,7 @@ class ChargerApp:
             if ix.read(s, e):
                 self.event("intrusion", "%s 0x%x" % (ix_name(e[1]), e[2]))
                 self.log.log(now_s, _evlog.EV_INTRUSION, e[1], e[2])
+                self.tel.event(now, _evlog.EV_INTRUSION, e[1], e[2])
             s += 1
         self._ix_seq = ix.seq
 
@@ -453,6 +459,7 @@ class ChargerApp:
         self.log.commit()                 # the pass's records in one commit
 
     def _slow(self, now):
+        self.ixw.tick(now, self.sup.charging)
         if self.sup.slow_tick(now, self.rtc_s()):
             self._gc_note(_GC_SLOW)
             return                        # (file I/O this pass: collect at the next)
@@ -652,6 +659,10 @@ class ChargerApp:
         if extra:
             for name, fn, text in extra(self):
                 d.add_board_command(name, fn, text)
+        auth = getattr(self.board, "console_auth", None)   # a bench may open it
+        if self.cfg["console.auth"] if auth is None else auth:
+            from security.consolegate import install as _roles  # C-1: console roles
+            _roles(self.console, self, d)
         self.console.start()
         self.sched.add("console", self._console, self.cfg["sched.console_ms"], 5)
 

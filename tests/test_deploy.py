@@ -425,7 +425,7 @@ def test_mpy_dry_run_prints_exact_commands(dry):
         shlex.join(mp + ["exec", 'print("STAGE", app.session.stage if "app" in globals() else -1)']),
         shlex.join(mp + ["run", str(b / "stm32.clean.py")]),
         shlex.join(mp + ["fs", "cp", "-r"] + [str(out / d) for d in
-                                              ("diag", "gbt", "rt", "safety", "stm32")] + [":."]),
+                                              ("diag", "gbt", "rt", "safety", "security", "stm32")] + [":."]),
         shlex.join(mp + ["fs", "cp"] + [str(out / f) for f in
                                         ("board.mpy", "charger.mpy", "config.mpy", "store.mpy")]
                    + [":."]),

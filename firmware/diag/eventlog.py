@@ -79,10 +79,11 @@ EV_LOCKOUT_CLEARED = const(14)  # a: check number
 EV_SESSION = const(15)        # a: telemetry session number; text: VIN tail
 EV_INTRUSION = const(16)      # a: gbt.intrusion kind, b: argument (PGN, stage, address)
 EV_STORE = const(17)          # a: 1 no usable safety record (charging refused), 0 warnings; b: count
+EV_AUTH = const(18)           # a: security.roles AU_* action, b: role; text: command / reason
 
 NAMES = ("?", "boot", "config-error", "stage", "stop", "CEM", "BEM", "trip",
          "risk-raised", "risk-cleared", "lockout", "fail-safe", "operator",
-         "BST", "lockout-cleared", "session", "intrusion", "store")
+         "BST", "lockout-cleared", "session", "intrusion", "store", "auth")
 
 # operator actions (EV_OPERATOR a)
 OP_START = const(1)

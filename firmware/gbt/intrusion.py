@@ -19,19 +19,29 @@ IX_BCP_LATE = const(1)        # BCP after the parameter stage (ignored)
 IX_BRM_LATE = const(2)        # BRM after recognition (ignored)
 IX_TP_TRICKLE = const(3)      # transfer exceeded the time its size allows
 IX_TP_PREEMPT = const(4)      # RTS for another PGN while a transfer was open
-_IX_STAGE_MSG = const(5)       # a BMS stage message outside its stage
-_IX_FOREIGN = const(6)         # frame from an unexpected source address
-_N_KINDS = const(7)
+IX_STAGE_MSG = const(5)       # a BMS stage message outside its stage
+IX_FOREIGN = const(6)         # frame from an unexpected source address (arg: CAN id)
+IX_PGN = const(7)             # from the BMS: a PGN GB/T 27930 does not have, or PDU2 /
+                              # another destination (arg: PGN or CAN id)
+IX_RATE = const(8)            # a BMS message far faster than its period (arg: PGN)
+IX_PHYSICS = const(9)         # BMS values jumping faster than a pack can (arg: PHY_*)
+N_KINDS = const(10)
+
+# IX_PHYSICS arguments: which value jumped (gbt.ixwatch)
+PHY_REQ_V = const(1)          # BCL demand voltage
+PHY_MEAS_V = const(2)         # BCS measured voltage
+PHY_SOC = const(3)            # BCS SOC
+PHY_TEMP = const(4)           # BSM highest temperature
 
 NAMES = ("?", "bcp-late", "brm-late", "tp-trickle", "tp-preempt",
-         "stage-msg", "foreign-sa")
+         "stage-msg", "foreign-sa", "unexpected-pgn", "rate", "physics")
 
 _RING = const(8)
 
 
 class IntrusionMonitor:
     def __init__(self):
-        self.count = [0] * _N_KINDS     # per kind since boot
+        self.count = [0] * N_KINDS     # per kind since boot
         self.seq = 0                   # events noted so far (ring position)
         self._t = [0] * _RING
         self._kind = [0] * _RING
@@ -39,7 +49,7 @@ class IntrusionMonitor:
 
     def note(self, now, kind, arg=0):
         """Record one event of ``kind`` (``arg``: a PGN, a stage, an address)."""
-        if 0 < kind < _N_KINDS:
+        if 0 < kind < N_KINDS:
             self.count[kind] += 1
         i = self.seq % _RING
         self._t[i] = now
@@ -69,4 +79,4 @@ class IntrusionMonitor:
 
 
 def name(kind):
-    return NAMES[kind] if 0 <= kind < _N_KINDS else "?"
+    return NAMES[kind] if 0 <= kind < N_KINDS else "?"
