@@ -1,0 +1,280 @@
+"""The platform's store: Parquet files partitioned by day and charger.
+
+Layout under the store's root (hive-style directories, readable by pyarrow,
+DuckDB, Spark and Trino as they are):
+
+    records/day=YYYY-MM-DD/charger=<id>/part-<stamp>-<k>.parquet   ingest output
+    records/day=YYYY-MM-DD/charger=<id>/data.parquet               after compaction
+    sessions/day=YYYY-MM-DD/sessions.parquet      one row per charging session (features)
+    alarms/day=YYYY-MM-DD/alarms-<stamp>.parquet  alarms with their evidence
+    reference/kl.json                             the KL reference distributions (A-2)
+    ingest.sqlite                                 per charger: which record numbers n are stored
+
+A record's day is the date in its own time stamp (the charger's civil time;
+a record without a date goes to the platform's UTC day of arrival).  Rows
+are one per Table-1 record (``wire.SCHEMA``: header fields, ``n``, ``boot``
+and every payload field, null where the record type does not have it or the
+value was not available).
+
+Exactly once: ``Ranges`` keeps, per charger, the stored intervals of ``n``;
+a batch's records already stored are dropped before they are buffered, and
+the intervals are committed only after the Parquet file is written.
+Compaction also drops duplicate ``n`` (a crash between the two writes).
+
+Retention: ``retain()`` deletes day partitions older than the retention
+(default 8 years, seed 000 4.2.2 b; shorter is refused).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import wire as W
+
+MIN_RETENTION_DAYS = 2922          # 8 years (2 leap days)
+COMPRESSION = "zstd"
+_part = itertools.count()
+
+
+class Ranges:
+    """Stored record numbers per charger, as merged half-open intervals."""
+
+    def __init__(self, path):
+        self.db = sqlite3.connect(str(path), check_same_thread=False)
+        self.db.execute("CREATE TABLE IF NOT EXISTS ranges (charger_id INTEGER, lo INTEGER, hi INTEGER)")
+        self.iv: dict[int, list[list[int]]] = {}
+        for cid, lo, hi in self.db.execute("SELECT charger_id, lo, hi FROM ranges ORDER BY charger_id, lo"):
+            self.iv.setdefault(cid, []).append([lo, hi])
+
+    def new_mask(self, cid: int, n0: int, count: int) -> np.ndarray:
+        """True for each of n0 .. n0+count-1 that is not stored yet."""
+        mask = np.ones(count, bool)
+        for lo, hi in self.iv.get(cid, ()):
+            a, b = max(lo, n0), min(hi, n0 + count)
+            if a < b:
+                mask[a - n0:b - n0] = False
+        return mask
+
+    def add(self, cid: int, lo: int, hi: int) -> None:
+        iv = self.iv.setdefault(cid, [])
+        iv.append([lo, hi])
+        iv.sort()
+        out = [iv[0]]
+        for a, b in iv[1:]:
+            if a <= out[-1][1]:
+                out[-1][1] = max(out[-1][1], b)
+            else:
+                out.append([a, b])
+        self.iv[cid] = out
+
+    def missing(self, cid: int) -> list[tuple[int, int]]:
+        """Gaps between stored intervals (records never received)."""
+        iv = self.iv.get(cid, [])
+        return [(a[1], b[0]) for a, b in zip(iv, iv[1:])]
+
+    def count(self, cid: int) -> int:
+        return sum(b - a for a, b in self.iv.get(cid, ()))
+
+    def commit(self, cids) -> None:
+        with self.db:
+            for cid in cids:
+                self.db.execute("DELETE FROM ranges WHERE charger_id = ?", (cid,))
+                self.db.executemany("INSERT INTO ranges VALUES (?,?,?)",
+                                    [(cid, a, b) for a, b in self.iv.get(cid, ())])
+
+    def close(self):
+        self.db.close()
+
+
+def _today() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+class Store:
+    def __init__(self, root, flush_rows: int = 200_000):
+        self.root = Path(root)
+        (self.root / "records").mkdir(parents=True, exist_ok=True)
+        self.ranges = Ranges(self.root / "ingest.sqlite")
+        self.flush_rows = flush_rows
+        self.lock = threading.RLock()
+        self._buf: list[pa.Table] = []
+        self._buf_rows = 0
+        self._pending: list[tuple[int, int, int]] = []   # (cid, lo, hi) not committed yet
+        self._pending_mask: dict[int, list] = {}
+        self.stats = {"batches": 0, "records": 0, "duplicates": 0, "invalid": 0,
+                      "files": 0, "bytes": 0}
+
+    # ---- ingest -------------------------------------------------------------
+    def add_batch(self, payload: bytes) -> tuple[int, int]:
+        """Buffer a telemetry batch (``wire`` format).  -> (new records, duplicates)."""
+        cid, n0, boot, count, flags, recs = W.unpack_batch(payload)
+        with self.lock:
+            self.stats["batches"] += 1
+            mask = self.ranges.new_mask(cid, n0, count)
+            for lo, hi in self._pending_mask.get(cid, ()):
+                a, b = max(lo, n0), min(hi, n0 + count)
+                if a < b:
+                    mask[a - n0:b - n0] = False
+            dup = int(count - mask.sum())
+            self.stats["duplicates"] += dup
+            if not mask.any():
+                return 0, dup
+            offs, types = W.record_offsets(recs, count)
+            if len(offs) != count:
+                self.stats["invalid"] += count - len(offs)
+                mask = mask[:len(offs)]
+            ns = np.arange(n0, n0 + len(offs), dtype=np.int64)
+            keep = np.nonzero(mask)[0]
+            tab, bad = W.decode_columns(recs, ns[keep], charger_ids=cid, boots=boot,
+                                        offs=offs[keep], types=types[keep])
+            self.stats["invalid"] += bad
+            self._buf.append(tab)
+            self._buf_rows += tab.num_rows
+            self.stats["records"] += tab.num_rows
+            self._pending.append((cid, n0, n0 + count))
+            self._pending_mask.setdefault(cid, []).append((n0, n0 + count))
+            if self._buf_rows >= self.flush_rows:
+                self.flush()
+            return tab.num_rows, dup
+
+    def add_table(self, tab: pa.Table, ranges=()) -> None:
+        """Buffer already-decoded rows (``wire.SCHEMA``); ``ranges``: (cid, lo, hi) they cover."""
+        with self.lock:
+            self._buf.append(tab)
+            self._buf_rows += tab.num_rows
+            self.stats["records"] += tab.num_rows
+            for r in ranges:
+                self._pending.append(tuple(r))
+                self._pending_mask.setdefault(r[0], []).append((r[1], r[2]))
+            if self._buf_rows >= self.flush_rows:
+                self.flush()
+
+    def flush(self) -> int:
+        """Write the buffered rows (one file per day and charger), then commit
+        the record numbers.  Returns rows written."""
+        with self.lock:
+            if not self._buf:
+                return 0
+            tab = pa.concat_tables(self._buf)
+            pending = self._pending
+            self._buf, self._buf_rows, self._pending, self._pending_mask = [], 0, [], {}
+            self._write_partitions(tab, "records")
+            for cid, lo, hi in pending:
+                self.ranges.add(cid, lo, hi)
+            self.ranges.commit({p[0] for p in pending})
+            return tab.num_rows
+
+    def _write_partitions(self, tab: pa.Table, dataset: str) -> None:
+        ts = tab.column("ts")
+        day_ms = pc.fill_null(ts.cast(pa.int64()), int(time.time() * 1000))
+        days = (np.asarray(day_ms) // 86_400_000).astype("datetime64[D]")
+        cids = np.asarray(tab.column("charger_id"))
+        key = days.astype(np.int64) * (1 << 33) + cids
+        order = np.argsort(key, kind="stable")
+        skey = key[order]
+        cuts = np.nonzero(np.diff(skey))[0] + 1
+        stamp = "%d-%d-%d" % (time.time_ns() // 1000, os.getpid(), next(_part))
+        for k, idx in enumerate(np.split(order, cuts)):
+            day = str(days[idx[0]])
+            cid = int(cids[idx[0]])
+            d = self.root / dataset / ("day=%s" % day) / ("charger=%d" % cid)
+            d.mkdir(parents=True, exist_ok=True)
+            path = d / ("part-%s-%d.parquet" % (stamp, k))
+            tmp = path.with_suffix(".tmp")
+            pq.write_table(tab.take(idx), tmp, compression=COMPRESSION)
+            os.replace(tmp, path)
+            self.stats["files"] += 1
+            self.stats["bytes"] += path.stat().st_size
+
+    # ---- queries ------------------------------------------------------------
+    def glob(self, dataset: str = "records") -> str:
+        return str(self.root / dataset / "day=*" / "charger=*" / "*.parquet")
+
+    def duck(self, con=None):
+        """A DuckDB connection with views ``records``, ``sessions``, ``alarms``
+        over the Parquet files (only those that exist)."""
+        import duckdb
+        con = con or duckdb.connect()
+        views = {"records": self.glob("records"),
+                 "sessions": str(self.root / "sessions" / "day=*" / "*.parquet"),
+                 "alarms": str(self.root / "alarms" / "day=*" / "*.parquet")}
+        for name, g in views.items():
+            if list(Path("/").glob(g.lstrip("/"))):
+                con.execute("CREATE OR REPLACE VIEW %s AS SELECT * FROM read_parquet('%s', "
+                            "hive_partitioning = true, union_by_name = true)" % (name, g))
+        return con
+
+    def days(self, dataset: str = "records") -> list[str]:
+        d = self.root / dataset
+        return sorted(p.name[4:] for p in d.glob("day=*")) if d.exists() else []
+
+    def size_bytes(self, dataset: str = "records") -> int:
+        return sum(p.stat().st_size for p in (self.root / dataset).rglob("*.parquet"))
+
+    # ---- compaction and retention ------------------------------------------
+    def compact(self, before: str | None = None, all_days: bool = False) -> dict:
+        """Merge each (day, charger) partition into one ``data.parquet``
+        sorted by ``n``, duplicates dropped.  Only days before ``before``
+        (default: today, UTC: today's partitions are still being written)."""
+        self.flush()
+        before = before or _today()
+        out = {"partitions": 0, "files_in": 0, "rows_dropped": 0}
+        for dd in sorted((self.root / "records").glob("day=*")):
+            if not all_days and dd.name[4:] >= before:
+                continue
+            for cd in sorted(dd.glob("charger=*")):
+                files = sorted(cd.glob("*.parquet"))
+                if len(files) <= 1 and (not files or files[0].name == "data.parquet"):
+                    continue
+                tab = pa.concat_tables([pq.read_table(f, schema=W.SCHEMA) for f in files])
+                n = np.asarray(tab.column("n"))
+                order = np.argsort(n, kind="stable")
+                sn = n[order]
+                first = np.ones(len(sn), bool)
+                first[1:] = sn[1:] != sn[:-1]
+                keep = order[first]
+                tmp = cd / "data.parquet.tmp"
+                pq.write_table(tab.take(keep), tmp, compression=COMPRESSION,
+                               compression_level=9, row_group_size=1 << 20)
+                os.replace(tmp, cd / "data.parquet")
+                for f in files:
+                    if f.name != "data.parquet":
+                        f.unlink()
+                out["partitions"] += 1
+                out["files_in"] += len(files)
+                out["rows_dropped"] += len(n) - len(keep)
+        return out
+
+    def retain(self, keep_days: int = MIN_RETENTION_DAYS, today: str | None = None,
+               allow_short: bool = False) -> list[str]:
+        """Delete every dataset's day partitions older than ``keep_days``
+        before ``today``.  Less than 8 years is refused (seed 000 4.2.2 b)
+        unless ``allow_short``.  Returns the days removed."""
+        if keep_days < MIN_RETENTION_DAYS and not allow_short:
+            raise ValueError("retention %d days is shorter than 8 years (%d days, seed 000 "
+                             "4.2.2 b)" % (keep_days, MIN_RETENTION_DAYS))
+        t = dt.date.fromisoformat(today or _today())
+        limit = (t - dt.timedelta(days=keep_days)).isoformat()
+        gone = []
+        for ds in ("records", "sessions", "alarms"):
+            for dd in sorted((self.root / ds).glob("day=*")):
+                if dd.name[4:] < limit:
+                    shutil.rmtree(dd)
+                    gone.append(dd.name[4:])
+        return sorted(set(gone))
+
+    def close(self):
+        self.flush()
+        self.ranges.close()
