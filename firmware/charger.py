@@ -14,11 +14,23 @@ Task table (periods are configuration, see ``CONFIG_SCHEMA``):
     can      10 ms    0     drain the CAN receive queue into the link, TP timers
     session  10 ms    1     GB/T 27930 state machine, control, charger frames
     records  50 ms    5     telemetry, safety events -> event log / bench text
-    checks  100 ms    3     S-1..S-13 persistence checks
+    checks  100 ms    3     staleness, H-11, S-1..S-4 (check_head)
+    checks2 100 ms   15     S-5..S-9 (check_mid)
+    checks3 100 ms   35     S-10..S-13 (check_tail)
     slow   1000 ms   25     lockout bookkeeping, persistence (file I/O), GC
     console  10 ms    5     mpremote-compatible console (when enabled)
 
-(offsets of records and slow: 1 and 5 x ``sched.protect_ms``)
+(offsets of records, checks2, checks3 and slow: 1, 3, 7 and 5 x
+``sched.protect_ms``)  The scheduler runs this table from a precomputed
+cycle (rt/scheduler.py: 310 passes per second, which tasks in which pass
+looked up, not tested).  The check tick is in three parts so that no pass
+holds all thirteen checks: checks2 and checks3 share a pass with a
+protection tick that runs alone, each check still runs every 100 ms at a
+fixed phase (persistence and release times unchanged), and the head's
+sampling phase (S-2 against the BMS's BCS) stays at 3 ms.  The slow task
+does not collect garbage while charging (a collection is ~650 kinstr on
+the target with the app's heap, 9 ms of an F405) unless the app's own
+allocations reach 16 KB.
 Each scheduler pass costs interpreter time of its own, so records and
 slow share passes the protection tick needs anyway: they sit on the
 protection grid (multiples of ``sched.protect_ms``), on different 5 ms
@@ -39,6 +51,8 @@ see why.
 """
 import gc
 import sys
+import micropython
+from array import array
 import config
 from micropython import const
 from board import Inputs, Outputs, CanFrame
@@ -53,6 +67,7 @@ from diag import telemetry as _tel
 from diag import eventlog as _evlog
 import diag.settings  # noqa: F401  (console/trace settings; their code loads on demand)
 from safety.checks import STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT
+assert (STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT) == (2, 4, 8, 16, 32)
 from rt.clock import ticks_diff, ticks_add
 from gbt.messages import enc_cst, CST_R_FAULT, CST_F_OTHER
 from gbt.ids import ID_CST
@@ -70,8 +85,9 @@ CONFIG_SCHEMA = (
     ("sched.records_ms", 50, 10, 1000, "ms", "Telemetry/event-log tick (Table-1 items use multiples)"),
     ("sched.slow_ms", 1000, 100, 10000, "ms", "Slow housekeeping tick (lockout store, file I/O)"),
     ("can.rx_burst", 32, 1, 256, "frames", "Max frames processed per CAN tick (bounds a pass under a flood)"),
+    ("can.rx_cost", 40, 8, 1000, "units", "Max receive work per CAN tick, in ~1,000 target instructions per unit (a repeated or plain TP.DT frame 1, a repeat handled 3, a decode 6 + 3 per 64 bytes): bounds a pass under a flood of frames that are not repeats; normal traffic stays below it"),
     ("sched.alloc_stats", 0, 0, 1, "-", "Count heap bytes allocated per task (diagnostics/benchmarks)"),
-    ("sched.gc_max_s", 30, 0, 3600, "s", "Slow task: collect garbage after the app allocated (texts, events, console), else at least this often (the board may allocate); 0 = every slow tick. The control tasks allocate nothing, so a steady charge needs no collection"),
+    ("sched.gc_max_s", 30, 0, 3600, "s", "Slow task, outside charging: collect garbage after the app allocated (texts, events, console), else at least this often (the board may allocate); 0 = every slow tick. While charging only once the app's own allocations since the last collection reach 16 KB: the control tasks allocate nothing, and a collection costs ~5 ms of an F405"),
     ("safety.stale_bcl_ms", 1000, 100, 10000, "ms", "BCL older than this: checks that need it go INACTIVE"),
     ("safety.stale_bcs_ms", 5000, 250, 30000, "ms", "BCS older than this: checks that need it go INACTIVE"),
     ("safety.stale_bsm_ms", 5000, 250, 30000, "ms", "BSM older than this: checks that need it go INACTIVE"),
@@ -104,12 +120,49 @@ def _cross(cfg):
 config.CROSS_CHECKS.append(_cross)
 
 _INJECT_EXCEPTION = const(1)
+_TMASK = const(0x3FFFFFFF)    # ticks ms differences modulo 2**30 (exact below 2**29 ms)
+_HALF = const(0x20000000)
+
+
+@micropython.viper
+def _stale(now, lo, lim: ptr32) -> int:
+    """``checks.STALE_*`` bits of the BMS messages whose last valid frame
+    (``lo`` = link.last_ok, by PF; < 0: never) is older than its limit
+    (``lim``: BCL, BCS, BSM, BMV/BMT ms), as ``ticks_diff(now, t) > lim``."""
+    n = int(now)
+    st = 0
+    t = int(lo[0x10])
+    if t < 0 or ((n - t + _HALF) & _TMASK) - _HALF > lim[0]:
+        st |= 0x02                      # STALE_BCL
+    t = int(lo[0x11])
+    if t < 0 or ((n - t + _HALF) & _TMASK) - _HALF > lim[1]:
+        st |= 0x04                      # STALE_BCS
+    t = int(lo[0x13])
+    if t < 0 or ((n - t + _HALF) & _TMASK) - _HALF > lim[2]:
+        st |= 0x08                      # STALE_BSM
+    t = int(lo[0x15])
+    if t < 0 or ((n - t + _HALF) & _TMASK) - _HALF > lim[3]:
+        st |= 0x10                      # STALE_BMV
+    t = int(lo[0x16])
+    if t < 0 or ((n - t + _HALF) & _TMASK) - _HALF > lim[3]:
+        st |= 0x20                      # STALE_BMT
+    return st
+
+# Heap bytes the app counts per allocation site (estimates, generous), and
+# what it lets accumulate while charging before the slow task collects:
+# a third of the ~50 KB a PYBv1.1 has free at charging (docs/performance.md)
+_GC_TEXT = const(192)       # one text event: formatting, the board's copy, log record
+_GC_CONSOLE = const(2048)   # one console poll that had input (a command line)
+_GC_SLOW = const(1024)      # lockout notes, persistence (pack, file I/O)
+_GC_CHARGING = const(16384)
 
 
 class ChargerApp:
     def __init__(self, board, config_path="config.json", console=False,
                  state_dir="state"):
         self.board = board
+        self._gc_due = True             # the app allocated since the last collection
+        self._gc_bytes = 0              # ... about this much (see _slow)
         self._rtc = None            # bound RTC method, cached (no allocation per call)
         self.config_path = config_path
         self.clock = board.clock
@@ -171,8 +224,9 @@ class ChargerApp:
                                   self.rtc_s, _tel.SESSION_STAGES)
         self._last_cem = 0
         self.rx_burst = cfg["can.rx_burst"]
+        self.rx_cost = cfg["can.rx_cost"]
         self._can_recv = board.can_recv
-        self._on_frame = self.link.on_frame
+        self._drain = self.link.drain
         # Bound methods of the per-tick calls, made once (a lookup chain
         # like ``self.board.read_inputs`` costs a few dict lookups per call
         # at 200 calls per second).
@@ -181,13 +235,12 @@ class ChargerApp:
         self._protect_tick = self.sup.protect_tick
         self._link_poll = self.link.poll
         self._tel_tick = self.tel.tick
-        self._check_tick = self.sup.check_tick
+        self._check_head = self.sup.check_head
         # staleness limits of _checks (read once, not per tick)
-        self._stale_ms = (cfg["safety.stale_bcl_ms"], cfg["safety.stale_bcs_ms"],
-                          cfg["safety.stale_bsm_ms"], cfg["safety.stale_bmv_ms"])
+        self._stale_ms = array("i", (cfg["safety.stale_bcl_ms"], cfg["safety.stale_bcs_ms"],
+                                     cfg["safety.stale_bsm_ms"], cfg["safety.stale_bmv_ms"]))
         self.gc_max_ms = cfg["sched.gc_max_s"] * 1000
         self.gc_runs = 0
-        self._gc_due = True             # the app allocated since the last collection
         self._gc_t = self.clock.ticks_ms()
         self.rx_backlog_max = 0
         self._stage = -1
@@ -196,6 +249,7 @@ class ChargerApp:
         self._fs_cst_t0 = -1
         self._fs_cst_last = 0
         self._logged_why = None
+        self._logq = []                   # event-log records queued by _stage_changed
         self._ev = [0, 0, 0, 0, 0]
         self._ix_seq = 0
         self._ix = [0, 0, 0]
@@ -204,13 +258,26 @@ class ChargerApp:
         s.add("can", self._can, cfg["sched.can_ms"], 0)
         s.add("session", self._session, cfg["sched.session_ms"], 1)
         s.add("records", self._records, cfg["sched.records_ms"], pm)
-        s.add("checks", self._checks, cfg["sched.checks_ms"], 3)
+        cm = cfg["sched.checks_ms"]
+        s.add("checks", self._checks, cm, 3)
+        # the other two parts of the check tick, 3 and 7 protection ticks
+        # later (15 and 35 ms, passes where a protection tick runs alone):
+        # the same period, so every check still runs every check tick, at
+        # a fixed phase; never before the head of the same tick
+        off2 = (3 * pm) % cm
+        off3 = (7 * pm) % cm
+        if not 3 < off2 < off3:
+            off2 = off3 = 3
+        s.add("checks2", self.sup.check_mid, cm, off2)
+        s.add("checks3", self.sup.check_tail, cm, off3)
         s.add("slow", self._slow, cfg["sched.slow_ms"], 5 * pm)
         self.console = None
         if console:
             self._start_console()
         s.alloc_stats = bool(cfg["sched.alloc_stats"])
         s.start()
+        self._run_at = s.run_at         # the pass, bound once (board loops pass ``now``)
+        self._g_pass = self._pass_guard()
         self.event("boot", "%s config=%s" % (board.name, "ok" if not errors else "BAD"))
         if errors:
             for e in errors:
@@ -242,20 +309,14 @@ class ChargerApp:
             self.board.force_safe()
 
     def _can(self, now):
-        # Bound methods cached in __init__: taking ``self.link.on_frame``
-        # here would allocate 32 bytes every tick.
-        recv = self._can_recv          # read per tick: diag.trace swaps it
-        frame = self.frame
-        if recv(frame):
-            on_frame = self._on_frame
-            burst = self.rx_burst
-            on_frame(now, frame)
-            n = 1
-            while n < burst and recv(frame):
-                on_frame(now, frame)
-                n += 1
-            if n > self.rx_backlog_max:
-                self.rx_backlog_max = n
+        # The receive loop is the link's (viper: ~1,000 target instructions
+        # per repeated frame instead of ~31,000, docs/performance.md),
+        # bounded by frames and by cost.  ``_can_recv`` is read per tick:
+        # diag.trace swaps it.  Bound methods cached in __init__ (taking
+        # ``self.link.drain`` here would allocate every tick).
+        n = self._drain(now, self._can_recv, self.frame, self.rx_burst, self.rx_cost)
+        if n > self.rx_backlog_max:
+            self.rx_backlog_max = n
         self._link_poll(now)
 
     def _session(self, now):
@@ -267,44 +328,69 @@ class ChargerApp:
         sess = self.session
         sup = self.sup
         sess.i_cap = sup.current_limit
+        if sup.tripped or sup.stop_request:
+            self._sup_stop(now, sess, sup)
+        sess.tick(now)
+        if sess.stage != self._stage:
+            # The supervisor follows the stage (only written when it
+            # changes: an attribute store on the Supervisor, whose class
+            # has a property, costs ~1 kinstr on the target).
+            st = sess.stage
+            sup.charging = st == CHARGING     # = sess.charging
+            sup.stage = st                    # H-12: outputs this stage may have on
+            self._stage_changed(sess)
+
+    def _sup_stop(self, now, sess, sup):
+        # (apart from _session: its calls would take that frame past the
+        # 11 words a bytecode call keeps on the C stack, docs/performance.md)
         if sup.tripped:
             sess.on_trip(now, sup.cst_fault, sup.cst_error, sup.trip_cause)
-        elif sup.stop_request:
+        else:
             sess.request_stop(now, sup.cst_reason, sup.cst_fault, sup.cst_error,
                               WHY_STOP_REQ)
-        sess.tick(now)
-        st = sess.stage
-        sup.charging = st == CHARGING     # = sess.charging (a property: a call)
-        sup.stage = st                    # H-12: outputs this stage may have on
-        if st != self._stage:
-            self._stage_changed(sess)
 
     def _stage_changed(self, sess):
         # Rare (a handful per session): formatting text here is acceptable.
+        # The texts go out now (their time stamps mark the stage change for
+        # the bench and the tests); the event-log records, with the time
+        # taken now, are written by the next records pass (_log_pending):
+        # an append to the log file costs 150..800 kinstr on the target,
+        # more than a whole 1 ms pass, and this runs in the session's pass.
         prev = self._stage
         self._stage = sess.stage
         now_s = self.rtc_s()
+        q = self._logq
         self.event("stage", STAGE_NAMES[sess.stage])
-        self.log.log(now_s, _evlog.EV_STAGE, sess.stage, prev if prev >= 0 else 0)
+        q.append((now_s, _evlog.EV_STAGE, sess.stage, prev if prev >= 0 else 0, None))
         if sess.stop_why and sess.stage in (STOPPING, REHANDSHAKE, DONE) and \
                 sess.stop_why is not self._logged_why:
             self._logged_why = sess.stop_why
             self.event("stop", sess.stop_why)
             tx = sess.tx
-            self.log.log(now_s, _evlog.EV_STOP, tx.cst_reason, tx.cst_fault, sess.stop_why[:8])
+            q.append((now_s, _evlog.EV_STOP, tx.cst_reason, tx.cst_fault, sess.stop_why[:8]))
         if sess.stage == CONNECTED:
             self._logged_why = None
         if sess.cem != self._last_cem:
             self._last_cem = sess.cem
             if sess.cem:
                 self.event("cem", "0x%08x" % sess.cem)
-                self.log.log(now_s, _evlog.EV_CEM, sess.cem & 0x3FFFFFFF, 0)
+                q.append((now_s, _evlog.EV_CEM, sess.cem & 0x3FFFFFFF, 0, None))
         if sess.stage == IDLE and self.sup.tripped:
             # unplugged after a trip: allow the next session if nothing is latched
             if self.sup.rearm():
                 self.event("rearm", "trip cleared on unplug")
 
+    def _log_pending(self):
+        """Write the event-log records the session pass queued (in order,
+        before anything the records pass logs itself)."""
+        q = self._logq
+        while q:
+            t, code, a, b, text = q.pop(0)
+            self.log.log(t, code, a, b, text)
+
     def _records(self, now):
+        if self._logq:
+            self._log_pending()
         self._tel_tick(now, self.session.stage)
         ev = self.sup.events
         if ev.seq != self._ev_seq:
@@ -352,22 +438,36 @@ class ChargerApp:
         self._ev_seq = ev.seq
 
     def _slow(self, now):
-        self.sup.slow_tick(now, self.rtc_s())
+        if self.sup.slow_tick(now, self.rtc_s()):
+            self._gc_note(_GC_SLOW)
+            return                        # (file I/O this pass: collect at the next)
         # Collect here, between control passes, so that a collection never
-        # lands inside the protection or session tick.  Only when the app
-        # allocated (``_gc_due``: every text event -- stage changes, stops,
-        # safety events --, the console) or ``sched.gc_max_s`` passed (the
-        # board or a tool may allocate): a collection costs ~0.7 ms on the
-        # unix port (mark of every live object), far more than everything
-        # else this task does, and in a steady charge the control tasks
-        # allocate nothing.  (gc.mem_alloc()/mem_free() would tell exactly,
-        # but each walks the whole allocation table: 0.4 ms on the unix
-        # port's default heap, more than the collection it would save.)
-        if self._gc_due or ticks_diff(now, self._gc_t) >= self.gc_max_ms:
-            self._gc_due = False
-            self._gc_t = now
-            gc.collect()
-            self.gc_runs += 1
+        # lands inside the protection or session tick; and not while
+        # charging: a collection costs ~340 kinstr on the target (4.9 ms of
+        # an F405, PYBv1.1 heap; docs/performance.md), 5x a 1 ms pass, and
+        # in a charge the control tasks allocate nothing.  Outside charging:
+        # when the app allocated (``_gc_due``: text events, the console, the
+        # slow tick's persistence) or every ``sched.gc_max_s`` (the board
+        # may allocate).  While charging: only once the app's allocations
+        # since the last collection (``_gc_bytes``, counted where it
+        # allocates: text length + formatting, console input, persistence)
+        # reach ``_GC_CHARGING`` -- the heap running low.  (Asking the heap
+        # itself, gc.mem_free(), scans the allocation table: 230 kinstr,
+        # about a collection.)
+        if self.sup.charging:
+            if self._gc_bytes < _GC_CHARGING:
+                return
+        elif not (self._gc_due or ticks_diff(now, self._gc_t) >= self.gc_max_ms):
+            return
+        self._gc_due = False
+        self._gc_bytes = 0
+        self._gc_t = now
+        gc.collect()
+        self.gc_runs += 1
+
+    def _gc_note(self, n):
+        self._gc_due = True
+        self._gc_bytes += n
 
     def rtc_s(self):
         """Wall-clock seconds (UTC) since the firmware epoch, 2020-01-01
@@ -402,43 +502,54 @@ class ChargerApp:
 
     def _checks(self, now):
         # Values the BMS stopped refreshing must not feed the checks: mark
-        # them stale from the link's last-valid-frame times (PF = PGN >> 8).
-        # (t < 0: never received; inlined: this runs every check tick)
-        lo = self.link.last_ok
-        lim_bcl, lim_bcs, lim_bsm, lim_bmv = self._stale_ms
-        st = 0
-        t = lo[0x10]
-        if t < 0 or ticks_diff(now, t) > lim_bcl:
-            st |= STALE_BCL
-        t = lo[0x11]
-        if t < 0 or ticks_diff(now, t) > lim_bcs:
-            st |= STALE_BCS
-        t = lo[0x13]
-        if t < 0 or ticks_diff(now, t) > lim_bsm:
-            st |= STALE_BSM
-        t = lo[0x15]
-        if t < 0 or ticks_diff(now, t) > lim_bmv:
-            st |= STALE_BMV
-        t = lo[0x16]
-        if t < 0 or ticks_diff(now, t) > lim_bmv:
-            st |= STALE_BMT
-        self.sup.stale = st
-        self._check_tick(now)
+        # them stale from the link's last-valid-frame times (machine code:
+        # ``_stale``), then the first half of the check tick.
+        self.sup.stale = _stale(now, self.link.last_ok, self._stale_ms)
+        self._check_head(now)
 
     def _console(self, now):
-        self._gc_due = True               # the console allocates
-        self.console.poll(now)
+        if self._logq:                    # its commands log and read the log:
+            self._log_pending()           # the queued records come first
+        if self.console.poll(now):        # input: the console allocates
+            self._gc_note(_GC_CONSOLE)
 
     # ---- lifecycle --------------------------------------------------------
-    def run_due(self):
+    def run_due(self, now=None):
+        """One scheduler pass (``now``: the time the board loop just read
+        or advanced its clock to; default: the scheduler reads the clock)."""
+        # (The try/except is in a generator made once, rt.guard: here it
+        # would give this function a heap frame at every pass.)
         try:
-            return self.sched.run_due()
-        except Exception as e:
-            self.fail_safe(e)
-        except BaseException as e:       # KeyboardInterrupt, SystemExit
-            self.fail_safe(e)
-            raise
-        return 0
+            return self._g_pass(now)      # the pass, guarded (_passes)
+        except StopIteration:             # a re-raised BaseException ended it
+            return self._restart_pass(now)
+
+    def _restart_pass(self, now):
+        self._g_pass = self._pass_guard()
+        return self._g_pass(now)
+
+    def _pass_guard(self):
+        g = self._passes()
+        next(g)
+        return g.send
+
+    def _passes(self):
+        # rt.guard's generator, for the pass: its frame is made once
+        run_at = self._run_at
+        fail = self._task_failed
+        now = yield
+        while True:
+            try:
+                r = run_at(now) if now is not None else self.sched.run_due()
+            except BaseException as e:
+                fail(e)                   # (re-raises a BaseException: ends this)
+                r = 0
+            now = yield r
+
+    def _task_failed(self, e):
+        self.fail_safe(e)
+        if not isinstance(e, Exception):
+            raise e                       # KeyboardInterrupt, SystemExit: after H-9
 
     def fail_safe(self, exc):
         """H-9: never fail live.  Outputs first, bookkeeping after (once:
@@ -462,6 +573,7 @@ class ChargerApp:
             self.halted = "exception"
         try:
             self.event("fail-safe", self.halted)
+            self._log_pending()           # the session's records first, in order
             self.log.log(self.rtc_s(), _evlog.EV_FAILSAFE, 0, 0, type(exc).__name__[:8])
             # stderr, not stdout: stdout may be the console an engineer uses
             sys.print_exception(exc, sys.stderr)
@@ -479,7 +591,7 @@ class ChargerApp:
             self._send(ID_CST, self._fs_cst, 4)
 
     def event(self, kind, text):
-        self._gc_due = True               # the caller formatted text
+        self._gc_note(len(text) + _GC_TEXT)   # the caller formatted text
         send = getattr(self.board, "send_text", None)
         if send:
             send(kind, text)
@@ -487,6 +599,7 @@ class ChargerApp:
     def shutdown(self, why):
         self.board.force_safe()
         self.out.safe()
+        self._log_pending()
         for t in self.sched.tasks:
             self.event("sched", "%s runs=%d total_us=%d wcet_us=%d overruns=%d alloc=%d" % (
                 t.name, t.runs, t.total_us, t.wcet_us, t.overruns, t.alloc_bytes))
@@ -537,7 +650,9 @@ def main(board, config_path="config.json", console=False, state_dir="state"):
         run(app)
     else:
         idle = board.idle
+        sched = app.sched
+        now = sched.now
         while True:
-            app.run_due()
-            idle(app.sched.next_due())
+            app.run_due(now())
+            idle(sched.next_due())
     return app

@@ -39,7 +39,8 @@ loads every module's bytecode and qstrs into the heap: a GC heap of at least
 docs/boards.md).  Refused where the board's heap (``BOARDS``) is smaller
 (PYBV11, ESP32 without PSRAM), allowed on NUCLEO_H743ZI and on an ESP32
 with PSRAM (``--psram``).  Steps: configuration check, precompile into
-``build/<family>/``, probe, remove stale sources
+``build/<family>/`` (``-march`` of the family, ``MARCH``: the firmware has
+native code), probe, remove stale sources
 (``build/<family>.clean.py``), copy the packages, modules, ``config.json``
 and the board's ``main.py``, reset.
 
@@ -93,8 +94,8 @@ BOARD_PACKAGES = {
 # on the 32-bit QEMU target (Cortex-M3, MicroPython 1.29 preview, no charger
 # frozen, mpy-cross -march=armv7m); method and raw figures in docs/boards.md.
 # tests/test_mpy_heap.py re-measures and fails when they drift by > 10 %.
-MPY_HEAP_NEED = 227_624
-MPY_HEAP_RETAINED = 158_480
+MPY_HEAP_NEED = 202_160
+MPY_HEAP_RETAINED = 169_744
 # Frozen into the image the charger needs ~34 KB of heap at boot.
 FROZEN_HEAP_AT_BOOT = 34 * 1024
 
@@ -305,9 +306,21 @@ def clean_script(mods: list[str], suffixes=(".py",)) -> str:
     return s
 
 
-def build(board: str, build_root: Path, echo=print) -> tuple[Path, list[str]]:
+# ``--mpy``: mpy-cross -march per family.  The firmware has native code
+# (@micropython.viper on the CAN receive loop, the charging step, the TP and
+# BMV byte loops; docs/performance.md), which mpy-cross compiles only for a
+# named CPU, as the image builds do (MPY_CROSS_FLAGS of each port).  armv7m
+# loads on every STM32 family here (F4 armv7emsp, H7 armv7emdp: MicroPython
+# accepts lower ARM architectures); ESP32: xtensawin.
+MARCH = {"stm32": "armv7m", "esp32": "xtensawin"}
+
+
+def build(board: str, build_root: Path, echo=print, march: str | None = None
+          ) -> tuple[Path, list[str]]:
     """mpy-cross every module into ``build_root/<family>/``; returns the
-    directory and the module paths.  Raises DeployError on a compile error."""
+    directory and the module paths.  Raises DeployError on a compile error.
+    ``march``: the native-code CPU, default the family's (``MARCH``);
+    ``"host"`` makes a tree the unix port can import (tests)."""
     family = _family(board)
     out_dir = build_root / family
     if out_dir.exists():
@@ -317,7 +330,8 @@ def build(board: str, build_root: Path, echo=print) -> tuple[Path, list[str]]:
     for src, mod in modules(family):
         dst = out_dir / (mod + ".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
-        jobs.append((src, mod, [mpy_cross, "-o", show(dst), "-s", mod + ".py", show(src)]))
+        jobs.append((src, mod, [mpy_cross, "-march=" + (march or MARCH[family]), "-o", show(dst),
+                                "-s", mod + ".py", show(src)]))
 
     def run(job):
         return subprocess.run(job[2], capture_output=True, text=True, cwd=str(ROOT))
@@ -554,7 +568,7 @@ def deploy_image(port: str, board: Board, config: str | None = None, dry_run: bo
 
 def deploy_mpy(port: str, board: Board, config: str | None = None, dry_run: bool = False,
                build_root: Path | None = None, reset: bool = True, force: bool = False,
-               echo=print, psram: bool = False) -> int:
+               echo=print, psram: bool = False, march: str | None = None) -> int:
     build_root = Path(build_root) if build_root else ROOT / "build"
     why = mpy_refusal(board, psram)
     if why:
@@ -565,7 +579,7 @@ def deploy_mpy(port: str, board: Board, config: str | None = None, dry_run: bool
     if not _config_ok(config, board.family, echo, "copied"):
         return 1
     echo("# 2. precompile into %s/" % show(build_root / board.family))
-    out_dir, mods = build(board.family, build_root, echo)
+    out_dir, mods = build(board.family, build_root, echo, march)
     echo("# %d modules compiled" % len(mods))
     steps = mpremote_steps(port, board.family, out_dir, build_root, config, reset)
     echo("# 3. copy to the board%s" % (" (dry run: not executed)" if dry_run else ""))
@@ -583,13 +597,15 @@ def deploy_mpy(port: str, board: Board, config: str | None = None, dry_run: bool
 def deploy(port: str, board: str, config: str | None = None, dry_run: bool = False,
            build_root: Path | None = None, reset: bool = True, force: bool = False,
            echo=print, mpy: bool = False, psram: bool = False, image: str | None = None,
-           flash: bool = True, in_dfu: bool = False, wait: float = 30.0) -> int:
+           flash: bool = True, in_dfu: bool = False, wait: float = 30.0,
+           march: str | None = None) -> int:
     """Deploy to ``board``; returns the exit status.  DeployError from a
     failed step is reported here."""
     try:
         b = resolve_board(board)
         if mpy:
-            return deploy_mpy(port, b, config, dry_run, build_root, reset, force, echo, psram)
+            return deploy_mpy(port, b, config, dry_run, build_root, reset, force, echo, psram,
+                              march)
         if psram:
             echo("# --psram matters only with --mpy")
         return deploy_image(port, b, config, dry_run, build_root, reset, force, echo,
@@ -624,10 +640,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-reset", action="store_true", help="do not reset the board at the end")
     ap.add_argument("--force", action="store_true",
                     help="deploy even while a charging session runs (not recommended)")
+    ap.add_argument("--march", help="with --mpy: mpy-cross CPU instead of the family's "
+                                    "(host = this machine's unix port, for tests)")
     a = ap.parse_args(argv)
     return deploy(a.port, a.board, a.config, a.dry_run, a.build_dir, reset=not a.no_reset,
                   force=a.force, mpy=a.mpy, psram=a.psram, image=a.image,
-                  flash=not a.no_flash, in_dfu=a.in_dfu, wait=a.wait)
+                  flash=not a.no_flash, in_dfu=a.in_dfu, wait=a.wait, march=a.march)
 
 
 if __name__ == "__main__":

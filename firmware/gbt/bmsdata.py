@@ -12,7 +12,19 @@ format uses -400 A offset with negative = charge, so
 Temperatures are stored in whole degC (wire offset -50 already removed).
 """
 
+import micropython
+
 NA = -1
+
+
+@micropython.viper
+def _zero(b, n: int):
+    """b[0:n] = 0 (machine code: part of the plug-in tick)."""
+    p = ptr8(b)
+    i = 0
+    while i < n:
+        p[i] = 0
+        i += 1
 
 
 class BmsData:
@@ -30,8 +42,7 @@ class BmsData:
         self.rated_ah = NA           # 0.1 Ah
         self.rated_v = NA            # 0.1 V
         self.vin_len = 0             # 0 = no VIN sent
-        for i in range(17):
-            self.vin[i] = 0
+        _zero(self.vin, 17)
         # BCP
         self.max_cell_v = NA         # 0.01 V, max permitted cell charging voltage
         self.max_i = NA              # 0.1 A (charge), max permitted charging current

@@ -14,6 +14,12 @@ DN4002: CST at 10 ms for up to 10 s).  ``crm_aa_t0`` / ``cro_aa_t0`` record
 when the first CRM 0xAA / CRO 0xAA really went out: the BCP and BCL/BCS
 timeouts count from there (spec 4.2).
 
+Frames whose content is fixed while their slot is on (CST, CSD, CEM: the
+session sets their fields before ``start``) are encoded once, in ``start``,
+and only sent by ``service``: CST goes out every 10 ms for up to 10 s.  CHM
+(the version) and CML (the rating) never change: encoded at construction.  CRM, CRO (00 -> AA while on), CTS (the time) and CCS (measurements)
+are encoded when they are sent.
+
 ``service`` allocates nothing (the CTS time stamp hook excepted, which only
 runs in the parameter stage).
 """
@@ -35,6 +41,11 @@ CEM = const(8)
 N_MSG = const(9)
 
 MSG_NAMES = ("CHM", "CRM", "CTS", "CML", "CRO", "CCS", "CST", "CSD", "CEM")
+_IDS = (ids.ID_CHM, ids.ID_CRM, ids.ID_CTS, ids.ID_CML, ids.ID_CRO, ids.ID_CCS,
+        ids.ID_CST, ids.ID_CSD, ids.ID_CEM)
+# slots whose content is fixed while on: encoded in start(), not per frame;
+# 2 = fixed for good (CHM: the version, CML: the rating): encoded once
+_FIXED = (2, 0, 0, 2, 0, 0, 1, 1, 1)
 
 
 def _localtime():
@@ -56,11 +67,14 @@ class ChargerTx:
         self.fail = [0] * N_MSG        # frames the driver refused
         self.last = [-1] * N_MSG       # time of the last send attempt
         self.bufs = [bytearray(8) for _ in range(N_MSG)]
+        self.dlc = [8] * N_MSG         # DLC of the frame in bufs[i]
         self.ccs_dlc = 7 if c.profile == m.PROFILE_2023A else 8
         self.profile = c.profile
         self.datetime = _localtime     # CTS source: () -> (y, mo, d, h, mi, s)
         self._next = -1                # earliest due of the slots that are on (-1: recompute)
         self.reset()
+        self._encode(CHM, 0)           # fixed for good (_FIXED 2)
+        self._encode(CML, 0)
 
     def reset(self):
         """All slots off, content back to the start-of-session values."""
@@ -84,7 +98,11 @@ class ChargerTx:
         self.cem_bits = 0
 
     def start(self, i, now):
-        """Switch slot ``i`` on; its first frame goes out at this tick."""
+        """Switch slot ``i`` on; its first frame goes out at this tick.
+        A slot with fixed content is encoded here (again if already on:
+        the session may have changed its fields)."""
+        if _FIXED[i] == 1:
+            self._encode(i, now)
         if not self.on[i]:
             self.on[i] = 1
             self.due[i] = now
@@ -107,74 +125,83 @@ class ChargerTx:
         Most ticks send nothing (CCS is due every 50 ms, the session ticks
         every 10 ms): the earliest due time of the slots that are on is
         kept (``_next``, -1 = recompute after a slot changed) and the scan
-        of the nine slots is skipped until then.  ``on``/``due`` are only
-        changed through ``start``/``stop``/``stop_all``/``reset``."""
+        of the nine slots is skipped until then.  ``on``/``due`` are only changed
+        through ``start``/``stop``/``stop_all``/``reset``.  (Small frames:
+        see ``_slot``.)"""
         nx = self._next
         if nx >= 0 and ticks_diff(now, nx) < 0:
             return
-        on = self.on
-        due = self.due
-        best = -1
+        nx = -1                          # now: the earliest due time found
         for i in range(N_MSG):
-            if not on[i]:
-                continue
-            d = due[i]
-            if ticks_diff(now, d) < 0:
-                if best < 0 or ticks_diff(d, best) < 0:
-                    best = d
-                continue
-            if i == CST and ticks_diff(now, self.cst_t0) >= self.c.cst_max_ms:
-                on[i] = 0
-                continue
-            self._emit(i, now)
-            p = self.period[i]
-            nd = ticks_add(d, p)
-            if ticks_diff(now, nd) >= 0:     # late: re-sync, never burst
-                nd = ticks_add(now, p)
-            due[i] = nd
-            if best < 0 or ticks_diff(nd, best) < 0:
-                best = nd
-        self._next = best
+            if self.on[i]:
+                nx = self._slot(i, now, nx)
+        self._next = nx
+
+    def _slot(self, i, now, best):
+        """Slot ``i`` (on): send it if due; returns the earliest due time
+        so far.  (Apart from ``service`` so that neither function's locals
+        + stack pass 11 words: a bigger bytecode frame is allocated on the
+        GC heap at every call, docs/performance.md.)"""
+        d = self.due[i]
+        if ticks_diff(now, d) < 0:
+            return d if best < 0 or ticks_diff(d, best) < 0 else best
+        if i == CST and ticks_diff(now, self.cst_t0) >= self.c.cst_max_ms:
+            self.on[i] = 0
+            return best
+        self._emit(i, now)
+        d = ticks_add(d, self.period[i])
+        if ticks_diff(now, d) >= 0:      # late: re-sync, never burst
+            d = ticks_add(now, self.period[i])
+        self.due[i] = d
+        return d if best < 0 or ticks_diff(d, best) < 0 else best
+
+    def _encode(self, i, now):
+        """Write slot ``i``'s frame into ``bufs[i]`` / ``dlc[i]``."""
+        if i == CCS:
+            self._encode_ccs()
+        elif i == CTS:
+            self._encode_cts()
+        else:
+            self.dlc[i] = self._enc(i, self.bufs[i])
+
+    def _encode_ccs(self):
+        self.dlc[CCS] = m.enc_ccs(self.bufs[CCS], self.ccs_v, self.ccs_i, self.ccs_min,
+                                  self.ccs_permit, self.ccs_dlc)
+
+    def _encode_cts(self):
+        y, mo, d, h, mi, s = self.datetime()
+        self.dlc[CTS] = m.enc_cts(self.bufs[CTS], y, mo, d, h, mi, s)
+
+    def _enc(self, i, b):
+        c = self.c
+        if i == CST:
+            return m.enc_cst(b, self.cst_reason, self.cst_fault, self.cst_error,
+                             self.profile)
+        if i == CHM:
+            return m.enc_chm(b)
+        if i == CRM:
+            return m.enc_crm(b, self.crm_aa, c.charger_no_le, c.region)
+        if i == CML:
+            return m.enc_cml(b, c.max_v, c.min_v, c.max_i, c.min_i)
+        if i == CRO:
+            return m.enc_cro(b, self.cro_aa)
+        if i == CSD:
+            return m.enc_csd(b, self.csd_min, self.csd_energy, c.charger_no_le)
+        return m.enc_cem(b, self.cem_bits)
 
     def _emit(self, i, now):
-        b = self.bufs[i]
-        c = self.c
         if i == CCS:
-            n = m.enc_ccs(b, self.ccs_v, self.ccs_i, self.ccs_min,
-                          self.ccs_permit, self.ccs_dlc)
-            cid = ids.ID_CCS
-        elif i == CST:
-            n = m.enc_cst(b, self.cst_reason, self.cst_fault, self.cst_error,
-                          self.profile)
-            cid = ids.ID_CST
-        elif i == CHM:
-            n = m.enc_chm(b)
-            cid = ids.ID_CHM
-        elif i == CRM:
-            n = m.enc_crm(b, self.crm_aa, c.charger_no_le, c.region)
-            cid = ids.ID_CRM
-            if self.crm_aa and self.crm_aa_t0 < 0:
-                self.crm_aa_t0 = now
-        elif i == CTS:
-            y, mo, d, h, mi, s = self.datetime()
-            n = m.enc_cts(b, y, mo, d, h, mi, s)
-            cid = ids.ID_CTS
-        elif i == CML:
-            n = m.enc_cml(b, c.max_v, c.min_v, c.max_i, c.min_i)
-            cid = ids.ID_CML
-        elif i == CRO:
-            n = m.enc_cro(b, self.cro_aa)
-            cid = ids.ID_CRO
-            if self.cro_aa and self.cro_aa_t0 < 0:
-                self.cro_aa_t0 = now
-        elif i == CSD:
-            n = m.enc_csd(b, self.csd_min, self.csd_energy, c.charger_no_le)
-            cid = ids.ID_CSD
-        else:
-            n = m.enc_cem(b, self.cem_bits)
-            cid = ids.ID_CEM
+            self._encode_ccs()
+        elif not _FIXED[i]:
+            self._encode(i, now)
+            if i == CRM:
+                if self.crm_aa and self.crm_aa_t0 < 0:
+                    self.crm_aa_t0 = now
+            elif i == CRO:
+                if self.cro_aa and self.cro_aa_t0 < 0:
+                    self.cro_aa_t0 = now
         self.last[i] = now
-        if self._send(cid, b, n) is False:
+        if self._send(_IDS[i], self.bufs[i], self.dlc[i]) is False:
             self.fail[i] = (self.fail[i] + 1) & 0x3FFFFFFF
         else:
             self.sent[i] = (self.sent[i] + 1) & 0x3FFFFFFF

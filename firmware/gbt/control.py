@@ -13,6 +13,7 @@ whole Wh, so the accumulators stay far below 2**30 (small ints on 32-bit
 ports) for any realistic input; inputs are clamped first so garbage cannot
 make a big int either.  Nothing here allocates.
 """
+import micropython
 from micropython import const
 
 _V_CLAMP = const(20000)      # 2000 V (0.1 V)
@@ -31,6 +32,7 @@ class Control:
         """New plug session: nothing delivered yet."""
         self.i_m = 0             # ramped current, 0.001 x 0.1 A
         self.target = 0          # last target current (0.1 A)
+        self.v_set = 0           # last voltage set-point of charge_step (0.1 V)
         self.energy_wh = 0
         self._e_mj = 0           # remainder below 1 Wh, mJ
         self.charge_ms = 0       # cumulative charging time
@@ -112,3 +114,93 @@ class Control:
 
     def minutes(self):
         return self.charge_ms // 60000
+
+    @micropython.viper
+    def charge_step(self, bms, i_cap: int, v: int, i: int, dt: int, up: int, down: int,
+                    demand: int) -> int:
+        """One charging tick in one call (the session's 10 ms hot path):
+        ``ramp(limit(bms, i_cap, v) if demand else 0, dt, up, down)``,
+        ``v_set = v_limit(bms)`` and ``integrate(v, i, dt, True)``, with the
+        same arithmetic as those methods (kept in step with them: tests/mp/
+        test_session_heap.py compares both on the same inputs).  Returns the
+        current set-point; the voltage set-point is left in ``v_set``.
+
+        Machine code (viper): in bytecode this is ~10 kinstr per tick on the
+        target, nearly all of it interpreter overhead of small-int
+        arithmetic (docs/performance.md).  Every value stays far below 2**30
+        (the clamps above), so 32-bit machine words give the same results as
+        Python ints, and the attributes stay small ints."""
+        c = self.c
+        # -- limit
+        t = 0
+        if demand:
+            t = int(bms.req_i)
+            if t < 0:
+                t = 0
+            else:
+                m = int(bms.max_i)
+                if 0 <= m and m < t:
+                    t = m
+                m = int(c.max_i)
+                if m < t:
+                    t = m
+                if i_cap < t:
+                    t = i_cap
+                vv = v if v > 100 else 100
+                if vv > _V_CLAMP:
+                    vv = _V_CLAMP
+                m = int(c.max_p) * 10000 // vv
+                if m < t:
+                    t = m
+                if t < 0:
+                    t = 0
+        # -- v_limit
+        w = int(bms.req_v)
+        if w < 0:
+            w = 0
+        else:
+            m = int(bms.max_v)
+            if 0 <= m and m < w:
+                w = m
+            m = int(c.max_v)
+            if m < w:
+                w = m
+        self.v_set = w
+        # -- ramp
+        self.target = t
+        d = dt
+        if d < 0:
+            d = 0
+        elif d > _DT_MAX:
+            d = _DT_MAX
+        tm = t * 1000
+        im = int(self.i_m)
+        if im < tm:
+            im += up * d
+            if im > tm:
+                im = tm
+            self.i_m = im
+        elif im > tm:
+            im -= down * d
+            if im < tm:
+                im = tm
+            self.i_m = im
+        # -- integrate (charging)
+        if d > 0:
+            cm = int(self.charge_ms)
+            if cm < _MS_CAP:
+                self.charge_ms = cm + d
+            if v > 0 and i > 0:
+                if v > _V_CLAMP:
+                    v = _V_CLAMP
+                if i > _I_CLAMP:
+                    i = _I_CLAMP
+                e = int(self._e_mj) + (v * i // 100) * d
+                if e >= _WH_MJ:
+                    wh = int(self.energy_wh)
+                    while e >= _WH_MJ:
+                        e -= _WH_MJ
+                        wh += 1
+                    self.energy_wh = wh
+                self._e_mj = e
+        return im // 1000

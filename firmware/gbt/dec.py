@@ -31,10 +31,11 @@ Rules (full table with reasons in docs/protocol.md):
 * Every stored int is below 2**30 (small int on 32-bit ports): BEM keeps
   the low 30 bits of its 32-bit image.
 """
+import micropython
+from array import array
 from micropython import const
 
 from gbt.bmsdata import NA
-from gbt import ids
 from gbt.ids import (
     PGN_BCL as _PGN_BCL, PGN_BCP as _PGN_BCP, PGN_BCS as _PGN_BCS,
     PGN_BEM as _PGN_BEM, PGN_BHM as _PGN_BHM, PGN_BMT as _PGN_BMT,
@@ -218,34 +219,36 @@ def dec_bcs(data, n, bms):
     """BCS (TP, 9 bytes).  Measured V/I, highest cell + group, SOC (1 %),
     remaining minutes.  Cell > 24 V -> E_RANGE; a discharge current reads as
     0 charging current; SOC > 100 passes; remaining time clamped to 600."""
-    if _bad_len(data, n, 9):
+    # (every 250 ms: _bad_len/_u16 inlined; one scratch local ``v`` so that
+    # the frame stays within the 11 words a call keeps on the C stack)
+    if n < 9 or n > len(data):
         return E_LEN
-    w = _u16(data, 4)
+    w = data[4] | (data[5] << 8)
     cell = w & 0xFFF
     if cell != _CELL_NA and cell > _CELL_MAX:
         return E_RANGE
-    v = _u16(data, 0)
+    v = data[0] | (data[1] << 8)
     bms.meas_v = NA if v == 0xFFFF else v
-    i_raw = _u16(data, 2)
-    if i_raw == 0xFFFF:
+    v = data[2] | (data[3] << 8)             # current, raw
+    if v == 0xFFFF:
         bms.meas_i = NA
-    elif i_raw > _I_OFFSET:
+    elif v > _I_OFFSET:
         bms.meas_i = 0
     else:
-        bms.meas_i = _I_OFFSET - i_raw
+        bms.meas_i = _I_OFFSET - v
     if cell == _CELL_NA:
         bms.cell_max_v = NA
         bms.cell_max_group = NA
     else:
         bms.cell_max_v = cell
         bms.cell_max_group = w >> 12
-    soc = data[6]
-    bms.soc = NA if soc == 0xFF else soc
-    t = _u16(data, 7)
-    if t == 0xFFFF:
+    v = data[6]                              # SOC
+    bms.soc = NA if v == 0xFF else v
+    v = data[7] | (data[8] << 8)             # remaining minutes
+    if v == 0xFFFF:
         bms.remain_min = NA
     else:
-        bms.remain_min = _REMAIN_MAX if t > _REMAIN_MAX else t
+        bms.remain_min = _REMAIN_MAX if v > _REMAIN_MAX else v
     return OK
 
 
@@ -293,6 +296,67 @@ def dec_bsm(data, n, bms):
     return OK
 
 
+@micropython.viper
+def _cells(data, n: int, out) -> int:
+    """BMV scan in machine code (in bytecode a cell costs ~1,200 target
+    instructions: 96 cells ~115,000, 256 cells ~300,000 in one CAN pass;
+    docs/performance.md).  ``out`` = [count, lowest, its byte offset,
+    highest]; returns 1, or 0 if a cell is > 24 V (E_RANGE)."""
+    d = ptr8(data)
+    r = ptr32(out)
+    lo = 0x7FFF
+    lo_at = 0
+    hi = -1
+    cnt = 0
+    o = 0
+    while o < n:
+        v = d[o] | ((d[o + 1] & 0x0F) << 8)
+        o += 2
+        if v > _CELL_MAX:
+            if v == _CELL_NA:
+                continue
+            return 0
+        cnt += 1
+        if v < lo:
+            lo = v
+            lo_at = o - 2
+        if v > hi:
+            hi = v
+    r[0] = cnt
+    r[1] = lo
+    r[2] = lo_at
+    r[3] = hi
+    return 1
+
+
+@micropython.viper
+def _probes(data, n: int, out) -> int:
+    """BMT scan in machine code: ``out`` = [count, lowest, highest] raw."""
+    d = ptr8(data)
+    r = ptr32(out)
+    lo = 0x7FFF
+    hi = -0x7FFF
+    cnt = 0
+    k = 0
+    while k < n:
+        t = d[k]
+        k += 1
+        if t == 0xFF:
+            continue
+        cnt += 1
+        if t < lo:
+            lo = t
+        if t > hi:
+            hi = t
+    r[0] = cnt
+    r[1] = lo
+    r[2] = hi
+    return 1
+
+
+_SCAN = array("i", [0, 0, 0, 0])     # the scans' results (no allocation)
+
+
 def dec_bmv(data, n, bms):
     """BMV (2..512 bytes, 2 per cell).  Bits 13-16 (group) are masked off
     before the voltage is used; the cell number is the position in the
@@ -301,28 +365,15 @@ def dec_bmv(data, n, bms):
     cell_min_no (first lowest), bmv_max_v."""
     if n > _BMV_MAX or (n & 1) or _bad_len(data, n, 2):
         return E_LEN
-    lo = 0x7FFF
-    lo_at = 0
-    hi = NA
-    cnt = 0
-    # hot loop (256 cells): as few bytecodes per cell as possible
-    for o in range(0, n, 2):
-        v = data[o] | ((data[o + 1] & 0x0F) << 8)
-        if v > _CELL_MAX:
-            if v == _CELL_NA:
-                continue
-            return E_RANGE
-        cnt += 1
-        if v < lo:
-            lo = v
-            lo_at = o
-        if v > hi:
-            hi = v
+    r = _SCAN
+    if not _cells(data, n, r):
+        return E_RANGE
+    cnt = r[0]
     bms.bmv_cells = cnt
     if cnt:
-        bms.cell_min_v = lo
-        bms.cell_min_no = (lo_at >> 1) + 1
-        bms.bmv_max_v = hi
+        bms.cell_min_v = r[1]
+        bms.cell_min_no = (r[2] >> 1) + 1
+        bms.bmv_max_v = r[3]
     else:
         bms.cell_min_v = NA
         bms.cell_min_no = NA
@@ -335,22 +386,13 @@ def dec_bmt(data, n, bms):
     available (skipped).  Fills bmt_probes (valid), bmt_min, bmt_max."""
     if n > _BMT_MAX or _bad_len(data, n, 1):
         return E_LEN
-    lo = 0x7FFF
-    hi = -0x7FFF
-    cnt = 0
-    for k in range(n):
-        t = data[k]
-        if t == 0xFF:
-            continue
-        cnt += 1
-        if t < lo:
-            lo = t
-        if t > hi:
-            hi = t
+    r = _SCAN
+    _probes(data, n, r)
+    cnt = r[0]
     bms.bmt_probes = cnt
     if cnt:
-        bms.bmt_min = lo - _T_OFFSET
-        bms.bmt_max = hi - _T_OFFSET
+        bms.bmt_min = r[1] - _T_OFFSET
+        bms.bmt_max = r[2] - _T_OFFSET
     else:
         bms.bmt_min = NA
         bms.bmt_max = NA
@@ -405,35 +447,33 @@ def dec_bem(data, n, bms):
     return OK
 
 
+# Decoder per PF (PGN >> 8; every BMS -> charger PGN has a zero low byte).
+_DEC = [None] * 0x28
+_DEC[_PGN_BHM >> 8] = dec_bhm
+_DEC[_PGN_BRM >> 8] = dec_brm
+_DEC[_PGN_BCP >> 8] = dec_bcp
+_DEC[_PGN_BRO >> 8] = dec_bro
+_DEC[_PGN_BCL >> 8] = dec_bcl
+_DEC[_PGN_BCS >> 8] = dec_bcs
+_DEC[_PGN_BSM >> 8] = dec_bsm
+_DEC[_PGN_BMV >> 8] = dec_bmv
+_DEC[_PGN_BMT >> 8] = dec_bmt
+_DEC[_PGN_BSP >> 8] = dec_bsp
+_DEC[_PGN_BST >> 8] = dec_bst
+_DEC[_PGN_BSD >> 8] = dec_bsd
+_DEC[_PGN_BEM >> 8] = dec_bem
+_DEC = tuple(_DEC)
+
+
 def decode(pgn, data, n, bms):
     """Dispatch on PGN; ``E_UNKNOWN`` for anything that is not BMS -> charger.
 
-    Runs for every frame: the PGNs are module globals (``_PGN_*``, imported
-    one by one) rather than ``ids.PGN_*`` attribute lookups."""
-    if pgn == _PGN_BCL:
-        return dec_bcl(data, n, bms)
-    if pgn == _PGN_BSM:
-        return dec_bsm(data, n, bms)
-    if pgn == _PGN_BCS:
-        return dec_bcs(data, n, bms)
-    if pgn == _PGN_BST:
-        return dec_bst(data, n, bms)
-    if pgn == _PGN_BHM:
-        return dec_bhm(data, n, bms)
-    if pgn == _PGN_BRM:
-        return dec_brm(data, n, bms)
-    if pgn == _PGN_BCP:
-        return dec_bcp(data, n, bms)
-    if pgn == _PGN_BRO:
-        return dec_bro(data, n, bms)
-    if pgn == _PGN_BMV:
-        return dec_bmv(data, n, bms)
-    if pgn == _PGN_BMT:
-        return dec_bmt(data, n, bms)
-    if pgn == _PGN_BSP:
-        return dec_bsp(data, n, bms)
-    if pgn == _PGN_BSD:
-        return dec_bsd(data, n, bms)
-    if pgn == _PGN_BEM:
-        return dec_bem(data, n, bms)
-    return E_UNKNOWN
+    Runs for every decoded frame: one table lookup by PF instead of a
+    chain of comparisons (13 for a BEM)."""
+    pf = pgn >> 8
+    if pgn & 0xFF or pf >= 0x28 or pf < 0:
+        return E_UNKNOWN
+    fn = _DEC[pf]
+    if fn is None:
+        return E_UNKNOWN
+    return fn(data, n, bms)

@@ -74,25 +74,33 @@ class Ending:
 
     # -- per-tick handlers -------------------------------------------------
     def _current_down(self, now, dt, t0):
-        """Ramp to 0 and open K1/K2 below i_off (or after open_wait_ms)."""
-        c = self.c
-        out = self.out
+        """Ramp to 0 and open K1/K2 below i_off (or after open_wait_ms).
+        (Every tick of the end stages: its steps are small methods so that
+        no bytecode frame passes the 11 words kept on the C stack; a bigger
+        one is taken from the GC heap at each call, docs/performance.md.)"""
         if not self._k12:
+            out = self.out
             out.pwr_en = 0                # e.g. pre-charge output on, K1/K2 open
             out.i_set = 0
             out.v_set = 0
             return True
-        i = self.ctl.ramp(0, dt, c.ramp_stop, c.ramp_stop)
-        out.i_set = i
-        self.ctl.integrate(self.inp.v_outside, self.inp.i_out, dt, False)
-        if i <= c.i_off and self.inp.i_out <= c.i_off:
+        if self._ramp_down(dt) <= self.c.i_off and self.inp.i_out <= self.c.i_off:
             self._open_k12()
             return True
-        if ticks_diff(now, t0) >= c.open_wait_ms:
+        if ticks_diff(now, t0) >= self.c.open_wait_ms:
             self.open_forced += 1
             self._open_k12()
             return True
         return False
+
+    def _ramp_down(self, dt):
+        c = self.c
+        i = self.ctl.ramp(0, dt, c.ramp_stop, c.ramp_stop)
+        self.out.i_set = i
+        inp = self.inp
+        self.ctl.integrate(inp.v_outside, inp.i_out, dt, False)
+        self.energy_wh = self.ctl.energy_wh
+        return i
 
     def _tick_rehandshake(self, now, dt):
         if not self._current_down(now, dt, self.stage_entered_ms):

@@ -30,6 +30,24 @@ from gbt.stages import (IDLE, CONNECTED, LOCKING, HANDSHAKE, INSULATION,
                         REHANDSHAKE, STOPPING, STATISTICS, FINISH, DONE,
                         STAGE_NAMES)
 from gbt import stages as W
+import micropython
+from micropython import const
+
+# gbt.ids / gbt.dec values as consts of this module (folded at compile time)
+_OK = const(0)
+_E_RANGE = const(2)
+_PGN_BRM = const(0x0200)
+_PGN_BCP = const(0x0600)
+_PGN_BRO = const(0x0900)
+_PGN_BCL = const(0x1000)
+_PGN_BCS = const(0x1100)
+_PGN_BSM = const(0x1300)
+_PGN_BMV = const(0x1500)          # BMV, BMT, BSP: 0x1500..0x1700
+_PGN_BSP = const(0x1700)
+_PGN_BST = const(0x1900)
+_PGN_BSD = const(0x1C00)
+_PGN_BEM = const(0x1E00)
+_PGN_BHM = const(0x2700)
 
 
 def _bem_timeout(bem):
@@ -57,6 +75,15 @@ class ChargerSession(Startup, Ending):
         self.refused = None           # reason the last start was refused
         self.stage = IDLE
         self.stage_entered_ms = 0
+        # ``charging``, ``energy_wh``, ``charge_min`` are plain attributes,
+        # kept up to date where they change, not properties: a property on
+        # the class makes *every* attribute store on the instance look the
+        # name up through the class and its mixins first (MicroPython), ~1.2
+        # instead of ~0.1 kinstr per ``self.x = ...`` on the target
+        # (docs/performance.md).
+        self.charging = False     # energy may flow (CHARGING): the supervisor follows it
+        self.energy_wh = 0        # = ctl.energy_wh
+        self.charge_min = 0       # = ctl.minutes()
         self._last = -1
         self._cc1_in = -1
         self._cc1_out = -1
@@ -106,20 +133,6 @@ class ChargerSession(Startup, Ending):
         self._stop(now, m.CST_R_FAULT, fault, error,
                    why if isinstance(why, str) else W.WHY_TRIP, True)
 
-    @property
-    def charging(self):
-        """True while energy may flow (CHARGING stage): the supervisor's
-        charging-time checks follow this."""
-        return self.stage == CHARGING
-
-    @property
-    def energy_wh(self):
-        return self.ctl.energy_wh
-
-    @property
-    def charge_min(self):
-        return self.ctl.minutes()
-
     def stage_name(self):
         return STAGE_NAMES[self.stage]
 
@@ -131,6 +144,8 @@ class ChargerSession(Startup, Ending):
             self.link.reset()
         self.tx.reset()
         self.ctl.reset()
+        self.energy_wh = 0
+        self.charge_min = 0
         self.stop_why = W.WHY_NONE
         self.stop_detail = W.WHY_NONE     # BST/BSD timeout after the stop
         self.timeout_why = W.WHY_NONE     # cause of the last re-handshake
@@ -188,6 +203,7 @@ class ChargerSession(Startup, Ending):
 
     def _enter(self, stage, now):
         self.stage = stage
+        self.charging = stage == CHARGING
         self.stage_entered_ms = now
         self._sub = 0
         self._t = now
@@ -346,7 +362,17 @@ class ChargerSession(Startup, Ending):
         self._stop(now, m.CST_R_FAULT, m.CST_F_CONNECTOR, 0, W.WHY_UNPLUG, False)
 
     # -- charging (hot path: no allocation) ----------------------------------
-    def _tick_charging(self, now, dt):
+    # Machine code (viper): in bytecode this function needs a 25-word frame,
+    # and every bytecode call of a function whose locals + value stack pass
+    # 11 words takes its frame from the GC heap (py/objfun.c,
+    # VM_MAX_STATE_ON_STACK): an allocation and a free per tick, 1..20 kinstr
+    # depending on how fragmented the heap is.  A viper function keeps its
+    # locals on the C stack and does its small-int arithmetic in registers.
+    # Rare branches call the bytecode helpers below.  ``now``/``dt`` are
+    # ticks/ms far below 2**30 (32-bit words give Python's results);
+    # ``ticks_diff`` is the port's own (called), so wrapping ticks stay right.
+    @micropython.viper
+    def _tick_charging(self, now: int, dt: int):
         c = self.c
         tx = self.tx
         # The BCL/BCS timers run from the entry into CHARGING
@@ -355,54 +381,82 @@ class ChargerSession(Startup, Ending):
         # came later.  CCS replaces CRO only after that CRO 0xAA went out,
         # even if a BMS sent BCL/BCS before it (on_message).
         if not self._armed:
-            t0 = tx.cro_aa_t0
-            if t0 >= 0:
-                self._armed = 1
-                if ticks_diff(t0, self._t_bcl) > 0:
-                    self._t_bcl = t0
-                if ticks_diff(t0, self._t_bcs) > 0:
-                    self._t_bcs = t0
-                if (self._bcl_seen or self._bcs_seen) and not self._flowing:
-                    self._flow(now)
-        if ticks_diff(now, self._t_bcl) >= c.bcl_ms:
+            self._arm_timers(now)
+        if int(ticks_diff(now, self._t_bcl)) >= int(c.bcl_ms):
             self._rehandshake(now, m.CEM_BCL, W.WHY_BCL_TO)
             return
-        if ticks_diff(now, self._t_bcs) >= c.bcs_ms:
+        if int(ticks_diff(now, self._t_bcs)) >= int(c.bcs_ms):
             self._rehandshake(now, m.CEM_BCS, W.WHY_BCS_TO)
             return
         b = self.bms
         inp = self.inp
         out = self.out
         ctl = self.ctl
-        v = inp.v_outside
-        i_meas = inp.i_out if inp.i_out > 0 else 0
-        if b.permit == 0:                 # BSM pause
-            if self._t_pause < 0:
-                self._t_pause = now
-            elif ticks_diff(now, self._t_pause) >= c.pause_ms:
-                self._stop(now, m.CST_R_CONDITION, 0, 0, W.WHY_PAUSE, True)
+        v = int(inp.v_outside)
+        i_meas = int(inp.i_out)
+        if i_meas < 0:
+            i_meas = 0
+        demand = 0
+        if int(b.permit) == 0:            # BSM pause
+            if self._pause(now):
                 return
-            target = 0
             tx.ccs_permit = 0
         else:
             self._t_pause = -1
             tx.ccs_permit = 1
-            target = ctl.limit(b, self.i_cap, v) if (self._bcl_seen and self._flowing) else 0
-        out.i_set = ctl.ramp(target, dt, c.ramp_up, c.ramp_down)
+            if int(self._bcl_seen) and int(self._flowing):
+                demand = 1
+        # limit + ramp + v_limit + energy/time in one call (Control.charge_step)
+        out.i_set = ctl.charge_step(b, self.i_cap, v, i_meas, dt, c.ramp_up, c.ramp_down,
+                                    demand)
         if self._bcl_seen:
-            out.v_set = ctl.v_limit(b)
-        ctl.integrate(v, i_meas, dt, True)
+            out.v_set = ctl.v_set
+        e = int(ctl.energy_wh)
+        self.energy_wh = e
+        mins = int(ctl.charge_ms) // 60000     # ctl.minutes()
+        self.charge_min = mins
         tx.ccs_v = v if v > 0 else 0
         tx.ccs_i = i_meas
-        mins = ctl.minutes()
         tx.ccs_min = mins if mins < 600 else 600
-        if ((c.target_wh and ctl.energy_wh >= c.target_wh)
-                or (c.target_min and mins >= c.target_min)
-                or (c.target_soc and b.soc >= c.target_soc)):
-            self._stop(now, m.CST_R_CONDITION, 0, 0, W.WHY_TARGET, True)
-            # The first CST goes out in this tick: start the stop ramp in it
-            # too, or 200 A needs 110 ms (figure A.6: <= 5 A 100 ms after CST).
-            out.i_set = ctl.ramp(0, dt, c.ramp_stop, c.ramp_stop)
+        t = int(c.target_wh)
+        if t and e >= t:
+            self._target(now, dt)
+            return
+        t = int(c.target_min)
+        if t and mins >= t:
+            self._target(now, dt)
+            return
+        t = int(c.target_soc)
+        if t and int(b.soc) >= t:
+            self._target(now, dt)
+
+    def _arm_timers(self, now):
+        tx = self.tx
+        t0 = tx.cro_aa_t0
+        if t0 >= 0:
+            self._armed = 1
+            if ticks_diff(t0, self._t_bcl) > 0:
+                self._t_bcl = t0
+            if ticks_diff(t0, self._t_bcs) > 0:
+                self._t_bcs = t0
+            if (self._bcl_seen or self._bcs_seen) and not self._flowing:
+                self._flow(now)
+
+    def _pause(self, now):
+        """BSM permit 00: True if the pause lasted too long (stopped)."""
+        if self._t_pause < 0:
+            self._t_pause = now
+        elif ticks_diff(now, self._t_pause) >= self.c.pause_ms:
+            self._stop(now, m.CST_R_CONDITION, 0, 0, W.WHY_PAUSE, True)
+            return True
+        return False
+
+    def _target(self, now, dt):
+        c = self.c
+        self._stop(now, m.CST_R_CONDITION, 0, 0, W.WHY_TARGET, True)
+        # The first CST goes out in this tick: start the stop ramp in it
+        # too, or 200 A needs 110 ms (figure A.6: <= 5 A 100 ms after CST).
+        self.out.i_set = self.ctl.ramp(0, dt, c.ramp_stop, c.ramp_stop)
 
     # -- messages ------------------------------------------------------------
     def _gate(self, now, pgn):
@@ -430,29 +484,42 @@ class ChargerSession(Startup, Ending):
         return False
 
     def on_message(self, now, pgn, status):
-        if status != m.OK:
-            self.rx_bad += 1
-            if (pgn == ids.PGN_BCP and status == m.E_RANGE and self.stage == RECOGNITION
-                    and self._brm and not self._bcp and not self._rej):
-                self._bcp_range(now)       # a field out of range: incompatible
+        # Runs for every valid BMS message, repeats included (gbt.link):
+        # PGNs and statuses are consts of this module (no lookups), the
+        # frequent messages (BCL, BCS, BSM) are tested first, and the rest
+        # live in _on_other so that this frame stays within the 11 words a
+        # bytecode call gets on the C stack (see _tick_charging).
+        if status != _OK:
+            self._on_bad(now, pgn, status)
             return
         st = self.stage
-        if pgn == ids.PGN_BCL:
+        if pgn == _PGN_BCL:
             if st == CHARGING:
                 self._t_bcl = now
                 self._bcl_seen = 1
                 if not self._flowing and self.tx.cro_aa_t0 >= 0:
                     self._flow(now)
-        elif pgn == ids.PGN_BCS:
+        elif pgn == _PGN_BCS:
             if st == CHARGING:
                 self._t_bcs = now
                 self._bcs_seen = 1
                 if not self._flowing and self.tx.cro_aa_t0 >= 0:
                     self._flow(now)
-        elif pgn == ids.PGN_BSM:
+        elif pgn == _PGN_BSM:
             if st == CHARGING:
                 self._check_bsm(now)
-        elif pgn == ids.PGN_BST:
+        elif pgn < _PGN_BMV or pgn > _PGN_BSP:
+            self._on_other(now, pgn, st)
+        # BMV / BMT / BSP: optional, no timeout, nothing to do (clause 9.3)
+
+    def _on_bad(self, now, pgn, status):
+        self.rx_bad += 1
+        if (pgn == _PGN_BCP and status == _E_RANGE and self.stage == RECOGNITION
+                and self._brm and not self._bcp and not self._rej):
+            self._bcp_range(now)       # a field out of range: incompatible
+
+    def _on_other(self, now, pgn, st):
+        if pgn == _PGN_BST:
             self._bst_seen = 1
             if HANDSHAKE <= st <= REHANDSHAKE:
                 # From the handshake on (EN+ checks BST in handshake and cable
@@ -461,19 +528,19 @@ class ChargerSession(Startup, Ending):
                 # protocol, BRM or not: the full end, CST until BSD, then CSD.
                 self._stop(now, m.CST_R_BMS, 0, 0, W.WHY_BMS, True)
                 self._exchange = 1
-        elif pgn == ids.PGN_BSD:
+        elif pgn == _PGN_BSD:
             if st == STOPPING or st == STATISTICS:
                 self._bsd_seen = 1
-        elif pgn == ids.PGN_BHM:
+        elif pgn == _PGN_BHM:
             if st == HANDSHAKE or st == INSULATION:
                 self._bhm = 1              # late (INSULATION): may lower the test voltage
-        elif pgn == ids.PGN_BRM:
+        elif pgn == _PGN_BRM:
             if st == RECOGNITION and not self._brm:
                 self._on_brm(now)
-        elif pgn == ids.PGN_BCP:
+        elif pgn == _PGN_BCP:
             if st == RECOGNITION and self._brm and not self._bcp and not self._rej:
                 self._on_bcp(now)
-        elif pgn == ids.PGN_BRO:
+        elif pgn == _PGN_BRO:
             bro = self.bms.bro
             if st == PARAMETER:
                 self._bro_seen = 1
@@ -483,7 +550,7 @@ class ChargerSession(Startup, Ending):
                 # else: _tick_parameter goes on once CML (and CTS) went out
             elif (st == PRECHARGE or st == CHARGING) and bro == 0x00:
                 self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_BRO_DROP, True)
-        elif pgn == ids.PGN_BEM:
+        elif pgn == _PGN_BEM:
             if RECOGNITION <= st <= CHARGING and _bem_timeout(self.bms.bem):
                 self._rehandshake(now, 0, W.WHY_BEM)
             elif (st == HANDSHAKE or st == INSULATION) and _bem_timeout(self.bms.bem):
@@ -501,10 +568,14 @@ class ChargerSession(Startup, Ending):
 
     def _check_bsm(self, now):
         b = self.bms
+        if b.st_oc or b.st_cell_v or b.st_soc or b.st_ot or b.st_ins or b.st_conn:
+            self._bsm_stop(now)
+
+    def _bsm_stop(self, now):
+        b = self.bms
         err = 0
         if b.st_oc:
             err |= m.CST_E_CURRENT
         if b.st_cell_v:
             err |= m.CST_E_VOLTAGE
-        if err or b.st_soc or b.st_ot or b.st_ins or b.st_conn:
-            self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, err, W.WHY_BSM, True)
+        self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, err, W.WHY_BSM, True)

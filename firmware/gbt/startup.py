@@ -26,38 +26,51 @@ class Startup:
         elif ticks_diff(now, self._t) >= c.lock_ms:
             self._stop(now, m.CST_R_FAULT, m.CST_F_CONNECTOR, 0, W.WHY_LOCK, False)
 
+    # Per-tick methods of the start-up stages stay within the 11 words a
+    # bytecode call keeps on the C stack (a bigger frame is taken from the GC
+    # heap at every call, docs/performance.md): the rare branches are
+    # methods of their own.
     def _tick_handshake(self, now):
-        c = self.c
         if self._bhm:
-            v = self.bms.bhm_max_v
-            if v < c.min_v:
-                self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), m.CST_E_VOLTAGE,
-                           W.WHY_BHM_LOW, False)
-                return
-            self._enter_insulation(now, v if v < c.max_v else c.max_v)
-        elif ticks_diff(now, self._t) >= c.bhm_ms:
-            if not c.bhm_legacy:
-                self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_NO_BHM, False)
-                return
-            # No BHM (a 2011-generation BMS, or it is lost): the vehicle's
-            # voltage limit is unknown, so never the rated voltage.  Test at
-            # the configured bound, or (0, default; EN+) skip the test.
-            v = c.no_bhm_ins_v
-            if v > c.max_v:
-                v = c.max_v
-            if v and v >= c.min_v:
-                self._enter_insulation(now, v)
-            elif self._selfcheck_ok(now):
-                self.ins_skipped = 1
-                self.tx.stop(tx_.CHM)
-                self._enter_recognition(now)
+            self._bhm_in(now)
+        elif ticks_diff(now, self._t) >= self.c.bhm_ms:
+            self._no_bhm(now)
+
+    def _bhm_in(self, now):
+        c = self.c
+        v = self.bms.bhm_max_v
+        if v < c.min_v:
+            self._ins_fail(now, m.CST_E_VOLTAGE, W.WHY_BHM_LOW)
+            return
+        self._enter_insulation(now, v if v < c.max_v else c.max_v)
+
+    def _no_bhm(self, now):
+        c = self.c
+        if not c.bhm_legacy:
+            self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_NO_BHM, False)
+            return
+        # No BHM (a 2011-generation BMS, or it is lost): the vehicle's
+        # voltage limit is unknown, so never the rated voltage.  Test at
+        # the configured bound, or (0, default; EN+) skip the test.
+        v = c.no_bhm_ins_v
+        if v > c.max_v:
+            v = c.max_v
+        if v and v >= c.min_v:
+            self._enter_insulation(now, v)
+        elif self._selfcheck_ok(now):
+            self.ins_skipped = 1
+            self.tx.stop(tx_.CHM)
+            self._enter_recognition(now)
+
+    def _ins_fail(self, now, error, why):
+        """Stop with the self-check fault of the profile (no exchange)."""
+        self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), error, why, False)
 
     def _selfcheck_ok(self, now):
         """Voltage outside K1/K2 below ``selfcheck_v`` before any output;
         else stop (nothing may be live on the gun yet)."""
         if self.inp.v_outside >= self.c.selfcheck_v:
-            self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), m.CST_E_VOLTAGE,
-                       W.WHY_SELFCHECK, False)
+            self._ins_fail(now, m.CST_E_VOLTAGE, W.WHY_SELFCHECK)
             return False
         return True
 
@@ -76,69 +89,86 @@ class Startup:
         self._enter(INSULATION, now)
 
     def _tick_insulation(self, now):
-        c = self.c
-        inp = self.inp
-        out = self.out
-        tv = self.ins_test_v
-        if self._bhm and self._sub < 2:
-            # A BHM during the test (late, after a no-BHM start, or a new
-            # value): never test above the vehicle's limit once it is known.
-            bv = self.bms.bhm_max_v
-            if 0 <= bv < tv:
-                if bv < c.min_v:
-                    self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), m.CST_E_VOLTAGE,
-                               W.WHY_BHM_LOW, False)
-                    return
-                self.ins_test_v = tv = bv
-                out.v_set = bv
-                self._sub = 0             # settle at the new voltage, then measure
-                self._t = now
+        if self._bhm and self._sub < 2 and self._ins_bhm(now):
+            return
         el = ticks_diff(now, self._t)
         if self._sub == 0:                # output up to the test voltage
-            if tv - c.ins_v_tol <= inp.v_inside <= tv + c.ins_v_tol:
-                out.k12 = 1               # vehicle contactors are still open
-                self._k12 = 1
-                self._sub = 1
-                self._t = now
-            elif el >= c.ins_ramp_ms:
-                self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), 0,
-                           W.WHY_INS_VOLT, False)
+            self._ins_up(now, el)
         elif self._sub == 1:              # measure
-            r = inp.insulation_kohm
-            if el >= c.ins_settle_ms and r >= 0:
-                # ohm/V = r * 1000 / (tv / 10) = r * 10000 / tv
-                ohm_v = r * 10000 // (tv if tv > 0 else 1)
-                self.ins_ohm_v = ohm_v if ohm_v < 0x3FFFFFFF else 0x3FFFFFFF
-                if ohm_v <= c.ins_fault_ohm_v:
-                    self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), 0,
-                               W.WHY_INS_FAULT, False)
-                    return
-                if ohm_v <= c.ins_ok_ohm_v:
-                    self.ins_warn = 1     # 100..500 ohm/V: warning, allowed
-                out.pwr_en = 0
-                out.v_set = 0
-                out.i_set = 0
-                out.bleed = 1             # bleed both sides through K1/K2
-                self._sub = 2
-                self._t = now
-            elif el >= c.ins_timeout_ms:
-                self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), 0,
-                           W.WHY_INS_NOREAD, False)
+            self._ins_measure(now, el)
         else:                             # bleed below 60 V within 1 s
-            v = inp.v_inside if inp.v_inside > inp.v_outside else inp.v_outside
-            if v < c.bleed_v:
-                out.bleed = 0
-                out.k12 = 0
-                self._k12 = 0
-                self.tx.stop(tx_.CHM)
-                self._enter_recognition(now)
-            elif el >= c.bleed_ms:
-                out.bleed = 0
-                out.k12 = 0
-                self._k12 = 0
-                self.fault_why = W.WHY_BLEED
-                self._stop(now, m.CST_R_FAULT, self._selfcheck_fault(), 0,
-                           W.WHY_BLEED, False)
+            self._ins_bleed(now, el)
+
+    def _ins_bhm(self, now):
+        """A BHM during the test (late, after a no-BHM start, or a new
+        value): never test above the vehicle's limit once it is known.
+        True if the session stopped."""
+        bv = self.bms.bhm_max_v
+        if 0 <= bv < self.ins_test_v:
+            if bv < self.c.min_v:
+                self._ins_fail(now, m.CST_E_VOLTAGE, W.WHY_BHM_LOW)
+                return True
+            self.ins_test_v = bv
+            self.out.v_set = bv
+            self._sub = 0                 # settle at the new voltage, then measure
+            self._t = now
+        return False
+
+    def _ins_up(self, now, el):
+        c = self.c
+        tv = self.ins_test_v
+        if tv - c.ins_v_tol <= self.inp.v_inside <= tv + c.ins_v_tol:
+            self.out.k12 = 1              # vehicle contactors are still open
+            self._k12 = 1
+            self._sub = 1
+            self._t = now
+        elif el >= c.ins_ramp_ms:
+            self._ins_fail(now, 0, W.WHY_INS_VOLT)
+
+    def _ins_measure(self, now, el):
+        c = self.c
+        r = self.inp.insulation_kohm
+        if el >= c.ins_settle_ms and r >= 0:
+            self._ins_measured(now, r)
+        elif el >= c.ins_timeout_ms:
+            self._ins_fail(now, 0, W.WHY_INS_NOREAD)
+
+    def _ins_measured(self, now, r):
+        c = self.c
+        # ohm/V = r * 1000 / (tv / 10) = r * 10000 / tv
+        tv = self.ins_test_v
+        r = r * 10000 // (tv if tv > 0 else 1)
+        self.ins_ohm_v = r if r < 0x3FFFFFFF else 0x3FFFFFFF
+        if r <= c.ins_fault_ohm_v:
+            self._ins_fail(now, 0, W.WHY_INS_FAULT)
+            return
+        if r <= c.ins_ok_ohm_v:
+            self.ins_warn = 1             # 100..500 ohm/V: warning, allowed
+        out = self.out
+        out.pwr_en = 0
+        out.v_set = 0
+        out.i_set = 0
+        out.bleed = 1                     # bleed both sides through K1/K2
+        self._sub = 2
+        self._t = now
+
+    def _ins_bleed(self, now, el):
+        inp = self.inp
+        v = inp.v_inside if inp.v_inside > inp.v_outside else inp.v_outside
+        if v < self.c.bleed_v:
+            self._ins_open()
+            self.tx.stop(tx_.CHM)
+            self._enter_recognition(now)
+        elif el >= self.c.bleed_ms:
+            self._ins_open()
+            self.fault_why = W.WHY_BLEED
+            self._ins_fail(now, 0, W.WHY_BLEED)
+
+    def _ins_open(self):
+        out = self.out
+        out.bleed = 0
+        out.k12 = 0
+        self._k12 = 0
 
     def _enter_recognition(self, now):
         self._reset_attempt()
@@ -155,13 +185,7 @@ class Startup:
         c = self.c
         tx = self.tx
         if self._rej:
-            # BCP incompatible: the BMS gets the charger's limits (one CML),
-            # then CST (GB/T 27930-2023 A practice), no re-handshake.
-            if not tx.on[tx_.CML]:
-                self._rej_cml(now)        # once CRM 0xAA has gone out
-            elif tx.sent[tx_.CML] + tx.fail[tx_.CML] != self._rej_n:
-                self._stop(now, m.CST_R_FAULT, m.CST_F_NO_ENERGY, self._rej_err,
-                           self._rej_why, True)
+            self._tick_rejected(now)
         elif not self._brm:
             if ticks_diff(now, self._t) >= c.brm_ms:
                 self._rehandshake(now, m.CEM_BRM, W.WHY_BRM_TO)
@@ -173,6 +197,16 @@ class Startup:
             # BCP came before CRM 0xAA went out (same receive pass as the
             # BRM): the BMS must see CRM 0xAA at least once first.
             self._enter_parameter(now)
+
+    def _tick_rejected(self, now):
+        # BCP incompatible: the BMS gets the charger's limits (one CML),
+        # then CST (GB/T 27930-2023 A practice), no re-handshake.
+        tx = self.tx
+        if not tx.on[tx_.CML]:
+            self._rej_cml(now)            # once CRM 0xAA has gone out
+        elif tx.sent[tx_.CML] + tx.fail[tx_.CML] != self._rej_n:
+            self._stop(now, m.CST_R_FAULT, m.CST_F_NO_ENERGY, self._rej_err,
+                       self._rej_why, True)
 
     def _on_brm(self, now):
         self._brm = 1
@@ -273,38 +307,50 @@ class Startup:
         self._enter(PRECHARGE, now)
 
     def _tick_precharge(self, now):
-        c = self.c
-        inp = self.inp
-        out = self.out
-        vb = inp.v_outside
-        el = ticks_diff(now, self._t)
         if self._sub == 0:                # battery voltage plausible?
-            ref = self.bms.bcp_v
-            tol = ref * c.vchk_pct // 1000
-            if (ref - tol <= vb <= ref + tol and c.min_v <= vb <= c.max_v
-                    and vb <= self.bms.max_v):
-                self._vb = vb
-                out.v_set = vb - c.pre_below
-                out.i_set = c.pre_i
-                out.pwr_en = 1
-                self._sub = 1
-                self._t = now
-            elif el >= c.vchk_ms:
-                self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, m.CST_E_VOLTAGE,
-                           W.WHY_BATT_V, True)
+            self._pre_check(now)
             return
-        out.v_set = vb - c.pre_below       # follow the battery
-        vi = inp.v_inside
-        if vb - c.pre_hi <= vi <= vb - c.pre_lo:
-            out.k12 = 1
-            self._k12 = 1
-            self.tx.cro_aa = 1
-            # every charging-stage timeout runs from here (restarted at the
-            # first CRO 0xAA really sent, _tick_charging)
-            self._t_bcl = now
-            self._t_bcs = now
-            self._armed = 0
-            self._enter(CHARGING, now)
-        elif el >= c.pre_ms:
-            f = m.CST_F_PRECHARGE if self.profile == m.PROFILE_2023A else m.CST_F_OTHER
-            self._stop(now, m.CST_R_FAULT, f, 0, W.WHY_PRECHARGE, True)
+        vb = self.inp.v_outside
+        self.out.v_set = vb - self.c.pre_below      # follow the battery
+        if vb - self.c.pre_hi <= self.inp.v_inside <= vb - self.c.pre_lo:
+            self._pre_close(now)
+        elif ticks_diff(now, self._t) >= self.c.pre_ms:
+            self._pre_fail(now)
+
+    def _pre_fail(self, now):
+        f = m.CST_F_PRECHARGE if self.profile == m.PROFILE_2023A else m.CST_F_OTHER
+        self._stop(now, m.CST_R_FAULT, f, 0, W.WHY_PRECHARGE, True)
+
+    def _pre_check(self, now):
+        c = self.c
+        vb = self.inp.v_outside
+        ref = self.bms.bcp_v
+        tol = ref * c.vchk_pct // 1000
+        if ref - tol <= vb <= ref + tol and c.min_v <= vb <= c.max_v and vb <= self.bms.max_v:
+            self._pre_start(now, vb)
+        elif ticks_diff(now, self._t) >= c.vchk_ms:
+            self._pre_batt_v(now)
+
+    def _pre_start(self, now, vb):
+        c = self.c
+        self._vb = vb
+        out = self.out
+        out.v_set = vb - c.pre_below
+        out.i_set = c.pre_i
+        out.pwr_en = 1
+        self._sub = 1
+        self._t = now
+
+    def _pre_batt_v(self, now):
+        self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, m.CST_E_VOLTAGE, W.WHY_BATT_V, True)
+
+    def _pre_close(self, now):
+        self.out.k12 = 1
+        self._k12 = 1
+        self.tx.cro_aa = 1
+        # every charging-stage timeout runs from here (restarted at the
+        # first CRO 0xAA really sent, _tick_charging)
+        self._t_bcl = now
+        self._t_bcs = now
+        self._armed = 0
+        self._enter(CHARGING, now)

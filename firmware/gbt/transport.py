@@ -18,15 +18,24 @@ buffers, integer arithmetic only, counters wrap before they leave the
 small-int range) and never raise.  Timers use ``time.ticks_diff`` so they
 work with the board clock (wrapping) and with the SIL ``SimClock``.
 
-Timer values come from SAE J1939-21 (Tr 200, Th 500, T1 750, T2 1250,
-T3 1250, T4 1050 ms; BAM packets 50..200 ms apart).  The standard text was
-not available; the values are the ones three independent implementations
-quote as J1939-21: the Linux kernel ``net/can/j1939/transport.c`` (which
-also paraphrases J1939-21 5.12.3 / Appendix C for the 750 ms receive
-timeout), AgIsoStack++ ``can_transport_protocol.hpp`` and can-j1939
-``j1939_21.py``.  Abort reason codes (table "Connection Abort Reason") are
-from the same sources.
+Fast window (``fast``): most TP.DT packets of a transfer are plain "next
+packet of the window": copy 7 bytes, advance, restart T1.  The link
+(``gbt.link.BmsLink.drain``, viper) takes those itself, without a call into
+this class, from the window this receiver publishes in the int array
+``fast`` (``F_*`` below): packets ``F_NEXT`` .. ``F_STOP - 1`` of the open
+transfer, with destination ``F_DA``, while neither ``F_DEADLINE`` nor
+``F_END`` (30-bit tick images, for the comparison only) has passed.  The
+last packet of a window or of the message, and everything else, comes
+here.  The link advances ``F_NEXT`` and sets ``F_TAKEN``; every entry point
+here first takes the window back (``_pull(now)``: ``_next``, and T1 from
+``now``, all packets of one link pass having the same ``now``; the link
+calls ``sync(now)`` at the end of its pass) and republishes it when it
+returns (``_arm``), so the code below only ever sees ``_next`` and
+``_deadline`` as plain attributes.  No window is published while a
+re-requested packet is awaited (``_resync``).
 """
+import micropython
+from array import array
 from micropython import const
 from time import ticks_add, ticks_diff
 
@@ -124,6 +133,32 @@ ERROR_NAMES = ("none", "dlc", "addr", "no-session", "seq", "dup", "rts",
 _MAX_TP = const(1785)
 _CMAX = const(0x3FFFFFFF)     # counters wrap here: stay small ints
 
+# ``fast``: the window the link may take TP.DT packets from itself
+# (gbt/link.py keeps its own copy of these indices: consts do not cross
+# modules).
+F_STOP = const(0)         # packets F_NEXT .. F_STOP - 1; 0 = no window
+F_NEXT = const(1)         # next expected sequence number
+F_DEADLINE = const(2)     # T1 / T2 deadline (ticks)
+F_END = const(3)          # whole-transfer bound (ticks)
+F_DA = const(4)           # destination address of the transfer's packets
+F_T1 = const(5)           # tp.t1_ms
+F_TAKEN = const(6)        # the link took packets since the last _pull
+F_LAST = const(7)         # the message's last packet if in the window (else 0):
+F_KLAST = const(8)        # the link takes it too (its F_KLAST bytes) and calls complete()
+F_WORDS = const(9)
+_MASK30 = const(0x3FFFFFFF)
+
+
+@micropython.viper
+def _copy(dst, doff: int, src, soff: int, n: int):
+    """dst[doff:doff + n] = src[soff:soff + n] without a slice object."""
+    d = ptr8(dst)
+    s = ptr8(src)
+    i = 0
+    while i < n:
+        d[doff + i] = s[soff + i]
+        i += 1
+
 
 def _inc(v):
     """Counter +1 that wraps before leaving the small-int range."""
@@ -192,6 +227,8 @@ class TransportReceiver:
         self.length = 0         # bytes valid in buf after completion
         self._pending = False   # a refused response waits for a retry
         self._pend_until = 0
+        self.fast = array("i", [0] * F_WORDS)
+        self.fast[F_T1] = self._t1
         self._reset_session()
 
     # ------------------------------------------------------------ helpers
@@ -206,22 +243,73 @@ class TransportReceiver:
         self._resync = False    # waiting for the re-requested packet
         self._deadline = 0
         self._end = 0           # whole-transfer bound (size x tp.total_pkt_ms)
-        self._p0 = 0            # PGN bytes as received (echoed back)
-        self._p1 = 0
-        self._p2 = 0
+        self._p3 = 0            # PGN bytes as received (echoed back), LE in one int
 
     def reset(self):
         """Drop any open transfer silently (e.g. new charging session)."""
         self._reset_session()
         self._pending = False
+        self.fast[F_TAKEN] = 0          # packets the link took are dropped too
+        self._arm()
+
+    def _pull(self, now):
+        """Take back what the link's fast path advanced (see ``fast``)."""
+        f = self.fast
+        if f[F_TAKEN]:
+            f[F_TAKEN] = 0
+            self._next = f[F_NEXT]
+            self._deadline = ticks_add(now, self._t1)
+
+    def sync(self, now):
+        """The link's pass that took packets ends at ``now``."""
+        self._pull(now)
+        self._arm()
+
+    def _arm(self):
+        """Publish the window of plain next-packets the link may take."""
+        f = self.fast
+        st = self.state
+        if st == S_IDLE or self._resync:
+            f[F_STOP] = 0               # no window: no packet is taken
+            f[F_LAST] = 0
+            return
+        # the packet that ends the CTS window (sends the next CTS) or the
+        # message (EndOfMsgAck, decode) is never taken by the fast path
+        total = self._total
+        stop = self._win_end if self._win_end < total else total
+        f[F_NEXT] = self._next
+        if stop == total:               # the message's last packet is in this window
+            f[F_LAST] = total
+            f[F_KLAST] = self._size - (total - 1) * 7
+        else:
+            f[F_LAST] = 0
+        f[F_DEADLINE] = self._deadline & _MASK30
+        f[F_END] = self._end & _MASK30
+        f[F_DA] = self._own if st == S_CMDT else GLOBAL
+        f[F_STOP] = stop
 
     def _error(self, code):
         self.errors = _inc(self.errors)
         self.last_error = code
 
-    def _xmit(self, now):
-        """Send self._tx; a refusal is kept and retried by poll() until Tr."""
-        if self._send(self._id_cm, self._tx, 8):
+    @micropython.viper
+    def _cm(self, now: int, ctrl: int, b1: int, b2: int, b34: int, p: int) -> bool:
+        """Send a TP.CM frame: control bytes ``ctrl``, ``b1``, ``b2``, ``b34``
+        (bytes 4 and 5, LE), the 3 PGN bytes ``p``; a refusal is kept and
+        retried by poll() until Tr.  (Machine code, and few arguments: a
+        bytecode frame over 11 words is taken from the GC heap at every
+        call, docs/performance.md.)"""
+        t = self._tx
+        d = ptr8(t)
+        d[0] = ctrl
+        d[1] = b1
+        d[2] = b2
+        d[3] = b34
+        d[4] = b34 >> 8
+        d[5] = p
+        d[6] = p >> 8
+        d[7] = p >> 16
+        if self._send(self._id_cm, t, 8):
             self._pending = False
             return True
         self.tx_fail = _inc(self.tx_fail)
@@ -229,29 +317,17 @@ class TransportReceiver:
         self._pend_until = ticks_add(now, self._tr)
         return False
 
-    def _cm(self, now, ctrl, b1, b2, b3, b4, p0, p1, p2):
-        t = self._tx
-        t[0] = ctrl
-        t[1] = b1
-        t[2] = b2
-        t[3] = b3
-        t[4] = b4
-        t[5] = p0
-        t[6] = p1
-        t[7] = p2
-        return self._xmit(now)
-
-    def _abort(self, now, reason, p0, p1, p2):
+    def _abort(self, now, reason, p):
         self.aborts_sent = _inc(self.aborts_sent)
         self.last_abort = reason
-        self._cm(now, CM_ABORT, reason, 0xFF, 0xFF, 0xFF, p0, p1, p2)
+        self._cm(now, CM_ABORT, reason, 0xFF, 0xFFFF, p)
 
     def _abort_session(self, now, reason, err):
         """Abort the open RTS/CTS transfer (BAM is dropped without Abort:
         J1939-21 never answers a broadcast)."""
         self._error(err)
         if self.state == S_CMDT:
-            self._abort(now, reason, self._p0, self._p1, self._p2)
+            self._abort(now, reason, self._p3)
         self._reset_session()
 
     def _send_cts(self, now):
@@ -263,35 +339,41 @@ class TransportReceiver:
             n = self._rts_max
         self._win_end = self._next + n - 1
         self._deadline = ticks_add(now, self._t2)
-        self._cm(now, CM_CTS, n, self._next, 0xFF, 0xFF,
-                 self._p0, self._p1, self._p2)
+        self._cm(now, CM_CTS, n, self._next, 0xFFFF, self._p3)
 
     # ------------------------------------------------------------ public
     def on_frame(self, now_ms, can_id, data, n):
         """Feed one frame; returns the PGN of a message just completed
         (``buf[:length]`` valid until the next call) or 0."""
-        self._expire(now_ms)    # a late frame must not revive a dead session
+        # (one level of calls less than a _pull/_on_frame split: a BCS
+        # comes as 3 TP frames every 250 ms, a 96-cell BMV as 29)
+        f = self.fast
+        if f[F_TAKEN]:                  # _pull(now_ms)
+            f[F_TAKEN] = 0
+            self._next = f[F_NEXT]
+            self._deadline = ticks_add(now_ms, self._t1)
+        if self.state != S_IDLE:
+            self._expire(now_ms)        # a late frame must not revive a dead session
         if n > len(data):
             n = len(data)
         pf = (can_id >> 16) & 0x3FF    # DP + PF: TP PGNs have DP = 0
-        da = (can_id >> 8) & 0xFF
-        sa = can_id & 0xFF
-        if pf == (PGN_TPDT >> 8):
-            if sa != self._peer:
-                self._error(E_ADDR)
-                return 0
-            return self._on_dt(now_ms, da, data, n)
-        if pf == (PGN_TPCM >> 8):
-            if sa != self._peer:
-                self._error(E_ADDR)
-                return 0
+        r = 0
+        if (can_id & 0xFF) != self._peer:
+            self._error(E_ADDR if pf == (PGN_TPDT >> 8) or pf == (PGN_TPCM >> 8)
+                        else E_UNEXPECTED)
+        elif pf == (PGN_TPDT >> 8):
+            r = self._on_dt(now_ms, (can_id >> 8) & 0xFF, data, n)
+        elif pf == (PGN_TPCM >> 8):
             if n < 8:
                 self._error(E_DLC)      # control fields unreadable: ignore
-                return 0
-            self._on_cm(now_ms, da, data)
-            return 0
-        self._error(E_UNEXPECTED)       # not a TP frame: caller's mistake
-        return 0
+            elif data[0] == CM_RTS and ((can_id >> 8) & 0xFF) == self._own:
+                self._on_rts(now_ms, data, False)     # (the frequent one)
+            else:
+                self._on_cm(now_ms, (can_id >> 8) & 0xFF, data)
+        else:
+            self._error(E_UNEXPECTED)   # not a TP frame: caller's mistake
+        self._arm()
+        return r
 
     def poll(self, now_ms):
         """Run the timers: T1/T2 expiry aborts the transfer (Abort reason 3;
@@ -299,6 +381,7 @@ class TransportReceiver:
 
         A response still refused after Tr is given up (E_TX); an open
         transfer then ends by its own T1/T2 (the peer never got its CTS)."""
+        self._pull(now_ms)
         if self._pending:
             if self._send(self._id_cm, self._tx, 8):
                 self._pending = False
@@ -306,6 +389,7 @@ class TransportReceiver:
                 self._pending = False
                 self._error(E_TX)
         self._expire(now_ms)
+        self._arm()
 
     def _expire(self, now):
         if self.state != S_IDLE:
@@ -354,10 +438,9 @@ class TransportReceiver:
     def _on_rts(self, now, d, bam):
         size = d[1] | (d[2] << 8)
         npk = d[3]
-        p0 = d[5]
-        p1 = d[6]
-        p2 = d[7]
-        pgn = _pgn_norm(p0 | (p1 << 8) | (p2 << 16))
+        p3 = d[5] | (d[6] << 8) | (d[7] << 16)     # the PGN bytes as received
+        pgn = p3                                    # _pgn_norm(), inline:
+        pgn = pgn & 0x3FF00 if ((pgn >> 8) & 0xFF) < 0xF0 else pgn & 0x3FFFF
         # Validate; each failure has its own J1939-21 reason.
         reason = 0
         if size > _MAX_TP:
@@ -386,27 +469,25 @@ class TransportReceiver:
                 self._error(err)
                 if st == S_CMDT and pgn == self.pgn:
                     self._reset_session()    # our Abort closes that one too
-                self._abort(now, reason, p0, p1, p2)
+                self._abort(now, reason, p3)
                 return
             if st == S_CMDT and pgn != self.pgn:
                 self._error(E_BUSY)
                 if not self._preempt:
                     # J1939-21: one connection per originator; keep the open one
-                    self._abort(now, AB_BUSY, p0, p1, p2)
+                    self._abort(now, AB_BUSY, p3)
                     return
                 # The new RTS wins (EN+ restarts on any RTS): a stalled or
                 # trickling transfer cannot lock out BCS.  The open one is
                 # cancelled with Abort 1, as the kernel's j1939 does.
                 self._note(now, IX_TP_PREEMPT, self.pgn)
-                self._abort(now, AB_BUSY, self._p0, self._p1, self._p2)
+                self._abort(now, AB_BUSY, self._p3)
             # same PGN: "the most recent RTS shall be acted on and the
             # previous abandoned, no Abort" (J1939-21 5.10.3.1); a BAM is
             # dropped the same way.
         self._reset_session()
         self.pgn = pgn
-        self._p0 = p0
-        self._p1 = p1
-        self._p2 = p2
+        self._p3 = p3
         self._size = size
         self._total = npk
         self._next = 1
@@ -453,27 +534,41 @@ class TransportReceiver:
             # short DT missing payload: treat it as lost (a gap follows)
             self._error(E_DLC)
             return 0
-        buf = self.buf
-        for i in range(k):
-            buf[off + i] = d[1 + i]
+        _copy(self.buf, off, d, 1, k)
         # padding bytes (J1939-21: 0xFF) are neither copied nor checked
         self._resync = False
         self._next = seq + 1
         if seq == self._total:
-            self.length = self._size
-            self.completed = _inc(self.completed)
-            if st == S_CMDT:
-                self._cm(now, CM_EOMA, self._size & 0xFF, self._size >> 8,
-                         self._total, 0xFF, self._p0, self._p1, self._p2)
-            pgn = self.pgn
-            self._reset_session()
-            self.pgn = pgn
-            return pgn
+            return self._done(now)
         if st == S_CMDT and seq >= self._win_end:
             self._send_cts(now)          # next window, T2 runs
         else:
             self._deadline = ticks_add(now, self._t1)
         return 0
+
+    def _done(self, now):
+        """The last packet is in: EndOfMsgAck (RTS/CTS), message complete."""
+        self.length = self._size
+        self.completed = _inc(self.completed)
+        if self.state == S_CMDT:
+            self._cm(now, CM_EOMA, self._size & 0xFF, self._size >> 8,
+                     self._total | 0xFF00, self._p3)
+        # Closed: IDLE (``pgn`` stays the completed message's).  The other
+        # fields of the transfer are dead while IDLE (every reader checks
+        # ``state`` first; the next RTS/BAM resets them all), so the 13
+        # stores of _reset_session are not spent here, 4 times a second.
+        self.state = S_IDLE
+        self._resync = False
+        return self.pgn
+
+    def complete(self, now):
+        """The link's fast path took the last packet of the message
+        (``F_LAST``, copied into ``buf``): finish as ``on_frame`` would;
+        returns the PGN."""
+        self._pull(now)
+        pgn = self._done(now)
+        self._arm()
+        return pgn
 
     def _gap(self, now):
         """Packets missing before this one."""

@@ -7,20 +7,87 @@ priority).  A task that starts later than its deadline (by default its
 period) counts as an overrun; a task is never run twice to catch up, since
 a catch-up burst is exactly what a real-time loop must avoid.  A task that
 raises has already been given its next slot (the exception propagates to
-the caller, the H-9 handler, and the task is not re-run at once).
+the caller, the H-9 handler, and the task is not re-run at once); the tasks
+after it in the same pass still run, at the next call.
 
-Per task, real execution time is measured with ``time.ticks_us``: worst
-case, last, and run/overrun counters, read by the console's ``sched``
-command.  ``run_due`` allocates nothing.
+**Cyclic table.**  The periods and offsets are fixed at ``start``, so the
+pattern of due tasks repeats every hyperperiod (the least common multiple of
+the periods: 1,000 ms with the charger's defaults, 310 passes).  ``start``
+precomputes it once: per pass, the gap to the next pass and the group of
+tasks to run (task indices in priority order), all in one ``bytearray``
+(``_tb``).  A pass looks its group up instead of testing every task's due
+time, and the pass itself (``run_at``) is a ``@micropython.viper`` function:
+machine-code integer work, generic calls only for the tasks and the clock.
+Which task runs when is exactly what the per-task scan gives
+(tests/mp/test_scheduler.py runs both side by side, pass by pass, late
+calls and raising tasks included).  The scan stays as the general case: a
+hyperperiod over ``_HMAX`` ms or ``_SMAX`` passes, a gap between passes over
+255 ms, a task added after ``start``, a task whose offset is not below its
+period, ``alloc_stats``.
+
+Late passes (the loop was busy past the next slot) take the general path as
+the scan would: each due task runs once, its lateness counted
+(``late_max_ms``, an overrun if late by its deadline or more), and the table
+resumes at the first slot after ``now``.  Late within a slot: the same
+statistics, in the fast path.
+
+Per task, execution time is measured with ``time.ticks_us`` around the
+call: last, worst, total (modulo 2**30), runs, overruns, worst lateness --
+read as task attributes (``t.runs``, ``t.wcet_us`` ...) by the console's
+``sched`` command and the SIL link's STATS packet; they live in one int
+array (``_T``), written by machine code.  Ticks arithmetic is modulo 2**30
+(the tick period of a 32-bit port; the unix port's 2**62 is a multiple), so
+differences below 2**29 ms are exact on every port.  ``run_due`` allocates
+nothing.
 """
 import gc
+import time
+import micropython
+from array import array
 from micropython import const
-from rt.clock import ticks_diff, ticks_add, cpu_us
+from rt.clock import ticks_diff, ticks_add, cpu_us, TicksClock
 
 _mem_alloc = gc.mem_alloc
+_cpu = time.ticks_us
 # "no task due before": an initial value for the earliest-due search that
 # any real due time beats (ticks_diff stays exact up to 2**29 ms)
 _FAR = const(1 << 28)
+_MASK = const(0x3FFFFFFF)    # 2**30 - 1: counters and tick differences
+_HALF = const(0x20000000)    # 2**29
+_HMAX = const(60000)         # longest hyperperiod (ms) a table is built for
+_SMAX = const(1500)          # most passes per hyperperiod in a table
+
+# per task in _T (8 ints each)
+_LAST = const(0)
+_TOTAL = const(1)
+_WCET = const(2)
+_RUNS = const(3)
+_OVR = const(4)
+_LATE = const(5)
+_DL = const(6)
+_TW = const(8)
+_TFIELDS = {"last_us": _LAST, "total_us": _TOTAL, "wcet_us": _WCET, "runs": _RUNS,
+            "overruns": _OVR, "late_max_ms": _LATE}
+
+# scheduler state in _S
+_K = const(0)        # byte offset in _tb of the next slot (gap, group)
+_N2 = const(1)       # 2 x slots
+_GS = const(2)       # offset in _tb of the group starts (ngroups + 1 bytes)
+_GT = const(3)       # offset in _tb of the group members (task indices)
+_SLOW = const(4)     # 1: the general path (scan mode, alloc_stats, pending tasks)
+_BUSY = const(5)     # 1: a pass is running its group (still 1: a task raised)
+_GRP = const(6)      # group of the running pass
+_POS = const(7)      # position in _tb's members of the running task
+_LGAP = const(8)     # gap after the running pass's slot
+_PASSES = const(9)
+_PWCET = const(10)
+_SN = const(12)
+
+
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
 
 
 class Task:
@@ -30,84 +97,446 @@ class Task:
         self.period = period_ms
         self.deadline = deadline_ms
         self.offset = offset_ms
-        self.next_due = offset_ms
-        self.runs = 0
-        self.overruns = 0
-        self.late_max_ms = 0
-        self.wcet_us = 0
-        self.last_us = 0
-        self.total_us = 0   # modulo 2**30: read as differences
-        self.alloc_bytes = 0  # heap bytes allocated by this task (alloc_stats only)
+        self._nd = offset_ms     # next due (scan mode)
+        self._sched = None
+        self._i = 0              # index in the scheduler's task list
+        self._phase = 0          # table mode: first due, ms after the table's base
+        self.alloc_bytes = 0     # heap bytes allocated by this task (alloc_stats only)
         self.alloc_max = 0
+
+    def __getattr__(self, name):
+        # Statistics (``runs``, ``total_us`` (modulo 2**30), ``wcet_us``,
+        # ``last_us``, ``overruns``, ``late_max_ms``) live in the scheduler's
+        # array; ``next_due`` (ticks ms) is computed.  (Not properties: a
+        # class with a property makes every attribute *store* on its
+        # instances look the class up first -- MicroPython's special
+        # accessors --, 5x the cost of a plain store.)
+        s = self._sched
+        f = _TFIELDS.get(name)
+        if f is not None:
+            return s._T[self._i * _TW + f]
+        if name == "next_due":
+            return s._task_due(self)
+        raise AttributeError(name)
 
 
 class Scheduler:
-    def __init__(self, clock):
+    def __init__(self, clock, table=True):
         self.clock = clock
-        self._ticks_ms = clock.ticks_ms    # bound once: read every pass
+        self.table = table      # False: always scan (reference behaviour, tests)
+        # read every pass: a board clock through the builtin itself (no
+        # Python call), any other clock through its bound method
+        self._ticks_ms = time.ticks_ms if type(clock) is TicksClock else clock.ticks_ms
+        self.now = self._ticks_ms           # the clock's cheapest read, for board loops
+        self._pmask = ticks_add(0, -1)     # the port's tick period - 1
         self.tasks = []
-        self.passes = 0
-        self.pass_wcet_us = 0
+        self._tl = ()           # tasks as a tuple (indexed by the pass)
+        self._T = array("i")    # per-task statistics, _TW ints per task
+        self._S = array("i", [0] * _SN)
+        self._S[_SLOW] = 1
         self.started = False
         # Diagnostics/benchmarks: count heap bytes each task allocates
         # (gc.mem_alloc deltas; a pass in which the GC ran is not counted).
+        # Set before ``start`` (it selects the pass's code path there).
         self.alloc_stats = False
-        self._next = None       # cached earliest next_due (None = recompute)
+        # earliest next due (ticks ms): what ``next_due()`` returns; None =
+        # to be computed (scan mode, after add/start).  A board loop may
+        # read it directly and call next_due() only when it is None.
+        self.next_ms = None
+        # table mode (see the module docstring)
+        self._tb = None         # gap, group per slot | group starts | members
+        self._base = 0          # ticks ms of the current hyperperiod's origin
+        self._hyper = 0         # hyperperiod, ms
+        self._tn = 0            # table's next slot while tasks are pending
+        # tasks pending from an interrupted or late pass: run at the next call
+        self._rflag = bytearray(0)
+        self._rdue = []
+        self._npend = 0
+
+    def __getattr__(self, name):
+        # ``passes`` and ``pass_wcet_us`` live in _S (written by the pass)
+        if name == "passes":
+            return self._S[_PASSES]
+        if name == "pass_wcet_us":
+            return self._S[_PWCET]
+        raise AttributeError(name)
+
+    def _set_slow(self):
+        self._S[_SLOW] = 1 if (self._tb is None or self._npend > 0 or self.alloc_stats) else 0
 
     def add(self, name, fn, period_ms, offset_ms=0, deadline_ms=0):
-        """Register a periodic task; call before ``start``."""
+        """Register a periodic task; call before ``start`` (a task added
+        later puts the scheduler in scan mode)."""
         t = Task(name, fn, period_ms, offset_ms, deadline_ms or period_ms)
+        if self._tb is not None:
+            self._to_scan()
+        t._sched = self
+        t._i = len(self.tasks)
         self.tasks.append(t)
-        self._next = None
+        self._tl = tuple(self.tasks)
+        T = array("i", [0] * (_TW * len(self.tasks)))
+        for k in range(len(self._T)):
+            T[k] = self._T[k]
+        T[t._i * _TW + _DL] = t.deadline
+        self._T = T
+        self._rflag = bytearray(len(self.tasks))
+        self._rdue = [0] * len(self.tasks)
+        self._npend = 0
+        self.next_ms = None
+        self._set_slow()
         return t
 
     def start(self, now_ms=None):
-        now = self.clock.ticks_ms() if now_ms is None else now_ms
+        now = self._ticks_ms() if now_ms is None else now_ms
         for t in self.tasks:
-            t.next_due = ticks_add(now, t.offset)
-        self._next = None
+            t._nd = ticks_add(now, t.offset)
+        self._npend = 0
+        for i in range(len(self._rflag)):
+            self._rflag[i] = 0
+        self._S[_BUSY] = 0
+        self._build(now)
         self.started = True
 
+    # ------------------------------------------------------------ the table
+    def _build(self, base):
+        """Precompute one hyperperiod from the tasks' next due times."""
+        self._tb = None
+        self.next_ms = None
+        self._set_slow()
+        tasks = self.tasks
+        if not tasks or not self.table:
+            return
+        h = 1
+        for t in tasks:
+            p = t.period
+            if p <= 0:
+                return
+            ph = ticks_diff(t._nd, base)
+            if not 0 <= ph < p:
+                return              # first due not within its period: scan
+            h = h * p // _gcd(h, p)
+            if h > _HMAX:
+                return
+        marks = {}
+        for t in tasks:
+            t._phase = o = ticks_diff(t._nd, base)
+            bit = 1 << t._i
+            while o < h:
+                marks[o] = marks.get(o, 0) | bit
+                o += t.period
+        offs = sorted(marks)
+        if len(offs) > _SMAX:
+            return
+        gidx = {}
+        groups = []
+        slots = []
+        for j, o in enumerate(offs):
+            m = marks[o]
+            g = gidx.get(m)
+            if g is None:
+                g = gidx[m] = len(groups)
+                groups.append([t._i for t in tasks if m & (1 << t._i)])
+            gap = (offs[j + 1] if j + 1 < len(offs) else offs[0] + h) - o
+            if gap > 255 or g > 255:
+                return
+            slots.append(gap)
+            slots.append(g)
+        starts = [0]
+        members = []
+        for g in groups:
+            members.extend(g)
+            starts.append(len(members))
+        if len(members) > 255:
+            return
+        S = self._S
+        S[_N2] = len(slots)
+        S[_GS] = len(slots)
+        S[_GT] = len(slots) + len(starts)
+        S[_K] = 0
+        S[_BUSY] = 0
+        self._tb = bytearray(slots + starts + members)
+        self._hyper = h
+        self._base = base
+        self.next_ms = ticks_add(base, offs[0])
+        self._set_slow()
+
+    def _due_at(self, t, ref):
+        """Table mode: first due time of ``t`` at or after ``ref``."""
+        p = t.period
+        z = ticks_add(self._base, t._phase)
+        x = ticks_diff(ref, z)
+        return ticks_add(z, -((-x) // p) * p)
+
+    def _tnext(self):
+        """Table mode: time of the table's next slot (``next_ms`` while no
+        task is pending; ``_tn`` while some are; after the slot's gap while
+        a pass is interrupted)."""
+        if self._S[_BUSY]:
+            return ticks_add(self.next_ms, self._S[_LGAP])
+        if self._npend:
+            return self._tn
+        return self.next_ms
+
+    def _task_due(self, t):
+        if self._npend and self._rflag[t._i]:
+            return self._rdue[t._i]
+        if self._tb is None:
+            return t._nd
+        S = self._S
+        if S[_BUSY]:
+            tb = self._tb
+            gt = S[_GT]
+            for j in range(S[_POS] + 1, tb[S[_GS] + S[_GRP] + 1]):
+                if tb[gt + j] == t._i:
+                    return self.next_ms       # the interrupted pass's rest
+        return self._due_at(t, self._tnext())
+
+    def _to_scan(self):
+        """Leave table mode, keeping every task's next due time."""
+        for t in self.tasks:
+            t._nd = self._task_due(t)
+        self._tb = None
+        self._npend = 0
+        self._S[_BUSY] = 0
+        self.next_ms = None
+        self._set_slow()
+
+    # ---------------------------------------------------------------- passes
     def next_due(self):
         """Earliest due time of any task (ticks ms).
 
-        Cached by ``run_due`` (which moves every due time); recomputed only
-        after ``add``/``start``: the board loop asks once per pass."""
-        best = self._next
+        Kept by ``run_due`` (which moves every due time); recomputed only
+        after ``add``/``start`` in scan mode: the board loop asks once per
+        pass."""
+        best = self.next_ms
         if best is None:
             tasks = self.tasks
-            best = tasks[0].next_due
+            best = tasks[0]._nd
             for t in tasks:
-                if ticks_diff(t.next_due, best) < 0:
-                    best = t.next_due
-            self._next = best
+                if ticks_diff(t._nd, best) < 0:
+                    best = t._nd
+            self.next_ms = best
         return best
 
-    def run_due(self):
-        """Run every task that is due now; returns the number run.
+    def run_due(self, now=None):
+        """Run every task that is due at ``now`` (default: the clock);
+        returns the number run."""
+        if now is None:
+            now = self._ticks_ms()
+        return self.run_at(now)
 
-        Runs a few hundred times per second: due times are read once per
-        task, and the earliest-due search starts from a far value instead
-        of testing for None at every task."""
-        now = self._ticks_ms()
-        nxt = self._next
-        if nxt is not None and ticks_diff(now, nxt) < 0:
-            return 0            # nothing due: the common idle poll is cheap
-        ran = 0
+    @micropython.viper
+    def run_at(self, now) -> int:
+        """``run_due`` at ``now`` (ticks ms): the pass.
+
+        The common pass -- table mode, due, not past the next slot -- runs
+        here; anything else (late by a slot or more, tasks pending from a
+        pass a task raised in, scan mode, alloc_stats) takes
+        ``_run_general``."""
+        S = ptr32(self._S)
+        if S[_SLOW] | S[_BUSY]:
+            return int(self._run_general(now))
+        n = int(now)
+        due = int(self.next_ms)
+        d = ((n - due + _HALF) & _MASK) - _HALF
+        if d < 0:
+            return 0                # nothing due: the common idle poll is cheap
+        tb = ptr8(self._tb)
+        k = S[_K]
+        gap = tb[k]
+        if d >= gap:
+            return int(self._run_general(now))    # missed a slot or more
+        g = tb[k + 1]
+        k += 2
+        if k == S[_N2]:
+            k = 0
+            self._base = (int(self._base) + int(self._hyper)) & int(self._pmask)
+        S[_K] = k
+        j = tb[S[_GS] + g]
+        end = tb[S[_GS] + g + 1]
+        gt = S[_GT]
+        T = ptr32(self._T)
+        if d:                       # late, within this slot
+            m = j
+            while m < end:
+                b = tb[gt + m] * _TW
+                if d >= T[b + _DL]:
+                    T[b + _OVR] = (T[b + _OVR] + 1) & _MASK
+                if d > T[b + _LATE]:
+                    T[b + _LATE] = d
+                m += 1
+        # until the group is done, ``next_ms`` stays at this pass's time: a
+        # task that raises leaves _BUSY set and the caller's next call (at
+        # once) runs the rest of the group through _run_general
+        S[_GRP] = g
+        S[_LGAP] = gap
+        S[_BUSY] = 1
+        tasks = self._tl
+        cpu = _cpu
+        p0 = int(cpu())
+        c1 = p0
+        m = j
+        while m < end:
+            S[_POS] = m
+            i = tb[gt + m]
+            f = tasks[i].fn
+            c0 = int(cpu())
+            f(now)
+            c1 = int(cpu())
+            dt = (c1 - c0) & _MASK
+            if dt >= _HALF:
+                dt = 0              # the clock stepped back: count nothing
+            b = i * _TW
+            T[b + _LAST] = dt
+            T[b + _TOTAL] = (T[b + _TOTAL] + dt) & _MASK
+            if dt > T[b + _WCET]:
+                T[b + _WCET] = dt
+            T[b + _RUNS] = (T[b + _RUNS] + 1) & _MASK
+            m += 1
+        S[_BUSY] = 0
+        S[_PASSES] = (S[_PASSES] + 1) & _MASK
+        dt = (c1 - p0) & _MASK
+        if dt >= _HALF:
+            dt = 0
+        if dt > S[_PWCET]:
+            S[_PWCET] = dt
+        self.next_ms = (due + gap) & int(self._pmask)
+        return end - j
+
+    # ----------------------------------------------------- the general path
+    def _pend(self, t, due):
+        i = t._i
+        if not self._rflag[i]:
+            self._rflag[i] = 1
+            self._rdue[i] = due
+            self._npend += 1
+        if self.next_ms is None or ticks_diff(due, self.next_ms) < 0:
+            self.next_ms = due
+        self._set_slow()
+
+    def _exec(self, t, now, late):
+        """One task run with its statistics (general path)."""
+        T = self._T
+        b = t._i * _TW
+        if late >= t.deadline:
+            T[b + _OVR] = (T[b + _OVR] + 1) & _MASK
+        if late > T[b + _LATE]:
+            T[b + _LATE] = late
         alloc = self.alloc_stats
+        if alloc:
+            a0 = _mem_alloc()
+        t0 = cpu_us()
+        t.fn(now)
+        d = ticks_diff(cpu_us(), t0)
+        if alloc:
+            da = _mem_alloc() - a0
+            if da > 0:
+                t.alloc_bytes = (t.alloc_bytes + da) & _MASK
+                if da > t.alloc_max:
+                    t.alloc_max = da
+        T[b + _LAST] = d
+        T[b + _TOTAL] = (T[b + _TOTAL] + d) & _MASK
+        if d > T[b + _WCET]:
+            T[b + _WCET] = d
+        T[b + _RUNS] = (T[b + _RUNS] + 1) & _MASK
+
+    def _pass_done(self, p0):
+        S = self._S
+        S[_PASSES] = (S[_PASSES] + 1) & _MASK
+        d = ticks_diff(cpu_us(), p0)
+        if d > S[_PWCET]:
+            S[_PWCET] = d
+
+    def _run_general(self, now):
+        if self._tb is None:
+            return self._run_scan(now)
+        S = self._S
+        tasks = self.tasks
+        flag = self._rflag
+        dues = self._rdue
+        tn = self._tnext()
+        if S[_BUSY]:
+            # a task raised in the last pass: the rest of its group is due
+            tb = self._tb
+            due = self.next_ms
+            gt = S[_GT]
+            for j in range(S[_POS] + 1, tb[S[_GS] + S[_GRP] + 1]):
+                t = tasks[tb[gt + j]]
+                if not flag[t._i]:
+                    flag[t._i] = 1
+                    dues[t._i] = due
+                    self._npend += 1
+            S[_BUSY] = 0
+        # due: the pending tasks, and every task due in the slots up to
+        # ``now`` (once each, at its first missed due time)
+        if ticks_diff(now, tn) >= 0:
+            for t in tasks:
+                i = t._i
+                if not flag[i]:
+                    d = self._due_at(t, tn)
+                    if ticks_diff(now, d) >= 0:
+                        flag[i] = 1
+                        dues[i] = d
+                        self._npend += 1
+            tn = self._advance(now, tn)
+        self._tn = self.next_ms = tn
+        if not self._npend:
+            self._set_slow()
+            return 0
+        ran = 0
+        p0 = cpu_us()
+        for t in tasks:
+            i = t._i
+            if flag[i]:
+                flag[i] = 0
+                self._npend -= 1
+                ran += 1
+                try:
+                    self._exec(t, now, ticks_diff(now, dues[i]))
+                except BaseException:
+                    # the due tasks after this one run at the next call
+                    for u in tasks:
+                        if flag[u._i]:
+                            self._pend(u, dues[u._i])
+                    raise
+        self._set_slow()
+        self._pass_done(p0)
+        return ran
+
+    def _advance(self, now, tn):
+        """Table mode: the first slot after ``now``, from slot time ``tn``."""
+        tb = self._tb
+        S = self._S
+        h = self._hyper
+        while True:
+            d = ticks_diff(now, tn)
+            if d < 0:
+                return tn
+            k = S[_K]
+            if k == 0 and d >= h:
+                c = d // h * h       # whole hyperperiods missed
+                self._base = ticks_add(self._base, c)
+                tn = ticks_add(tn, c)
+                continue
+            tn = ticks_add(tn, tb[k])
+            k += 2
+            if k == S[_N2]:
+                k = 0
+                self._base = ticks_add(self._base, h)
+            S[_K] = k
+
+    def _run_scan(self, now):
+        """Scan mode: test every task's due time (the general case)."""
+        ran = 0
         best = ticks_add(now, _FAR)
         p0 = cpu_us()
         for t in self.tasks:
-            d = t.next_due
+            d = t._nd
             late = ticks_diff(now, d)
             if late < 0:
                 if ticks_diff(d, best) < 0:
                     best = d
                 continue
-            if late >= t.deadline:
-                t.overruns += 1
-            if late > t.late_max_ms:
-                t.late_max_ms = late
             # Next slot on the fixed grid (skip slots already missed), set
             # before the call: a task that raises must not stay due, or the
             # next pass would re-run it at once, forever (H-9 then holds the
@@ -117,38 +546,23 @@ class Scheduler:
             if ticks_diff(now, nd) >= 0:
                 missed = ticks_diff(now, nd) // p + 1
                 nd = ticks_add(nd, missed * p)
-            t.next_due = nd
-            if alloc:
-                a0 = _mem_alloc()
-            t0 = cpu_us()
-            t.fn(now)
-            dt = ticks_diff(cpu_us(), t0)
-            if alloc:
-                da = _mem_alloc() - a0
-                if da > 0:
-                    t.alloc_bytes = (t.alloc_bytes + da) & 0x3FFFFFFF
-                    if da > t.alloc_max:
-                        t.alloc_max = da
-            t.last_us = dt
-            t.total_us = (t.total_us + dt) & 0x3FFFFFFF  # stay a small int on 32-bit ports
-            if dt > t.wcet_us:
-                t.wcet_us = dt
-            t.runs += 1
+            t._nd = nd
+            self._exec(t, now, late)
             ran += 1
             if ticks_diff(nd, best) < 0:
                 best = nd
-        self._next = best
+        self.next_ms = best
         if ran:
-            self.passes += 1
-            dt = ticks_diff(cpu_us(), p0)
-            if dt > self.pass_wcet_us:
-                self.pass_wcet_us = dt
+            self._pass_done(p0)
         return ran
 
     def reset_stats(self):
+        T = self._T
         for t in self.tasks:
-            t.runs = t.overruns = t.late_max_ms = 0
-            t.wcet_us = t.last_us = t.total_us = 0
+            b = t._i * _TW
+            for f in (_LAST, _TOTAL, _WCET, _RUNS, _OVR, _LATE):
+                T[b + f] = 0
             t.alloc_bytes = t.alloc_max = 0
-        self.passes = 0
-        self.pass_wcet_us = 0
+        self._S[_PASSES] = 0
+        self._S[_PWCET] = 0
+        self._set_slow()

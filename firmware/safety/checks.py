@@ -23,6 +23,8 @@ product below is bounded (see docs/safety.md "integer ranges"): going
 past it would allocate a long int on the hot path.  Nothing here divides
 by a value that can be zero and no input value can raise.
 """
+import micropython
+from array import array
 from micropython import const
 import config
 from rt.clock import ticks_diff, ticks_add
@@ -48,6 +50,8 @@ _E_CURRENT = const(0x01)
 _E_VOLTAGE = const(0x04)
 
 _MAX_WH = const(1000000)      # clamp: keeps wh * 1000 below 2**30
+_TMASK = const(0x3FFFFFFF)    # ticks ms differences modulo 2**30 (exact below 2**29 ms)
+_HALF = const(0x20000000)
 _MAX_DT = const(5000)         # clamp one integration step (stalled tick)
 _WMS_PER_WH = const(360000)   # 10 W * ms per Wh
 _DAMS_PER_CAH = const(360000) # 0.1 A * ms per 0.01 Ah
@@ -97,29 +101,45 @@ class Ctx:
         self._qacc = 0       # remainder, 0.1 A * ms
         self._last = now
 
+    @micropython.viper
     def integrate(self, now):
-        """Add U*I*dt and I*dt since the last call (measured at the output)."""
-        dt = ticks_diff(now, self._last)
+        """Add U*I*dt and I*dt since the last call (measured at the output).
+
+        Machine code (viper), the integer arithmetic of the reference
+        comment below, every bound kept: products below 2**30 on every
+        port, ``//`` and ``%`` with Python's floor semantics (viper's)::
+
+            dt = ticks_diff(now, _last); _last = now; (dt <= 0: done)
+            dt = min(dt, _MAX_DT); skip |i| > 1000 A, v outside 0..1500 V
+            p10 = v * i // 1000; a = _wacc + p10 * dt
+            wh += a // _WMS_PER_WH; _wacc = a % _WMS_PER_WH
+            q = _qacc + i * dt; cah += q // _DAMS_PER_CAH; _qacc = q % ...
+            wh clamped to +-_MAX_WH
+        """
+        n = int(now)
+        dt = ((n - int(self._last) + _HALF) & _TMASK) - _HALF
         self._last = now
         if dt <= 0:
             return
         if dt > _MAX_DT:
             dt = _MAX_DT
-        i = self.inp.i_out
-        v = self.inp.v_outside
+        inp = self.inp
+        i = int(inp.i_out)
+        v = int(inp.v_outside)
         if i < -10000 or i > 10000 or v < 0 or v > 15000:
             return               # implausible sample: skip it, never overflow
         p10 = v * i // 1000      # 10 W units: 0.1 V * 0.1 A = 0.01 W
-        a = self._wacc + p10 * dt
-        self.wh += a // _WMS_PER_WH
+        a = int(self._wacc) + p10 * dt
+        wh = int(self.wh) + a // _WMS_PER_WH
         self._wacc = a % _WMS_PER_WH
-        q = self._qacc + i * dt
-        self.cah += q // _DAMS_PER_CAH
+        q = int(self._qacc) + i * dt
+        self.cah = int(self.cah) + q // _DAMS_PER_CAH
         self._qacc = q % _DAMS_PER_CAH
-        if self.wh > _MAX_WH:
-            self.wh = _MAX_WH
-        elif self.wh < -_MAX_WH:
-            self.wh = -_MAX_WH
+        if wh > _MAX_WH:
+            wh = _MAX_WH
+        elif wh < 0 - _MAX_WH:
+            wh = 0 - _MAX_WH
+        self.wh = wh
 
 
 class Check:
@@ -130,6 +150,7 @@ class Check:
     INPUTS = ""
     CST_FAULT = _F_OTHER
     CST_ERROR = 0
+    TIMED = False       # reset(now) uses the time: call it at the session's start
 
     def __init__(self):
         self.value = NA
@@ -141,7 +162,9 @@ class Check:
         return INACTIVE
 
     def reset(self, now):
-        """Start of a session (stateful checks override)."""
+        """Start of a session (stateful checks override; one whose reset
+        uses ``now`` says ``TIMED``: the supervisor resets every check when
+        charging ends and a TIMED one again when the next session starts)."""
         self.why = "not evaluated"
 
     def eval(self, ctx, now):
@@ -188,20 +211,28 @@ class S2(Check):
         # Output current of the last ``s2.window`` check ticks: BCS carries
         # a measurement taken some time before it arrives, so during a ramp
         # the two legitimately differ by up to the ramp over that time.
-        self.hist = [-1] * cfg(c, "s2.window")      # -1 = no sample yet
+        # The window holds only real samples: until it is full, the slots
+        # not written yet hold the session's first sample (a copy of a
+        # sample that is in the window anyway, so its range is that of the
+        # samples so far); ``_span`` takes the range in machine code.
+        # (Samples are >= 0: no sign to extend from the int array.)
+        self.hist = array("i", [0] * cfg(c, "s2.window"))
         self.k = 0
+        self.empty = True
 
     def reset(self, now):
         Check.reset(self, now)
-        h = self.hist
-        for j in range(len(h)):
-            h[j] = -1
+        self.empty = True
 
     def eval(self, ctx, now):
         i = ctx.inp.i_out
         if i < 0:
             i = 0
         h = self.hist
+        if self.empty:
+            self.empty = False
+            for j in range(len(h)):
+                h[j] = i
         h[self.k] = i
         self.k = (self.k + 1) % len(h)
         if ctx.stale & (STALE_BCS | STALE_OUT):
@@ -209,24 +240,32 @@ class S2(Check):
         m = ctx.bms.meas_i
         if m < 0:
             return self.na("BCS meas_i NA")
-        lo = hi = i
-        for x in h:
-            if x < 0:
-                continue
-            if x < lo:
-                lo = x
-            elif x > hi:
-                hi = x
         d = i - m
         if d < 0:
             d = -d
         self.value = d
-        ramp = hi - lo
+        ramp = _span(h, len(h))
         lim = i * self.pm // 1000
         if lim < self.floor:
             lim = self.floor
         self.limit = lim + ramp
         return TRUE if (d - ramp) * 1000 > i * self.pm and d - ramp > self.floor else FALSE
+
+
+@micropython.viper
+def _span(h: ptr32, n: int) -> int:
+    """max - min of h[0:n] (values >= 0)."""
+    lo = h[0]
+    hi = lo
+    j = 1
+    while j < n:
+        x = h[j]
+        if x < lo:
+            lo = x
+        elif x > hi:
+            hi = x
+        j += 1
+    return hi - lo
 
 
 class S3(Check):
@@ -503,6 +542,7 @@ class S11(Check):
     ID = 11
     NAME = "S-11 temperature rise rate"
     INPUTS = "BSM temp_max"
+    TIMED = True
 
     def __init__(self, c):
         Check.__init__(self)

@@ -21,6 +21,8 @@ States per check, for diagnostics:
 Events are kept in a preallocated ring (``Events``) of ints: time, kind,
 id, level, value.  Writing one allocates nothing.
 """
+import micropython
+from array import array
 from micropython import const
 import config
 from rt.clock import ticks_diff
@@ -120,28 +122,47 @@ _LEVEL_KEYS = ("", "risk.level.s1", "risk.level.s2", "risk.level.s3", "risk.leve
 _cfg = config.get   # setting, or its registered default
 
 
+# RiskTable.b: three rows of _N bytes (state, condition + 1, clear pending)
+_COND = const(14)
+_CLR = const(28)
+_MASK = const(0x3FFFFFFF)    # ticks ms differences (modulo 2**30: exact below 2**29 ms)
+TR_CLEAR_SHIFT = const(15)   # steps(): bit i = check i raised, bit i + 15 = cleared
+COND_ROW = const(_COND)      # offset of the condition row in RiskTable.b
+
+
 class RiskTable:
-    """Persistence / release state machine for checks 1..13."""
+    """Persistence / release state machine for checks 1..13.
+
+    ``step`` feeds one check; ``steps`` (the check tick) feeds a range of
+    them at once from the conditions stored in ``cond`` -- the same state
+    machine in machine code (``_steps``)."""
 
     def __init__(self, c):
         self.persist = _cfg(c, "risk.persist_ms")
         self.release = _cfg(c, "risk.release_ms")
+        self.pr = array("i", [self.persist, self.release])
         self.level = bytearray(_N)
         for i in range(1, _N):
             self.level[i] = _cfg(c, _LEVEL_KEYS[i])
-        self.state = bytearray(_N)
+        self.b = bytearray(3 * _N)
+        mv = memoryview(self.b)
+        self.state = mv[0:_N]
+        self.cond = mv[_COND:_COND + _N]   # last condition + 1 (0 = inactive)
+        self.clr = mv[_CLR:_CLR + _N]      # RAISED and condition currently false
         self.since = [0] * _N      # PENDING: cond true since; RAISED: raised at
-        self.clr = bytearray(_N)   # RAISED and condition currently false
         self.clr_since = [0] * _N
         self.raised_count = [0] * _N
-        self.cond = bytearray(_N)  # last condition + 1 (0 = inactive)
 
     def reset(self):
         """Session start/end: forget pending and raised states (no events)."""
-        for i in range(_N):
-            self.state[i] = INACTIVE
-            self.clr[i] = 0
-            self.cond[i] = 0
+        _zero(self.b, 3 * _N)
+
+    def steps(self, lo, hi, now):
+        """``step`` for checks lo..hi-1, each with the condition already in
+        ``cond`` (condition + 1, 0 = inactive).  Returns a bit mask: bit i
+        = check i raised, bit i + TR_CLEAR_SHIFT = check i cleared."""
+        return _steps(now, lo, hi, self.b, self.since, self.clr_since,
+                      self.raised_count, self.pr)
 
     def step(self, i, cond, now):
         """Feed check ``i``'s condition (1 true, 0 false, -1 inactive).
@@ -182,6 +203,64 @@ class RiskTable:
             self.state[i] = OK
             self.since[i] = now
         return T_NONE
+
+
+@micropython.viper
+def _zero(b: ptr8, n: int):
+    i = 0
+    while i < n:
+        b[i] = 0
+        i += 1
+
+
+@micropython.viper
+def _steps(now, lo: int, hi: int, b: ptr8, since, clr_since, raised, pr: ptr32) -> int:
+    """``RiskTable.step`` for checks lo..hi-1 in machine code: the same
+    transitions, the condition of each read from ``b`` (row _COND).  The
+    time lists ``since``/``clr_since`` (exact ticks) are touched only for a
+    check that is pending, raised or changes state."""
+    n = int(now)
+    m = 0
+    i = lo
+    while i < hi:
+        c = b[_COND + i]
+        st = b[i]
+        if c == 0:                          # inactive
+            if st == 3:
+                b[_CLR + i] = 0             # no evidence it is gone: stay raised
+            else:
+                b[i] = 0
+        elif c == 2:                        # condition true
+            b[_CLR + i] = 0
+            if st != 3:
+                e = 0
+                if st != 2:
+                    b[i] = 2
+                    since[i] = now
+                else:
+                    e = (n - int(since[i])) & _MASK
+                if e >= pr[0]:
+                    b[i] = 3
+                    since[i] = now
+                    raised[i] = int(raised[i]) + 1
+                    m |= 1 << i
+        elif st == 3:                       # false while raised
+            e = 0
+            if b[_CLR + i] == 0:
+                b[_CLR + i] = 1
+                clr_since[i] = now
+            else:
+                e = (n - int(clr_since[i])) & _MASK
+            if e >= pr[1]:
+                b[i] = 1
+                since[i] = now
+                b[_CLR + i] = 0
+                m |= 1 << (i + TR_CLEAR_SHIFT)
+        elif st != 1:
+            b[i] = 1
+            since[i] = now
+        i += 1
+    return m
 
 
 class Events:

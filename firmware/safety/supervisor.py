@@ -45,16 +45,18 @@ session's stage, every session tick) and once ``rx_times`` (the link's
 
 Both ticks allocate nothing (proved under micropython.heap_lock()).
 """
+import micropython
 from micropython import const
 import config
 from rt.clock import ticks_diff
+from rt import guard as _guard
 from safety import checks as _checks
 from safety import risk as _risk
-from safety.risk import (RiskTable, Events, T_RAISED, T_CLEARED, name_of,
+from safety.risk import (RiskTable, Events, T_RAISED, T_CLEARED, name_of, _steps,
                          EV_RAISE, EV_CLEAR, EV_TRIP, EV_K_OPEN, EV_SAFE_V,
                          EV_BLEED_TO, EV_LOCKOUT, EV_CONFIRM, EV_LATCH,
                          EV_RESET, EV_FAILSAFE, H3, H7, H9, H11, H12)
-from safety.protections import Protections, cst_fault_of, cst_error_of
+from safety.protections import Protections, cst_fault_of, cst_error_of, _hprot, _STATE
 from safety.trip import TripPath, IDLE, POWER_OFF, BLEED, SAFE
 from safety.interlock import ALLOW as _ALLOW
 from safety import lockout as _lockout
@@ -82,6 +84,180 @@ config.register(CONFIG_SCHEMA)
 
 _cfg = config.get   # setting, or its registered default
 
+# safety.protections' kernel state (folded by the compiler)
+_P_KCMD = const(44)
+_P_KSINCE = const(45)
+_P_KFAULT = const(46)
+_P_LIM = const(48)
+_NST = const(14)       # stages in the H-12 table
+_MASK = const(0x3FFFFFFF)
+_HALF = const(0x20000000)
+assert len(_ALLOW) == _NST and (_STATE["k_cmd"], _STATE["k_since"], _STATE["k_fault"],
+                                 _STATE["current_limit"]) == (_P_KCMD, _P_KSINCE, _P_KFAULT, _P_LIM)
+
+
+# the check tick in three parts (check ids lo+1..hi): head S-1..S-4 (with
+# H-11, session start/end, integrators), mid S-5..S-9, tail S-10..S-13
+_PARTS = ((0, 4), (4, 9), (9, 13))
+_TR_CLEAR = const(15)  # safety.risk.TR_CLEAR_SHIFT
+_COND = const(14)      # safety.risk: the condition row of RiskTable.b
+assert _TR_CLEAR == _risk.TR_CLEAR_SHIFT and _COND == _risk.COND_ROW
+assert _PARTS == ((0, 4), (4, 9), (9, 13))     # (check_mid, check_tail spell them out)
+
+
+@micropython.viper
+def _conds(pairs, ctx, now, b: ptr8):
+    """Each check's condition into the risk table's condition row
+    (``safety.risk``: condition + 1: TRUE 2, FALSE 1, INACTIVE 0); a check
+    that raises is INACTIVE, "error in check"."""
+    for p in pairs:
+        c = p[1]
+        r = -1
+        try:
+            r = int(c.eval(ctx, now))
+        except Exception:
+            c.why = "error in check"
+            r = -1
+        b[_COND + int(p[0])] = r + 1
+
+
+@micropython.viper
+def _eval(sup, now, p: int):
+    """Part p of the check tick (checks lo+1..hi of ``_PARTS[p]``; only the
+    enabled ones are evaluated, a disabled one stays INACTIVE, "disabled"):
+    each condition, then the risk table for all of them at once, then the
+    actions of any that were raised or cleared, in check order.  (A check's
+    condition reads the measurements and the BMS data only, never what an
+    earlier check's action did, so the order of conditions and actions is
+    free.)"""
+    lo = 9
+    hi = 13
+    if p == 0:
+        lo = 0
+        hi = 4
+    elif p == 1:
+        lo = 4
+        hi = 9
+    rk = sup.risk
+    b = rk.b
+    _conds(sup._pairs[p], sup.ctx, now, b)
+    m = int(_steps(now, lo + 1, hi + 1, b, rk.since, rk.clr_since, rk.raised_count, rk.pr))
+    if m != 0:
+        lv = ptr8(rk.level)
+        cks = sup.checks
+        i = lo + 1
+        while i <= hi:
+            if m & (1 << i):
+                sup._raised(now, i, lv[i], cks[i - 1].value)
+            elif m & (1 << (i + _TR_CLEAR)):
+                sup.events.add(now, EV_CLEAR, i, lv[i], cks[i - 1].value)
+            i += 1
+
+
+@micropython.viper
+def _h11_quiet(sup, now) -> int:
+    """H-11's common case in machine code: no cut running, and the current
+    not flowing or both BCL and BCS fresh enough.  1 = nothing to do; 0 =
+    let ``Supervisor._h11`` decide (from the same state: the only change
+    made here, the start of the current, is one it would make the same)."""
+    if int(sup.h11_on) != 0:
+        return 0
+    i = int(sup.inp.i_out)
+    fl = int(sup.h11_flow)
+    if (i <= fl and i >= 0 - fl) or int(sup.tripped) != 0:
+        sup._flowing = 0
+        return 1
+    n = int(now)
+    if int(sup._flowing) == 0:
+        sup._flowing = 1
+        sup._flow_t = now
+    t0 = int(sup._flow_t)
+    lo = sup.rx_times
+    t = int(lo[_PF_BCL])
+    if t < 0 or ((t - t0 + _HALF) & _MASK) - _HALF < 0:
+        t = t0                          # older than the current: count from its start
+    if ((n - t + _HALF) & _MASK) - _HALF > int(sup.h11_bcl):
+        return 0
+    t = int(lo[_PF_BCS])
+    if t < 0 or ((t - t0 + _HALF) & _MASK) - _HALF < 0:
+        t = t0
+    if ((n - t + _HALF) & _MASK) - _HALF > int(sup.h11_bcs):
+        return 0
+    return 1
+
+
+@micropython.viper
+def _copy(dst: ptr8, src: ptr8, n: int):
+    i = 0
+    while i < n:
+        dst[i] = src[i]
+        i += 1
+
+
+@micropython.viper
+def _ptick(sup, now) -> int:
+    """The protection tick's common path: ``_hprot``, then ``_quiet`` if
+    nothing fired.  0 = done; else 1 + the code that fired (0: not quiet),
+    for ``Supervisor._protect``.  (Machine code: no Python frame, which for
+    a function this size would come from the heap at every call.)"""
+    p = sup.prot
+    st = p._st
+    code = int(_hprot(now, sup.inp, sup.charging, st, p._fl, p.first))
+    if code == 0 and int(_quiet(sup, now, sup.out, st, _ALLOW)) != 0:
+        return 0
+    return code + 1
+
+
+@micropython.viper
+def _quiet(sup, now, out, ps: ptr32, allow: ptr8) -> int:
+    """The rest of a quiet protection tick in machine code: no protection
+    fired (the caller checked), no latch, no trip, no reboot cause.  Caps
+    the current (H-6 derate, lockout cap, H-11 cut), checks H-12 and tracks
+    the K1/K2 command, exactly as ``Supervisor._protect`` does; returns 1.
+    Returns 0 *before changing anything* when that is not the case (a
+    contactor fault, a trip, H-9, an H-12 violation, a stage outside the
+    table): ``_protect`` then does the whole tick."""
+    if ps[_P_KFAULT] != 0:
+        return 0
+    if int(sup._boot_cause) != 0 or int(sup.tripped) != 0 or int(sup.failed) != 0:
+        return 0
+    n = int(now)
+    lim = ps[_P_LIM]
+    cap = int(sup._cap)
+    if cap < lim:
+        lim = cap
+    if int(sup.h11_on) != 0:
+        lim = 0
+    stg = int(sup.stage)
+    if stg < 0 or stg >= _NST:
+        return 0
+    new = 0
+    if stg != int(sup._ilk_stage):
+        new = 1
+    ko = out.k12
+    k = int(ko)
+    pe = int(out.pwr_en)
+    if k != 0 or pe != 0:
+        a = allow[stg]
+        if (k != 0 and (a & 1) == 0) or (pe != 0 and (a & 2) == 0):
+            return 0
+        if (a & 4) != 0 and new == 0:
+            if ((n - int(sup._ilk_t)) & _MASK) > int(sup.h12_stop):
+                return 0
+    sup.current_limit = lim
+    if int(out.i_set) > lim:
+        out.i_set = lim
+    if new != 0:
+        sup._ilk_stage = stg
+        sup._ilk_t = now
+    sup._k_applied = ko
+    if k != 0:
+        k = 1
+    if k != ps[_P_KCMD]:
+        ps[_P_KCMD] = k
+        ps[_P_KSINCE] = n & _MASK
+    return 1
+
 
 class Supervisor:
     def __init__(self, cfg, clock, board, inp, out, bms, store=None):
@@ -93,6 +269,14 @@ class Supervisor:
         self.ctx = _checks.Ctx(bms, inp)
         self.checks = _checks.build(cfg)
         self.risk = RiskTable(cfg)
+        # (id, check) of the enabled checks of each half of the check tick
+        lv = self.risk.level
+        self._pairs = tuple(tuple((k + 1, self.checks[k]) for k in range(lo, hi) if lv[k + 1])
+                            for lo, hi in _PARTS)
+        # ... and those to renew at a session's start (TIMED or disabled)
+        self._renewed = tuple(tuple(self.checks[k] for k in range(lo, hi)
+                                    if self.checks[k].TIMED or not lv[k + 1])
+                              for lo, hi in _PARTS)
         self.events = Events(_risk._cfg(cfg, "risk.events"))
         self.prot = Protections(cfg)
         self.trip = TripPath(cfg)
@@ -143,6 +327,14 @@ class Supervisor:
         self._boot_cause = 0
         self._vinbuf = bytearray(17)
         self._vinlen = 0
+        # the per-tick entry points, each inside a generator that catches
+        # (rt.guard: no heap frame per call)
+        self._g_protect = _guard.start(self._tick, self.fail_safe)
+        self._g_head = _guard.start(self._head, self.fail_safe)
+        self._g_mid = _guard.start(self._mid, self.fail_safe)
+        self._g_tail = _guard.start(self._tail, self.fail_safe)
+        self._due = 0                # bit p: check_head evaluated, part p may run
+        self._fresh = 0              # bit p: part p resets its checks first
         # persistence
         if store is None:
             import store as _store
@@ -189,74 +381,102 @@ class Supervisor:
     def protect_tick(self, now):
         """Hard protections + trip path; every fast tick, never raises.
 
-        The body is inline (not a ``_protect`` call inside the ``try``):
-        at 200 runs per second every Python call level is measurable."""
+        The common tick -- nothing fires, no trip, no latch, the outputs
+        allowed -- is two viper functions: ``_hprot`` (every protection,
+        ``safety.protections``) and ``_quiet`` (current limit, H-12, K1/K2
+        tracking).  Anything else, or any doubt, takes ``_protect``, the
+        whole tick in Python (``_quiet`` decides before it changes anything,
+        so ``_protect`` starts from the same state)."""
         try:
-            inp = self.inp
-            out = self.out
-            p = self.prot
-            code = p.evaluate(now, inp, self.charging)
-            boot = self._boot_cause
-            if boot:
-                if not code:
-                    code = boot           # latched before the reboot
-                    p.t_first = now
-                self._boot_cause = 0
-            if code == H3:
-                self.lock.set_latch(L_ESTOP)
-            if p.k_fault:                 # also while another cause tripped first
-                if not self.lock.latched & L_CONTACTOR:
-                    self.events.add(now, EV_LATCH, H7, 3, p.k_fault)
-                self.lock.set_latch(L_CONTACTOR)
-            if code and not self.tripped:
-                self.events.add(now, EV_RAISE, code, 3, p.value[code - 100])
-                self._start_trip(now, code, p.t_first)
-            if self.tripped:
-                force = self.trip.apply(now, inp, out)
-                self._trip_events(now)
-                if not self.failed:
-                    # (after H-9 the block below writes the fail-safe state
-                    # once; writing the trip's state first made the bleeder
-                    # output toggle every tick)
-                    self._write(out)
-                if force:
-                    self.board.force_safe()
-            else:
-                lim = p.current_limit
-                cap = self._cap
-                if cap < lim:
-                    lim = cap
-                if self.h11_on:
-                    lim = 0                   # H-11: BMS data lost, current cut
-                self.current_limit = lim
-                if out.i_set > lim:
-                    out.i_set = lim
-                # H-12 output interlock (before anything reaches the board)
-                st = self.stage
-                if st != self._ilk_stage:
-                    self._ilk_stage = st
-                    self._ilk_t = now
-                k = out.k12
-                pe = out.pwr_en
-                if k or pe:
-                    a = _ALLOW[st]
-                    if ((k and not a & _A_K12) or (pe and not a & _A_PWR)
-                            or (a & _A_TIMED and ticks_diff(now, self._ilk_t) > self.h12_stop)):
-                        v = st * 100 + (10 if k else 0) + (1 if pe else 0)
-                        self.events.add(now, EV_RAISE, H12, 3, v)
-                        self._start_trip(now, H12, now)
-            if self.failed:
-                out.safe()
+            return self._g_protect(now)          # self._tick(now), guarded (rt.guard)
+        except StopIteration:             # a BaseException ended the guard
+            return self._rs_protect(now)
+
+    # (A new guard for an entry point whose guard a BaseException ended,
+    # and the call that found it ended.  Separate methods: with an argument
+    # more, the entry points' frames would no longer fit the C stack.)
+    def _rs_protect(self, now):
+        self._g_protect = _guard.start(self._tick, self.fail_safe)
+        return self._g_protect(now)
+
+    def _rs_head(self, now):
+        self._g_head = _guard.start(self._head, self.fail_safe)
+        return self._g_head(now)
+
+    def _rs_mid(self, now):
+        self._g_mid = _guard.start(self._mid, self.fail_safe)
+        return self._g_mid(now)
+
+    def _rs_tail(self, now):
+        self._g_tail = _guard.start(self._tail, self.fail_safe)
+        return self._g_tail(now)
+
+    def _tick(self, now):
+        c = _ptick(self, now)
+        if c:
+            self._protect(now, c - 1)
+
+    def _protect(self, now, code):
+        inp = self.inp
+        out = self.out
+        p = self.prot
+        if code:
+            p.t_first = p.first[code - 100]
+        boot = self._boot_cause
+        if boot:
+            if not code:
+                code = boot           # latched before the reboot
+                p.t_first = now
+            self._boot_cause = 0
+        if code == H3:
+            self.lock.set_latch(L_ESTOP)
+        if p.k_fault:                 # also while another cause tripped first
+            if not self.lock.latched & L_CONTACTOR:
+                self.events.add(now, EV_LATCH, H7, 3, p.k_fault)
+            self.lock.set_latch(L_CONTACTOR)
+        if code and not self.tripped:
+            self.events.add(now, EV_RAISE, code, 3, p.value[code - 100])
+            self._start_trip(now, code, p.t_first)
+        if self.tripped:
+            force = self.trip.apply(now, inp, out)
+            self._trip_events(now)
+            if not self.failed:
+                # (after H-9 the block below writes the fail-safe state
+                # once; writing the trip's state first made the bleeder
+                # output toggle every tick)
                 self._write(out)
+            if force:
+                self.board.force_safe()
+        else:
+            lim = p.current_limit
+            cap = self._cap
+            if cap < lim:
+                lim = cap
+            if self.h11_on:
+                lim = 0                   # H-11: BMS data lost, current cut
+            self.current_limit = lim
+            if out.i_set > lim:
+                out.i_set = lim
+            # H-12 output interlock (before anything reaches the board)
+            st = self.stage
+            if st != self._ilk_stage:
+                self._ilk_stage = st
+                self._ilk_t = now
             k = out.k12
-            self._k_applied = k
-            # p.track_k(now, k), inlined
-            k = 1 if k else 0
-            if k != p.k_cmd:
-                p.k_cmd = k
-                p.k_since = now
-        except Exception as ex:
-            self.fail_safe(ex)
+            pe = out.pwr_en
+            if k or pe:
+                a = _ALLOW[st]
+                if ((k and not a & _A_K12) or (pe and not a & _A_PWR)
+                        or (a & _A_TIMED and ticks_diff(now, self._ilk_t) > self.h12_stop)):
+                    v = st * 100 + (10 if k else 0) + (1 if pe else 0)
+                    self.events.add(now, EV_RAISE, H12, 3, v)
+                    self._start_trip(now, H12, now)
+        if self.failed:
+            out.safe()
+            self._write(out)
+        k = out.k12
+        self._k_applied = k
+        p.track_k(now, k)
 
     def _write(self, out):
         try:
@@ -303,13 +523,62 @@ class Supervisor:
     # ----------------------------------------------------------- check tick
     def check_tick(self, now):
         """H-11, then S-1..S-13 with persistence/release while charging;
-        never raises."""
+        never raises.  = ``check_head`` + ``check_mid`` + ``check_tail`` at
+        the same time: the app runs the three parts in three scheduler
+        passes (no pass then holds all 13 checks); the API and the unit
+        tests use this one."""
+        self.check_head(now)
+        self.check_mid(now)
+        self.check_tail(now)
+
+    def check_head(self, now):
+        """H-11, session start/end of the checks, the U*I and I integrators,
+        S-1..S-4; never raises."""
         try:
-            if self.rx_times is not None:
-                self._h11(now)
-            self._check(now)
-        except Exception as ex:
-            self.fail_safe(ex)
+            return self._g_head(now)             # self._head(now), guarded (rt.guard)
+        except StopIteration:
+            return self._rs_head(now)
+
+    def check_mid(self, now):
+        """S-5..S-9, after ``check_head`` of the same check tick (a later
+        pass of the app: same period, fixed phase, so the 5 s persistence
+        and the release time are those of a check evaluated every
+        ``sched.checks_ms``); never raises.  Does nothing unless the head
+        evaluated its checks since (charging)."""
+        try:
+            return self._g_mid(now)
+        except StopIteration:
+            return self._rs_mid(now)
+
+    def check_tail(self, now):
+        """S-10..S-13, as ``check_mid``; never raises."""
+        try:
+            return self._g_tail(now)
+        except StopIteration:
+            return self._rs_tail(now)
+
+    def _mid(self, now):
+        self._part(now, 1)
+
+    def _tail(self, now):
+        self._part(now, 2)
+
+    # (The check tick's functions are kept to frames of at most 11 words,
+    # the rest is viper: a bigger frame comes from the heap at every call.)
+    def _head(self, now):
+        if self.rx_times is not None and not _h11_quiet(self, now):
+            self._h11(now)
+        self._check(now)
+
+    def _part(self, now, p):
+        bit = 2 if p == 1 else 4
+        if self._due & bit:
+            self._due &= ~bit
+            if self.charging:
+                if self._fresh & bit:
+                    self._fresh &= ~bit
+                    self._renew(now, p)
+                _eval(self, now, p)
 
     def _h11(self, now):
         """BCL/BCS freshness while current flows, whatever the session
@@ -357,11 +626,9 @@ class Supervisor:
 
     def _check(self, now):
         if not self.charging:
+            self._due = 0
             if self._was_charging:
-                self._was_charging = False
-                self.risk.reset()
-                for c in self.checks:
-                    c.why = "not charging"
+                self._end_checks(now)
             return
         if not self._was_charging:
             self._begin(now)
@@ -370,26 +637,28 @@ class Supervisor:
         ctx.integrate(now)
         if ctx.soc0 < 0:
             self._take_soc0()
-        rk = self.risk
-        lv = rk.level
-        cks = self.checks
-        for k in range(13):
-            c = cks[k]
-            i = k + 1
-            if lv[i] == 0:
+        _eval(self, now, 0)
+        self._due = 6                   # check_mid, check_tail may run
+
+    def _end_checks(self, now):
+        # the next session's fresh state, made now (no check runs in
+        # between): the first charging tick has enough to do
+        self._was_charging = False
+        self.risk.reset()
+        for c in self.checks:
+            c.reset(now)
+            c.why = "not charging"
+
+    def _renew(self, now, p):
+        """Part p's first run of a session: the checks were reset when the
+        last session ended (or built); reset again those whose state starts
+        at the session's time (``TIMED``), mark the disabled ones."""
+        lv = self.risk.level
+        for c in self._renewed[p]:
+            if c.TIMED:
+                c.reset(now)
+            if lv[c.ID] == 0:
                 c.why = "disabled"
-                cond = -1
-            else:
-                try:
-                    cond = c.eval(ctx, now)
-                except Exception:
-                    c.why = "error in check"
-                    cond = -1
-            t = rk.step(i, cond, now)
-            if t == T_RAISED:
-                self._raised(now, i, lv[i], c.value)
-            elif t == T_CLEARED:
-                self.events.add(now, EV_CLEAR, i, lv[i], c.value)
 
     def _raised(self, now, i, level, value):
         self.events.add(now, EV_RAISE, i, level, value)
@@ -428,8 +697,8 @@ class Supervisor:
         self.ctx.soc0 = NA
         self._take_soc0()
         self.risk.reset()
-        for c in self.checks:
-            c.reset(now)
+        self._renew(now, 0)
+        self._fresh = 6                 # check_mid, check_tail renew theirs first
         self.stop_request = 0
         self.warn_count = 0
         if not self.tripped:
@@ -442,16 +711,21 @@ class Supervisor:
             n = len(v)
             if n > 17:
                 n = 17
-            for j in range(n):
-                self._vinbuf[j] = v[j]
+            if type(v) is bytes or type(v) is bytearray:
+                _copy(self._vinbuf, v, n)
+            else:
+                for j in range(n):
+                    self._vinbuf[j] = v[j]
         self._vinlen = n
 
     # ------------------------------------------------------------ slow tick
     def slow_tick(self, now, wall_s=None):
-        """Lockout bookkeeping and persistence (allocates; ~1 s task)."""
+        """Lockout bookkeeping and persistence (allocates; ~1 s task).
+        Returns True if there was any (it allocated), else False."""
         if wall_s is not None:
             self.wall_s = wall_s
         w = self.wall_s
+        work = self._npend or self.lock.dirty
         if self._npend:
             vin = bytes(self._vinbuf[:self._vinlen])
             for k in range(self._npend):
@@ -466,6 +740,7 @@ class Supervisor:
             self._npend = 0
         if self.lock.dirty:
             self.save()
+        return bool(work)
 
     # ------------------------------------------------------- operator / app
     def start_allowed(self, vin, now_date):
@@ -554,9 +829,15 @@ class Supervisor:
         self.events.add(self.clock.ticks_ms(), EV_RESET, had, 0, 0)
         return had
 
-    @property
-    def needs_confirmation(self):
-        return self.lock.confirm
+    def __getattr__(self, name):
+        # ``needs_confirmation``: the lockout's flag.  Not a property: a class
+        # with a property makes every attribute store on its instances look
+        # the class up first (MicroPython's special accessors: 5x a plain
+        # store), and the app stores ``charging``/``stage``/``stale`` and
+        # the protection tick ``current_limit`` every tick.
+        if name == "needs_confirmation":
+            return self.lock.confirm
+        raise AttributeError(name)
 
     def fail_safe(self, exc=None):
         """H-9: output off, contactors open, latched until reboot."""

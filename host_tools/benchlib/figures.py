@@ -161,7 +161,9 @@ def build_mpy(dest: Path) -> Path:
     for py in src.rglob("*.py"):
         out = dest / py.relative_to(src).with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([mpyc, "-o", str(out), str(py)], check=True, cwd=str(src))
+        # -march=host: the firmware has viper code, compiled for the unix
+        # port's own CPU (boards compile it for theirs)
+        subprocess.run([mpyc, "-march=host", "-o", str(out), str(py)], check=True, cwd=str(src))
     return dest
 
 

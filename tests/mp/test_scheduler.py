@@ -1,5 +1,6 @@
 """Scheduler and clock on the real micropython binary."""
 import micropython
+import random
 import mptest
 from rt.clock import SimClock, TicksClock, ticks_diff
 from rt.scheduler import Scheduler
@@ -139,6 +140,115 @@ def test_ticks_clock_moves():
     import time
     time.sleep_ms(5)
     mptest.true(ticks_diff(c.ticks_ms(), t0) >= 5)
+
+
+class Log:
+    """Records (name, now) of every run into one shared list."""
+
+    def __init__(self, log, name, fail_every=0):
+        self.log = log
+        self.name = name
+        self.fail_every = fail_every
+        self.n = 0
+
+    def run(self, now):
+        self.n += 1
+        self.log.append((self.name, now))
+        if self.fail_every and self.n % self.fail_every == 0:
+            raise OSError("task %s fails" % self.name)
+
+
+def _twins(specs, fail=None):
+    """The same task set on a table scheduler and on a scan-only one."""
+    out = []
+    for table in (True, False):
+        c = SimClock()
+        s = Scheduler(c, table=table)
+        log = []
+        for name, period, offset in specs:
+            f = Log(log, name, (fail or {}).get(name, 0))
+            s.add(name, f.run, period, offset_ms=offset)
+        s.start(0)
+        out.append((c, s, log))
+    return out
+
+
+def _stats(s):
+    return [(t.name, t.runs, t.overruns, t.late_max_ms, t.next_due) for t in s.tasks]
+
+
+def test_table_equals_scan_pass_by_pass():
+    # the charger's default table (protect, can, session, records, checks,
+    # slow, console), odd sets, late calls of every size, idle polls,
+    # tasks that raise: the same runs at the same times, the same stats
+    random.seed(11)
+    sets = (
+        [("protect", 5, 0), ("can", 10, 0), ("session", 10, 1), ("records", 50, 5),
+         ("checks", 100, 3), ("slow", 1000, 25), ("console", 10, 5)],
+        [("a", 2, 0), ("b", 50, 7)],
+        [("a", 3, 1), ("b", 7, 2), ("c", 20, 19), ("d", 1, 0)],
+        [("a", 200, 199), ("b", 250, 3)],
+        [("x", 4, 2), ("y", 6, 0), ("z", 9, 8)],
+    )
+    for k, specs in enumerate(sets):
+        fail = {specs[0][0]: 7, specs[-1][0]: 5} if k != 3 else {"b": 3}
+        (c1, s1, l1), (c2, s2, l2) = _twins(specs, fail)
+        mptest.true(s1._tb is not None, "set %d: table built" % k)
+        mptest.true(s2._tb is None, "set %d: scan reference" % k)
+        t = 0
+        nrun = 0
+        for step in range(4000):
+            r = random.getrandbits(4)
+            if r < 9:
+                t = max(t, s1.next_due())       # the lock-step loop: on time
+            elif r < 13:
+                t += random.getrandbits(2)       # idle polls, up to 3 ms late
+            else:
+                t += random.getrandbits(7)       # busy loop: whole slots missed
+            raised = 0
+            for c, s in ((c1, s1), (c2, s2)):
+                c.advance_to(t)
+                try:
+                    s.run_due()
+                except OSError:
+                    raised += 1
+            mptest.eq(l1, l2, "set %d step %d: same runs" % (k, step))
+            nrun += len(l1)
+            del l1[:]
+            del l2[:]
+            if not raised:
+                # (after an exception the scan leaves its earliest-due time
+                # behind: the loop calls again at once, and runs nothing)
+                mptest.eq(s1.next_due(), s2.next_due(), "set %d step %d: next due" % (k, step))
+        mptest.eq(_stats(s1), _stats(s2), "set %d: same statistics" % k)
+        mptest.eq(s1.passes, s2.passes, "set %d: same passes" % k)
+        mptest.true(nrun > 100, "set %d: %d runs" % (k, nrun))
+
+
+def test_no_table_for_long_gaps_or_late_tasks():
+    # a gap over 255 ms between passes, a task added after start: the scan
+    c = SimClock()
+    s = Scheduler(c)
+    r = Recorder(10)
+    s.add("a", r.fn, 1000, offset_ms=999)
+    s.start(0)
+    mptest.true(s._tb is None, "1 s gap: scan")
+    _drive(c, s, 3000)
+    mptest.eq(r.t[:3], [999, 1999, 2999], "on time")
+    c2 = SimClock()
+    s2 = Scheduler(c2)
+    a = Recorder(400)
+    b = Recorder(400)
+    s2.add("a", a.fn, 5)
+    s2.start(0)
+    mptest.true(s2._tb is not None, "table")
+    _drive(c2, s2, 12)
+    s2.add("b", b.fn, 10, offset_ms=1)
+    mptest.true(s2._tb is None, "a task added after start: scan")
+    mptest.eq(s2.tasks[0].next_due, 15, "the table's next due carried over")
+    _drive(c2, s2, 1000)
+    mptest.eq(a.n, 201, "a kept its grid")
+    mptest.eq(a.t[3], 15, "a at 15")
 
 
 mptest.main(globals())

@@ -84,4 +84,43 @@ def test_energy_accumulator_stays_small():
     eq(c.minutes(), 16, "minutes")
 
 
+def test_charge_step_is_limit_ramp_v_limit_integrate():
+    """Control.charge_step (viper, the session's hot path) computes exactly
+    what limit + ramp + v_limit + integrate compute, and allocates nothing."""
+    from gbt.control import Control
+    from gbt.sessioncfg import SessionConfig
+
+    class B:
+        pass
+    cfg = SessionConfig({})
+    a = Control(cfg)
+    c = Control(cfg)
+    b = B()
+    x = 12345
+    for k in range(3000):
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+        b.req_i = (x % 5000) - 200           # some NA (< 0)
+        b.max_i = ((x >> 4) % 4000) - 100
+        b.req_v = ((x >> 8) % 9000) - 100
+        b.max_v = ((x >> 12) % 9000) - 100
+        i_cap = (x >> 3) % 3000
+        v = ((x >> 6) % 25000) - 500         # beyond the clamps both ways
+        i = ((x >> 9) % 14000) - 500
+        dt = ((x >> 2) % 130) - 10
+        up = (x >> 5) % 3000
+        down = (x >> 7) % 20000
+        demand = (x >> 11) & 1
+        t = a.limit(b, i_cap, v) if demand else 0
+        want = a.ramp(t, dt, up, down)
+        want_v = a.v_limit(b)
+        a.integrate(v, i, dt, True)
+        micropython.heap_lock()
+        try:
+            got = c.charge_step(b, i_cap, v, i, dt, up, down, demand)
+        finally:
+            micropython.heap_unlock()
+        eq((got, c.v_set, c.target, c.i_m, c.energy_wh, c._e_mj, c.charge_ms),
+           (want, want_v, a.target, a.i_m, a.energy_wh, a._e_mj, a.charge_ms), "step %d" % k)
+
+
 mptest.main(globals())

@@ -27,8 +27,11 @@ MICROPY_VFS_LFS2 = 1
 
 FROZEN_MANIFEST ?= $(BOARD_DIR)/../manifest.py
 
-# mp_hal_time_ns() for littlefs timestamps (the port has no RTC).
+# mp_hal_time_ns() for littlefs timestamps (the port has no RTC), and a
+# ticks_us() without the port's read race (board_time.c says why): the
+# port's own is renamed in its object file.
 SRC_C += $(BOARD_DIR)/board_time.c
+$(BUILD)/mcu/arm/ticks.o: CFLAGS += -Dticks_us=ticks_us_port
 
 # The interpreter as the stm32 port builds it (ports/stm32/mpconfigport.h):
 # computed-goto bytecode dispatch (vm.c and gc.c get -O3 on both ports).
