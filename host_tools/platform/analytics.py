@@ -127,7 +127,9 @@ def _np(col, fill=np.nan, dtype=np.float64):
 
 
 def _ts_ms(col) -> np.ndarray:
-    c = col.cast(pa.int64()) if pa.types.is_timestamp(col.type) else col
+    if pa.types.is_timestamp(col.type):      # DuckDB hands back microseconds
+        col = col.cast(pa.timestamp("ms")).cast(pa.int64())
+    c = col
     return np.asarray(c.fill_null(-1), np.int64)
 
 

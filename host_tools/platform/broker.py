@@ -66,7 +66,7 @@ class Mosquitto:
             "allow_anonymous true\n"
             "persistence false\n"
             "max_queued_messages 1000000\n"
-            "max_inflight_messages 100\n"
+            "max_inflight_messages 1000\n"
             "log_dest stderr\n"
             "log_type error\nlog_type warning\n" % self.port)
         self.log_path = log or (self.dir / "mosquitto.log")

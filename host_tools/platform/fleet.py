@@ -286,6 +286,8 @@ class Fleet:
         plus ``"order"``: (n, type, index) of every record in emission order per
         charger.  Assigns the per-charger record numbers ``n``."""
         demand = self.spec.demand if demand is None else demand
+        if not len(sess):
+            raise ValueError("no sessions")
         P = self.profiles(sess)
         row = P["row_session"]
         m = len(sess)

@@ -99,10 +99,16 @@ class Ingestor:
                             json.dumps(cmd, default=str), qos=1)
 
     def wait_idle(self, quiet_s: float = 0.5, timeout: float = 30.0) -> None:
-        """Until no telemetry arrived for ``quiet_s`` (then flush)."""
+        """Flush and acknowledge until no telemetry arrived for ``quiet_s``
+        after the last flush (the broker holds back QoS-1 messages beyond
+        its in-flight window until earlier ones are acknowledged)."""
         end = time.monotonic() + timeout
-        while time.monotonic() < end and time.monotonic() - self.last_batch < quiet_s:
-            time.sleep(0.05)
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            self.flush()
+            time.sleep(quiet_s)
+            if self.last_batch < t0 and not self.pending_acks:
+                break
         self.flush()
 
     def close(self):

@@ -168,6 +168,9 @@ class Store:
             if not self._buf:
                 return 0
             tab = pa.concat_tables(self._buf)
+            if tab.num_rows == 0:            # every record of the batches was invalid
+                self._buf, self._buf_rows, self._pending, self._pending_mask = [], 0, [], {}
+                return 0
             pending = self._pending
             self._buf, self._buf_rows, self._pending, self._pending_mask = [], 0, [], {}
             self._write_partitions(tab, "records")
@@ -197,6 +200,53 @@ class Store:
             os.replace(tmp, path)
             self.stats["files"] += 1
             self.stats["bytes"] += path.stat().st_size
+
+    # ---- sessions and alarms --------------------------------------------------
+    def write_sessions(self, feats) -> None:
+        """Session features (``analytics.Features``) -> sessions/day=.../sessions.parquet
+        (one file per day, replaced: the features of a day are recomputed whole)."""
+        tab = feats.table()
+        if not tab.num_rows:
+            return
+        day = (np.asarray(tab.column("start_ms")) // 86_400_000).astype("datetime64[D]").astype(str)
+        for d in np.unique(day):
+            dd = self.root / "sessions" / ("day=%s" % d)
+            dd.mkdir(parents=True, exist_ok=True)
+            tmp = dd / "sessions.parquet.tmp"
+            pq.write_table(tab.filter(pa.array(day == d)), tmp, compression=COMPRESSION)
+            os.replace(tmp, dd / "sessions.parquet")
+
+    def write_alarms(self, alarms: list[dict]) -> None:
+        """Alarms (``analytics.alarms``) -> alarms/day=.../alarms-<stamp>.parquet; the
+        evidence that is not a column stays as JSON text."""
+        if not alarms:
+            return
+        cols = ("charger_id", "boot", "session", "vin", "start_ms", "rule", "metric", "scope",
+                "value", "threshold", "in_progress", "text")
+        by_day: dict = {}
+        for a in alarms:
+            d = dt.datetime.fromtimestamp(a["start_ms"] / 1000, dt.timezone.utc).strftime("%Y-%m-%d")
+            by_day.setdefault(d, []).append(a)
+        stamp = "%d-%d" % (time.time_ns() // 1000, next(_part))
+        for d, al in by_day.items():
+            dd = self.root / "alarms" / ("day=%s" % d)
+            dd.mkdir(parents=True, exist_ok=True)
+            t = pa.table({c: [a.get(c) for a in al] for c in cols} | {
+                "evidence": [json.dumps(a, ensure_ascii=False) for a in al]})
+            pq.write_table(t, dd / ("alarms-%s.parquet" % stamp), compression=COMPRESSION)
+
+    def records(self, where: str = "", columns=None) -> pa.Table:
+        """Records as Arrow through DuckDB (``where``: an SQL condition, e.g.
+        ``day >= '2026-01-01'`` prunes partitions)."""
+        con = self.duck()
+        cols = ", ".join(columns) if columns else "*"
+        try:
+            return con.sql("SELECT %s FROM records %s" % (cols, ("WHERE " + where) if where else "")
+                           ).to_arrow_table()
+        except Exception as e:          # no records yet
+            if "records" in str(e) and "not exist" in str(e):
+                return W.SCHEMA.empty_table()
+            raise
 
     # ---- queries ------------------------------------------------------------
     def glob(self, dataset: str = "records") -> str:

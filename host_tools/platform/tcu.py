@@ -43,7 +43,10 @@ _ENT = struct.Struct("<QI")      # n, boot; then the record (self-delimiting)
 class Ring:
     """Records waiting for the broker's acknowledgement, on disk."""
 
-    def __init__(self, path, capacity: int = 2_000_000, seg_records: int = 65536):
+    def __init__(self, path, capacity: int = 2_000_000, seg_records: int = 65536,
+                 first_n: int = 0, boot: int = 0):
+        """``first_n``/``boot``: where a new ring starts counting (a TCU that
+        replaces one with history); ignored when the ring has a state."""
         self.dir = Path(path)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.capacity = capacity
@@ -58,6 +61,9 @@ class Ring:
         self._seg_first = None
         self._seg_count = 0
         ack = self.dir / "acked"
+        self.boot = boot
+        if not ack.exists():
+            self.acked = first_n
         if ack.exists():
             self.acked = int(ack.read_text().split()[0])
         self.next_n = self.acked
@@ -153,10 +159,10 @@ class Tcu:
 
     def __init__(self, charger_id: int, host: str, port: int, ring_dir, prefix: str = W.PREFIX,
                  batch_max: int = 200, window: int = 16, capacity: int = 2_000_000,
-                 on_stop: Callable[[dict], str] | None = None):
+                 on_stop: Callable[[dict], str] | None = None, first_n: int = 0, boot: int = 0):
         self.cid = charger_id
         self.prefix = prefix
-        self.ring = Ring(ring_dir, capacity)
+        self.ring = Ring(ring_dir, capacity, first_n=first_n, boot=boot)
         self.batch_max = batch_max
         self.window = window
         self.on_stop = on_stop
