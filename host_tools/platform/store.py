@@ -111,6 +111,8 @@ class Store:
         self.lock = threading.RLock()
         self._buf: list[pa.Table] = []
         self._buf_rows = 0
+        self._raw: list = []          # telemetry batches not decoded yet
+        self._raw_rows = 0
         self._pending: list[tuple[int, int, int]] = []   # (cid, lo, hi) not committed yet
         self._pending_mask: dict[int, list] = {}
         self.stats = {"batches": 0, "records": 0, "duplicates": 0, "invalid": 0,
@@ -135,19 +137,37 @@ class Store:
             if len(offs) != count:
                 self.stats["invalid"] += count - len(offs)
                 mask = mask[:len(offs)]
-            ns = np.arange(n0, n0 + len(offs), dtype=np.int64)
             keep = np.nonzero(mask)[0]
-            tab, bad = W.decode_columns(recs, ns[keep], charger_ids=cid, boots=boot,
-                                        offs=offs[keep], types=types[keep])
-            self.stats["invalid"] += bad
-            self._buf.append(tab)
-            self._buf_rows += tab.num_rows
-            self.stats["records"] += tab.num_rows
+            # decoded at flush, all batches at once (the vectorised decoder's
+            # cost is mostly per call)
+            self._raw.append((bytes(recs), offs[keep], types[keep], n0 + keep, cid, boot))
+            self._raw_rows += len(keep)
             self._pending.append((cid, n0, n0 + count))
-            self._pending_mask.setdefault(cid, []).append((n0, n0 + count))
-            if self._buf_rows >= self.flush_rows:
+            pm = self._pending_mask.setdefault(cid, [])
+            if pm and pm[-1][1] == n0:          # the usual case: the next batch in order
+                pm[-1] = (pm[-1][0], n0 + count)
+            else:
+                pm.append((n0, n0 + count))
+            if self._buf_rows + self._raw_rows >= self.flush_rows:
                 self.flush()
-            return tab.num_rows, dup
+            return len(keep), dup
+
+    def _decode_raw(self) -> None:
+        if not self._raw:
+            return
+        base = np.cumsum([0] + [len(r[0]) for r in self._raw[:-1]])
+        buf = b"".join(r[0] for r in self._raw)
+        offs = np.concatenate([r[1] + b0 for r, b0 in zip(self._raw, base)])
+        types = np.concatenate([r[2] for r in self._raw])
+        ns = np.concatenate([r[3] for r in self._raw])
+        cids = np.concatenate([np.full(len(r[1]), r[4], np.int64) for r in self._raw])
+        boots = np.concatenate([np.full(len(r[1]), r[5], np.int64) for r in self._raw])
+        self._raw, self._raw_rows = [], 0
+        tab, bad = W.decode_columns(buf, ns, charger_ids=cids, boots=boots, offs=offs, types=types)
+        self.stats["invalid"] += bad
+        self.stats["records"] += tab.num_rows
+        self._buf.append(tab)
+        self._buf_rows += tab.num_rows
 
     def add_table(self, tab: pa.Table, ranges=()) -> None:
         """Buffer already-decoded rows (``wire.SCHEMA``); ``ranges``: (cid, lo, hi) they cover."""
@@ -165,6 +185,7 @@ class Store:
         """Write the buffered rows (one file per day and charger), then commit
         the record numbers.  Returns rows written."""
         with self.lock:
+            self._decode_raw()
             if not self._buf:
                 return 0
             tab = pa.concat_tables(self._buf)
