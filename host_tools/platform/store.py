@@ -170,7 +170,10 @@ class Store:
         self._buf_rows += tab.num_rows
 
     def add_table(self, tab: pa.Table, ranges=()) -> None:
-        """Buffer already-decoded rows (``wire.SCHEMA``); ``ranges``: (cid, lo, hi) they cover."""
+        """Buffer already-decoded rows (``wire.SCHEMA``); ``ranges``: (cid, lo, hi) they cover.
+        Other columns (a query's ``day``/``charger``) are left out, types cast
+        to the schema (DuckDB hands timestamps back in microseconds)."""
+        tab = tab.select(list(W.SCHEMA.names)).cast(W.SCHEMA)
         with self.lock:
             self._buf.append(tab)
             self._buf_rows += tab.num_rows
