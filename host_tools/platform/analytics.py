@@ -249,7 +249,7 @@ def _band_hist(g, soc, temp, ns):
         h[:, k - 1] = np.bincount(seg, weights=cdf - prev, minlength=ns * nb)
         prev = cdf
     tot = h.sum(axis=1, keepdims=True)
-    hist = np.where(tot > 0, h / np.where(tot > 0, tot, 1), 0.0).reshape(ns, nb, BINS)
+    hist = np.where(tot > 0, h / np.where(tot > 0, tot, 1), 0.0).reshape(ns, nb, BINS).astype(np.float32)
     return hist, scored.reshape(ns, nb)
 
 

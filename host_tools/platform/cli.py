@@ -73,7 +73,7 @@ def demo(a) -> int:
     ids = [1001 + i for i in range(a.chargers)]
     vins = ["LDEMOVIN%09d" % (i + 1) for i in range(a.chargers)]
     faulty = ids[-1]
-    offline = ids[1] if len(ids) > 2 else None
+    offline = ids[0] if len(ids) >= 2 else None
     store = Store(out / "store")
     _say("platform demo: %d SIL chargers %s; charger %d has a failing cell connection (weld), "
          "charger %s goes offline for %d s of its session" % (
@@ -142,6 +142,7 @@ def demo(a) -> int:
     files = R.write(out / "report", live, f, R.series_of(tab), title="platform demo")
     comp = store.compact(all_days=True)
     ok = True
+    summary = {"chargers": [], "alarms": live, "files": [str(p) for p in files]}
     _say("")
     _say("%-8s %-18s %-9s %8s %8s %6s %-28s %s" % ("charger", "VIN", "stage", "records", "stored",
                                                      "gaps", "stop", "alarms"))
@@ -154,6 +155,11 @@ def demo(a) -> int:
         _say("%-8d %-18s %-9s %8d %8d %6d %-28s %d" % (c.cid, c.params.vin, c.stage(), c._fed, got,
                                                         len(gaps), stop[:28], nal))
         ok &= got == c._fed and not gaps
+        summary["chargers"].append({"charger_id": c.cid, "vin": c.params.vin, "stage": c.stage(),
+                                    "records": c._fed, "stored": got, "gaps": len(gaps),
+                                    "faulty": c.cid == faulty, "offline": c.cid == offline,
+                                    "stops": c.stops, "results": res, "alarms": nal,
+                                    "firmware_stop": [t for _, t in c.sim.texts if t.startswith("stop ")]})
     _say("")
     for x in live:
         _say("alarm: charger %d session %d %s %s" % (x["charger_id"], x["session"], x["rule"], x["text"]))
@@ -165,6 +171,8 @@ def demo(a) -> int:
     for cid, r in ing.results:
         _say("cmd/result from %d: %s" % (cid, r.get("result")))
     _say("store: %s   report: %s" % (out / "store", ", ".join(str(p) for p in files[:3])))
+    summary["ok"] = bool(ok)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     for c in chargers:
         c.close()
     ing.close()
