@@ -19,12 +19,12 @@ records.  Features from its ``status`` records (250 ms):
 
 **A-1.**  For each metric, μ and σ of the same metric over the sessions
 *before* this one (expanding history, a session is never part of its own
-baseline) of the same **vehicle** (VIN) and of the same **charger**; a
-session is abnormal when its value > μ + 3·max(σ, floor) in a scope with at
-least ``min_history`` sessions.  The floor is the wire's resolution (0.01 V,
-1 degC): history of integer temperatures can have σ = 0.  When neither
-scope has the history, the **fleet**'s history (every earlier session) is
-the baseline.
+baseline), in the most specific scope that has at least ``min_history``
+sessions: the same **vehicle** (VIN), else the same **charger**, else the
+**fleet** (every earlier session).  A session is abnormal when its value >
+μ + 3·max(σ, floor).  The floor is the wire's resolution (0.01 V, 1 degC,
+1/3 K/min over the 3-minute window): a history of whole degrees can have
+σ = 0.
 
 **A-2.**  In every SOC band (``BANDS``, by the BMS SOC of the records), the
 session's temperatures (highest cell temperature) are normalised to 0..1
@@ -254,12 +254,14 @@ def _band_hist(g, soc, temp, ns):
 
 
 # ---- A-1: 3 sigma ------------------------------------------------------------
-def prior_stats(key: np.ndarray, time: np.ndarray, x: np.ndarray):
+def prior_stats(key: np.ndarray, time: np.ndarray, x: np.ndarray, order: np.ndarray | None = None):
     """Count, mean and standard deviation of ``x`` over the earlier rows
     (by ``time``) with the same ``key`` -- the expanding history of each row,
-    itself excluded.  NaN values are not history."""
+    itself excluded.  NaN values are not history.  ``order``: the rows
+    sorted by (key, time) when the caller has it already."""
     m = len(x)
-    order = np.lexsort((time, key))
+    if order is None:
+        order = np.lexsort((time, key))
     k, v = key[order], x[order]
     valid = ~np.isnan(v)
     v0 = np.where(valid, v, 0.0)
@@ -268,17 +270,18 @@ def prior_stats(key: np.ndarray, time: np.ndarray, x: np.ndarray):
     Q = np.r_[0.0, np.cumsum(v0 * v0)]
     start = np.r_[True, k[1:] != k[:-1]] if m else np.zeros(0, bool)
     gs = np.maximum.accumulate(np.where(start, np.arange(m), 0)) if m else np.zeros(0, np.int64)
-    i = np.arange(m)
-    c = C[i] - C[gs]
-    s = S[i] - S[gs]
-    q = Q[i] - Q[gs]
+    c = C[:-1] - C[gs]
+    s = S[:-1] - S[gs]
+    q = Q[:-1] - Q[gs]
+    del C, S, Q, v0
     with np.errstate(invalid="ignore", divide="ignore"):
         mu = s / c
         var = np.maximum(q / c - mu * mu, 0.0) * c / np.maximum(c - 1, 1)
-    out = [np.empty(m) for _ in range(3)]
-    for o, a in zip(out, (c, mu, np.sqrt(var))):
-        o[order] = a
-    return out[0].astype(np.int64), out[1], out[2]
+    out = [np.empty(m, np.int64), np.empty(m), np.empty(m)]
+    out[0][order] = c
+    out[1][order] = mu
+    out[2][order] = np.sqrt(var)
+    return out[0], out[1], out[2]
 
 
 @dataclass
@@ -294,17 +297,22 @@ def three_sigma(f: Features, rules: Rules = Rules()) -> dict:
 
     Returns {metric: {"alarm": bool[], "scope": str[], "n": int[], "mu", "sigma",
     "threshold", "value"}}: the scope that judged (vehicle if it has the history,
-    else charger, else the fleet)."""
+    else charger, else the fleet; "" = no scope had enough history)."""
     m = len(f)
-    t = f.cols["start_ms"].astype(np.float64)
-    vins = f.cols["vin"].astype(str)
-    _, vkey = np.unique(vins, return_inverse=True)
-    keys = {"vehicle": vkey.reshape(-1).astype(np.int64), "charger": f.cols["charger_id"].astype(np.int64),
+    t = f.cols["start_ms"].astype(np.int64)
+    if "vehicle_key" in f.cols:            # ids instead of VIN text (the scale bench)
+        vkey = f.cols["vehicle_key"].astype(np.int64)
+    else:
+        vins = f.cols["vin"].astype(str)
+        _, vkey = np.unique(vins, return_inverse=True)
+        vkey = np.where(vins != "", vkey.reshape(-1), -1).astype(np.int64)
+    keys = {"vehicle": vkey, "charger": f.cols["charger_id"].astype(np.int64),
             "fleet": np.zeros(m, np.int64)}
+    orders = {sc: np.lexsort((t, keys[sc])) for sc in SCOPES}
     out = {}
     for met in METRICS:
         x = f.cols[met].astype(np.float64)
-        st = {sc: prior_stats(keys[sc], t, x) for sc in SCOPES}
+        st = {sc: prior_stats(keys[sc], t, x, orders[sc]) for sc in SCOPES}
         res = {"value": x, "alarm": np.zeros(m, bool), "scope": np.full(m, "", object),
                "n": np.zeros(m, np.int64), "mu": np.full(m, np.nan), "sigma": np.full(m, np.nan),
                "threshold": np.full(m, np.nan)}
@@ -313,7 +321,7 @@ def three_sigma(f: Features, rules: Rules = Rules()) -> dict:
             c, mu, sd = st[sc]
             usable = (c >= rules.min_history) & ~judged
             if sc == "vehicle":
-                usable &= vins != ""
+                usable &= vkey >= 0
             thr = mu + rules.sigma * np.maximum(np.nan_to_num(sd), rules.floors[met])
             for k, v in (("n", c), ("mu", mu), ("sigma", sd), ("threshold", thr)):
                 res[k] = np.where(usable, v, res[k])

@@ -183,9 +183,14 @@ def _fleet_rules(a, f: A.Features, n_target: int) -> dict:
     reps = max(1, int(np.ceil(n_target / len(f))))
     idx = np.tile(np.arange(len(f)), reps)[:n_target]
     rep = np.repeat(np.arange(reps), len(f))[:n_target]
-    g = f.take(idx)
-    g.cols["charger_id"] = g.cols["charger_id"] + rep * 1_000_000
-    g.cols["vin"] = np.char.add(g.cols["vin"].astype(str), np.char.zfill(rep.astype(str), 4))
+    _, vk = np.unique(f.cols["vin"].astype(str), return_inverse=True)
+    vk = vk.reshape(-1)
+    cols = {m: f.cols[m][idx] for m in A.METRICS}
+    cols["start_ms"] = f.cols["start_ms"][idx]
+    cols["charger_id"] = f.cols["charger_id"][idx] + rep * 1_000_000
+    cols["vehicle_key"] = vk[idx] + rep * (int(vk.max()) + 1)
+    del rep
+    g = A.Features(cols, None, None)
     t = time.perf_counter()
     a1 = A.three_sigma(g)
     t_a1 = time.perf_counter() - t
@@ -193,8 +198,9 @@ def _fleet_rules(a, f: A.Features, n_target: int) -> dict:
     t = time.perf_counter()
     chunk = 1_000_000
     n_al = 0
-    for k in range(0, len(g), chunk):
-        part = A.Features({}, g.hist[k:k + chunk], g.hist_ok[k:k + chunk])
+    for k in range(0, n_target, chunk):
+        ii = idx[k:k + chunk]
+        part = A.Features({}, f.hist[ii], f.hist_ok[ii])
         n_al += int(A.kl_check(part, ref)["alarm"].sum())
     t_a2 = time.perf_counter() - t
     n1 = int(sum(a1[m]["alarm"].sum() for m in A.METRICS))
