@@ -15,6 +15,8 @@ from host_tools.platform.ingest import Ingestor
 from host_tools.platform.store import Store
 from host_tools.platform.tcu import Tcu
 
+from platform_broker import broker  # noqa: F401  (the fixture)
+
 
 def _streams(chargers=2, day=0, seed=3):
     fl = Fleet(FleetSpec(chargers=chargers, days=1, sessions_per_day=2, seed=seed, min_minutes=8))

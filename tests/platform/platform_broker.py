@@ -1,4 +1,5 @@
-"""Fixtures of the platform tests: a mosquitto on 127.0.0.1 (never another
+"""The broker fixture of the platform tests (a module, not a conftest.py: the
+top-level tests import ``conftest`` by name): a mosquitto on 127.0.0.1 (never another
 interface), installed from Debian when missing; a test fails (not skips)
 when it cannot be had."""
 import pytest
