@@ -179,7 +179,6 @@ def _detect(a, work: Path) -> tuple[dict, A.Features]:
         strong = sel & (sev >= 0.6)
         det[name] = {"sessions": int(sel.sum()), "detected": float(mask[sel].mean()) if sel.any() else None,
                      "detected_severity_ge_0.6": float(mask[strong].mean()) if strong.any() else None,
-                     "by_A-1": int(sum((a1[m]["alarm"] & sel).sum() > 0 for m in A.METRICS)),
                      "A-1_alarms": {m: int((a1[m]["alarm"] & sel).sum()) for m in A.METRICS},
                      "A-2_alarms": int((a2["alarm"].any(axis=1) & sel).sum())}
     out["detection"] = det
