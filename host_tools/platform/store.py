@@ -104,7 +104,7 @@ def _today() -> str:
 
 class Store:
     def __init__(self, root, flush_rows: int = 200_000):
-        self.root = Path(root)
+        self.root = Path(root).resolve()      # DuckDB globs need an absolute path
         (self.root / "records").mkdir(parents=True, exist_ok=True)
         self.ranges = Ranges(self.root / "ingest.sqlite")
         self.flush_rows = flush_rows

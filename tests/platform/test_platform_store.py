@@ -94,3 +94,13 @@ def test_retention_is_at_least_8_years(tmp_path):
     assert gone == ["2017-12-01", "2018-01-01"]
     assert st.days() == ["2018-01-02", "2026-01-01"]
     st.close()
+
+
+def test_relative_store_path_is_queryable(filled, tmp_path, monkeypatch):
+    """A store opened by a relative path (``out/platform/store``) still has
+    its DuckDB views (the globs are absolute)."""
+    st, _, total = filled
+    monkeypatch.chdir(st.root.parent)
+    rel = S.Store(st.root.name)
+    assert rel.records(columns=["n"]).num_rows == total
+    rel.close()
