@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help charge test bench deploy config-check bench-rt realtime clean venv firmware target-image platform-demo platform-bench mosquitto
+.PHONY: help charge test bench deploy config-check bench-rt realtime clean venv firmware target-image sign fuzz platform-demo platform-bench mosquitto
 .DEFAULT_GOAL := help
 BOARD ?= stm32
 # `make firmware` builds QEMU_M3 unless BOARD is given on the command line.
@@ -24,6 +24,8 @@ help:
 	@echo "make config-check CONFIG=config.json BOARD=stm32       validate a configuration with the firmware's rules"
 	@echo "make deploy PORT=/dev/ttyACM0 BOARD=stm32 CONFIG=...   precompile and copy to a board (ARGS=--dry-run)"
 	@echo "make firmware [BOARD=QEMU_M3|PYBV11|NUCLEO_H743ZI]     a flashable image with the charger frozen in"
+	@echo "make sign KEYS=keys.sign.json VERSION=N             a signed update bundle of the firmware (build/update/)"
+	@echo "make fuzz                                              fuzz every security parser with 10**6 inputs each"
 	@echo "make platform-demo [ARGS=...]                          SIL chargers -> mosquitto -> Parquet store -> A-1/A-2 alarms -> stop"
 	@echo "make platform-bench [ARGS=...]                         platform scale figures on a synthetic fleet (out/platform-bench/)"
 	@echo "make venv                                              build .venv from requirements.txt"
@@ -59,7 +61,17 @@ bench: $(STAMP)
 # .mpy files instead (boards whose heap holds them): ARGS=--mpy (esp32: ARGS="--mpy --psram").
 # BOARD=stm32 means PYBV11.  docs/deploy.md
 deploy: $(STAMP)
+	$(if $(BUNDLE),$(PY) -m host_tools.update_bundle verify $(BUNDLE) --pub $(or $(KEYS),keys.json))
 	$(PY) -m host_tools.deploy --port $(PORT) --board $(BOARD) $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
+
+# Signed firmware update bundle (docs/security.md, C-3):
+#   make sign KEYS=keys.sign.json VERSION=N [OUT=build/update/firmware.evu]
+sign: $(STAMP)
+	$(PY) -m host_tools.update_bundle sign --keys $(KEYS) --version $(VERSION) $(if $(OUT),--out $(OUT))
+
+# The security parsers under hypothesis with 10**6 inputs each (make test: 20,000)
+fuzz: $(STAMP)
+	EVC_FUZZ_EXAMPLES=1000000 $(PY) -m pytest -q tests/test_security_host.py -k fuzz
 
 # Validate a configuration file with the firmware's own rules: make config-check CONFIG=config.json
 config-check: $(STAMP)

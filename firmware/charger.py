@@ -27,10 +27,12 @@ looked up, not tested).  The check tick is in three parts so that no pass
 holds all thirteen checks: checks2 and checks3 share a pass with a
 protection tick that runs alone, each check still runs every 100 ms at a
 fixed phase (persistence and release times unchanged), and the head's
-sampling phase (S-2 against the BMS's BCS) stays at 3 ms.  The slow task
-does not collect garbage while charging (a collection is ~650 kinstr on
-the target with the app's heap, 9 ms of an F405) unless the app's own
-allocations reach 16 KB.
+sampling phase (S-2 against the BMS's BCS) stays at 3 ms.  Garbage is
+collected only with no session in progress (IDLE, CONNECTED, DONE: every
+output off; once at plug-in by the records pass), never from the lock to
+the end of a session (a collection is ~680 kinstr on the target with the
+app's heap, 9.8 ms of an F405) unless the app's own allocations reach
+16 KB.
 Each scheduler pass costs interpreter time of its own, so records and
 slow share passes the protection tick needs anyway: they sit on the
 protection grid (multiples of ``sched.protect_ms``), on different 5 ms
@@ -62,14 +64,16 @@ from gbt.bmsdata import BmsData
 # is registered (and validated) whichever features a board enables.
 from gbt.link import BmsLink
 from gbt.session import ChargerSession
+from gbt.ixwatch import IxWatch
 from safety.supervisor import Supervisor
 from diag import telemetry as _tel
 from diag import eventlog as _evlog
 import diag.settings  # noqa: F401  (console/trace settings; their code loads on demand)
+import security.settings  # noqa: F401  (security settings; the crypto loads on demand)
 from safety.checks import STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT
 assert (STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT) == (2, 4, 8, 16, 32)
 from rt.clock import ticks_diff, ticks_add
-from gbt.messages import enc_cst, CST_R_FAULT, CST_F_OTHER
+from gbt.enc import enc_cst, CST_R_FAULT, CST_F_OTHER
 from gbt.ids import ID_CST
 from gbt.stages import (STAGE_NAMES, WHY_STOP_REQ, IDLE, CONNECTED, STOPPING,
                         REHANDSHAKE, DONE, CHARGING)
@@ -87,7 +91,7 @@ CONFIG_SCHEMA = (
     ("can.rx_burst", 32, 1, 256, "frames", "Max frames processed per CAN tick (bounds a pass under a flood)"),
     ("can.rx_cost", 40, 8, 1000, "units", "Max receive work per CAN tick, in ~1,000 target instructions per unit (a repeated or plain TP.DT frame 1, a repeat handled 3, a decode 6 + 3 per 64 bytes): bounds a pass under a flood of frames that are not repeats; normal traffic stays below it"),
     ("sched.alloc_stats", 0, 0, 1, "-", "Count heap bytes allocated per task (diagnostics/benchmarks)"),
-    ("sched.gc_max_s", 30, 0, 3600, "s", "Slow task, outside charging: collect garbage after the app allocated (texts, events, console), else at least this often (the board may allocate); 0 = every slow tick. While charging only once the app's own allocations since the last collection reach 16 KB: the control tasks allocate nothing, and a collection costs ~5 ms of an F405"),
+    ("sched.gc_max_s", 30, 0, 3600, "s", "Slow task, with no session in progress (idle, connected, done): collect garbage after the app allocated (texts, events, console), else at least this often (the board may allocate); 0 = every slow tick. From the lock to the end of a session only once the app's own allocations since the last collection reach 16 KB (the heap is collected at plug-in): the control tasks allocate nothing, and a collection costs ~10 ms of an F405"),
     ("safety.stale_bcl_ms", 1000, 100, 10000, "ms", "BCL older than this: checks that need it go INACTIVE"),
     ("safety.stale_bcs_ms", 5000, 250, 30000, "ms", "BCS older than this: checks that need it go INACTIVE"),
     ("safety.stale_bsm_ms", 5000, 250, 30000, "ms", "BSM older than this: checks that need it go INACTIVE"),
@@ -155,6 +159,10 @@ _GC_TEXT = const(192)       # one text event: formatting, the board's copy, log 
 _GC_CONSOLE = const(2048)   # one console poll that had input (a command line)
 _GC_SLOW = const(1024)      # lockout notes, persistence (pack, file I/O)
 _GC_CHARGING = const(16384)
+# Stages in which the slow task collects as it needs (no session: outputs
+# off); in every other stage only past _GC_CHARGING (see _slow)
+_GC_STAGES = const(0x2003)  # 1 << IDLE | 1 << CONNECTED | 1 << DONE
+assert _GC_STAGES == (1 << IDLE) | (1 << CONNECTED) | (1 << DONE)
 
 
 class ChargerApp:
@@ -162,6 +170,7 @@ class ChargerApp:
                  state_dir="state"):
         self.board = board
         self._gc_due = True             # the app allocated since the last collection
+        self._gc_plug = False           # plugged in: collect before the session (_records)
         self._gc_bytes = 0              # ... about this much (see _slow)
         self._rtc = None            # bound RTC method, cached (no allocation per call)
         self.config_path = config_path
@@ -175,14 +184,16 @@ class ChargerApp:
         self.fail_count = 0         # H-9 exceptions (the first one is logged)
         self.inject_fault = 0       # test hook: SIL INJECT packet / console
         cfg, errors = config.load(config_path)
-        self.cfg = cfg
         self.config_errors = errors
         if errors:
             # Bad configuration never energises the output: run with
             # defaults for diagnostics only, and refuse every session.
             cfg = config.defaults()
-            self.cfg = cfg
             self.halted = "bad configuration: " + "; ".join(errors)
+        # the running configuration, compact (the dict is garbage once
+        # the app is built: 1.8 KB of heap)
+        self.cfg = cfg = config.Settings(cfg)
+        self._utc_off_s = cfg["charger.utc_offset_min"] * 60   # (changes at the next boot)
         self.sched = s = Scheduler(self.clock)
         self._send = board.can_send
         self.state_dir = state_dir
@@ -210,6 +221,9 @@ class ChargerApp:
         # H-11 reads the link's last-valid-message times itself (not the
         # session's timers): BCL/BCS freshness while current flows.
         self.sup.rx_times = self.link.last_ok
+        # C-4: the intrusion monitor's once-a-second look (rates, foreign
+        # addresses, physics), from the slow task
+        self.ixw = IxWatch(self.link, self.bms, cfg)
         self.session = ChargerSession(cfg, self._send, self.inp, self.out,
                                       self.bms, self.link)
         self.link.handler = self.session.on_message
@@ -370,6 +384,7 @@ class ChargerApp:
             q.append((now_s, _evlog.EV_STOP, tx.cst_reason, tx.cst_fault, sess.stop_why[:8]))
         if sess.stage == CONNECTED:
             self._logged_why = None
+            self._gc_plug = True          # collect before the session starts (_records)
         if sess.cem != self._last_cem:
             self._last_cem = sess.cem
             if sess.cem:
@@ -384,13 +399,17 @@ class ChargerApp:
         """Write the event-log records the session pass queued (in order,
         before anything the records pass logs itself)."""
         q = self._logq
+        log = self.log
         while q:
             t, code, a, b, text = q.pop(0)
-            self.log.log(t, code, a, b, text)
+            log.log(t, code, a, b, text, False)
+        log.commit()                      # one littlefs commit for the batch
 
     def _records(self, now):
         if self._logq:
             self._log_pending()
+        if self._gc_plug:
+            self._plug_collect()
         self._tel_tick(now, self.session.stage)
         ev = self.sup.events
         if ev.seq != self._ev_seq:
@@ -409,6 +428,7 @@ class ChargerApp:
             if ix.read(s, e):
                 self.event("intrusion", "%s 0x%x" % (ix_name(e[1]), e[2]))
                 self.log.log(now_s, _evlog.EV_INTRUSION, e[1], e[2])
+                self.tel.event(now, _evlog.EV_INTRUSION, e[1], e[2])
             s += 1
         self._ix_seq = ix.seq
 
@@ -423,38 +443,44 @@ class ChargerApp:
             kind, ident, level, value = e[1], e[2], e[3], e[4]
             if kind == _EV_RAISE:
                 if ident > 100 and level >= 3:
-                    self.log.log(now_s, _evlog.EV_TRIP, ident, value)
+                    self.log.log(now_s, _evlog.EV_TRIP, ident, value, None, False)
                 else:
-                    self.log.log(now_s, _evlog.EV_RISK_RAISED, ident, level)
+                    self.log.log(now_s, _evlog.EV_RISK_RAISED, ident, level, None, False)
                 self.tel.event(now, _evlog.EV_RISK_RAISED, ident, level)
             elif kind == _EV_CLEAR:
-                self.log.log(now_s, _evlog.EV_RISK_CLEARED, ident, level)
+                self.log.log(now_s, _evlog.EV_RISK_CLEARED, ident, level, None, False)
                 self.tel.event(now, _evlog.EV_RISK_CLEARED, ident, level)
             elif kind == _EV_LOCKOUT:
-                self.log.log(now_s, _evlog.EV_LOCKOUT, ident, value)
+                self.log.log(now_s, _evlog.EV_LOCKOUT, ident, value, None, False)
             elif kind == _EV_FAILSAFE:
-                self.log.log(now_s, _evlog.EV_FAILSAFE, 0, 0)
+                self.log.log(now_s, _evlog.EV_FAILSAFE, 0, 0, None, False)
             s += 1
         self._ev_seq = ev.seq
+        self.log.commit()                 # the pass's records in one commit
 
     def _slow(self, now):
+        self.ixw.tick(now, self.sup.charging)
         if self.sup.slow_tick(now, self.rtc_s()):
             self._gc_note(_GC_SLOW)
             return                        # (file I/O this pass: collect at the next)
         # Collect here, between control passes, so that a collection never
-        # lands inside the protection or session tick; and not while
-        # charging: a collection costs ~340 kinstr on the target (4.9 ms of
-        # an F405, PYBv1.1 heap; docs/performance.md), 5x a 1 ms pass, and
-        # in a charge the control tasks allocate nothing.  Outside charging:
-        # when the app allocated (``_gc_due``: text events, the console, the
+        # lands inside the protection or session tick; and not while a
+        # session is in progress (LOCKING .. FINISH: the lock, the
+        # auxiliary supply, the power stage or K1/K2 may be on): a
+        # collection costs ~680 kinstr on the target with the app's heap
+        # (9.8 ms of an F405; docs/performance.md, "worst pass"), ten 1 ms
+        # passes, and would delay the protection tick by that much.  With
+        # no session (IDLE, CONNECTED, DONE: every output the protection
+        # tick guards is off) a late tick cuts nothing.  There: when the
+        # app allocated (``_gc_due``: text events, the console, the
         # slow tick's persistence) or every ``sched.gc_max_s`` (the board
-        # may allocate).  While charging: only once the app's allocations
+        # may allocate).  In a session: only once the app's allocations
         # since the last collection (``_gc_bytes``, counted where it
         # allocates: text length + formatting, console input, persistence)
         # reach ``_GC_CHARGING`` -- the heap running low.  (Asking the heap
         # itself, gc.mem_free(), scans the allocation table: 230 kinstr,
         # about a collection.)
-        if self.sup.charging:
+        if not (_GC_STAGES >> self.session.stage) & 1:
             if self._gc_bytes < _GC_CHARGING:
                 return
         elif not (self._gc_due or ticks_diff(now, self._gc_t) >= self.gc_max_ms):
@@ -464,6 +490,19 @@ class ChargerApp:
         self._gc_t = now
         gc.collect()
         self.gc_runs += 1
+
+    def _plug_collect(self):
+        # Plugged in, not started yet (CONNECTED: every output off, so a
+        # pass made long by the collection delays no protection that could
+        # cut anything): start the session with the heap collected, as
+        # the slow task will not collect again until it ends (_slow).
+        self._gc_plug = False
+        if self.session.stage == CONNECTED:
+            self._gc_due = False
+            self._gc_bytes = 0
+            self._gc_t = self.clock.ticks_ms()
+            gc.collect()
+            self.gc_runs += 1
 
     def _gc_note(self, n):
         self._gc_due = True
@@ -484,7 +523,7 @@ class ChargerApp:
     def _local_time(self):
         """CTS date-time: the RTC in local time (the SIL's simulated date)."""
         from rt.calendar import civil
-        return civil(self.rtc_s() + self.cfg["charger.utc_offset_min"] * 60)
+        return civil(self.rtc_s() + self._utc_off_s)
 
     def _vin_check(self, vin):
         b = vin.encode()
@@ -620,6 +659,10 @@ class ChargerApp:
         if extra:
             for name, fn, text in extra(self):
                 d.add_board_command(name, fn, text)
+        auth = getattr(self.board, "console_auth", None)   # a bench may open it
+        if self.cfg["console.auth"] if auth is None else auth:
+            from security.consolegate import install as _roles  # C-1: console roles
+            _roles(self.console, self, d)
         self.console.start()
         self.sched.add("console", self._console, self.cfg["sched.console_ms"], 5)
 

@@ -73,9 +73,12 @@ def schema():
 def get(cfg, key):
     """``cfg[key]``, else the registered default (modules read their
     settings with this at construction, so a partial dict works in tests);
-    ``KeyError`` for a key no module declares."""
-    if cfg is not None and key in cfg:
-        return cfg[key]
+    ``KeyError`` for a key no module declares.  ``cfg``: a dict or a
+    ``Settings``."""
+    if cfg is not None:
+        cfg = getattr(cfg, "_d", cfg)       # Settings: its non-default values
+        if key in cfg:
+            return cfg[key]
     for s in _modules:
         for e in s:
             if e[0] == key:
@@ -85,6 +88,72 @@ def get(cfg, key):
 
 def defaults():
     return dict((e[0], e[1]) for e in schema())
+
+
+class Settings:
+    """The running configuration, compact: a dict of the values that differ
+    from the schema's defaults (type included: ``1`` for a ``True`` default
+    is kept), every other key read from the schemas (tuples in flash on a
+    board).  A dict of every setting is a 223-slot table (1.8 KB of heap);
+    the app keeps one of these instead.  Reads, tests and changes like the
+    dict ``load`` returns (``[]``, ``in``, ``get``, iteration, ``len``,
+    ``keys``, ``items``, ``[] =``); not for a hot path: a default is found
+    by a scan of the schemas."""
+
+    def __init__(self, cfg):
+        d = {}
+        n = 0
+        for s in _modules:
+            for e in s:
+                k = e[0]
+                if k in cfg:
+                    n += 1
+                    v = cfg[k]
+                    if v != e[1] or type(v) is not type(e[1]):
+                        d[k] = v
+        if n != len(cfg):                   # keys no schema declares
+            for k in cfg:
+                if k not in d and not _declared(k):
+                    d[k] = cfg[k]
+        self._d = d
+
+    def __getitem__(self, key):
+        return get(self, key)
+
+    def __setitem__(self, key, value):
+        self._d[key] = value
+
+    def __contains__(self, key):
+        return key in self._d or _declared(key)
+
+    def get(self, key, default=None):
+        if key in self:
+            return get(self, key)
+        return default
+
+    def keys(self):
+        out = [e[0] for e in schema()]
+        for k in self._d:
+            if not _declared(k):
+                out.append(k)
+        return out
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self):
+        return len(self.keys())
+
+    def items(self):
+        return [(k, get(self, k)) for k in self.keys()]
+
+
+def _declared(key):
+    for s in _modules:
+        for e in s:
+            if e[0] == key:
+                return True
+    return False
 
 
 def validate(cfg, checks=()):

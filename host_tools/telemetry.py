@@ -41,6 +41,7 @@ from typing import Iterable, Iterator
 from host_tools.eventlog import load_firmware
 
 FW = load_firmware("telemetry")
+FWR = load_firmware("telrec")      # record names and field names, decoder
 EV = load_firmware("eventlog")
 
 TABLES = {FW.T_HANDSHAKE: "handshake", FW.T_PARAMS: "params", FW.T_DEMAND: "demand",
@@ -161,11 +162,11 @@ def decode_record(rec: bytes) -> dict:
     if not _check(rec, 0) or FW.SIZES[rec[2]] != len(rec):
         raise ValueError("not a valid telemetry record (%d bytes)" % len(rec))
     h = struct.unpack_from(FW.HDR_FMT, rec, 0)
-    d = dict(zip(FW.HDR_FIELDS, h))
+    d = dict(zip(FWR.HDR_FIELDS, h))
     d["vin"] = h[-1].split(b"\0", 1)[0].decode("ascii", "replace")
     typ = d["type"]
-    d["type_name"] = FW.TYPE_NAMES[typ]
-    fmt, fields = FW.LAYOUTS[typ]
+    d["type_name"] = FWR.TYPE_NAMES[typ]
+    fmt, fields = FWR.LAYOUTS[typ]
     vals = struct.unpack_from(fmt, rec, FW.HDR_SIZE)
     for k, v in zip(fields, vals):
         d[k] = None if (v == NA and typ != FW.T_EVENT) else v
@@ -206,7 +207,7 @@ class Collector:
             district TEXT, vin TEXT, fw_session INTEGER, start TEXT, "end" TEXT,
             first_t_ms INTEGER, last_t_ms INTEGER, records INTEGER)""")
         for typ, table in TABLES.items():
-            cols = ", ".join('"%s" INTEGER' % f for f in FW.LAYOUTS[typ][1])
+            cols = ", ".join('"%s" INTEGER' % f for f in FWR.LAYOUTS[typ][1])
             extra = ", event TEXT" if typ == FW.T_EVENT else ""
             c.execute("""CREATE TABLE IF NOT EXISTS %s (
                 id INTEGER PRIMARY KEY, session_id INTEGER, seq INTEGER, t_ms INTEGER,
@@ -266,7 +267,7 @@ class Collector:
         self.db.execute("INSERT INTO seen (digest, run) VALUES (?, ?)", (digest, self.run))
         sid = self._session(d)
         typ = d["type"]
-        fields = FW.LAYOUTS[typ][1]
+        fields = FWR.LAYOUTS[typ][1]
         cols = ("session_id",) + REC_COLS + fields + (("event",) if typ == FW.T_EVENT else ())
         vals = [sid] + [d[c] for c in REC_COLS] + [d[f] for f in fields]
         if typ == FW.T_EVENT:

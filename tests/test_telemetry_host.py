@@ -121,7 +121,7 @@ def test_plot_png(db, tmp_path):
 def test_host_and_firmware_decoders_agree(stream):
     data = stream.read_bytes()
     recs = list(HT.split_stream(data))
-    fw, skipped = HT.FW.scan(data)
+    fw, skipped = HT.FWR.scan(data)
     assert skipped == 0 and len(fw) == len(recs) > 500
     for raw, f in zip(recs[::37], fw[::37]):
         h = HT.decode_record(raw)

@@ -67,7 +67,7 @@ _Q_SLOTS = const(4)
 _N_IN = const(12)
 _N_OUT = const(7)
 _EXT_TOP = const(0x80)        # bit 31 of the id field (extended frame), in its top byte
-_OBUF = const(4096)
+_OBUF = const(1024)         # output buffer: one write per STEP; the largest packet (TEXT) is 262 B
 
 
 @micropython.viper

@@ -2,6 +2,10 @@
 
     micropython boards/unix/main.py --link 127.0.0.1:PORT [--mode lockstep|realtime]
                                     [--config config.json] [--console]
+                                    [--console-auth 0|1]
+
+``--console-auth 0`` opens the console without roles (the bench's default,
+host_tools.sil: a bench has no keys); without it ``console.auth`` decides.
 
 MICROPYPATH must hold ``firmware`` and ``boards/unix`` (the harness sets it).
 """
@@ -29,6 +33,8 @@ def run():
     host, port = opts["link"].rsplit(":", 1)
     from sil_board import SilBoard
     board = SilBoard(host, int(port), opts["mode"], int(opts["epoch"]))
+    if "console-auth" in opts:
+        board.console_auth = int(opts["console-auth"])
     import charger
     charger.main(board, opts["config"], console=opts["console"] == "1",
                  state_dir=opts["store"])

@@ -486,6 +486,27 @@ class Diag(ConfigCommands):
         else:
             self.emit(["nothing to clear: the safety record was usable"])
 
+    # -- intrusion monitor (C-4) ----------------------------------------------
+    def intrusion(self):
+        """CAN intrusion monitor: events per kind since boot, the frames
+        behind the counts (foreign source, not for us), the recent events."""
+        from gbt import intrusion as X
+        from gbt.link import IXC_FOREIGN, IXC_NOTUS
+        link = self.app.link
+        ix = link.ix
+        L = ["intrusion events %d: " % ix.total() + "  ".join(
+            "%s %d" % (X.name(k), ix.count[k]) for k in range(1, X.N_KINDS) if ix.count[k])]
+        c = link.ixc
+        L.append("frames: foreign source %d (last id 0x%08x)  not for us %d (last id 0x%08x)"
+                 "  unknown PGN %d  BRM/BCP refused %d" % (
+                     c[IXC_FOREIGN], c[IXC_FOREIGN + 1] & 0x1FFFFFFF, c[IXC_NOTUS],
+                     c[IXC_NOTUS + 1] & 0x1FFFFFFF, link.unknown, link.gated))
+        e = [0, 0, 0]
+        for q in range(ix.oldest(), ix.seq):
+            if ix.read(q, e):
+                L.append("  t=%d ms  %s 0x%x" % (e[0], X.name(e[1]), e[2]))
+        self.emit(L)
+
     # -- trace ---------------------------------------------------------------
     def trace(self, on=None, pgn=None):
         """trace(True) prints every CAN frame as "t id dlc data" (bounded);
@@ -550,6 +571,7 @@ HELP = (
     ("cfg", "cfg(key=None)", "settings (all, by prefix, or one in detail)"),
     ("cfg_set", "cfg_set(key, value)", "validate + store a setting (next boot/live)"),
     ("trace", "trace(on=None, pgn=None)", "print CAN frames (candump format)"),
+    ("intrusion", "intrusion()", "CAN intrusion monitor: counters, recent events"),
     ("start", "start()", "operator start"),
     ("stop", "stop()", "operator stop"),
     ("ack", "ack()", "acknowledge needs-confirmation (SOC anomaly)"),

@@ -132,6 +132,10 @@ class Console:
         self.defaults = dict(namespace or {})
         self.namespace = {}
         self.on_soft_reset = None   # optional callable, run after a soft reset
+        # optional ``gate(src, friendly)``: shown every command before it is
+        # compiled; True = handled, False = run it, raises = refused
+        # (security.consolegate: console roles)
+        self.gate = None
         # State.
         self.mode = FRIENDLY
         self._n = 0          # bytes in _buf
@@ -383,7 +387,10 @@ class Console:
         try:
             src = bytes(self._mv[:n])
             code = None
-            if friendly:
+            g = self.gate
+            if g is not None and g(src, friendly):
+                src = None                      # handled (a permitted command)
+            elif friendly:
                 try:
                     code = compile(src, "<stdin>", "eval")
                 except SyntaxError:
@@ -393,7 +400,7 @@ class Console:
                 if r is not None:
                     self.namespace["_"] = r
                     _bprint(repr(r), file=out)
-            else:
+            elif src is not None:
                 exec(compile(src, "<stdin>", "exec"), self.namespace)
             if raw:
                 self._put1(_CTRL_D)

@@ -55,6 +55,10 @@ def detail(r):
     if code == ev.EV_STORE:
         return ("safety record unusable: charging refused, clear_store_fault()" if a
                 else "%d store warning(s) at boot" % b)
+    if code == ev.EV_AUTH:
+        from security.roles import AU_NAMES, ROLE_NAMES
+        return "%s %s %s" % (AU_NAMES[a] if 0 <= a < len(AU_NAMES) else a,
+                             ROLE_NAMES[b] if 0 <= b < len(ROLE_NAMES) else b, text)
     if code == ev.EV_SESSION:
         return "#%d VIN ..%s" % (a, text)
     return ("%d %d %s" % (a, b, text)).strip()

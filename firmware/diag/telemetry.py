@@ -40,14 +40,15 @@ than a tick should); between syncs the date-time is carried forward from
 the tick clock.  After a sync request the RTC is read every tick until its
 second changes, which puts the sub-second phase within one tick.
 
-``decode``/``scan`` turn record bytes back into dicts (on MicroPython and,
-through ``host_tools/telemetry.py``, on CPython: one definition).
+``diag.telrec`` turns record bytes back into dicts (``decode``/``scan``, on
+MicroPython and, through ``host_tools/telemetry.py``, on CPython: one
+definition); it is not loaded with the product (heap).
 """
 import struct
 
 from micropython import const
 
-from diag.eventlog import crc16, crc16_mv, EV_STAGE, EV_SESSION, name as event_name
+from diag.eventlog import crc16, crc16_mv, EV_STAGE, EV_SESSION
 
 try:
     from time import ticks_diff, ticks_add
@@ -89,12 +90,11 @@ T_STATUS = const(4)
 T_END = const(5)
 T_EVENT = const(6)
 
-ST_IDLE = const(0)
-ST_HANDSHAKE = const(1)
-ST_PARAMS = const(2)
-ST_CHARGING = const(3)
-ST_END = const(4)
-STAGE_NAMES = ("idle", "handshake", "params", "charging", "end")
+_ST_IDLE = const(0)
+_ST_HANDSHAKE = const(1)
+_ST_PARAMS = const(2)
+_ST_CHARGING = const(3)
+_ST_END = const(4)          # (record stage names: diag.telrec.STAGE_NAMES)
 
 # ``stage_map`` for ``gbt.session.ChargerSession.stage`` (numbers of
 # ``gbt/stages.py``; tests/mp/test_telemetry.py checks them against it):
@@ -107,36 +107,21 @@ SESSION_STAGES = (0, 0, 0, 1, 1, 1, 2, 2, 3, 1, 4, 4, 4, 0)
 
 HDR_FMT = "<BBBBHIHBBBBBHIBIHB17s"
 HDR_SIZE = const(48)
-HDR_FIELDS = ("magic", "version", "type", "length", "seq", "t_ms", "year", "month",
-              "day", "hour", "minute", "second", "ms", "charger_id", "charger_type",
-              "region", "session", "stage", "vin")
 _CRC_SIZE = const(2)
 
 # Payload formats follow the header.  'i' for every value whose wire field
 # is 16 bits or more (no overflow whatever a decoder lets through), 'h' for
 # 1-byte wire values (temps, SOC %, numbers, mode).
 P_HANDSHAKE = "<hiiii"
-F_HANDSHAKE = ("batt_type", "rated_ah", "rated_v", "bhm_max_v", "brm_version")
 P_PARAMS = "<iiiihii"
-F_PARAMS = ("max_cell_v", "max_i", "energy", "max_v", "max_temp", "bcp_soc", "bcp_v")
 P_DEMAND = "<iihiiiii"
-F_DEMAND = ("req_v", "req_i", "req_mode", "out_v", "out_i", "set_v", "set_i", "pwr_v")
 P_STATUS = "<iihhhhhhhhhhiiiH"
-F_STATUS = ("meas_v", "meas_i", "soc", "cell_max_v", "cell_max_no", "cell_max_group",
-            "cell_min_v", "cell_min_no", "temp_max", "temp_max_no", "temp_min",
-            "temp_min_no", "remain_min", "out_v", "out_i", "bsm_flags")
 P_END = "<hiihhiii"
-F_END = ("end_soc", "end_cell_min_v", "end_cell_max_v", "end_temp_min", "end_temp_max",
-         "bst_reason", "bst_fault", "bst_error")
 P_EVENT = "<Hii"
-F_EVENT = ("code", "a", "b")
 
-# indexed by record type
-TYPE_NAMES = ("?", "handshake", "params", "demand", "status", "end", "event")
-LAYOUTS = (None, (P_HANDSHAKE, F_HANDSHAKE), (P_PARAMS, F_PARAMS),
-           (P_DEMAND, F_DEMAND), (P_STATUS, F_STATUS), (P_END, F_END),
-           (P_EVENT, F_EVENT))
-SIZES = (0,) + tuple(HDR_SIZE + struct.calcsize(l[0]) + _CRC_SIZE for l in LAYOUTS[1:])
+# indexed by record type (names and field names: diag.telrec)
+SIZES = (0,) + tuple(HDR_SIZE + struct.calcsize(p) + _CRC_SIZE for p in
+                     (P_HANDSHAKE, P_PARAMS, P_DEMAND, P_STATUS, P_END, P_EVENT))
 MAX_SIZE = max(SIZES)
 
 _DAY_S = const(86400)
@@ -202,26 +187,27 @@ class Telemetry:
         self.ctype = _cfg(cfg, "telemetry.charger_type") & 0xFF
         self.charger_id = _cfg(cfg, "charger.id") & 0xFFFFFFFF
         self.sync_ms = _cfg(cfg, "telemetry.rtc_sync_s") * 1000
-        # stage mapping: a 256-entry lookup table, or a callable
+        # stage mapping: a lookup table (stages 0..255; those past its end
+        # map to _ST_IDLE, as unmapped ones do: sized to the highest mapped
+        # stage, not 256 bytes of heap), or a callable
         self._map_fn = None
-        self._map = bytearray(256)
         if stage_map is None:
-            for i in range(5):
-                self._map[i] = i
+            self._map = bytearray(range(5))
         elif callable(stage_map) and not isinstance(stage_map, (dict, tuple, list)):
             self._map_fn = stage_map
+            self._map = bytearray(0)
         else:
             keys = stage_map.keys() if isinstance(stage_map, dict) else range(len(stage_map))
-            for k in keys:
-                v = stage_map[k]
-                if 0 <= k < 256 and 0 <= v <= ST_END:
-                    self._map[k] = v
+            ok = [k for k in keys if 0 <= k < 256 and 0 <= stage_map[k] <= _ST_END]
+            self._map = m = bytearray(max(ok) + 1 if ok else 0)
+            for k in ok:
+                m[k] = stage_map[k]
         self.buf = bytearray(MAX_SIZE)
         mv = memoryview(self.buf)
         self._mvs = tuple(mv[:n] for n in SIZES)
         # the CRC'd part of each record type (all but the CRC itself)
         self._crc_mvs = tuple(mv[:n - _CRC_SIZE if n > _CRC_SIZE else 0] for n in SIZES)
-        self.stage = ST_IDLE
+        self.stage = _ST_IDLE
         self.session = session
         self.seq = 0
         self.records = 0
@@ -390,54 +376,42 @@ class Telemetry:
             return
         if self._map_fn is not None:
             st = self._map_fn(stage)
-            if not 0 <= st <= ST_END:
-                st = ST_IDLE
-        elif 0 <= stage < 256:
+            if not 0 <= st <= _ST_END:
+                st = _ST_IDLE
+        elif 0 <= stage < len(self._map):
             st = self._map[stage]
         else:
-            st = ST_IDLE
+            st = _ST_IDLE
         if self._rtc is not None:
             self._sync(now)
         prev = self.stage
         if st != prev:
-            if st != ST_IDLE and (prev == ST_IDLE or (prev == ST_END and st != ST_END)):
+            if st != _ST_IDLE and (prev == _ST_IDLE or (prev == _ST_END and st != _ST_END)):
                 self.session += 1
                 self.stage = st
                 self._event(now, EV_SESSION, self.session, self.bms.vin_len)
             self.stage = st
             self._event(now, EV_STAGE, st, prev)
             self._d_hs = self._d_par = self._d_dem = self._d_sta = self._d_end = now
-        if st == ST_CHARGING:
+        if st == _ST_CHARGING:
             if ticks_diff(now, self._d_dem) >= 0:
                 self._demand(now)
                 self._d_dem = _next(self._d_dem, self.iv_dem, now)
             if ticks_diff(now, self._d_sta) >= 0:
                 self._status(now)
                 self._d_sta = _next(self._d_sta, self.iv_sta, now)
-        elif st == ST_HANDSHAKE:
+        elif st == _ST_HANDSHAKE:
             if ticks_diff(now, self._d_hs) >= 0:
                 self._handshake(now)
                 self._d_hs = _next(self._d_hs, self.iv_hs, now)
-        elif st == ST_PARAMS:
+        elif st == _ST_PARAMS:
             if ticks_diff(now, self._d_par) >= 0:
                 self._params(now)
                 self._d_par = _next(self._d_par, self.iv_par, now)
-        elif st == ST_END:
+        elif st == _ST_END:
             if ticks_diff(now, self._d_end) >= 0:
                 self._end(now)
                 self._d_end = _next(self._d_end, self.iv_end, now)
-
-
-class SimRtc:
-    """SIL date-time: ``rtc0`` (the configured start, seconds since the
-    firmware epoch 2020-01-01) + simulated seconds."""
-
-    def __init__(self, clock, rtc0):
-        self.clock = clock
-        self.rtc0 = rtc0
-
-    def __call__(self):
-        return self.rtc0 + self.clock.ticks_ms() // 1000
 
 
 class FileSink:
@@ -483,78 +457,3 @@ class FileSink:
 
     def close(self):
         self.f.close()
-
-
-# ---- decoding (not on the hot path: allocates) ------------------------------
-def check(data, off=0):
-    """Length of a valid record at ``data[off]`` (magic, version, known type,
-    consistent length, CRC), else 0."""
-    if off + HDR_SIZE + _CRC_SIZE > len(data) or data[off] != MAGIC:
-        return 0
-    if data[off + 1] != VERSION:
-        return 0
-    typ = data[off + 2]
-    n = data[off + 3]
-    if not 0 < typ < len(SIZES) or n != SIZES[typ] or off + n > len(data):
-        return 0
-    crc = data[off + n - 2] | (data[off + n - 1] << 8)
-    if crc16(data, off, off + n - _CRC_SIZE) != crc:
-        return 0
-    return n
-
-
-def decode(data, off=0):
-    """One record -> dict (header fields + payload fields), or None if the
-    bytes at ``off`` are not a valid record.  -1 = not available."""
-    if not check(data, off):
-        return None
-    h = struct.unpack_from(HDR_FMT, data, off)
-    d = {}
-    for i in range(len(HDR_FIELDS)):
-        d[HDR_FIELDS[i]] = h[i]
-    v = h[18]
-    n = 0
-    while n < 17 and v[n]:
-        n += 1
-    s = ""
-    for i in range(n):
-        c = v[i]
-        s += chr(c) if 32 <= c < 127 else "?"
-    d["vin"] = s
-    typ = h[2]
-    d["type_name"] = TYPE_NAMES[typ]
-    fmt, fields = LAYOUTS[typ]
-    p = struct.unpack_from(fmt, data, off + HDR_SIZE)
-    for i in range(len(fields)):
-        d[fields[i]] = p[i]
-    if typ == T_EVENT:
-        d["event"] = event_name(d["code"])
-    return d
-
-
-def iter_records(data, skipped=None, typ=0):
-    """Yield the valid records of a byte stream as dicts, resynchronising on
-    the magic byte after garbage or a torn record.  ``skipped``: an optional
-    one-element list that receives the count of skipped bytes; ``typ``: only
-    records of this type (0 = all)."""
-    off = 0
-    bad = 0
-    n = len(data)
-    while off < n:
-        k = check(data, off)
-        if k:
-            if not typ or data[off + 2] == typ:
-                yield decode(data, off)
-            off += k
-        else:
-            off += 1
-            bad += 1
-    if skipped is not None:
-        skipped[0] = bad
-
-
-def scan(data):
-    """All valid records in a byte stream -> ``(list of dicts, skipped)``."""
-    sk = [0]
-    out = list(iter_records(data, sk))
-    return out, sk[0]

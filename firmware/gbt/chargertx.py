@@ -27,7 +27,7 @@ from micropython import const
 from time import ticks_add, ticks_diff
 
 from gbt import ids
-from gbt import messages as m
+from gbt import enc as m      # (not gbt.messages: its re-exports cost heap)
 
 CHM = const(0)
 CRM = const(1)
@@ -38,7 +38,7 @@ CCS = const(5)
 CST = const(6)
 CSD = const(7)
 CEM = const(8)
-N_MSG = const(9)
+_N_MSG = const(9)
 
 MSG_NAMES = ("CHM", "CRM", "CTS", "CML", "CRO", "CCS", "CST", "CSD", "CEM")
 _IDS = (ids.ID_CHM, ids.ID_CRM, ids.ID_CTS, ids.ID_CML, ids.ID_CRO, ids.ID_CCS,
@@ -61,13 +61,13 @@ class ChargerTx:
         self.c = c
         self.period = [c.chm_ms, c.crm_ms, c.cts_ms, c.cml_ms, c.cro_ms,
                        c.ccs_ms, c.cst_ms, c.csd_ms, c.cem_ms]
-        self.on = [0] * N_MSG
-        self.due = [0] * N_MSG
-        self.sent = [0] * N_MSG        # frames accepted by the driver
-        self.fail = [0] * N_MSG        # frames the driver refused
-        self.last = [-1] * N_MSG       # time of the last send attempt
-        self.bufs = [bytearray(8) for _ in range(N_MSG)]
-        self.dlc = [8] * N_MSG         # DLC of the frame in bufs[i]
+        self.on = [0] * _N_MSG
+        self.due = [0] * _N_MSG
+        self.sent = [0] * _N_MSG        # frames accepted by the driver
+        self.fail = [0] * _N_MSG        # frames the driver refused
+        self.last = [-1] * _N_MSG       # time of the last send attempt
+        self.bufs = [bytearray(8) for _ in range(_N_MSG)]
+        self.dlc = [8] * _N_MSG         # DLC of the frame in bufs[i]
         self.ccs_dlc = 7 if c.profile == m.PROFILE_2023A else 8
         self.profile = c.profile
         self.datetime = _localtime     # CTS source: () -> (y, mo, d, h, mi, s)
@@ -78,7 +78,7 @@ class ChargerTx:
 
     def reset(self):
         """All slots off, content back to the start-of-session values."""
-        for i in range(N_MSG):
+        for i in range(_N_MSG):
             self.on[i] = 0
         self._next = -1
         self.crm_aa = 0
@@ -115,7 +115,7 @@ class ChargerTx:
         self._next = -1
 
     def stop_all(self):
-        for i in range(N_MSG):
+        for i in range(_N_MSG):
             self.on[i] = 0
         self._next = -1
 
@@ -132,7 +132,7 @@ class ChargerTx:
         if nx >= 0 and ticks_diff(now, nx) < 0:
             return
         nx = -1                          # now: the earliest due time found
-        for i in range(N_MSG):
+        for i in range(_N_MSG):
             if self.on[i]:
                 nx = self._slot(i, now, nx)
         self._next = nx

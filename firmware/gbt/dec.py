@@ -167,7 +167,7 @@ def dec_bcp(data, n, bms):
 BAD_CELL_V = const(1)
 BAD_MAX_I = const(2)
 BAD_MAX_V = const(4)
-BAD_TEMP = const(8)
+_BAD_TEMP = const(8)
 
 
 def bcp_bad_fields(data, n):
@@ -183,7 +183,7 @@ def bcp_bad_fields(data, n):
     if _u16(data, 6) == 0xFFFF:
         bad |= BAD_MAX_V
     if data[8] > _TEMP_MAX_RAW:
-        bad |= BAD_TEMP
+        bad |= _BAD_TEMP
     return bad
 
 

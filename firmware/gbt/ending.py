@@ -18,7 +18,7 @@ spec clauses behind them, are drawn in docs/session.md:
 """
 from time import ticks_diff
 
-from gbt import messages as m
+from gbt import enc as m      # (not gbt.messages: its re-exports cost heap)
 from gbt import chargertx as tx_
 from gbt.stages import (RECOGNITION, PARAMETER, PRECHARGE, CHARGING,
                         REHANDSHAKE, STOPPING, STATISTICS, FINISH, DONE,

@@ -20,11 +20,21 @@ IX_BRM_LATE = const(2)        # BRM after recognition (ignored)
 IX_TP_TRICKLE = const(3)      # transfer exceeded the time its size allows
 IX_TP_PREEMPT = const(4)      # RTS for another PGN while a transfer was open
 IX_STAGE_MSG = const(5)       # a BMS stage message outside its stage
-IX_FOREIGN = const(6)         # frame from an unexpected source address
-N_KINDS = const(7)
+IX_FOREIGN = const(6)         # frame from an unexpected source address (arg: CAN id)
+IX_PGN = const(7)             # from the BMS: a PGN GB/T 27930 does not have, or PDU2 /
+                              # another destination (arg: PGN or CAN id)
+IX_RATE = const(8)            # a BMS message far faster than its period (arg: PGN)
+IX_PHYSICS = const(9)         # BMS values jumping faster than a pack can (arg: PHY_*)
+N_KINDS = const(10)
+
+# IX_PHYSICS arguments: which value jumped (gbt.ixwatch)
+PHY_REQ_V = const(1)          # BCL demand voltage
+PHY_MEAS_V = const(2)         # BCS measured voltage
+PHY_SOC = const(3)            # BCS SOC
+PHY_TEMP = const(4)           # BSM highest temperature
 
 NAMES = ("?", "bcp-late", "brm-late", "tp-trickle", "tp-preempt",
-         "stage-msg", "foreign-sa")
+         "stage-msg", "foreign-sa", "unexpected-pgn", "rate", "physics")
 
 _RING = const(8)
 

@@ -116,6 +116,14 @@ _W_SLOW = const(6)            # decode + handler, TP.CM, other TP.DT
 _W_BIG = const(3)             # + this per 64 bytes of a completed TP message
 
 _HALF = const(0x20000000)     # time.ticks_diff in viper: period 2**30
+
+# ``ixc`` (int32 words): counts for the intrusion monitor (gbt.ixwatch),
+# written by the viper loop: valid messages per PF, then frames from a
+# foreign source address (+ the last one's id), then frames from the BMS
+# not for us (PDU2, another destination; + the last id).
+IXC_FOREIGN = const(0x28)
+IXC_NOTUS = const(0x2A)
+_IXC_WORDS = const(0x2C)
 _MASK = const(0x3FFFFFFF)
 
 
@@ -170,6 +178,8 @@ class BmsLink:
         self.handler = _nop
         self.gate = _yes
         self._st = array("i", [0] * _ST_WORDS)
+        self.ixc = array("i", [0] * _IXC_WORDS)   # intrusion counts (IXC_*)
+        self.unknown_pgn = 0    # the last PGN decoded as unknown
         # time of the last valid message per PF (-1: none), read by the
         # supervisor (H-11), the checks' staleness and the console.  A
         # list of ticks (full width on every port), written in bytecode.
@@ -244,6 +254,7 @@ class BmsLink:
         sb = ptr8(self._st)
         f = ptr32(self._tpf)
         tb = ptr8(self._tpbuf)
+        xc = ptr32(self.ixc)
         p = (s[_PASS] + 1) & _WRAP
         s[_PASS] = p
         n = 0
@@ -257,6 +268,9 @@ class BmsLink:
             da = (cid >> 8) & 0xFF
             if (cid & 0xFF) != _ID_BMS or pf >= 240 or (da != _ID_CHARGER and da != _ID_GLOBAL):
                 s[_IGN] = (s[_IGN] + 1) & _WRAP
+                x = IXC_FOREIGN if (cid & 0xFF) != _ID_BMS else IXC_NOTUS
+                xc[x] = (xc[x] + 1) & _WRAP
+                xc[x + 1] = cid
                 cost += _W_FAST
                 continue
             s[_RX] = (s[_RX] + 1) & _WRAP
@@ -275,6 +289,7 @@ class BmsLink:
                         i += 1
                     if i == k:                        # a repeat
                         s[_MSGS] = (s[_MSGS] + 1) & _WRAP
+                        xc[pf] = (xc[pf] + 1) & _WRAP
                         s[_STAT] = _S_OK
                         if s[_SEEN + pf] == p:        # folded: handled in this pass
                             cost += _W_FAST
@@ -364,8 +379,10 @@ class BmsLink:
             if pf < _N_PF:
                 self.last_ok[pf] = now
                 s[_SEEN + pf] = s[_PASS]
+                self.ixc[pf] = (self.ixc[pf] + 1) & _WRAP
         elif st == _E_UNKNOWN:
             self.unknown = (self.unknown + 1) & _WRAP
+            self.unknown_pgn = pf << 8
             return
         else:
             if st == _E_LEN:

@@ -17,11 +17,11 @@ Hot path (CHARGING tick and the BCL/BCS/BSM handlers) allocates nothing.
 from time import ticks_diff
 
 from gbt import ids
-from gbt import messages as m
+from gbt import enc as m      # (not gbt.messages: its re-exports cost heap)
 from gbt import chargertx as tx_
 from gbt.chargertx import ChargerTx
 from gbt.control import Control
-from gbt.intrusion import IX_BCP_LATE, IX_BRM_LATE
+from gbt.intrusion import IX_BCP_LATE, IX_BRM_LATE, IX_STAGE_MSG
 from gbt.ending import Ending
 from gbt.startup import Startup
 from gbt.sessioncfg import SessionConfig, CONFIG_SCHEMA  # noqa: F401
@@ -171,7 +171,6 @@ class ChargerSession(Startup, Ending):
         self._bst_seen = 0
         self._bsd_seen = 0
         self._bhm = 0
-        self._chm_started = 0
         self._exchange = 0
         self._comm_lost = 0
         self._t_stop = 0
@@ -199,7 +198,6 @@ class ChargerSession(Startup, Ending):
         self._t_pause = -1
         self._sub = 0
         self._t = 0
-        self._vb = 0
 
     def _enter(self, stage, now):
         self.stage = stage
@@ -528,6 +526,9 @@ class ChargerSession(Startup, Ending):
                 # protocol, BRM or not: the full end, CST until BSD, then CSD.
                 self._stop(now, m.CST_R_BMS, 0, 0, W.WHY_BMS, True)
                 self._exchange = 1
+            elif st < HANDSHAKE:
+                # no session to stop (aux power off): not from a vehicle
+                self.link.ix.note(now, IX_STAGE_MSG, pgn)
         elif pgn == _PGN_BSD:
             if st == STOPPING or st == STATISTICS:
                 self._bsd_seen = 1
@@ -558,6 +559,8 @@ class ChargerSession(Startup, Ending):
                 # insulation test: end instead (output off, K1/K2 open,
                 # bleed, CST fault); a new start repeats the handshake.
                 self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_BEM, False)
+            elif st < HANDSHAKE:
+                self.link.ix.note(now, IX_STAGE_MSG, pgn)
         # BMV / BMT / BSP: optional, no timeout, nothing to do (clause 9.3)
 
     def _flow(self, now):

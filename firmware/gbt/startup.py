@@ -7,7 +7,7 @@ why (GB/T 27930 / GB/T 18487.1 clauses): docs/session.md.
 """
 from time import ticks_diff
 
-from gbt import messages as m
+from gbt import enc as m      # (not gbt.messages: its re-exports cost heap)
 from gbt import dec as _dec
 from gbt import chargertx as tx_
 from gbt.stages import (HANDSHAKE, INSULATION, RECOGNITION, PARAMETER,
@@ -20,7 +20,6 @@ class Startup:
         c = self.c
         if self.inp.lock_fb or not c.lock_fb:
             self.out.k34 = 1              # auxiliary power (K3/K4)
-            self._chm_started = 1
             self.tx.start(tx_.CHM, now)
             self._enter(HANDSHAKE, now)
         elif ticks_diff(now, self._t) >= c.lock_ms:
@@ -333,7 +332,6 @@ class Startup:
 
     def _pre_start(self, now, vb):
         c = self.c
-        self._vb = vb
         out = self.out
         out.v_set = vb - c.pre_below
         out.i_set = c.pre_i

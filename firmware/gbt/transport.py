@@ -22,11 +22,11 @@ Fast window (``fast``): most TP.DT packets of a transfer are plain "next
 packet of the window": copy 7 bytes, advance, restart T1.  The link
 (``gbt.link.BmsLink.drain``, viper) takes those itself, without a call into
 this class, from the window this receiver publishes in the int array
-``fast`` (``F_*`` below): packets ``F_NEXT`` .. ``F_STOP - 1`` of the open
-transfer, with destination ``F_DA``, while neither ``F_DEADLINE`` nor
+``fast`` (``F_*`` below): packets ``_F_NEXT`` .. ``_F_STOP - 1`` of the open
+transfer, with destination ``_F_DA``, while neither ``_F_DEADLINE`` nor
 ``F_END`` (30-bit tick images, for the comparison only) has passed.  The
 last packet of a window or of the message, and everything else, comes
-here.  The link advances ``F_NEXT`` and sets ``F_TAKEN``; every entry point
+here.  The link advances ``_F_NEXT`` and sets ``F_TAKEN``; every entry point
 here first takes the window back (``_pull(now)``: ``_next``, and T1 from
 ``now``, all packets of one link pass having the same ``now``; the link
 calls ``sync(now)`` at the end of its pass) and republishes it when it
@@ -93,16 +93,16 @@ CM_BAM = const(0x20)
 CM_ABORT = const(0xFF)
 
 # Connection Abort reasons (J1939-21).
-AB_BUSY = const(1)        # already in a connection-mode session
-AB_RESOURCES = const(2)   # system resources (message does not fit)
-AB_TIMEOUT = const(3)     # a timeout occurred
-AB_CTS_IN_DT = const(4)   # CTS while data transfer in progress (sender side)
-AB_RETRANSMIT = const(5)  # maximum retransmit request limit reached
-AB_UNEXPECTED = const(6)  # unexpected data transfer packet
-AB_BAD_SEQ = const(7)     # bad sequence number
-AB_DUP_SEQ = const(8)     # duplicate sequence number (we recover: unused)
-AB_TOO_BIG = const(9)     # total message size > 1785 bytes
-AB_OTHER = const(250)     # any other reason
+_AB_BUSY = const(1)        # already in a connection-mode session
+_AB_RESOURCES = const(2)   # system resources (message does not fit)
+_AB_TIMEOUT = const(3)     # a timeout occurred
+_AB_CTS_IN_DT = const(4)   # CTS while data transfer in progress (sender side)
+_AB_RETRANSMIT = const(5)  # maximum retransmit request limit reached
+_AB_UNEXPECTED = const(6)  # unexpected data transfer packet
+_AB_BAD_SEQ = const(7)     # bad sequence number
+_AB_DUP_SEQ = const(8)     # duplicate sequence number (we recover: unused)
+_AB_TOO_BIG = const(9)     # total message size > 1785 bytes
+_AB_OTHER = const(250)     # any other reason
 
 # Session state.
 S_IDLE = const(0)
@@ -112,7 +112,7 @@ S_BAM = const(2)    # broadcast announce transfer open
 STATE_NAMES = ("idle", "rts/cts", "bam")
 
 # ``last_error`` codes: the last reason ``errors`` was incremented.
-E_NONE = const(0)
+_E_NONE = const(0)
 E_DLC = const(1)          # TP frame shorter than 8 bytes that we cannot use
 E_ADDR = const(2)         # wrong source / destination address
 E_NO_SESSION = const(3)   # TP.DT with no transfer open
@@ -136,16 +136,16 @@ _CMAX = const(0x3FFFFFFF)     # counters wrap here: stay small ints
 # ``fast``: the window the link may take TP.DT packets from itself
 # (gbt/link.py keeps its own copy of these indices: consts do not cross
 # modules).
-F_STOP = const(0)         # packets F_NEXT .. F_STOP - 1; 0 = no window
-F_NEXT = const(1)         # next expected sequence number
-F_DEADLINE = const(2)     # T1 / T2 deadline (ticks)
+_F_STOP = const(0)         # packets _F_NEXT .. _F_STOP - 1; 0 = no window
+_F_NEXT = const(1)         # next expected sequence number
+_F_DEADLINE = const(2)     # T1 / T2 deadline (ticks)
 F_END = const(3)          # whole-transfer bound (ticks)
-F_DA = const(4)           # destination address of the transfer's packets
-F_T1 = const(5)           # tp.t1_ms
+_F_DA = const(4)           # destination address of the transfer's packets
+_F_T1 = const(5)           # tp.t1_ms
 F_TAKEN = const(6)        # the link took packets since the last _pull
-F_LAST = const(7)         # the message's last packet if in the window (else 0):
-F_KLAST = const(8)        # the link takes it too (its F_KLAST bytes) and calls complete()
-F_WORDS = const(9)
+_F_LAST = const(7)         # the message's last packet if in the window (else 0):
+_F_KLAST = const(8)        # the link takes it too (its _F_KLAST bytes) and calls complete()
+_F_WORDS = const(9)
 _MASK30 = const(0x3FFFFFFF)
 
 
@@ -216,7 +216,7 @@ class TransportReceiver:
         self.aborts_sent = 0
         self.aborts_rcvd = 0    # Aborts from the peer that closed a transfer
         self.errors = 0         # malformed / unexpected input, timeouts
-        self.last_error = E_NONE
+        self.last_error = _E_NONE
         self.last_abort = 0     # reason of the last Abort we sent
         self.peer_abort = 0     # reason of the last Abort received
         self.dups = 0           # duplicate TP.DT ignored
@@ -227,8 +227,8 @@ class TransportReceiver:
         self.length = 0         # bytes valid in buf after completion
         self._pending = False   # a refused response waits for a retry
         self._pend_until = 0
-        self.fast = array("i", [0] * F_WORDS)
-        self.fast[F_T1] = self._t1
+        self.fast = array("i", [0] * _F_WORDS)
+        self.fast[_F_T1] = self._t1
         self._reset_session()
 
     # ------------------------------------------------------------ helpers
@@ -257,7 +257,7 @@ class TransportReceiver:
         f = self.fast
         if f[F_TAKEN]:
             f[F_TAKEN] = 0
-            self._next = f[F_NEXT]
+            self._next = f[_F_NEXT]
             self._deadline = ticks_add(now, self._t1)
 
     def sync(self, now):
@@ -270,23 +270,23 @@ class TransportReceiver:
         f = self.fast
         st = self.state
         if st == S_IDLE or self._resync:
-            f[F_STOP] = 0               # no window: no packet is taken
-            f[F_LAST] = 0
+            f[_F_STOP] = 0               # no window: no packet is taken
+            f[_F_LAST] = 0
             return
         # the packet that ends the CTS window (sends the next CTS) or the
         # message (EndOfMsgAck, decode) is never taken by the fast path
         total = self._total
         stop = self._win_end if self._win_end < total else total
-        f[F_NEXT] = self._next
+        f[_F_NEXT] = self._next
         if stop == total:               # the message's last packet is in this window
-            f[F_LAST] = total
-            f[F_KLAST] = self._size - (total - 1) * 7
+            f[_F_LAST] = total
+            f[_F_KLAST] = self._size - (total - 1) * 7
         else:
-            f[F_LAST] = 0
-        f[F_DEADLINE] = self._deadline & _MASK30
+            f[_F_LAST] = 0
+        f[_F_DEADLINE] = self._deadline & _MASK30
         f[F_END] = self._end & _MASK30
-        f[F_DA] = self._own if st == S_CMDT else GLOBAL
-        f[F_STOP] = stop
+        f[_F_DA] = self._own if st == S_CMDT else GLOBAL
+        f[_F_STOP] = stop
 
     def _error(self, code):
         self.errors = _inc(self.errors)
@@ -350,7 +350,7 @@ class TransportReceiver:
         f = self.fast
         if f[F_TAKEN]:                  # _pull(now_ms)
             f[F_TAKEN] = 0
-            self._next = f[F_NEXT]
+            self._next = f[_F_NEXT]
             self._deadline = ticks_add(now_ms, self._t1)
         if self.state != S_IDLE:
             self._expire(now_ms)        # a late frame must not revive a dead session
@@ -394,13 +394,13 @@ class TransportReceiver:
     def _expire(self, now):
         if self.state != S_IDLE:
             if ticks_diff(now, self._deadline) > 0:
-                self._abort_session(now, AB_TIMEOUT, E_TIMEOUT)
+                self._abort_session(now, _AB_TIMEOUT, E_TIMEOUT)
             elif ticks_diff(now, self._end) > 0:
                 # Every packet came within T1 but the whole transfer is far
                 # slower than its size allows: a TP.DT trickle holding the
                 # only channel.  J1939-21 has no reason code for it: timeout.
                 self._note(now, IX_TP_TRICKLE, self.pgn)
-                self._abort_session(now, AB_TIMEOUT, E_SLOW)
+                self._abort_session(now, _AB_TIMEOUT, E_SLOW)
 
     def _note(self, now, kind, pgn):
         ix = self._ix
@@ -444,16 +444,16 @@ class TransportReceiver:
         # Validate; each failure has its own J1939-21 reason.
         reason = 0
         if size > _MAX_TP:
-            reason = AB_TOO_BIG
+            reason = _AB_TOO_BIG
             err = E_SIZE
         elif size == 0 or npk != (size + 6) // 7:
-            reason = AB_OTHER
+            reason = _AB_OTHER
             err = E_RTS
         elif size > self._limit:
-            reason = AB_RESOURCES
+            reason = _AB_RESOURCES
             err = E_SIZE
         elif pgn not in self._pgns:
-            reason = AB_OTHER
+            reason = _AB_OTHER
             err = E_PGN
         st = self.state
         if bam:
@@ -475,13 +475,13 @@ class TransportReceiver:
                 self._error(E_BUSY)
                 if not self._preempt:
                     # J1939-21: one connection per originator; keep the open one
-                    self._abort(now, AB_BUSY, p3)
+                    self._abort(now, _AB_BUSY, p3)
                     return
                 # The new RTS wins (EN+ restarts on any RTS): a stalled or
                 # trickling transfer cannot lock out BCS.  The open one is
                 # cancelled with Abort 1, as the kernel's j1939 does.
                 self._note(now, IX_TP_PREEMPT, self.pgn)
-                self._abort(now, AB_BUSY, self._p3)
+                self._abort(now, _AB_BUSY, self._p3)
             # same PGN: "the most recent RTS shall be acted on and the
             # previous abandoned, no Abort" (J1939-21 5.10.3.1); a BAM is
             # dropped the same way.
@@ -518,7 +518,7 @@ class TransportReceiver:
         seq = d[0]
         if seq == 0 or seq > self._total:
             # no such packet: the sender is confused beyond recovery
-            self._abort_session(now, AB_BAD_SEQ, E_SEQ)
+            self._abort_session(now, _AB_BAD_SEQ, E_SEQ)
             return 0
         if seq < self._next:
             self.dups = _inc(self.dups)  # already have it: ignore, T1 not
@@ -563,7 +563,7 @@ class TransportReceiver:
 
     def complete(self, now):
         """The link's fast path took the last packet of the message
-        (``F_LAST``, copied into ``buf``): finish as ``on_frame`` would;
+        (``_F_LAST``, copied into ``buf``): finish as ``on_frame`` would;
         returns the PGN."""
         self._pull(now)
         pgn = self._done(now)
@@ -578,7 +578,7 @@ class TransportReceiver:
             self._error(E_SEQ)
             return 0
         if self.state == S_BAM:
-            self._abort_session(now, AB_BAD_SEQ, E_SEQ)   # silent drop
+            self._abort_session(now, _AB_BAD_SEQ, E_SEQ)   # silent drop
             return 0
         if self._left > 0:
             self._left -= 1
@@ -587,6 +587,6 @@ class TransportReceiver:
             self._error(E_SEQ)
             self._send_cts(now)          # re-request from the first missing
             return 0
-        self._abort_session(now, AB_RETRANSMIT if self._retries else AB_BAD_SEQ,
+        self._abort_session(now, _AB_RETRANSMIT if self._retries else _AB_BAD_SEQ,
                             E_SEQ)
         return 0

@@ -23,8 +23,8 @@ from micropython import const
 import config
 from gbt import stages as _s
 
-K12 = const(1)      # K1/K2 may be closed
-PWR = const(2)      # power stage may be enabled
+_K12 = const(1)      # K1/K2 may be closed
+_PWR = const(2)      # power stage may be enabled
 TIMED = const(4)    # ... only for h12.stop_ms after entering the stage
 
 _TABLE = (
@@ -32,13 +32,13 @@ _TABLE = (
     (_s.CONNECTED, 0),
     (_s.LOCKING, 0),
     (_s.HANDSHAKE, 0),
-    (_s.INSULATION, K12 | PWR),
+    (_s.INSULATION, _K12 | _PWR),
     (_s.RECOGNITION, 0),
     (_s.PARAMETER, 0),
-    (_s.PRECHARGE, K12 | PWR),
-    (_s.CHARGING, K12 | PWR),
-    (_s.REHANDSHAKE, K12 | PWR | TIMED),
-    (_s.STOPPING, K12 | PWR | TIMED),
+    (_s.PRECHARGE, _K12 | _PWR),
+    (_s.CHARGING, _K12 | _PWR),
+    (_s.REHANDSHAKE, _K12 | _PWR | TIMED),
+    (_s.STOPPING, _K12 | _PWR | TIMED),
     (_s.STATISTICS, 0),
     (_s.FINISH, 0),
     (_s.DONE, 0),
@@ -52,7 +52,7 @@ def _build():
     return bytes(t)
 
 
-ALLOW = _build()    # ALLOW[stage] = K12 | PWR | TIMED bits
+ALLOW = _build()    # ALLOW[stage] = _K12 | _PWR | TIMED bits
 
 CONFIG_SCHEMA = (
     ("h12.stop_ms", 1500, 100, 60000, "ms",
@@ -79,4 +79,4 @@ if _cross not in config.CROSS_CHECKS:
 def allowed(stage):
     """(K1/K2 allowed, power stage allowed, time-limited) for a stage."""
     a = ALLOW[stage] if 0 <= stage < len(ALLOW) else 0
-    return bool(a & K12), bool(a & PWR), bool(a & TIMED)
+    return bool(a & _K12), bool(a & _PWR), bool(a & TIMED)

@@ -34,7 +34,7 @@ RAISED = const(3)
 STATE_NAMES = ("INACTIVE", "OK", "PENDING", "RAISED")
 
 # transitions returned by RiskTable.step
-T_NONE = const(0)
+_T_NONE = const(0)
 T_RAISED = const(1)
 T_CLEARED = const(2)
 
@@ -175,11 +175,11 @@ class RiskTable:
                 self.clr[i] = 0          # no evidence it is gone: stay raised
             else:
                 self.state[i] = INACTIVE
-            return T_NONE
+            return _T_NONE
         if cond:
             self.clr[i] = 0
             if st == RAISED:
-                return T_NONE
+                return _T_NONE
             if st != PENDING:
                 self.state[i] = PENDING
                 self.since[i] = now
@@ -188,7 +188,7 @@ class RiskTable:
                 self.since[i] = now
                 self.raised_count[i] += 1
                 return T_RAISED
-            return T_NONE
+            return _T_NONE
         if st == RAISED:
             if not self.clr[i]:
                 self.clr[i] = 1
@@ -198,11 +198,11 @@ class RiskTable:
                 self.since[i] = now
                 self.clr[i] = 0
                 return T_CLEARED
-            return T_NONE
+            return _T_NONE
         if st != OK:
             self.state[i] = OK
             self.since[i] = now
-        return T_NONE
+        return _T_NONE
 
 
 @micropython.viper

@@ -93,6 +93,18 @@ class SessionResult:
     # charging is cut into ``interval_ms`` slices so that steady charging
     # (without the stage changes at either end) can be told apart
     intervals: list = field(default_factory=list)
+    # simulated ms of the "stage locking" text: the session in progress
+    # (lock, aux supply, power path) from here to "stage done"; a snapshot
+    # is taken there, so no interval straddles it (None: never reached)
+    session_from_ms: Optional[int] = None
+
+    def in_session(self) -> list:
+        """Intervals from the lock to the end of the session (LOCKING ..
+        FINISH): where a late protection tick could matter."""
+        if self.session_from_ms is None:
+            return []
+        return [x for x in self.intervals
+                if x[1] >= self.session_from_ms and x[0] in GROUPS]
 
     def steady(self, group: str = "charging") -> list:
         """Intervals of ``group`` without the first and the last one (the
@@ -167,6 +179,7 @@ def run_session(cfg: dict | None = None, params: BmsParams | None = None,
         intervals = []
         ok, why = False, "timeout"
         flood = None
+        session_from = None
         try:
             bms = BmsSimulator(sim.bus(), params, pack=pack, drive_pack=False)
             sim.step_hooks.append(bms.poll)
@@ -184,16 +197,20 @@ def run_session(cfg: dict | None = None, params: BmsParams | None = None,
                 new = sim.texts[n:]
                 n = len(sim.texts)
                 changed = None
+                cut = False
                 for _, txt in new:
                     if txt.startswith("fail-safe"):
                         why = txt
                         raise RuntimeError(txt)
+                    if txt == "stage locking" and session_from is None:
+                        session_from = sim.now_ms
+                        cut = True
                     if txt.startswith("stage "):
                         g = GROUP_OF.get(txt.split()[1], group)
                         if g != group:
                             changed = g
-                if snapshots and (changed or (group == "charging" and
-                                              sim.now_ms - t_cut >= interval_ms)):
+                if snapshots and (changed or cut or (group == "charging" and
+                                                     sim.now_ms - t_cut >= interval_ms)):
                     st = sim.stats(reset=True)
                     intervals.append((group, t_cut, sim.now_ms, st))
                     if group in stages:
@@ -220,4 +237,4 @@ def run_session(cfg: dict | None = None, params: BmsParams | None = None,
             ok, why = False, "gun still locked at the end"
         return SessionResult(ok, why, sim.now_ms, wall, stages, list(sim.texts),
                              bye=sim.bye, flood_frames=flood.sent if flood else 0,
-                             intervals=intervals)
+                             intervals=intervals, session_from_ms=session_from)

@@ -159,7 +159,10 @@ def measure(quick: bool = False) -> dict:
     steady = r.steady("charging")
     worst_steady = max(st["pass_wcet_us"] for _, _, _, st in steady) if steady else None
     worst_all = max(st["pass_wcet_us"] for _, _, _, st in r.intervals)
+    sess = r.in_session()
+    worst_sess = max(st["pass_wcet_us"] for _, _, _, st in sess) if sess else None
     det["worst_pass_kinstr"] = {"steady_charging": worst_steady, "whole_session": worst_all,
+                                "in_session": worst_sess,
                                 "per_interval": [(g, a, b, st["pass_wcet_us"])
                                                  for g, a, b, st in r.intervals]}
     det["heap"] = heap
@@ -182,6 +185,7 @@ def measure(quick: bool = False) -> dict:
         "cpu_charging_pct": ch["mcu_pct"],
         "worst_pass_us": round(worst_all * k) if worst_all is not None else None,
         "worst_pass_steady_charging_us": round(worst_steady * k) if worst_steady else None,
+        "worst_pass_in_session_us": round(worst_sess * k) if worst_sess else None,
         "cpu_saturated_bus_pct": round(sat * k / 1e4, 1),
         "heap_charging_bytes": heap.get("charging"),
         "heap_boot_free_bytes": heap.get("boot_free"),
@@ -226,6 +230,9 @@ def table(res: dict) -> str:
                                             wp["whole_session"], f["worst_pass_us"]))
     add("%-46s %12s %10s us" % ("worst scheduler pass, steady charging", wp["steady_charging"],
                                 f["worst_pass_steady_charging_us"]))
+    if wp.get("in_session") is not None:
+        add("%-46s %12s %10s us" % ("worst scheduler pass, in session (lock..done)",
+                                    wp["in_session"], f.get("worst_pass_in_session_us")))
     c = d["can"]
     add("%-46s %12.2f %10.1f us" % ("CAN cost per received frame", c["kinstr_per_frame"],
                                      f["can_us_per_frame"]))

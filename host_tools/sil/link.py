@@ -132,7 +132,8 @@ class FirmwareProcess:
     def __init__(self, mode="lockstep", config: str | None = None, heapsize=None,
                  console_fd: int | None = None, state_dir: str | None = None,
                  firmware_dir: Path | None = None, stderr=None, extra_env=None,
-                 epoch_s: int | None = None, board_dir: str | Path | None = None):
+                 epoch_s: int | None = None, board_dir: str | Path | None = None,
+                 console_auth: int | None = 0):
         import tempfile
         self._tmp_board = None
         if board_dir is None:
@@ -158,6 +159,10 @@ class FirmwareProcess:
             cmd += ["--epoch", str(int(epoch_s))]
         if console_fd is not None:
             cmd += ["--console"]
+        if console_auth is not None:
+            # the bench's console is open by default (no keys on a bench);
+            # None: the firmware's ``console.auth`` setting decides (roles)
+            cmd += ["--console-auth", str(int(console_auth))]
         env = dict(os.environ, MICROPYPATH=mpy_path(firmware_dir))
         if extra_env:
             env.update(extra_env)

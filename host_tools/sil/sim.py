@@ -164,7 +164,7 @@ class Simulation(_Base):
                  heapsize=None, channel: str | None = None, console_fd=None,
                  state_dir: str | None = None, firmware_dir: Path | None = None, stderr=None,
                  epoch_s: int | None = None, target: str | None = None, image: Path | None = None,
-                 board_dir: str | Path | None = None):
+                 board_dir: str | Path | None = None, console_auth: int | None = 0):
         """``epoch_s``: the simulated date (UTC seconds) at t = 0, the
         firmware's RTC in lock-step (default 2026-01-01 00:00 UTC).
 
@@ -179,7 +179,11 @@ class Simulation(_Base):
 
         ``board_dir``: the SIL board's filesystem (``config.json``,
         ``state/``; see ``link.prepare_board_dir``); default a temporary
-        directory (unix target)."""
+        directory (unix target).
+
+        ``console_auth``: 0 (default) opens the console without roles (a
+        bench has no keys); None lets ``console.auth`` decide (roles, with
+        the key in ``board_dir/keys.json``; docs/security.md)."""
         import os
         target = target or os.environ.get("EVCHARGER_TARGET") or "unix"
         if target not in ("unix", "qemu"):
@@ -205,7 +209,8 @@ class Simulation(_Base):
             self.fw = L.FirmwareProcess("lockstep", config=config, heapsize=heapsize,
                                         console_fd=console_fd, state_dir=state_dir,
                                         firmware_dir=firmware_dir, stderr=stderr,
-                                        epoch_s=epoch_s, board_dir=board_dir)
+                                        epoch_s=epoch_s, board_dir=board_dir,
+                                        console_auth=console_auth)
         self.steps = 0
         self._plant_dt = 0       # ms since the plant's last update (the previous step)
         self._buses: list = []

@@ -67,10 +67,12 @@ def test_issue10_item02_late_bcp_ignored_logged_limits_frozen(bench, tmp_path):
     assert vs and max(vs) <= 3504                                          # 350.4 V
     assert any("S-4" in s and "raise" in s for _, s in b.texts("safety"))
     assert not [t for t, s in b.texts("intrusion") if t < t_inj]          # none before
-    assert [s for _, s in b.texts("intrusion")] == ["bcp-late 0x600"]
+    # the BCP, then (issue 13, C-4) the 350 -> 650 V demand step of the
+    # same attack: a demand jump outside physics (physics 0x1 = BCL voltage)
+    assert [s for _, s in b.texts("intrusion")] == ["bcp-late 0x600", "physics 0x1"]
     recs = _events(tmp_path)
     ix = [r for r in recs if r["code"] == EV_INTRUSION]
-    assert [(r["a"], r["b"]) for r in ix] == [(1, 0x600)]
+    assert [(r["a"], r["b"]) for r in ix] == [(1, 0x600), (9, 1)]
 
 
 # -- item 5 -----------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Supervisor rules that do not trust the session: H-11 (BCL/BCS freshness
 while current flows), H-12 (output interlock per stage), and the H-9
 fail-safe when the protection tick itself raises.  Everything is read
-back from what the board was given (``FakeBoard``: the outputs actually
+back from what the board was given (``SupervisorBoard``: the outputs actually
 applied) and from the supervisor's events; allocation-free under
 micropython.heap_lock()."""
 import micropython
@@ -14,44 +14,7 @@ from rt.clock import SimClock
 from safety.supervisor import Supervisor
 from safety import interlock
 from safety import risk
-
-
-class FakeBoard:
-    """What reached the hardware: the last written / forced outputs."""
-
-    def __init__(self):
-        self.k12 = 0
-        self.pwr = 0
-        self.i_set = 0
-        self.bleed = 1
-        self.forced = 0
-        self.writes = 0
-
-    def write_outputs(self, out):
-        self.writes += 1
-        self.k12 = out.k12
-        self.pwr = out.pwr_en
-        self.i_set = out.i_set
-        self.bleed = out.bleed
-
-    def force_safe(self):
-        self.forced += 1
-        self.k12 = 0
-        self.pwr = 0
-        self.i_set = 0
-        self.bleed = 1
-
-
-class MemStore:
-    def __init__(self):
-        self.data = None
-
-    def load(self):
-        return self.data, []
-
-    def save(self, p):
-        self.data = bytes(p)
-        return True
+from doubles import SupervisorBoard, MemStore
 
 
 def live_inputs(inp):
@@ -70,7 +33,7 @@ def make(cfg=None, stage=S.CHARGING):
     inp = Inputs()
     out = Outputs()
     live_inputs(inp)
-    board = FakeBoard()
+    board = SupervisorBoard()
     sup = Supervisor(cfg or {}, clk, board, inp, out, BmsData(), MemStore())
     sup.stage = stage
     sup.charging = stage == S.CHARGING

@@ -16,6 +16,7 @@ from gbt.bmsdata import BmsData
 from gbt.link import BmsLink
 from gbt.transport import TransportReceiver
 from bmsscript import bcl, bsm, u16
+from doubles import LinkRecorder, recorded_link
 
 
 class Q:
@@ -43,30 +44,8 @@ class Q:
         return len(self.q) - self.i
 
 
-class Rec:
-    def __init__(self, link=None):
-        self.calls = []
-        self.sent = []
-        self.link = link
-
-    def handler(self, now, pgn, st):
-        self.calls.append((now, pgn, st))
-
-    def send(self, cid, buf, n):
-        self.sent.append((cid, bytes(buf[:n])))
-        return True
-
-
-def _mk():
-    r = Rec()
-    bms = BmsData()
-    link = BmsLink(r.send, None, bms, {})
-    link.set_handler(r.handler)
-    return r, bms, link
-
-
 def test_repeat_is_handled_without_decode_and_folded_in_its_pass():
-    r, bms, link = _mk()
+    r, bms, link = recorded_link()
     q = Q()
     f = CanFrame()
     for k in range(3):
@@ -94,7 +73,7 @@ def test_repeat_is_handled_without_decode_and_folded_in_its_pass():
 
 
 def test_invalid_frames_and_gated_messages_are_not_remembered():
-    r, bms, link = _mk()
+    r, bms, link = recorded_link()
     q = Q()
     f = CanFrame()
     bad = bytes([0xFF, 0xFF, 0xA0, 0x0F, 0x02])      # V = FFFF: E_RANGE
@@ -114,7 +93,7 @@ def test_invalid_frames_and_gated_messages_are_not_remembered():
 
 
 def test_flood_of_repeats_stays_in_one_pass_and_allocates_nothing():
-    r, bms, link = _mk()
+    r, bms, link = recorded_link()
     calls = [0]
 
     def count(now, pgn, st):
@@ -140,7 +119,7 @@ def test_flood_of_repeats_stays_in_one_pass_and_allocates_nothing():
 
 
 def test_cost_bound_leaves_frames_in_the_fifo():
-    r, bms, link = _mk()
+    r, bms, link = recorded_link()
     q = Q()
     f = CanFrame()
     for k in range(10):
@@ -223,7 +202,7 @@ def _scenario(seed, pgns):
 
 
 def _run_link(passes, t0):
-    r = Rec()
+    r = LinkRecorder()
     bms = BmsData()
     link = BmsLink(r.send, None, bms, {})
     out = []
@@ -245,7 +224,7 @@ def _run_link(passes, t0):
 
 
 def _run_tp(passes, t0):
-    r = Rec()
+    r = LinkRecorder()
     tp = TransportReceiver(r.send, ids.CHARGER, ids.BMS, cfg={})
     out = []
     now = t0

@@ -13,6 +13,7 @@ from safety.supervisor import Supervisor
 from gbt.stages import CHARGING
 from safety import risk
 from store import Store
+from doubles import SupervisorBoard, MemStore
 
 VIN = b"LSVAB4BR5EN123456"
 VIN2 = b"LFV2A21K6A4000001"
@@ -20,26 +21,6 @@ VIN2 = b"LFV2A21K6A4000001"
 # 2020-01-01 UTC, rt.calendar; Unix 1709258400)
 T0 = 131421600
 DAY = 86400
-
-
-class FakeBoard:
-    def write_outputs(self, out):
-        pass
-
-    def force_safe(self):
-        pass
-
-
-class MemStore:
-    def __init__(self):
-        self.data = None
-
-    def load(self):
-        return self.data, []
-
-    def save(self, p):
-        self.data = bytes(p)
-        return True
 
 
 def test_three_times_same_day_locks_12h():
@@ -215,7 +196,7 @@ def make(store, cfg=None):
     out = Outputs()
     bms = BmsData()
     normal(bms, inp)
-    sup = Supervisor(cfg or {}, clk, FakeBoard(), inp, out, bms, store)
+    sup = Supervisor(cfg or {}, clk, SupervisorBoard(), inp, out, bms, store)
     sup.stage = CHARGING            # H-12: outputs on are allowed
     return sup, inp, out, bms, clk
 

@@ -9,29 +9,7 @@ from safety.protections import Protections, K_WELDED, K_NO_CLOSE, K_OK
 from safety.supervisor import Supervisor
 from gbt.stages import CHARGING
 from safety import risk
-
-
-class FakeBoard:
-    def __init__(self):
-        self.forced = 0
-
-    def write_outputs(self, out):
-        pass
-
-    def force_safe(self):
-        self.forced += 1
-
-
-class MemStore:
-    def __init__(self):
-        self.data = None
-
-    def load(self):
-        return self.data, []
-
-    def save(self, p):
-        self.data = bytes(p)
-        return True
+from doubles import SupervisorBoard, MemStore
 
 
 def live_inputs():
@@ -310,7 +288,7 @@ def _sup():
     out = Outputs()
     bms = BmsData()
     st = MemStore()
-    board = FakeBoard()
+    board = SupervisorBoard()
     sup = Supervisor({}, clk, board, inp, out, bms, st)
     sup.stage = CHARGING            # H-12: outputs on are allowed
     return sup, inp, out, st, board, clk

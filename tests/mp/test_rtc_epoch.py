@@ -178,6 +178,7 @@ def test_u32_fields_heap_locked_with_numbers_past_2_30():
     from gbt.sessioncfg import SessionConfig
     from gbt import messages as M
     from diag import telemetry as T
+    from diag import telrec as R
     from board import Inputs, Outputs
     from gbt.bmsdata import BmsData
     from rt.clock import SimClock
@@ -201,7 +202,7 @@ def test_u32_fields_heap_locked_with_numbers_past_2_30():
     sink = Sink()
     clock = SimClock()
     tel = T.Telemetry({"charger.id": no}, clock, BmsData(), Inputs(), Outputs(), sink,
-                      T.SimRtc(clock, C.from_unix(UNIX_2026)))
+                      R.SimRtc(clock, C.from_unix(UNIX_2026)))
     from time import ticks_add
     t0 = ticks_add(0, -500)                   # board ticks about to wrap (2**30 on 32-bit)
     tel.tick(ticks_add(t0, -1000), 3)         # warm-up: first record, RTC read
@@ -219,7 +220,7 @@ def test_u32_fields_heap_locked_with_numbers_past_2_30():
     eq(bytes(buf[4:8]), b"\xfe\xff\xff\xff", "CSD charger number")
     M.enc_crm(buf, True, no, None)
     eq(bytes(buf[1:5]), b"\xfe\xff\xff\xff", "an int works too (allocates on 32-bit)")
-    r = T.decode(sink.b)
+    r = R.decode(sink.b)
     eq((r["charger_id"], r["type_name"]), (no, "demand"), "header charger id")
     eq(r["t_ms"], ticks_add(t0, 39 * 50) & 0x3FFFFFFF, "t_ms: board ms modulo 2**30")
     eq(tel.counts[T.T_DEMAND], 41, "a demand record every tick, across the wrap too")

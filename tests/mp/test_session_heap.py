@@ -4,18 +4,9 @@
 import micropython
 import mptest
 from mptest import eq, true
-from board import CanFrame
 from bmsscript import Bench, bcl, bcs, bsm
 from gbt import ids
-
-
-def _frame(cid, payload):
-    f = CanFrame()
-    f.id = cid
-    f.dlc = len(payload)
-    for k in range(len(payload)):
-        f.data[k] = payload[k]
-    return f
+from doubles import can_frame
 
 
 def test_charging_hot_path_allocates_nothing():
@@ -29,12 +20,12 @@ def test_charging_hot_path_allocates_nothing():
     inp = b.inp
     out = b.out
     clock = b.clock
-    f_bcl = _frame(ids.ID_BCL, bcl(4100, 1000))
-    f_bsm = _frame(ids.ID_BSM, bsm())
+    f_bcl = can_frame(ids.ID_BCL, bcl(4100, 1000))
+    f_bsm = can_frame(ids.ID_BSM, bsm())
     payload = bcs(3500, 1000)
-    f_rts = _frame(ids.ID_TPCM_RX, bytes([0x10, 9, 0, 2, 0xFF, 0x00, 0x11, 0x00]))
-    f_dt1 = _frame(ids.ID_TPDT_RX, bytes([1]) + payload[:7])
-    f_dt2 = _frame(ids.ID_TPDT_RX, bytes([2]) + payload[7:] + b"\xff" * 5)
+    f_rts = can_frame(ids.ID_TPCM_RX, bytes([0x10, 9, 0, 2, 0xFF, 0x00, 0x11, 0x00]))
+    f_dt1 = can_frame(ids.ID_TPDT_RX, bytes([1]) + payload[:7])
+    f_dt2 = can_frame(ids.ID_TPDT_RX, bytes([2]) + payload[7:] + b"\xff" * 5)
     b.capture = False
     b.lean = True
     n0 = b.n_sent

@@ -18,13 +18,13 @@ intrusion evidence the app drains into the event log.
 """
 import micropython
 import mptest
-from board import CanFrame
 from mptest import eq, true
 from bmsscript import (Bench, bcl, bcs, bcp, brm, u16, first_change, gaps,
                        L_STAGE, L_K12, L_PWR, L_VSET, L_ISET)
 from gbt import ids
 from gbt import stages as W
 from gbt.intrusion import IX_BCP_LATE, IX_BRM_LATE
+from doubles import can_frame
 
 CEM_BCL = b"\xfc\xf0\xc4\xfc"
 
@@ -38,15 +38,6 @@ def _tp_in(b, pgn, payload):
     for k in range(pk):
         chunk = payload[k * 7:k * 7 + 7]
         b.deliver(ids.ID_TPDT_RX, bytes([k + 1]) + chunk + b"\xff" * (7 - len(chunk)))
-
-
-def _frame(cid, payload):
-    f = CanFrame()
-    f.id = cid
-    f.dlc = len(payload)
-    for k in range(len(payload)):
-        f.data[k] = payload[k]
-    return f
 
 
 def _cro_aa(b):
@@ -154,9 +145,9 @@ def test_issue10_item02_late_brm_ignored_vin_kept():
     eq(b.link.ix.count[IX_BRM_LATE], 1, "late BRM noted")
     # the refusal path (gate + intrusion note) is allocation-free
     pay = bcp(max_v=7000)
-    f_rts = _frame(ids.ID_TPCM_RX, bytes([0x10, 13, 0, 2, 0xFF, 0x00, 0x06, 0x00]))
-    f_dt1 = _frame(ids.ID_TPDT_RX, bytes([1]) + pay[:7])
-    f_dt2 = _frame(ids.ID_TPDT_RX, bytes([2]) + pay[7:] + b"\xff")
+    f_rts = can_frame(ids.ID_TPCM_RX, bytes([0x10, 13, 0, 2, 0xFF, 0x00, 0x06, 0x00]))
+    f_dt1 = can_frame(ids.ID_TPDT_RX, bytes([1]) + pay[:7])
+    f_dt2 = can_frame(ids.ID_TPDT_RX, bytes([2]) + pay[7:] + b"\xff")
     link = b.link
     now = b.now
     n0 = link.gated

@@ -14,30 +14,7 @@ from safety.supervisor import Supervisor
 from gbt.stages import CHARGING
 from safety import risk
 from safety.trip import SAFE
-
-
-class FakeBoard:
-    def __init__(self):
-        self.writes = 0
-        self.forced = 0
-
-    def write_outputs(self, out):
-        self.writes += 1
-
-    def force_safe(self):
-        self.forced += 1
-
-
-class MemStore:
-    def __init__(self):
-        self.data = None
-
-    def load(self):
-        return self.data, []
-
-    def save(self, p):
-        self.data = bytes(p)
-        return True
+from doubles import SupervisorBoard, MemStore
 
 
 CFG = {"s9.interval_ms": 1000, "s11.sample_ms": 1000, "risk.events": 16}
@@ -72,7 +49,7 @@ def setup():
     inp.cc1_mv = 4000
     inp.insulation_kohm = 5000
     inp.k12_fb = 1
-    board = FakeBoard()
+    board = SupervisorBoard()
     sup = Supervisor(CFG, clk, board, inp, out, bms, MemStore())
     sup.vin = b"LSVAB4BR5EN123456"
     sup.soc_start = 800

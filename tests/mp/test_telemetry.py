@@ -11,6 +11,7 @@ from board import Inputs, Outputs
 from gbt.bmsdata import BmsData, NA
 from rt.clock import SimClock
 from diag import telemetry as T
+from diag import telrec as R
 from diag import eventlog as E
 
 # RTC values are seconds since the firmware epoch 2020-01-01 (rt.calendar):
@@ -51,12 +52,12 @@ class Ring:
         """Decoded records (of one type), streaming: a 20 s session is
         ~500 records, too many dicts to hold at once on a small heap."""
         sk = [0]
-        out = list(T.iter_records(memoryview(self.buf)[:self.n], sk, typ or 0))
+        out = list(R.iter_records(memoryview(self.buf)[:self.n], sk, typ or 0))
         mptest.eq(sk[0], 0, "no garbage between records")
         return out
 
     def times(self, typ):
-        return [r["t_ms"] for r in T.iter_records(memoryview(self.buf)[:self.n], None, typ)]
+        return [r["t_ms"] for r in R.iter_records(memoryview(self.buf)[:self.n], None, typ)]
 
     def pick(self, typ, idx):
         """The idx-th record of a type (negative: from the end)."""
@@ -73,7 +74,7 @@ def make(sink=None, stage_map=None, rtc=True, cfg=None, epoch=EPOCH):
          "telemetry.charger_type": 1}
     if cfg:
         c.update(cfg)
-    r = T.SimRtc(clock, epoch) if rtc else None
+    r = R.SimRtc(clock, epoch) if rtc else None
     tel = T.Telemetry(c, clock, bms, inp, out, sink, r, stage_map)
     return clock, tel, sink, bms, inp, out
 
@@ -214,7 +215,7 @@ def test_every_table1_item_at_its_interval():
     mptest.eq((e["end_soc"], e["end_cell_max_v"], e["end_cell_min_v"], e["end_temp_max"],
                e["end_temp_min"]), (40, 381, 368, 34, 24), "BSD items")
     # nothing in idle except the stage events
-    for r in T.iter_records(memoryview(sink.buf)[:sink.n]):
+    for r in R.iter_records(memoryview(sink.buf)[:sink.n]):
         if r["t_ms"] < T_HS or r["t_ms"] > T_IDLE:
             mptest.eq(r["type"], T.T_EVENT, "idle: events only")
 
@@ -224,7 +225,7 @@ def test_stamps_on_every_record():
     run(clock, tel, bms, inp, out)
     seq = -1
     first = None
-    for r in T.iter_records(memoryview(sink.buf)[:sink.n]):
+    for r in R.iter_records(memoryview(sink.buf)[:sink.n]):
         if first is None:
             first = r
         mptest.eq(r["version"], 1, "version")
@@ -416,20 +417,20 @@ def test_decode_rejects_corruption_and_resyncs():
     clock, tel, sink, bms, inp, out = make()
     tel.tick(0, 3)
     good = bytes(sink.buf[:sink.n])
-    recs, skipped = T.scan(good)
+    recs, skipped = R.scan(good)
     mptest.eq([r["type"] for r in recs], [T.T_EVENT, T.T_EVENT, T.T_DEMAND, T.T_STATUS],
               "types")
     n0 = 2 * T.SIZES[T.T_EVENT]
     bad = bytearray(good)
     bad[n0 + 20] ^= 0x01                          # flip a bit in the demand record
-    recs, skipped = T.scan(b"\x00\xa5garbage" + bytes(bad) + good[:30])
+    recs, skipped = R.scan(b"\x00\xa5garbage" + bytes(bad) + good[:30])
     mptest.eq([r["type"] for r in recs], [T.T_EVENT, T.T_EVENT, T.T_STATUS],
               "corrupt record skipped")
-    mptest.eq(T.decode(bad, n0), None, "decode: bad CRC -> None")
-    mptest.eq(T.decode(good[:20]), None, "decode: short -> None")
+    mptest.eq(R.decode(bad, n0), None, "decode: bad CRC -> None")
+    mptest.eq(R.decode(good[:20]), None, "decode: short -> None")
     v2 = bytearray(good)
     v2[1] = 2
-    mptest.eq(T.decode(v2), None, "unknown version -> None")
+    mptest.eq(R.decode(v2), None, "unknown version -> None")
     mptest.eq(T.SIZES[T.T_STATUS] <= 250, True, "fits a SIL telemetry packet")
 
 
@@ -449,8 +450,8 @@ def test_file_sink_rotates():
     a = open(path + ".1", "rb").read()
     b = open(path, "rb").read()
     mptest.true(len(a) <= 1000 and len(b) <= 1000, "bounded files")
-    ra, sa = T.scan(a)
-    rb, sb = T.scan(b)
+    ra, sa = R.scan(a)
+    rb, sb = R.scan(b)
     mptest.eq((sa, sb), (0, 0), "whole records only")
     mptest.eq(rb[-1]["t_ms"], 1950, "newest in the current file")
     mptest.eq(rb[0]["seq"], ra[-1]["seq"] + 1, "continuous across the rotation")

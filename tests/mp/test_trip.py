@@ -18,42 +18,7 @@ from safety.supervisor import Supervisor
 from gbt.stages import CHARGING
 from safety.trip import TripPath, IDLE, POWER_OFF, BLEED, SAFE, k_command_ms
 from safety import risk
-
-
-class FakeBoard:
-    def __init__(self):
-        self.k12 = 0
-        self.pwr = 0
-        self.bleed = 0
-        self.writes = 0
-        self.forced = 0
-
-    def write_outputs(self, out):
-        self.writes += 1
-        self.k12 = out.k12
-        self.pwr = out.pwr_en
-        self.bleed = out.bleed
-
-    def force_safe(self):
-        self.forced += 1
-        self.k12 = 0
-        self.pwr = 0
-        self.bleed = 1
-
-    def read_inputs(self, inp):
-        pass
-
-
-class MemStore:
-    def __init__(self):
-        self.data = None
-
-    def load(self):
-        return self.data, []
-
-    def save(self, p):
-        self.data = bytes(p)
-        return True
+from doubles import SupervisorBoard, MemStore
 
 
 class Plant:
@@ -119,7 +84,7 @@ def make(cfg=None, decay=100):
     inp = Inputs()
     out = Outputs()
     bms = BmsData()
-    board = FakeBoard()
+    board = SupervisorBoard()
     sup = Supervisor(cfg or {}, clk, board, inp, out, bms, MemStore())
     charging_inputs(inp)
     plant = Plant(inp, board, decay)

@@ -1,0 +1,47 @@
+"""Security settings (issue 13, C-1..C-4), apart from their code.
+
+``firmware/charger.py`` imports this small module so that the settings are
+registered and validated at boot; the cryptographic code itself is imported
+only when a console unlock, a platform handshake or an update happens, so
+the heap at charging does not grow (docs/security.md)."""
+import config
+
+SEC_SCHEMA = (
+    ("sec.policy", "prefer", None, None, "-",
+     "Site security policy: off (plain links only), prefer (authenticate and encrypt "
+     "when the peer supports it, else plain and logged), require (refuse an "
+     "unauthenticated platform link and unsigned updates). Plain GB/T 27930 vehicles "
+     "charge under every policy"),
+    ("sec.suite", "sm", None, None, "-",
+     "Platform link cipher suite offered first: sm (SM2/SM3/SM4) or aes (HMAC-SHA256 / "
+     "AES-128); the other one is the fallback"),
+    ("console.auth", 1, 0, 1, "-",
+     "Console roles: 1 = read-only diagnostics until an operator or maintainer role "
+     "is unlocked by challenge-response (HMAC-SHA256, per-charger key in keys.json); "
+     "0 = open console (a bench without keys; never on a site)"),
+    ("console.unlock_s", 900, 30, 86400, "s",
+     "An unlocked console role expires this long after the unlock"),
+    ("console.tries", 3, 1, 20, "tries",
+     "Failed unlocks in a row before unlocking is refused for console.lockout_s"),
+    ("console.lockout_s", 300, 10, 86400, "s",
+     "How long unlocking is refused after console.tries failures"),
+    ("console.challenge_s", 60, 5, 600, "s",
+     "A challenge must be answered within this time (used once either way)"),
+)
+config.register(SEC_SCHEMA)
+
+POLICIES = ("off", "prefer", "require")
+SUITES = ("sm", "aes")
+
+
+def _cross(cfg):
+    p = cfg.get("sec.policy", "prefer")
+    if p not in POLICIES:
+        return "sec.policy must be one of off, prefer, require; got %r" % (p,)
+    s = cfg.get("sec.suite", "sm")
+    if s not in SUITES:
+        return "sec.suite must be sm or aes; got %r" % (s,)
+    return None
+
+
+config.CROSS_CHECKS.append(_cross)

@@ -1,0 +1,100 @@
+"""Cost of each cryptographic step on the target (issue 13; docs/security.md).
+
+    python -m host_tools.secbench [--image build/firmware/QEMU_M3-test]
+
+Boots the QEMU test image (the firmware and tests/mp frozen in: the KAT
+vectors of tests/mp/secvectors.py) under ``-icount shift=0`` and times each
+step with ``time.ticks_us`` (= 1,000 guest instructions), best of 3.
+Prints kinstr and the F405 time at 14.43 µs per kinstr (benchlib/target.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+US_PER_KINSTR = 14.43
+
+SCRIPT = r"""
+import qemu.main as m
+m.prepare()
+import os, time, gc
+try:
+    os.mkdir('/tmp')
+except OSError:
+    pass
+import secvectors as V
+from security.sm3 import sm3
+from security import sm2, update, roles, cmdline
+from security.hmac256 import hmac_sha256
+from gbt.link import BmsLink
+from gbt.bmsdata import BmsData
+from gbt.ixwatch import IxWatch
+from rt.clock import SimClock
+res = {}
+def t(name, fn, n=3):
+    best = None
+    for _ in range(n):
+        gc.collect()
+        a = time.ticks_us()
+        fn()
+        d = time.ticks_diff(time.ticks_us(), a)
+        best = d if best is None or d < best else best
+    res[name] = best
+k = bytes(32); nonce = bytes(16); d64 = bytes(64); d1k = bytes(1024)
+t("hmac_sha256 64 B", lambda: hmac_sha256(k, d64))
+t("console unlock check (role key + answer, 2 HMAC)", lambda: roles.response(k, 1, 1, nonce))
+t("console command parse (cfg_set line)", lambda: cmdline.parse(b'cfg_set("h8.ma", 1000)'))
+t("sm3 64 B", lambda: sm3(d64))
+t("sm3 1 KB", lambda: sm3(d1k))
+t("sm2 verify (SM3withSM2, 18 B message)", lambda: sm2.verify(V.PUB, V.MSG, V.SIG), 1)
+with open('/tmp/b.evu', 'wb') as f:
+    f.write(V.GOOD)
+t("update bundle verify (2 files, %d B)" % len(V.GOOD), lambda: update.verify('/tmp/b.evu', V.PUB), 1)
+link = BmsLink(lambda c, b, n: True, SimClock(), BmsData())
+w = IxWatch(link, link.bms)
+w.tick(0, True)
+t("intrusion look (IxWatch.tick, charging)", lambda: w.tick(1000, True))
+import json
+print("RESULT " + json.dumps(res))
+"""
+
+
+def measure(image: Path | None = None) -> dict:
+    from host_tools.sil.qemu import QemuMachine, ensure_image
+    img = image or ensure_image("QEMU_M3", "test")
+    m = QemuMachine(image=img)
+    try:
+        m.raw_repl()
+        out, err = m.raw_exec(SCRIPT, timeout=900)
+    finally:
+        m.proc.kill()
+        m.close()
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError("no result from the target:\n%s\n%s" % (out[-3000:], err[-3000:]))
+
+
+def table(res: dict) -> str:
+    rows = ["| step | kinstr | F405 168 MHz |", "|---|---:|---:|"]
+    for k, v in res.items():
+        ms = v * US_PER_KINSTR / 1000.0
+        rows.append("| %s | %s | %s |" % (k, format(v, ","),
+                                          ("%.2f ms" % ms) if ms < 1000 else ("%.2f s" % (ms / 1000))))
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m host_tools.secbench")
+    ap.add_argument("--image", type=Path, default=None)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    res = measure(a.image)
+    print(json.dumps(res, indent=1) if a.json else table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
