@@ -32,7 +32,7 @@ import struct
 import numpy as np
 import pyarrow as pa
 
-from host_tools.telemetry import FW
+from host_tools.telemetry import FW, FWR
 
 PREFIX = "evc"
 BATCH_MAGIC = b"TB"
@@ -86,18 +86,18 @@ def _dtype(fmt: str, names) -> np.dtype:
     return np.dtype(out)
 
 
-HDR_DT = _dtype(FW.HDR_FMT, FW.HDR_FIELDS)
+HDR_DT = _dtype(FW.HDR_FMT, FWR.HDR_FIELDS)
 TYPE_DT = {}
-for _t in range(1, len(FW.LAYOUTS)):
-    _fmt, _names = FW.LAYOUTS[_t]
+for _t in range(1, len(FWR.LAYOUTS)):
+    _fmt, _names = FWR.LAYOUTS[_t]
     _p = _dtype(_fmt, _names)
     TYPE_DT[_t] = np.dtype(HDR_DT.descr + _p.descr + [("crc", "<u2")])
     assert TYPE_DT[_t].itemsize == FW.SIZES[_t], (_t, TYPE_DT[_t].itemsize)
 
 # every payload field of every type, in a stable order: the store's columns
 PAYLOAD_FIELDS = []
-for _t in range(1, len(FW.LAYOUTS)):
-    for _f in FW.LAYOUTS[_t][1]:
+for _t in range(1, len(FWR.LAYOUTS)):
+    for _f in FWR.LAYOUTS[_t][1]:
         if _f not in PAYLOAD_FIELDS:
             PAYLOAD_FIELDS.append(_f)
 PAYLOAD_FIELDS = tuple(PAYLOAD_FIELDS)
@@ -200,7 +200,7 @@ def decode_columns(buf, ns: np.ndarray, charger_ids=None, boots=None,
         inv = inv_run.reshape(-1)[np.cumsum(run) - 1]
         names = np.array([v.split(b"\0", 1)[0].decode("ascii", "replace") for v in u], object)
         vin[sel] = names[inv.reshape(-1)]
-        for f in FW.LAYOUTS[t][1]:
+        for f in FWR.LAYOUTS[t][1]:
             v = rec[f].astype(np.int64)
             cols[f][sel] = v
             # -1 = not available (event a/b are plain values)

@@ -23,6 +23,7 @@ def test_demo_two_sil_chargers(tmp_path):
     assert faulty["stops"][0]["auth"].startswith("none")
     assert "stop() typed" in faulty["results"][0]["result"]
     assert faulty["stage"] == "done"
+    assert faulty["firmware_stop"] == ["stop operator stop"]     # the platform stopped it, not S-8
     al = [a for a in s["alarms"] if a["charger_id"] == 1002]
     assert al[0]["rule"] == "A-1" and al[0]["metric"] == "spread_v" and al[0]["scope"] == "vehicle"
     assert (out / "report" / "alarms.txt").exists()
