@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help charge test bench deploy config-check bench-rt realtime clean venv firmware target-image sign fuzz
+.PHONY: help charge test bench deploy config-check bench-rt realtime clean venv firmware target-image sign fuzz platform-demo platform-bench mosquitto
 .DEFAULT_GOAL := help
 BOARD ?= stm32
 # `make firmware` builds QEMU_M3 unless BOARD is given on the command line.
@@ -26,6 +26,8 @@ help:
 	@echo "make firmware [BOARD=QEMU_M3|PYBV11|NUCLEO_H743ZI]     a flashable image with the charger frozen in"
 	@echo "make sign KEYS=keys.sign.json VERSION=N             a signed update bundle of the firmware (build/update/)"
 	@echo "make fuzz                                              fuzz every security parser with 10**6 inputs each"
+	@echo "make platform-demo [ARGS=...]                          SIL chargers -> mosquitto -> Parquet store -> A-1/A-2 alarms -> stop"
+	@echo "make platform-bench [ARGS=...]                         platform scale figures on a synthetic fleet (out/platform-bench/)"
 	@echo "make venv                                              build .venv from requirements.txt"
 	@echo "make clean                                             remove build/, out/ and test caches"
 	@echo "Docs: README.md, docs/ (developer notes: docs/development.md)"
@@ -38,7 +40,7 @@ charge: $(STAMP)
 # The QEMU target image (product + test variant, + the bare stock image on
 # which tests/test_mpy_heap.py measures the .mpy install) is built first: the
 # target tests (tests/target/) boot it under qemu-system-arm.
-test: $(STAMP) target-image
+test: $(STAMP) target-image mosquitto
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # A flashable image with the charger frozen in; prints flash and RAM use.
@@ -78,6 +80,20 @@ config-check: $(STAMP)
 # The SIL bench in real time, bus open to other python-can programs on 127.0.0.1:29536
 realtime: $(STAMP)
 	$(PY) -m host_tools.sil $(ARGS)
+
+# The monitoring platform (docs/platform.md).  mosquitto comes from Debian:
+# installed with apt-get when missing (as root), like the ARM toolchain.
+mosquitto:
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
+	  { test "$$(id -u)" = 0 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends mosquitto >/dev/null; } || \
+	  { test "$$(id -u)" = 0 && apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends mosquitto >/dev/null; } || \
+	  { echo "mosquitto is missing and could not be installed: apt-get install mosquitto (as root)"; exit 1; }
+
+platform-demo: $(STAMP) mosquitto
+	$(PY) -m host_tools.platform demo $(ARGS)
+
+platform-bench: $(STAMP) mosquitto
+	$(PY) -m host_tools.platform bench $(ARGS)
 
 clean:
 	rm -rf build out .pytest_cache .hypothesis

@@ -1,0 +1,154 @@
+"""SIL chargers as fleet members: the firmware on the SIL board, a BMS
+simulator, and a TCU (``tcu.Tcu``) between the board's telemetry channel and
+the broker.
+
+``SilCharger(charger_id, vin, host, port, workdir)`` runs one charging session
+in lock-step simulated time (``run()``): every telemetry record the firmware
+emits on the SIL link (packet 0x85, what the UART carries on a board) goes
+into the TCU's ring, the TCU publishes it.  A ``stop`` command from the
+platform is typed at the firmware's console as ``stop()`` (what a field
+engineer or a TCU wired to the console would do): the firmware ramps the
+current down, sends CST and ends the session normally.
+
+``WeldPack``: a pack with one cell whose connection degrades during the
+charge (its resistance grows after ``onset_s``), so its voltage under
+current rises above the others: the cell-voltage spread grows, slowly
+enough that the firmware's own limit (S-8, 0.2 V) is far away when the
+platform's 3σ rule sees it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import threading
+import time
+from pathlib import Path
+
+from host_tools.bms.battery import BatteryPack
+from host_tools.bms.params import BmsParams
+from host_tools.bms.simulator import BmsSimulator
+from host_tools.sil import Plant, Simulation
+
+from .tcu import Tcu
+
+
+class WeldPack(BatteryPack):
+    def __init__(self, *a, onset_s: float = 20.0, growth_per_s: float = 0.02, **kw):
+        super().__init__(*a, **kw)
+        self.onset_s = onset_s
+        self.growth_per_s = growth_per_s
+        self._r0 = self._r[0]
+
+    def step(self, dt_s, current_a):
+        super().step(dt_s, current_a)
+        if self.time_s > self.onset_s:
+            self._r[0] = self._r0 * (1.0 + self.growth_per_s * (self.time_s - self.onset_s))
+
+
+class _Console:
+    """The TCU's end of the firmware console (a pty): drains what the
+    firmware prints, types commands."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.out = bytearray()
+        self.running = True
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        while self.running:
+            r, _, _ = select.select([self.fd], [], [], 0.05)
+            if r:
+                try:
+                    self.out += os.read(self.fd, 65536)
+                except OSError:
+                    time.sleep(0.01)
+                del self.out[:-20000]
+
+    def type(self, line: str) -> None:
+        os.write(self.fd, line.encode() + b"\r")
+
+    def close(self):
+        self.running = False
+        self.thread.join(timeout=2)
+        os.close(self.fd)
+
+
+class SilCharger:
+    def __init__(self, charger_id: int, vin: str, host: str, port: int, workdir,
+                 soc: float = 30.0, target_soc: float = 80.0, capacity_ah: float = 120.0,
+                 max_current_a: float = 150.0, fault: str | None = None, seed: int = 1,
+                 epoch_s: int | None = None, first_n: int = 0, boot: int = 0,
+                 weld_onset_s: float = 20.0):
+        self.cid = charger_id
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cfg = self.dir / "config.json"
+        cfg.write_text(json.dumps({"charger.id": charger_id, "telemetry.region_code": 440305,
+                                   "console.tx_timeout_ms": 1000}))
+        self.params = BmsParams(capacity_ah=capacity_ah, cells=96, soc=soc, target_soc=target_soc,
+                                max_current_a=max_current_a, vin=vin, seed=seed).resolved()
+        p = self.params
+        args = (p.chemistry, p.capacity_ah, p.cells, p.soc, p.resistance_ohm, p.soc_spread_pct,
+                p.capacity_spread_pct, p.seed, p.ambient_c, p.temp_c, p.probes)
+        self.pack = WeldPack(*args, onset_s=weld_onset_s) if fault == "weld" else BatteryPack(*args)
+        master, slave = os.openpty()
+        self.sim = Simulation(plant=Plant(self.pack), console_fd=master, config=str(cfg),
+                              state_dir=str(self.dir / "state"), epoch_s=epoch_s)
+        os.close(master)
+        self.console = _Console(slave)
+        self.bms = BmsSimulator(self.sim.bus(), p, pack=self.pack, drive_pack=False)
+        self.sim.step_hooks.append(self.bms.poll)
+        self.stops: list[dict] = []
+        self.tcu = Tcu(charger_id, host, port, self.dir / "ring", on_stop=self._on_stop,
+                       first_n=first_n, boot=boot)
+        self._fed = 0
+        self.offline_windows: list[tuple[int, int]] = []
+
+    def _on_stop(self, cmd: dict) -> str:
+        self.stops.append(dict(cmd, at_ms=self.sim.now_ms))
+        self.console.type("stop()")
+        return "stop() typed at the console at t=%d ms (stage %s)" % (self.sim.now_ms, self.stage())
+
+    def stage(self) -> str | None:
+        st = [t for _, t in self.sim.texts if t.startswith("stage ")]
+        return st[-1][6:] if st else None
+
+    def _feed(self):
+        tel = self.sim.telemetry
+        while self._fed < len(tel):
+            self.tcu.add(tel[self._fed][1])
+            self._fed += 1
+
+    def run(self, max_ms: int = 240_000, pace_s: float = 0.0) -> None:
+        """Until the session is over (or ``max_ms`` simulated).  The TCU is
+        offline during ``offline_windows`` (simulated ms)."""
+        started = False
+        while self.sim.now_ms < max_ms:
+            self.sim.step()
+            if self.sim.now_ms % 100 == 0:
+                self._feed()
+                off = any(a <= self.sim.now_ms < b for a, b in self.offline_windows)
+                if off != self.tcu.offline:
+                    self.tcu.set_offline(off)
+                self.tcu.pump()
+                if pace_s:
+                    time.sleep(pace_s)
+            st = self.stage()
+            started = started or st == "charging"
+            if started and (st in ("done", "idle", "connected") or self.bms.done):
+                self.sim.run_for(1000)
+                break
+        self._feed()
+        if self.tcu.offline:
+            self.tcu.set_offline(False)
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        return self.tcu.drain(timeout)
+
+    def close(self):
+        self.tcu.close()
+        self.sim.close()
+        self.console.close()
