@@ -25,23 +25,19 @@ protocol or the safety code read is ever changed under a running session.
 Docs: docs/field-guide.md.
 """
 from rt.clock import ticks_diff
-from gbt import ids
 from gbt.stages import STAGE_NAMES, IDLE, CONNECTED, DONE
-from gbt.chargertx import MSG_NAMES
-from board import CAN_STATE_NAMES
-from safety.risk import STATE_NAMES, name_of, H3
+from safety.risk import name_of
 from safety.lockout import L_ESTOP, L_CONTACTOR, L_STORE
+from safety.trip import STATE_NAMES as TRIP_STATES
 from diag import eventlog as ev
 from diag.trace import Trace
 from diag.cfgcmds import ConfigCommands, LIVE  # noqa: F401  (LIVE: re-exported)
-from diag.eventtext import detail, cem_names
+from diag.opcmds import OperatorCommands
+from diag.cancmds import CanCommands
+from diag.eventtext import detail, cem_names  # noqa: F401 (detail: faults)
+from diag.cmdtext import d1, num, secs, latency, onoff, wrap, date, hint  # noqa: F401
+from diag.cmdtext import WIDTH, HINTS  # noqa: F401 (re-exported)
 
-WIDTH = 80
-
-# BMS messages in the order of a session, for can()'s last-seen table.
-_BMS_PGNS = (ids.PGN_BHM, ids.PGN_BRM, ids.PGN_BCP, ids.PGN_BRO, ids.PGN_BCL,
-             ids.PGN_BCS, ids.PGN_BSM, ids.PGN_BMV, ids.PGN_BMT, ids.PGN_BSP,
-             ids.PGN_BST, ids.PGN_BSD, ids.PGN_BEM)
 _LEVELS = ("off", "I", "II", "III")
 # S-checks: unit of value/limit (firmware scaled integers), index 1..13
 _S_UNITS = ("", "0.1A", "0.1A", "0.1A", "0.1V", "0.1V", "0.1V", "0.01V", "0.01V",
@@ -49,83 +45,9 @@ _S_UNITS = ("", "0.1A", "0.1A", "0.1A", "0.1V", "0.1V", "0.1V", "0.01V", "0.01V"
 # hard protections: (code index, unit of value/limit)
 _H = ((1, "0.1V"), (2, "0.1A"), (3, ""), (4, "kOhm"), (5, "mV"), (6, "0.1C"),
       (7, ""), (8, "mA"), (9, ""), (10, ""), (11, "stale PF"), (12, "stage"))
-# What a refusal means, by the start of the supervisor's / app's reason.
-HINTS = (
-    ("bad configuration", "config file invalid: see cfg(), fix it "
-     "(host_tools.config_check), reboot"),
-    ("exception", "the firmware stopped on an exception (H-9): faults(), reboot"),
-    ("fail-safe", "the firmware stopped on an exception (H-9): faults(), reboot"),
-    ("E-stop", "release the E-stop button, then reset_estop()"),
-    ("safety record unusable", "the persisted safety state (latches, lockouts) "
-     "could not be read at boot (see the store warnings): inspect, then "
-     "clear_store_fault()"),
-    ("contactor fault", "K1/K2 feedback disagreed with the command (welded or "
-     "not closing): inspect, then clear_contactor_fault()"),
-    ("tripped", "a protection tripped: risks() shows the cause; rearm() once "
-     "it is gone (or unplug)"),
-    ("needs confirmation", "an SOC anomaly (S-12/S-13) was recorded for this "
-     "vehicle: check it, then ack()"),
-    ("VIN locked out", "this vehicle raised the same risk repeatedly: "
-     "locked out until the time shown (lockout.*)"),
-    ("VIN capped", "this vehicle raised risks before: current capped (lockout.*)"),
-)
 
 
-def _d1(v, na=True):
-    """0.1-unit integer as text ("400.1"); NA (-1) as "-"."""
-    if na and v == -1:
-        return "-"
-    s = "-" if v < 0 else ""
-    v = -v if v < 0 else v
-    return "%s%d.%d" % (s, v // 10, v % 10)
-
-
-def _i(v):
-    return "-" if v == -1 else str(v)
-
-
-def _ms(v):
-    return "%d.%d s" % (v // 1000, (v % 1000) // 100)
-
-
-def _lat(v):
-    return "-" if v < 0 else "+%d ms" % v
-
-
-def _onoff(v):
-    return "on" if v else "off"
-
-
-def wrap(line, width=WIDTH):
-    """Split a long line at spaces; continuation lines indented 4."""
-    out = []
-    while len(line) > width:
-        k = line.rfind(" ", 0, width)
-        if k <= 4:
-            k = width
-        out.append(line[:k].rstrip())
-        line = "    " + line[k:].lstrip()
-    out.append(line)
-    return out
-
-
-def date(s):
-    """Firmware seconds (since 2020-01-01 UTC, ``rt.calendar``) ->
-    "YYYY-MM-DD hh:mm:ss" (UTC); negative (the clock was not set): "clock unset"."""
-    if s < 0:
-        return "clock unset"
-    from rt.calendar import civil
-    return "%04d-%02d-%02d %02d:%02d:%02d" % civil(s)
-
-
-def hint(reason):
-    for k, h in HINTS:
-        if reason and reason.startswith(k):
-            return h
-    return None
-
-
-class Diag(ConfigCommands):
+class Diag(ConfigCommands, OperatorCommands, CanCommands):
     """The commands, bound to one app and console (see the module doc)."""
 
     def __init__(self, console, app):
@@ -172,27 +94,27 @@ class Diag(ConfigCommands):
         inp, out, b = app.inp, app.out, app.bms
         now = self.now()
         L = ["stage %s for %s%s" % (STAGE_NAMES[s.stage],
-                                    _ms(ticks_diff(now, s.stage_entered_ms)),
+                                    secs(ticks_diff(now, s.stage_entered_ms)),
                                     "   HALTED" if app.halted else "")]
         L.append("output  power %s  set %s V %s A  limit %s A" % (
-            _onoff(out.pwr_en), _d1(out.v_set), _d1(out.i_set), _d1(app.sup.current_limit)))
+            onoff(out.pwr_en), d1(out.v_set), d1(out.i_set), d1(app.sup.current_limit)))
         L.append("relays  K1/K2 %s (fb %s)  K3/K4 %s  lock %s (fb %s)  bleed %s" % (
             "closed" if out.k12 else "open", "closed" if inp.k12_fb else "open",
-            _onoff(out.k34), _onoff(out.lock), _onoff(inp.lock_fb), _onoff(out.bleed)))
+            onoff(out.k34), onoff(out.lock), onoff(inp.lock_fb), onoff(out.bleed)))
         L.append("meas    inside %s V  outside %s V  I %s A  CC1 %d mV" % (
-            _d1(inp.v_inside, False), _d1(inp.v_outside, False), _d1(inp.i_out, False),
+            d1(inp.v_inside, False), d1(inp.v_outside, False), d1(inp.i_out, False),
             inp.cc1_mv))
         L.append("        insulation %s kOhm  gun %s/%s C  leak %d mA  mains %s  "
-                 "E-stop %s" % (_i(inp.insulation_kohm), _d1(inp.t_gun_pos, False),
-                                _d1(inp.t_gun_neg, False), inp.leakage_ma,
+                 "E-stop %s" % (num(inp.insulation_kohm), d1(inp.t_gun_pos, False),
+                                d1(inp.t_gun_neg, False), inp.leakage_ma,
                                 "ok" if inp.mains_ok else "LOST",
                                 "PRESSED" if inp.estop else "off"))
         L.append("BMS     demand %s V %s A %s  measured %s V %s A  SOC %s %%" % (
-            _d1(b.req_v), _d1(b.req_i), {1: "CV", 2: "CC"}.get(b.req_mode, "-"),
-            _d1(b.meas_v), _d1(b.meas_i), _i(b.soc)))
+            d1(b.req_v), d1(b.req_i), {1: "CV", 2: "CC"}.get(b.req_mode, "-"),
+            d1(b.meas_v), d1(b.meas_i), num(b.soc)))
         cell = "-" if b.cell_max_v < 0 else "%d.%02d" % (b.cell_max_v // 100, b.cell_max_v % 100)
         L.append("        cell max %s V  temp max %s C  permit %s  remaining %s min" % (
-            cell, _i(b.temp_max), "yes" if b.permit else "PAUSE", _i(b.remain_min)))
+            cell, num(b.temp_max), "yes" if b.permit else "PAUSE", num(b.remain_min)))
         L.append("energy  %d Wh  %d min  VIN %s" % (s.energy_wh, s.charge_min,
                                                   b.vin_str() or "-"))
         L.append("stop    %s" % (s.stop_why or "-"))
@@ -210,18 +132,17 @@ class Diag(ConfigCommands):
     # -- risks ---------------------------------------------------------------
     def risks_lines(self):
         sup = self.app.sup
-        p = sup.prot
         L = []
         if sup.tripped:
             t = sup.trip
             L.append("TRIPPED: %s  (trip %s: power off %s, K1/K2 open %s)" % (
-                sup.trip_name, ("idle", "power-off", "bleed", "safe")[t.state],
-                _lat(t.latency(t.t_pwr_off)), _lat(t.latency(t.t_k12_open))))
+                sup.trip_name, TRIP_STATES[t.state].lower().replace("_", "-"),
+                latency(t.latency(t.t_pwr_off)), latency(t.latency(t.t_k12_open))))
         else:
             L.append("trip: none")
         L.append("stop request: %s  current limit %s A  warnings %d" % (
             name_of(sup.stop_request) if sup.stop_request else "-",
-            _d1(sup.current_limit), sup.warn_count))
+            d1(sup.current_limit), sup.warn_count))
         lk = sup.lock
         L.append("latched: %s  needs confirmation: %s  lockout entries %d" % (
             " ".join(n for bit, n in ((L_ESTOP, "E-stop"), (L_CONTACTOR, "contactor"),
@@ -233,7 +154,7 @@ class Diag(ConfigCommands):
         for i in range(1, 14):
             st, why, _since, v, lim = sup.check_diag(i)
             L.append("%-32s %-3s %-8s %7s %7s  %s" % (
-                name_of(i)[:32], _LEVELS[sup.risk.level[i]], st, _i(v), _i(lim),
+                name_of(i)[:32], _LEVELS[sup.risk.level[i]], st, num(v), num(lim),
                 why or _S_UNITS[i]))
         for h, unit in _H:
             code = 100 + h
@@ -250,16 +171,17 @@ class Diag(ConfigCommands):
                 v = ("0x%x" % sup.h11_pf) if h == 11 else str(sup.stage)
                 lim = "-"
             else:
+                pending, active, value, limit = sup.protection_diag(h)
                 if sup.tripped and sup.trip_cause == code:
                     st = "RAISED"
-                elif p.on[h]:
+                elif pending:
                     st = "PENDING"
-                elif not p.active[h]:
+                elif not active:
                     st = "INACTIVE"
                 else:
                     st = "OK"
-                v = str(p.value[h])
-                lim = str(p.limit[h]) if p.limit[h] else "-"
+                v = str(value)
+                lim = str(limit) if limit else "-"
             why = unit
             if st == "INACTIVE":
                 why = "not armed" if h in (4, 5, 10) else "disabled"
@@ -284,43 +206,6 @@ class Diag(ConfigCommands):
         """The last n events of the persistent event log, decoded."""
         self.emit(self.faults_lines(n))
 
-    # -- CAN -----------------------------------------------------------------
-    def can_lines(self):
-        app = self.app
-        brd = app.board
-        c = [0, 0, 0, 0, 0]
-        brd.can_counters(c)
-        st = brd.can_state()
-        lk = app.link
-        tp = lk.tp
-        now = self.now()
-        L = ["bus %s  rx %d  tx %d  errors tx %d rx %d  overruns %d  burst max %d/%d" % (
-            CAN_STATE_NAMES[st] if 0 <= st < len(CAN_STATE_NAMES) else st,
-            c[3], c[2], c[0], c[1], c[4], app.rx_backlog_max, app.rx_burst)]
-        L.append("link rx %d  ok %d  ignored %d  bad length %d  bad range %d  unknown %d" % (
-            lk.rx, lk.msgs, lk.ignored, lk.bad_len, lk.bad_range, lk.unknown))
-        L.append("TP done %d  aborts sent %d rcvd %d  errors %d (last %d)  dups %d  "
-                 "retransmits %d" % (tp.completed, tp.aborts_sent, tp.aborts_rcvd,
-                                     tp.errors, tp.last_error, tp.dups, tp.retransmits))
-        seen = []
-        for pgn in _BMS_PGNS:
-            t = lk.last_ok[pgn >> 8]
-            seen.append("%s %s" % (ids.name_of(pgn), "-" if t < 0 else ticks_diff(now, t)))
-        L.append("last seen (ms ago): " + "  ".join(seen))
-        tx = app.session.tx
-        L.append("sent: " + "  ".join("%s %d" % (MSG_NAMES[i], tx.sent[i])
-                                      for i in range(len(MSG_NAMES)))
-                 + "  refused %d" % sum(tx.fail))
-        s = app.session
-        L.append("session: CEM sent %s  invalid msgs %d  stale 0x%02x" % (
-            cem_names(s.cem), s.rx_bad, app.sup.stale))
-        L.append(self.tracer.status())
-        return L
-
-    def can(self):
-        """CAN frames rx/tx, errors, bus state, per-message age, transport."""
-        self.emit(self.can_lines())
-
     # -- scheduler -----------------------------------------------------------
     def sched_lines(self):
         s = self.app.sched
@@ -332,7 +217,7 @@ class Diag(ConfigCommands):
                 t.name[:8], t.period, t.runs, t.last_us, t.wcet_us,
                 t.total_us // t.runs if t.runs else 0, t.overruns, t.late_max_ms))
         L.append("passes %d  worst pass %d us  alloc stats %s" % (
-            s.passes, s.pass_wcet_us, _onoff(s.alloc_stats)))
+            s.passes, s.pass_wcet_us, onoff(s.alloc_stats)))
         if s.alloc_stats:
             L.append("alloc bytes: " + "  ".join("%s %d/%d" % (t.name, t.alloc_bytes, t.alloc_max)
                                                  for t in s.tasks))
@@ -408,132 +293,6 @@ class Diag(ConfigCommands):
     def why(self):
         """Why the session stopped, or why it refuses to start (with what to do)."""
         self.emit(self.why_lines())
-
-    # -- operator actions ----------------------------------------------------
-    def start(self):
-        """Operator start (when plugged and no session runs)."""
-        app = self.app
-        st = app.session.stage
-        if app.halted:
-            msg = "refused: halted: %s" % app.halted
-        elif st == IDLE:
-            msg = "no vehicle plugged: nothing to start"
-        elif st == CONNECTED or st == DONE:
-            app.session.operator_start()
-            self._op(ev.OP_START)
-            msg = "start requested (stage %s); why() tells if it is refused" % STAGE_NAMES[st]
-        else:
-            msg = "a session is already running (stage %s)" % STAGE_NAMES[st]
-        self.emit([msg])
-
-    def stop(self):
-        """Operator stop: ramp down, CST (manual), end the session normally."""
-        st = self.app.session.stage
-        self.app.session.operator_stop()
-        self._op(ev.OP_STOP)
-        if st == IDLE or st == CONNECTED or st == DONE:
-            self.emit(["no session running (a pending start is cancelled)"])
-        else:
-            self.emit(["stop requested in stage %s: current down, CST, end" % STAGE_NAMES[st]])
-
-    def ack(self):
-        """Acknowledge the "needs confirmation" flag (SOC anomaly S-12/S-13)."""
-        had = self.app.sup.acknowledge()
-        if had:
-            self._op(ev.OP_ACK, had)
-            self.emit(["acknowledged: %s" % name_of(had)])
-        else:
-            self.emit(["nothing to acknowledge"])
-
-    def reset_estop(self):
-        """Clear the E-stop latch (refused while pressed), then rearm."""
-        sup = self.app.sup
-        if not sup.reset_estop():
-            self.emit(["refused: the E-stop is still pressed"])
-            return
-        self._op(ev.OP_RESET, H3)
-        msg = "E-stop latch cleared"
-        if sup.tripped and sup.trip_cause == H3:
-            msg += "; trip rearmed" if sup.rearm() else "; trip not rearmed yet: rearm()"
-        self.emit([msg])
-
-    def rearm(self):
-        """Leave a finished trip (refused while the cause or a latch remains)."""
-        sup = self.app.sup
-        if not sup.tripped:
-            self.emit(["not tripped"])
-        elif sup.rearm():
-            self._op(ev.OP_RESET)
-            self.emit(["rearmed: a new session may start"])
-        else:
-            self.emit(["refused: trip sequence running, cause still present or "
-                       "latched (risks())"])
-
-    def clear_contactor_fault(self):
-        """Clear the H-7 latch after inspection (refused while K1/K2 read closed)."""
-        if self.app.sup.clear_contactor_fault():
-            self._op(ev.OP_RESET, 107)
-            self.emit(["contactor fault latch cleared"])
-        else:
-            self.emit(["refused: K1/K2 feedback still reads closed"])
-
-    def clear_store_fault(self):
-        """Clear the unusable-safety-record latch: the persisted state starts
-        again from defaults (no latches, no lockouts)."""
-        if self.app.sup.clear_store_fault():
-            self._op(ev.OP_RESET, 0, "store")
-            self.emit(["safety record latch cleared: state reset to defaults"])
-        else:
-            self.emit(["nothing to clear: the safety record was usable"])
-
-    # -- intrusion monitor (C-4) ----------------------------------------------
-    def intrusion(self):
-        """CAN intrusion monitor: events per kind since boot, the frames
-        behind the counts (foreign source, not for us), the recent events."""
-        from gbt import intrusion as X
-        from gbt.link import IXC_FOREIGN, IXC_NOTUS
-        link = self.app.link
-        ix = link.ix
-        L = ["intrusion events %d: " % ix.total() + "  ".join(
-            "%s %d" % (X.name(k), ix.count[k]) for k in range(1, X.N_KINDS) if ix.count[k])]
-        c = link.ixc
-        L.append("frames: foreign source %d (last id 0x%08x)  not for us %d (last id 0x%08x)"
-                 "  unknown PGN %d  BRM/BCP refused %d" % (
-                     c[IXC_FOREIGN], c[IXC_FOREIGN + 1] & 0x1FFFFFFF, c[IXC_NOTUS],
-                     c[IXC_NOTUS + 1] & 0x1FFFFFFF, link.unknown, link.gated))
-        e = [0, 0, 0]
-        for q in range(ix.oldest(), ix.seq):
-            if ix.read(q, e):
-                L.append("  t=%d ms  %s 0x%x" % (e[0], X.name(e[1]), e[2]))
-        self.emit(L)
-
-    # -- trace ---------------------------------------------------------------
-    def trace(self, on=None, pgn=None):
-        """trace(True) prints every CAN frame as "t id dlc data" (bounded);
-        trace(True, "BCL") only one message; trace(False) stops; trace() status."""
-        t = self.tracer
-        if on is None:
-            self.emit([t.status()])
-            return
-        if not on:
-            t.stop()
-            self.emit([t.status()])
-            return
-        p = 0
-        if isinstance(pgn, str):
-            for q in _BMS_PGNS + (ids.PGN_CHM, ids.PGN_CRM, ids.PGN_CTS, ids.PGN_CML,
-                                  ids.PGN_CRO, ids.PGN_CCS, ids.PGN_CST, ids.PGN_CSD,
-                                  ids.PGN_CEM, ids.PGN_TPCM, ids.PGN_TPDT):
-                if ids.name_of(q) == pgn.upper():
-                    p = q
-            if not p:
-                self.emit(["unknown message name %r" % pgn])
-                return
-        elif pgn:
-            p = int(pgn)
-        t.start(p)
-        self.emit(["trace on%s (at most %d lines per poll; trace(False) stops)"
-                   % ((" " + ids.name_of(p)) if p else "", t.lines)])
 
     def add_board_command(self, name, fn, text):
         """A command the board provides (e.g. the SIL bench's plug())."""

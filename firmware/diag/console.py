@@ -53,40 +53,16 @@ import sys
 import micropython
 from micropython import const
 from rt.clock import ticks_diff
-from diag.repl_io import CookedOut, needs_more, print_traceback
+from diag.repl_io import CookedOut, print_traceback
+from diag.repl_io import (FRIENDLY, RAW, PASTE, PASTE_ABORT, MODE_NAMES,  # noqa: F401
+                          CTRL_A, CTRL_B, CTRL_C, CTRL_D, CTRL_E, RAW_BANNER, PS1)
+from diag.friendly import FriendlyRepl
 
 # Settings live in diag.settings so the app can register them without
 # importing (and holding in RAM) the whole console.
 from diag.settings import CONSOLE_SCHEMA as CONFIG_SCHEMA  # noqa: E402
 
-# Modes (``Console.mode``).
-FRIENDLY = const(0)
-RAW = const(1)
-PASTE = const(2)        # raw-paste data transfer
-PASTE_ABORT = const(3)  # buffer full: told host to stop, waiting for its Ctrl-D
-MODE_NAMES = ("friendly", "raw", "raw-paste", "raw-paste-abort")
-
-_CTRL_A = const(1)
-_CTRL_B = const(2)
-_CTRL_C = const(3)
-_CTRL_D = const(4)
-_CTRL_E = const(5)
-_BS = const(8)
-_TAB = const(9)
-_LF = const(10)
-_CR = const(13)
-_ESC = const(27)
-_DEL = const(127)
-
-# Escape-sequence states (friendly REPL swallows cursor keys etc.).
-_E_NONE = const(0)
-_E_ESC = const(1)
-_E_CSI = const(2)
-
-_RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 _SOFT_REBOOT = b"MPY: soft reboot\r\n"
-_PS1 = b">>> "
-_PS2 = b"... "
 
 _bprint = print
 
@@ -94,7 +70,7 @@ _bprint = print
 _cfg = config.get   # setting, or its registered default
 
 
-class Console:
+class Console(FriendlyRepl):
     """``Console(stream, namespace=None, cfg=None, banner=None)``.
 
     ``namespace``: names available to console code (diagnostic commands,
@@ -139,11 +115,7 @@ class Console:
         # State.
         self.mode = FRIENDLY
         self._n = 0          # bytes in _buf
-        self._line0 = 0      # friendly: start of the current line in _buf
-        self._cont = False   # friendly: continuation lines being collected
-        self._fpaste = False  # friendly paste mode (Ctrl-E)
-        self._esc = _E_NONE
-        self._last_cr = False
+        self._friendly_state()
         self._overflow = False
         self._granted = 0    # raw paste: bytes the host may send in total
         self._win_left = 0   # raw paste: bytes until the next window is consumed
@@ -192,6 +164,11 @@ class Console:
         _bprint("Ctrl-D: reset this namespace (the charger keeps running). "
                 "Commands run synchronously: keep them short.", file=self.out)
 
+    def is_friendly(self):
+        """In the friendly REPL (a person at a prompt: free text may be
+        printed); False while mpremote talks the raw REPL protocol."""
+        return self.mode == FRIENDLY
+
     # ---- lifecycle -----------------------------------------------------
 
     def start(self, greet=True):
@@ -203,7 +180,7 @@ class Console:
         micropython.kbd_intr(-1)
         if greet:
             self._put(self._banner)
-            self._put(_PS1)
+            self._put(PS1)
             self._flush()
 
     def close(self):
@@ -273,7 +250,7 @@ class Console:
             i += 1
             m = self.mode
             if m == PASTE:
-                if c == _CTRL_D or c == _CTRL_C:
+                if c == CTRL_D or c == CTRL_C:
                     self._paste_end(c)
                     continue
                 if self._n >= self._paste_cap:  # host ignored flow control
@@ -285,20 +262,20 @@ class Console:
                     self._win_left = self._win
                     if self._granted + self._win <= self._paste_cap:
                         self._granted += self._win
-                        self._put1(_CTRL_A)
+                        self._put1(CTRL_A)
                 if self._n == self._granted and self._granted + self._win > self._paste_cap:
                     # No room for another window: tell the host to stop.
-                    self._put1(_CTRL_D)
+                    self._put1(CTRL_D)
                     self.mode = PASTE_ABORT
             elif m == RAW:
                 self._raw_byte(c)
             elif m == FRIENDLY:
                 self._friendly_byte(c)
             else:  # PASTE_ABORT: discard until the host's Ctrl-D
-                if c == _CTRL_D or c == _CTRL_C:
+                if c == CTRL_D or c == CTRL_C:
                     self._n = 0
                     self.overflows += 1
-                    self._put1(_CTRL_D)
+                    self._put1(CTRL_D)
                     self._put(b"MemoryError: command longer than %d bytes\r\n" % self._paste_cap)
                     self._put(b"\x04>")
                     self.mode = RAW
@@ -308,8 +285,8 @@ class Console:
     # ---- raw REPL ------------------------------------------------------
 
     def _raw_byte(self, c):
-        if c == _CTRL_A:
-            if self._n == 2 and self._buf[0] == _CTRL_E:
+        if c == CTRL_A:
+            if self._n == 2 and self._buf[0] == CTRL_E:
                 if self._buf[1] == 65:  # 'A'
                     self._paste_start()
                 else:
@@ -318,19 +295,19 @@ class Console:
                 return
             self._n = 0
             self._overflow = False
-            self._put(_RAW_BANNER)
+            self._put(RAW_BANNER)
             self._put1(62)
-        elif c == _CTRL_B:
+        elif c == CTRL_B:
             self._to_friendly(b"\r\n")
-        elif c == _CTRL_C:
+        elif c == CTRL_C:
             self._n = 0
             self._overflow = False
-        elif c == _CTRL_D:
+        elif c == CTRL_D:
             self._put(b"OK")
             if self._n == 0 and not self._overflow:
                 self._put(b"\r\n")
                 self._soft_reset()
-                self._put(_RAW_BANNER)
+                self._put(RAW_BANNER)
                 self._put1(62)
                 return
             if self._overflow:
@@ -356,14 +333,14 @@ class Console:
         self._granted = w
         self._win_left = w
         if 2 * w <= self._paste_cap:
-            self._put1(_CTRL_A)  # a second window is free
+            self._put1(CTRL_A)  # a second window is free
             self._granted = 2 * w
         self.mode = PASTE
 
     def _paste_end(self, c):
-        self._put1(_CTRL_D)  # acknowledge end of data
+        self._put1(CTRL_D)  # acknowledge end of data
         self.mode = RAW
-        if c == _CTRL_C:
+        if c == CTRL_C:
             self._n = 0
             self._put(b"\x04KeyboardInterrupt: \r\n\x04>")
             return
@@ -373,7 +350,7 @@ class Console:
         self._flush()
         self._run(self._n, False)
         self._n = 0
-        self._put1(_CTRL_D)
+        self._put1(CTRL_D)
         self._put1(62)
 
     def _run(self, n, friendly):
@@ -403,11 +380,11 @@ class Console:
             elif src is not None:
                 exec(compile(src, "<stdin>", "exec"), self.namespace)
             if raw:
-                self._put1(_CTRL_D)
+                self._put1(CTRL_D)
         except BaseException as e:  # noqa: user code must never reach the scheduler
             self.errors += 1
             if raw:
-                self._put1(_CTRL_D)
+                self._put1(CTRL_D)
             print_traceback(e, out)
         micropython.kbd_intr(-1)  # user code may have re-enabled it
 
@@ -420,134 +397,3 @@ class Console:
                 self.on_soft_reset()
             except BaseException as e:
                 print_traceback(e, self.out)
-
-    # ---- friendly REPL -------------------------------------------------
-
-    def _to_friendly(self, pre):
-        self.mode = FRIENDLY
-        self._n = 0
-        self._overflow = False
-        self._restart(pre + self._banner)
-
-    def _restart(self, pre=None):
-        """New input: clear everything and print the primary prompt."""
-        if pre:
-            self._put(pre)
-        self._n = 0
-        self._line0 = 0
-        self._cont = False
-        self._fpaste = False
-        self._put(_PS1)
-
-    def _friendly_byte(self, c):
-        if self._esc != _E_NONE:
-            # Swallow ESC [ ... final, ESC O x (cursor keys): no history/editing.
-            if self._esc == _E_ESC:
-                self._esc = _E_CSI if c == 91 or c == 79 else _E_NONE
-            elif 0x40 <= c <= 0x7E:
-                self._esc = _E_NONE
-            return
-        last_cr = self._last_cr
-        self._last_cr = c == _CR
-        if self._fpaste:
-            self._paste_mode_byte(c, last_cr)
-            return
-        empty = self._n == self._line0
-        if c == _CR or (c == _LF and not last_cr):
-            self._put(b"\r\n")
-            self._enter()
-        elif c == _LF:
-            pass  # second half of CR LF
-        elif c == _BS or c == _DEL:
-            if not empty:
-                # Remove one character (a whole UTF-8 sequence).
-                n = self._n - 1
-                while n > self._line0 and (self._buf[n] & 0xC0) == 0x80:
-                    n -= 1
-                self._n = n
-                self._put(b"\b \b")
-        elif c == _CTRL_C:
-            self._restart(b"\r\n")
-        elif c == _CTRL_D:
-            if not empty:
-                return
-            if self._cont:
-                self._put(b"\r\n")
-                self._exec_friendly()
-            else:
-                self._put(b"\r\n")
-                self._soft_reset()
-                self._restart(self._banner)
-        elif c == _CTRL_A:
-            if empty and not self._cont:
-                self.mode = RAW
-                self._n = 0
-                self._put(b"\r\n")
-                self._put(_RAW_BANNER)
-                self._put1(62)
-        elif c == _CTRL_B:
-            if empty and not self._cont:
-                self._restart(b"\r\n" + self._banner)
-        elif c == _CTRL_E:
-            if empty and not self._cont:
-                self._put(b"\r\npaste mode; Ctrl-C to cancel, Ctrl-D to finish\r\n=== ")
-                self._n = 0
-                self._fpaste = True
-        elif c == _ESC:
-            self._esc = _E_ESC
-        elif c == _TAB:
-            for _ in range(4):
-                self._add_echo(32)
-        elif c >= 32:
-            self._add_echo(c)
-
-    def _add_echo(self, c):
-        if self._n < len(self._buf):
-            self._buf[self._n] = c
-            self._n += 1
-            self._put1(c)
-        else:
-            self._put1(7)  # bell: input full
-
-    def _enter(self):
-        if self._n == 0:
-            self._restart()
-            return
-        src = self._mv[:self._n]
-        if needs_more(bytes(src)):
-            if self._n < len(self._buf):
-                self._buf[self._n] = _LF
-                self._n += 1
-            self._line0 = self._n
-            self._cont = True
-            self._put(_PS2)
-            return
-        self._exec_friendly()
-
-    def _exec_friendly(self):
-        n = self._n
-        single = not self._cont
-        self._flush()
-        self._run(n, single)
-        self._restart()
-
-    def _paste_mode_byte(self, c, last_cr):
-        if c == _CTRL_C:
-            self._restart(b"\r\n")
-        elif c == _CTRL_D:
-            self._put(b"\r\n")
-            self._fpaste = False
-            self._cont = True  # a block: exec, not eval
-            self._exec_friendly()
-        else:
-            if c == _LF and last_cr:
-                return
-            if c == _CR:
-                c = _LF
-            if self._n < len(self._buf):
-                self._buf[self._n] = c
-                self._n += 1
-            if c == _LF:
-                self._put(b"\r\n=== ")
-            else:
-                self._put1(c)

@@ -7,12 +7,33 @@
 - ``needs_more``: the friendly REPL's "ask for another line" rule.
 - ``print_traceback``: a traceback as the board's REPL prints it, without
   the console's own frame.
+- the modes and the control bytes both REPLs (console, friendly) share.
 
 None of this is on the idle path: it runs only while a command is typed or
 executed, so it may allocate.
 """
 import io
 import sys
+from micropython import const
+
+# Console modes (``Console.mode``).
+FRIENDLY = const(0)
+RAW = const(1)
+PASTE = const(2)        # raw-paste data transfer
+PASTE_ABORT = const(3)  # buffer full: told host to stop, waiting for its Ctrl-D
+MODE_NAMES = ("friendly", "raw", "raw-paste", "raw-paste-abort")
+
+# Bytes with a meaning to both REPLs.
+CTRL_A = const(1)
+CTRL_B = const(2)
+CTRL_C = const(3)
+CTRL_D = const(4)
+CTRL_E = const(5)
+LF = const(10)
+CR = const(13)
+
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+PS1 = b">>> "
 
 
 class CookedOut(io.IOBase):

@@ -40,8 +40,6 @@ from gbt import ids
 # importing (and holding in RAM) the whole console.
 from diag.settings import TRACE_SCHEMA as CONFIG_SCHEMA  # noqa: E402
 
-_FRIENDLY = 0   # diag.console.FRIENDLY
-
 
 _cfg = config.get   # setting, or its registered default
 
@@ -150,7 +148,7 @@ class Trace:
     def flush(self):
         """Print up to ``diag.trace_lines`` waiting frames (friendly REPL only)."""
         con = self.console
-        if con.mode != _FRIENDLY or (not self._len and self.lost == self._reported):
+        if not con.is_friendly() or (not self._len and self.lost == self._reported):
             return
         out = []
         if self.lost != self._reported:

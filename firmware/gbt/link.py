@@ -236,7 +236,7 @@ class BmsLink:
         always no transfer is open and no response waits: then there is
         no timer to run, and the call into the receiver is skipped."""
         tp = self.tp
-        if tp.state or tp._pending:
+        if tp.state or tp.pending:
             tp.poll(now)
 
     def on_frame(self, now, frame):

@@ -39,51 +39,11 @@ from array import array
 from micropython import const
 from time import ticks_add, ticks_diff
 
-import config
-
+from gbt.tplimits import CONFIG_SCHEMA, TpLimits  # noqa: F401 (registered there)
 from gbt.intrusion import IX_TP_TRICKLE, IX_TP_PREEMPT
 from gbt.ids import (PGN_TPCM, PGN_TPDT, PGN_BRM, PGN_BCP, PGN_BCS, PGN_BMV,
                      PGN_BMT, PGN_BSP, CHARGER, BMS, GLOBAL, can_id)
 
-CONFIG_SCHEMA = (
-    ("tp.t1_ms", 750, 50, 10000, "ms",
-     "J1939-21 T1: receiver gives up when more than T1 passes between two "
-     "TP.DT while more are expected (RTS/CTS and BAM; also BAM -> first DT)"),
-    ("tp.t2_ms", 1250, 50, 10000, "ms",
-     "J1939-21 T2: receiver gives up when no TP.DT arrives within T2 after "
-     "it sent a CTS"),
-    ("tp.t3_ms", 1250, 50, 10000, "ms",
-     "J1939-21 T3: originator timer (wait for CTS/EndOfMsgAck); the charger "
-     "never originates TP, declared for a future sender"),
-    ("tp.t4_ms", 1050, 50, 10000, "ms",
-     "J1939-21 T4: originator timer (wait after CTS(0) hold); not used by "
-     "the receiver"),
-    ("tp.tr_ms", 200, 10, 5000, "ms",
-     "J1939-21 Tr: our CTS/EndOfMsgAck/Abort must be on the bus within Tr; "
-     "a response the CAN driver refused is retried by poll() until Tr"),
-    ("tp.cts_window", 255, 1, 255, "packets",
-     "Max packets requested per CTS (also limited by RTS byte 5 and the "
-     "packets still missing)"),
-    ("tp.max_size", 1785, 1, 1785, "bytes",
-     "Largest TP message accepted (further limited by the buffer); larger "
-     "RTS -> Abort reason 2"),
-    ("tp.retries", 2, 0, 10, "-",
-     "Retransmission requests (CTS back to the first missing packet) per "
-     "transfer on a sequence gap; then Abort reason 5 (0: Abort 7 at once)"),
-    ("tp.rts_preempt", 1, 0, 1, "-",
-     "RTS for another PGN while a transfer is open: 1 = the new RTS wins, the "
-     "open transfer gets Abort reason 1 (kernel j1939 / EN+), noted as an "
-     "intrusion; 0 = J1939-21, Abort the new one with reason 1 and keep the "
-     "open one"),
-    ("tp.total_base_ms", 1250, 0, 60000, "ms",
-     "Time bound of a whole transfer = this + packets x tp.total_pkt_ms from "
-     "the RTS/BAM (default T2: the first packet after the CTS); past it: "
-     "Abort reason 3 (BAM: dropped), noted as an intrusion (TP.DT trickle)"),
-    ("tp.total_pkt_ms", 200, 10, 750, "ms",
-     "Time allowed per packet in that bound (default: Tr and the J1939-21 "
-     "BAM maximum packet spacing; 750 = T1, no tighter than T1 alone)"),
-)
-config.register(CONFIG_SCHEMA)
 
 # TP.CM control bytes (J1939-21).
 CM_RTS = const(0x10)
@@ -189,23 +149,13 @@ class TransportReceiver:
     def __init__(self, send, own=CHARGER, peer=BMS,
                  pgns=(PGN_BRM, PGN_BCP, PGN_BCS, PGN_BMV, PGN_BMT, PGN_BSP),
                  size=_MAX_TP, cfg=None, ix=None):
-        if cfg is None:
-            cfg = {}
-        g = cfg.get
         self._send = send
         self._own = own & 0xFF
         self._peer = peer & 0xFF
         self._pgns = tuple(pgns)
         self.buf = bytearray(size)
-        self._limit = min(size, g("tp.max_size", 1785), _MAX_TP)
-        self._t1 = g("tp.t1_ms", 750)
-        self._t2 = g("tp.t2_ms", 1250)
-        self._tr = g("tp.tr_ms", 200)
-        self._window = g("tp.cts_window", 255)
-        self._retries = g("tp.retries", 2)
-        self._preempt = g("tp.rts_preempt", 1)
-        self._tbase = g("tp.total_base_ms", 1250)
-        self._tpkt = g("tp.total_pkt_ms", 200)
+        lim = self._lim = TpLimits(cfg, size)
+        self._t1 = lim.t1               # per packet: one lookup, not two
         self._ix = ix
         # Our TP.CM frames go to the peer, priority 7 (J1939 / GB/T 27930
         # convention: 0x1CECF456 for charger -> BMS).
@@ -225,10 +175,10 @@ class TransportReceiver:
         self.state = S_IDLE
         self.pgn = 0            # PGN of the open / last completed transfer
         self.length = 0         # bytes valid in buf after completion
-        self._pending = False   # a refused response waits for a retry
+        self.pending = False    # a refused response waits for a retry (poll)
         self._pend_until = 0
         self.fast = array("i", [0] * _F_WORDS)
-        self.fast[_F_T1] = self._t1
+        self.fast[_F_T1] = lim.t1
         self._reset_session()
 
     # ------------------------------------------------------------ helpers
@@ -248,7 +198,7 @@ class TransportReceiver:
     def reset(self):
         """Drop any open transfer silently (e.g. new charging session)."""
         self._reset_session()
-        self._pending = False
+        self.pending = False
         self.fast[F_TAKEN] = 0          # packets the link took are dropped too
         self._arm()
 
@@ -310,11 +260,11 @@ class TransportReceiver:
         d[6] = p >> 8
         d[7] = p >> 16
         if self._send(self._id_cm, t, 8):
-            self._pending = False
+            self.pending = False
             return True
         self.tx_fail = _inc(self.tx_fail)
-        self._pending = True
-        self._pend_until = ticks_add(now, self._tr)
+        self.pending = True
+        self._pend_until = ticks_add(now, self._lim.tr)
         return False
 
     def _abort(self, now, reason, p):
@@ -333,12 +283,13 @@ class TransportReceiver:
     def _send_cts(self, now):
         """Grant the next window starting at self._next; T2 runs."""
         n = self._total - self._next + 1
-        if n > self._window:
-            n = self._window
+        w = self._lim.window
+        if n > w:
+            n = w
         if n > self._rts_max:
             n = self._rts_max
         self._win_end = self._next + n - 1
-        self._deadline = ticks_add(now, self._t2)
+        self._deadline = ticks_add(now, self._lim.t2)
         self._cm(now, CM_CTS, n, self._next, 0xFFFF, self._p3)
 
     # ------------------------------------------------------------ public
@@ -382,11 +333,11 @@ class TransportReceiver:
         A response still refused after Tr is given up (E_TX); an open
         transfer then ends by its own T1/T2 (the peer never got its CTS)."""
         self._pull(now_ms)
-        if self._pending:
+        if self.pending:
             if self._send(self._id_cm, self._tx, 8):
-                self._pending = False
+                self.pending = False
             elif ticks_diff(now_ms, self._pend_until) > 0:
-                self._pending = False
+                self.pending = False
                 self._error(E_TX)
         self._expire(now_ms)
         self._arm()
@@ -449,7 +400,7 @@ class TransportReceiver:
         elif size == 0 or npk != (size + 6) // 7:
             reason = _AB_OTHER
             err = E_RTS
-        elif size > self._limit:
+        elif size > self._lim.size:
             reason = _AB_RESOURCES
             err = E_SIZE
         elif pgn not in self._pgns:
@@ -473,7 +424,7 @@ class TransportReceiver:
                 return
             if st == S_CMDT and pgn != self.pgn:
                 self._error(E_BUSY)
-                if not self._preempt:
+                if not self._lim.preempt:
                     # J1939-21: one connection per originator; keep the open one
                     self._abort(now, _AB_BUSY, p3)
                     return
@@ -491,8 +442,8 @@ class TransportReceiver:
         self._size = size
         self._total = npk
         self._next = 1
-        self._left = self._retries
-        self._end = ticks_add(now, self._tbase + npk * self._tpkt)
+        self._left = self._lim.retries
+        self._end = ticks_add(now, self._lim.bound_ms(npk))
         if bam:
             self.state = S_BAM
             self._win_end = npk
@@ -587,6 +538,6 @@ class TransportReceiver:
             self._error(E_SEQ)
             self._send_cts(now)          # re-request from the first missing
             return 0
-        self._abort_session(now, _AB_RETRANSMIT if self._retries else _AB_BAD_SEQ,
+        self._abort_session(now, _AB_RETRANSMIT if self._lim.retries else _AB_BAD_SEQ,
                             E_SEQ)
         return 0

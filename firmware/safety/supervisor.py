@@ -871,6 +871,12 @@ class Supervisor:
         why = c.why if self.risk.cond[i] == 0 else ""
         return (_risk.STATE_NAMES[st], why, self.risk.since[i], c.value, c.limit)
 
+    def protection_diag(self, h):
+        """(condition present, armed, value, limit) of hard protection H-h
+        (1..10, ``Protections``), for the console."""
+        p = self.prot
+        return p.on[h], p.active[h], p.value[h], p.limit[h]
+
     def report(self):
         """Lines for the console (allocates)."""
         L = []

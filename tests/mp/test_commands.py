@@ -47,6 +47,9 @@ class _Console:
         self.polls += 1
         return 0
 
+    def is_friendly(self):
+        return self.mode == 0
+
 
 class _Frame:
     def __init__(self, cid, data):
@@ -164,9 +167,9 @@ def test_helpers():
     eq(C.date(131373296), "2024-02-29 12:34:56", "leap day")
     eq(C.date(42), "2020-01-01 00:00:42", "the epoch")
     eq(C.date(-631152000 + 42), "clock unset", "an RTC that restarted at 2000-01-01")
-    eq(C._d1(4001), "400.1", "0.1 units")
-    eq(C._d1(-5, False), "-0.5", "negative")
-    eq(C._d1(-1), "-", "NA")
+    eq(C.d1(4001), "400.1", "0.1 units")
+    eq(C.d1(-5, False), "-0.5", "negative")
+    eq(C.d1(-1), "-", "NA")
     w = C.wrap("word " * 30)
     true(all(len(l) <= 80 for l in w) and len(w) == 2, "wrapped at 80")
     eq(C.cem_names(0x00040001), "BRM BCL", "CEM bits")
