@@ -18,80 +18,33 @@ buffers, integer arithmetic only, counters wrap before they leave the
 small-int range) and never raise.  Timers use ``time.ticks_diff`` so they
 work with the board clock (wrapping) and with the SIL ``SimClock``.
 
-Fast window (``fast``): most TP.DT packets of a transfer are plain "next
-packet of the window": copy 7 bytes, advance, restart T1.  The link
-(``gbt.link.BmsLink.drain``, viper) takes those itself, without a call into
-this class, from the window this receiver publishes in the int array
-``fast`` (``F_*`` below): packets ``_F_NEXT`` .. ``_F_STOP - 1`` of the open
-transfer, with destination ``_F_DA``, while neither ``_F_DEADLINE`` nor
-``F_END`` (30-bit tick images, for the comparison only) has passed.  The
-last packet of a window or of the message, and everything else, comes
-here.  The link advances ``_F_NEXT`` and sets ``F_TAKEN``; every entry point
-here first takes the window back (``_pull(now)``: ``_next``, and T1 from
-``now``, all packets of one link pass having the same ``now``; the link
-calls ``sync(now)`` at the end of its pass) and republishes it when it
-returns (``_arm``), so the code below only ever sees ``_next`` and
-``_deadline`` as plain attributes.  No window is published while a
-re-requested packet is awaited (``_resync``).
+Fast window (``fast``, ``F_*`` below): the link (``gbt.link.BmsLink.drain``,
+viper) copies the plain next packets of a window itself; every entry point
+here first takes the window back (``_pull``) and republishes it on return
+(``_arm``), so the code only sees ``_next``/``_deadline`` as attributes.
+The whole protocol is in docs/transport.md ("Fast window").
+
+The J1939-21 vocabulary (control bytes, Abort reasons, states, error
+codes) and the ``tp.*`` settings are in ``gbt.tpdefs``; opening a transfer
+(TP.CM: RTS, BAM, a peer's Abort) in ``gbt.tpopen``.
 """
 import micropython
 from array import array
 from micropython import const
 from time import ticks_add, ticks_diff
 
-from gbt.tplimits import CONFIG_SCHEMA, TpLimits  # noqa: F401 (registered there)
-from gbt.intrusion import IX_TP_TRICKLE, IX_TP_PREEMPT
+from gbt.tpdefs import CONFIG_SCHEMA, TpLimits  # noqa: F401 (registered there)
+from gbt.tpdefs import (CM_RTS, CM_CTS, CM_EOMA, CM_BAM, CM_ABORT,  # noqa: F401
+                        AB_TIMEOUT, AB_RETRANSMIT, AB_BAD_SEQ, S_IDLE, S_CMDT,
+                        S_BAM, STATE_NAMES, E_NONE, E_DLC, E_ADDR, E_NO_SESSION,
+                        E_SEQ, E_DUP, E_RTS, E_SIZE, E_PGN, E_BUSY, E_TIMEOUT, E_TX,
+                        E_UNEXPECTED, E_SLOW, ERROR_NAMES, MAX_TP, inc as _inc)
+from gbt.tpopen import TransferOpening
+from gbt.intrusion import IX_TP_TRICKLE
 from gbt.ids import (PGN_TPCM, PGN_TPDT, PGN_BRM, PGN_BCP, PGN_BCS, PGN_BMV,
                      PGN_BMT, PGN_BSP, CHARGER, BMS, GLOBAL, can_id)
 
 
-# TP.CM control bytes (J1939-21).
-CM_RTS = const(0x10)
-CM_CTS = const(0x11)
-CM_EOMA = const(0x13)
-CM_BAM = const(0x20)
-CM_ABORT = const(0xFF)
-
-# Connection Abort reasons (J1939-21).
-_AB_BUSY = const(1)        # already in a connection-mode session
-_AB_RESOURCES = const(2)   # system resources (message does not fit)
-_AB_TIMEOUT = const(3)     # a timeout occurred
-_AB_CTS_IN_DT = const(4)   # CTS while data transfer in progress (sender side)
-_AB_RETRANSMIT = const(5)  # maximum retransmit request limit reached
-_AB_UNEXPECTED = const(6)  # unexpected data transfer packet
-_AB_BAD_SEQ = const(7)     # bad sequence number
-_AB_DUP_SEQ = const(8)     # duplicate sequence number (we recover: unused)
-_AB_TOO_BIG = const(9)     # total message size > 1785 bytes
-_AB_OTHER = const(250)     # any other reason
-
-# Session state.
-S_IDLE = const(0)
-S_CMDT = const(1)   # RTS/CTS connection open
-S_BAM = const(2)    # broadcast announce transfer open
-
-STATE_NAMES = ("idle", "rts/cts", "bam")
-
-# ``last_error`` codes: the last reason ``errors`` was incremented.
-_E_NONE = const(0)
-E_DLC = const(1)          # TP frame shorter than 8 bytes that we cannot use
-E_ADDR = const(2)         # wrong source / destination address
-E_NO_SESSION = const(3)   # TP.DT with no transfer open
-E_SEQ = const(4)          # gap / bad sequence number
-E_DUP = const(5)          # duplicate TP.DT (ignored)
-E_RTS = const(6)          # RTS/BAM size and packet count inconsistent / 0
-E_SIZE = const(7)         # message larger than the buffer / max / 1785
-E_PGN = const(8)          # PGN not in the allowed list
-E_BUSY = const(9)         # RTS/BAM while another transfer is open
-E_TIMEOUT = const(10)     # T1 / T2 expired
-E_TX = const(11)          # our response could not be sent within Tr
-E_UNEXPECTED = const(12)  # CTS/EOMA/unknown control byte/non-TP frame
-E_SLOW = const(13)        # transfer outlived its size's time bound (trickle)
-
-ERROR_NAMES = ("none", "dlc", "addr", "no-session", "seq", "dup", "rts",
-               "size", "pgn", "busy", "timeout", "tx", "unexpected", "slow")
-
-_MAX_TP = const(1785)
-_CMAX = const(0x3FFFFFFF)     # counters wrap here: stay small ints
 
 # ``fast``: the window the link may take TP.DT packets from itself
 # (gbt/link.py keeps its own copy of these indices: consts do not cross
@@ -120,20 +73,7 @@ def _copy(dst, doff: int, src, soff: int, n: int):
         i += 1
 
 
-def _inc(v):
-    """Counter +1 that wraps before leaving the small-int range."""
-    return v + 1 if v < _CMAX else 0
-
-
-def _pgn_norm(p):
-    """PDU1 PGNs (PF < 240) have no PS in the PGN: clear it, as receivers do
-    (some stacks put the destination in the RTS PGN field)."""
-    if ((p >> 8) & 0xFF) < 0xF0:
-        return p & 0x3FF00
-    return p & 0x3FFFF
-
-
-class TransportReceiver:
+class TransportReceiver(TransferOpening):
     """Receive J1939-21 TP messages from one peer.
 
     send(can_id, buf, n) -> bool : the board's CAN send (CTS/EOMA/Abort)
@@ -148,7 +88,7 @@ class TransportReceiver:
 
     def __init__(self, send, own=CHARGER, peer=BMS,
                  pgns=(PGN_BRM, PGN_BCP, PGN_BCS, PGN_BMV, PGN_BMT, PGN_BSP),
-                 size=_MAX_TP, cfg=None, ix=None):
+                 size=MAX_TP, cfg=None, ix=None):
         self._send = send
         self._own = own & 0xFF
         self._peer = peer & 0xFF
@@ -166,7 +106,7 @@ class TransportReceiver:
         self.aborts_sent = 0
         self.aborts_rcvd = 0    # Aborts from the peer that closed a transfer
         self.errors = 0         # malformed / unexpected input, timeouts
-        self.last_error = _E_NONE
+        self.last_error = E_NONE
         self.last_abort = 0     # reason of the last Abort we sent
         self.peer_abort = 0     # reason of the last Abort received
         self.dups = 0           # duplicate TP.DT ignored
@@ -345,114 +285,18 @@ class TransportReceiver:
     def _expire(self, now):
         if self.state != S_IDLE:
             if ticks_diff(now, self._deadline) > 0:
-                self._abort_session(now, _AB_TIMEOUT, E_TIMEOUT)
+                self._abort_session(now, AB_TIMEOUT, E_TIMEOUT)
             elif ticks_diff(now, self._end) > 0:
                 # Every packet came within T1 but the whole transfer is far
                 # slower than its size allows: a TP.DT trickle holding the
                 # only channel.  J1939-21 has no reason code for it: timeout.
                 self._note(now, IX_TP_TRICKLE, self.pgn)
-                self._abort_session(now, _AB_TIMEOUT, E_SLOW)
+                self._abort_session(now, AB_TIMEOUT, E_SLOW)
 
     def _note(self, now, kind, pgn):
         ix = self._ix
         if ix is not None:
             ix.note(now, kind, pgn)
-
-    # ------------------------------------------------------------ TP.CM
-    def _on_cm(self, now, da, d):
-        ctrl = d[0]
-        if ctrl == CM_RTS:
-            if da != self._own:          # RTS must be destination specific
-                self._error(E_ADDR)
-                return
-            self._on_rts(now, d, False)
-        elif ctrl == CM_BAM:
-            if da != GLOBAL:            # BAM is always global (J1939-21)
-                self._error(E_ADDR)
-                return
-            self._on_rts(now, d, True)
-        elif ctrl == CM_ABORT:
-            if da != self._own:
-                self._error(E_ADDR)
-                return
-            p = _pgn_norm(d[5] | (d[6] << 8) | (d[7] << 16))
-            if self.state == S_CMDT and p == self.pgn:
-                self.aborts_rcvd = _inc(self.aborts_rcvd)
-                self.peer_abort = d[1]
-                self._reset_session()
-            else:
-                self._error(E_UNEXPECTED)  # nothing of ours to abort
-        else:
-            # CTS / EOMA (we never originate) or an unknown control byte
-            self._error(E_UNEXPECTED)
-
-    def _on_rts(self, now, d, bam):
-        size = d[1] | (d[2] << 8)
-        npk = d[3]
-        p3 = d[5] | (d[6] << 8) | (d[7] << 16)     # the PGN bytes as received
-        pgn = p3                                    # _pgn_norm(), inline:
-        pgn = pgn & 0x3FF00 if ((pgn >> 8) & 0xFF) < 0xF0 else pgn & 0x3FFFF
-        # Validate; each failure has its own J1939-21 reason.
-        reason = 0
-        if size > _MAX_TP:
-            reason = _AB_TOO_BIG
-            err = E_SIZE
-        elif size == 0 or npk != (size + 6) // 7:
-            reason = _AB_OTHER
-            err = E_RTS
-        elif size > self._lim.size:
-            reason = _AB_RESOURCES
-            err = E_SIZE
-        elif pgn not in self._pgns:
-            reason = _AB_OTHER
-            err = E_PGN
-        st = self.state
-        if bam:
-            if reason:
-                self._error(err)         # never answer a broadcast
-                return
-            if st == S_CMDT:
-                self._error(E_BUSY)      # one buffer: RTS/CTS has priority
-                return
-            # a new BAM replaces an older one from the same sender
-        else:
-            if reason:
-                self._error(err)
-                if st == S_CMDT and pgn == self.pgn:
-                    self._reset_session()    # our Abort closes that one too
-                self._abort(now, reason, p3)
-                return
-            if st == S_CMDT and pgn != self.pgn:
-                self._error(E_BUSY)
-                if not self._lim.preempt:
-                    # J1939-21: one connection per originator; keep the open one
-                    self._abort(now, _AB_BUSY, p3)
-                    return
-                # The new RTS wins (EN+ restarts on any RTS): a stalled or
-                # trickling transfer cannot lock out BCS.  The open one is
-                # cancelled with Abort 1, as the kernel's j1939 does.
-                self._note(now, IX_TP_PREEMPT, self.pgn)
-                self._abort(now, _AB_BUSY, self._p3)
-            # same PGN: "the most recent RTS shall be acted on and the
-            # previous abandoned, no Abort" (J1939-21 5.10.3.1); a BAM is
-            # dropped the same way.
-        self._reset_session()
-        self.pgn = pgn
-        self._p3 = p3
-        self._size = size
-        self._total = npk
-        self._next = 1
-        self._left = self._lim.retries
-        self._end = ticks_add(now, self._lim.bound_ms(npk))
-        if bam:
-            self.state = S_BAM
-            self._win_end = npk
-            self._deadline = ticks_add(now, self._t1)
-        else:
-            self.state = S_CMDT
-            m = d[4]
-            self._rts_max = 255 if m == 0 else m   # 0 is invalid: no limit
-            self._send_cts(now)
 
     # ------------------------------------------------------------ TP.DT
     def _on_dt(self, now, da, d, n):
@@ -469,7 +313,7 @@ class TransportReceiver:
         seq = d[0]
         if seq == 0 or seq > self._total:
             # no such packet: the sender is confused beyond recovery
-            self._abort_session(now, _AB_BAD_SEQ, E_SEQ)
+            self._abort_session(now, AB_BAD_SEQ, E_SEQ)
             return 0
         if seq < self._next:
             self.dups = _inc(self.dups)  # already have it: ignore, T1 not
@@ -529,7 +373,7 @@ class TransportReceiver:
             self._error(E_SEQ)
             return 0
         if self.state == S_BAM:
-            self._abort_session(now, _AB_BAD_SEQ, E_SEQ)   # silent drop
+            self._abort_session(now, AB_BAD_SEQ, E_SEQ)   # silent drop
             return 0
         if self._left > 0:
             self._left -= 1
@@ -538,6 +382,6 @@ class TransportReceiver:
             self._error(E_SEQ)
             self._send_cts(now)          # re-request from the first missing
             return 0
-        self._abort_session(now, _AB_RETRANSMIT if self._lim.retries else _AB_BAD_SEQ,
+        self._abort_session(now, AB_RETRANSMIT if self._lim.retries else AB_BAD_SEQ,
                             E_SEQ)
         return 0
