@@ -13,8 +13,26 @@ Temperatures are stored in whole degC (wire offset -50 already removed).
 """
 
 import micropython
+from micropython import const
 
 NA = -1
+
+# Decoder verdicts and wire-field facts shared by ``gbt.dec`` and
+# ``gbt.decdetail`` (one definition; read there as globals, like NA).
+OK = const(0)
+E_LEN = const(1)            # length wrong (or n outside the buffer): ignored
+E_RANGE = const(2)          # a value outside its legal range: rejected
+E_UNKNOWN = const(3)        # not a BMS -> charger PGN
+T_OFFSET = const(50)        # -50 degC wire offset
+CELL_MAX = const(2400)      # 24.00 V: cell voltage field range (0.01 V)
+CELL_NA = const(0xFFF)      # 12-bit cell voltage "not available"
+BMT_MAX = const(128)        # temperature probes (BMT bytes, BSM probe numbers)
+
+
+def bad_len(data, n, need):
+    """``n`` short of ``need``, or larger than the buffer (reading past it
+    would be a caller bug, reported as a length error, not an IndexError)."""
+    return n < need or n > len(data)
 
 
 @micropython.viper

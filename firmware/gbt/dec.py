@@ -1,6 +1,7 @@
 """Decoders of the BMS -> charger messages (GB/T 27930 spec section 3).
 
-Import these through ``gbt.messages``.  ``dec_xxx(data, n, bms) -> status``:
+Import these through ``gbt.messages``; the battery detail messages
+(BMV, BMT, BSP) are decoded in ``gbt.decdetail``.  ``dec_xxx(data, n, bms) -> status``:
 ``data`` a bytearray/bytes/memoryview holding ``n`` received bytes, ``bms`` a
 ``gbt.bmsdata.BmsData`` written in place.  Allocation-free for every input
 (byte indexing and small-int arithmetic only) and never raises.
@@ -31,11 +32,12 @@ Rules (full table with reasons in docs/protocol.md):
 * Every stored int is below 2**30 (small int on 32-bit ports): BEM keeps
   the low 30 bits of its 32-bit image.
 """
-import micropython
-from array import array
 from micropython import const
 
-from gbt.bmsdata import NA
+from gbt.bmsdata import (NA, OK, E_LEN, E_RANGE, E_UNKNOWN, T_OFFSET as _T_OFFSET,
+                         CELL_MAX as _CELL_MAX, CELL_NA as _CELL_NA, BMT_MAX as _BMT_MAX,
+                         bad_len as _bad_len)
+from gbt.decdetail import dec_bmv, dec_bmt, dec_bsp
 from gbt.ids import (
     PGN_BCL as _PGN_BCL, PGN_BCP as _PGN_BCP, PGN_BCS as _PGN_BCS,
     PGN_BEM as _PGN_BEM, PGN_BHM as _PGN_BHM, PGN_BMT as _PGN_BMT,
@@ -43,29 +45,12 @@ from gbt.ids import (
     PGN_BSD as _PGN_BSD, PGN_BSM as _PGN_BSM, PGN_BSP as _PGN_BSP,
     PGN_BST as _PGN_BST)
 
-OK = const(0)
-E_LEN = const(1)
-E_RANGE = const(2)
-E_UNKNOWN = const(3)
-
 _I_OFFSET = const(4000)      # -400 A offset, 0.1 A
-_T_OFFSET = const(50)        # -50 degC offset
-_CELL_MAX = const(2400)      # 24.00 V: cell voltage field range (0.01 V)
-_CELL_NA = const(0xFFF)      # 12-bit cell voltage "not available"
 _TEMP_MAX_RAW = const(250)   # 200 degC: BCP max temperature range
 _REMAIN_MAX = const(600)     # BCS remaining minutes "send 600 if longer"
 _BRM_MAX = const(49)
-_BMV_MAX = const(512)
-_BMT_MAX = const(128)
-_BSP_MAX = const(16)
 _VIN_OFF = const(24)         # BRM bytes 25..41
 _VIN_LEN = const(17)
-
-
-def _bad_len(data, n, need):
-    # n larger than the buffer would make us read past it: a caller bug we
-    # report as a length error instead of an IndexError.
-    return n < need or n > len(data)
 
 
 def _u16(d, o):
@@ -293,116 +278,6 @@ def dec_bsm(data, n, bms):
     x = (b >> 4) & 3
     if x < 2:
         bms.permit = x
-    return OK
-
-
-@micropython.viper
-def _cells(data, n: int, out) -> int:
-    """BMV scan in machine code (in bytecode a cell costs ~1,200 target
-    instructions: 96 cells ~115,000, 256 cells ~300,000 in one CAN pass;
-    docs/performance.md).  ``out`` = [count, lowest, its byte offset,
-    highest]; returns 1, or 0 if a cell is > 24 V (E_RANGE)."""
-    d = ptr8(data)
-    r = ptr32(out)
-    lo = 0x7FFF
-    lo_at = 0
-    hi = -1
-    cnt = 0
-    o = 0
-    while o < n:
-        v = d[o] | ((d[o + 1] & 0x0F) << 8)
-        o += 2
-        if v > _CELL_MAX:
-            if v == _CELL_NA:
-                continue
-            return 0
-        cnt += 1
-        if v < lo:
-            lo = v
-            lo_at = o - 2
-        if v > hi:
-            hi = v
-    r[0] = cnt
-    r[1] = lo
-    r[2] = lo_at
-    r[3] = hi
-    return 1
-
-
-@micropython.viper
-def _probes(data, n: int, out) -> int:
-    """BMT scan in machine code: ``out`` = [count, lowest, highest] raw."""
-    d = ptr8(data)
-    r = ptr32(out)
-    lo = 0x7FFF
-    hi = -0x7FFF
-    cnt = 0
-    k = 0
-    while k < n:
-        t = d[k]
-        k += 1
-        if t == 0xFF:
-            continue
-        cnt += 1
-        if t < lo:
-            lo = t
-        if t > hi:
-            hi = t
-    r[0] = cnt
-    r[1] = lo
-    r[2] = hi
-    return 1
-
-
-_SCAN = array("i", [0, 0, 0, 0])     # the scans' results (no allocation)
-
-
-def dec_bmv(data, n, bms):
-    """BMV (2..512 bytes, 2 per cell).  Bits 13-16 (group) are masked off
-    before the voltage is used; the cell number is the position in the
-    message (1-based).  0xFFF = cell not available (skipped); any cell
-    > 24 V -> E_RANGE.  Fills bmv_cells (valid cells), cell_min_v,
-    cell_min_no (first lowest), bmv_max_v."""
-    if n > _BMV_MAX or (n & 1) or _bad_len(data, n, 2):
-        return E_LEN
-    r = _SCAN
-    if not _cells(data, n, r):
-        return E_RANGE
-    cnt = r[0]
-    bms.bmv_cells = cnt
-    if cnt:
-        bms.cell_min_v = r[1]
-        bms.cell_min_no = (r[2] >> 1) + 1
-        bms.bmv_max_v = r[3]
-    else:
-        bms.cell_min_v = NA
-        bms.cell_min_no = NA
-        bms.bmv_max_v = NA
-    return OK
-
-
-def dec_bmt(data, n, bms):
-    """BMT (1..128 bytes, 1 per probe, -50 degC).  0xFF = probe not
-    available (skipped).  Fills bmt_probes (valid), bmt_min, bmt_max."""
-    if n > _BMT_MAX or _bad_len(data, n, 1):
-        return E_LEN
-    r = _SCAN
-    _probes(data, n, r)
-    cnt = r[0]
-    bms.bmt_probes = cnt
-    if cnt:
-        bms.bmt_min = r[1] - _T_OFFSET
-        bms.bmt_max = r[2] - _T_OFFSET
-    else:
-        bms.bmt_min = NA
-        bms.bmt_max = NA
-    return OK
-
-
-def dec_bsp(data, n, bms):
-    """BSP (1..16 reserved bytes): length checked, content not stored."""
-    if n > _BSP_MAX or _bad_len(data, n, 1):
-        return E_LEN
     return OK
 
 

@@ -1,0 +1,129 @@
+"""Decoders of the BMS battery detail messages (GB/T 27930 BMV, BMT, BSP):
+the long, optional TP messages with one field per cell or probe.
+
+Same contract as ``gbt.dec`` (``dec_xxx(data, n, bms) -> status``,
+allocation-free, never raises, validated before the first write); the
+scans run in machine code (viper) since a 256-cell BMV is the largest
+decode of a session.
+"""
+import micropython
+from array import array
+from micropython import const
+
+from gbt.bmsdata import (NA, OK, E_LEN, E_RANGE, T_OFFSET as _T_OFFSET, CELL_MAX,
+                         CELL_NA, BMT_MAX as _BMT_MAX, bad_len as _bad_len)
+
+_BMV_MAX = const(512)
+_BSP_MAX = const(16)
+
+
+@micropython.viper
+def _cells(data, n: int, out) -> int:
+    """BMV scan in machine code (in bytecode a cell costs ~1,200 target
+    instructions: 96 cells ~115,000, 256 cells ~300,000 in one CAN pass;
+    docs/performance.md).  ``out`` = [count, lowest, its byte offset,
+    highest]; returns 1, or 0 if a cell is > 24 V (E_RANGE)."""
+    d = ptr8(data)
+    r = ptr32(out)
+    cmax = int(CELL_MAX)
+    cna = int(CELL_NA)
+    lo = 0x7FFF
+    lo_at = 0
+    hi = -1
+    cnt = 0
+    o = 0
+    while o < n:
+        v = d[o] | ((d[o + 1] & 0x0F) << 8)
+        o += 2
+        if v > cmax:
+            if v == cna:
+                continue
+            return 0
+        cnt += 1
+        if v < lo:
+            lo = v
+            lo_at = o - 2
+        if v > hi:
+            hi = v
+    r[0] = cnt
+    r[1] = lo
+    r[2] = lo_at
+    r[3] = hi
+    return 1
+
+
+@micropython.viper
+def _probes(data, n: int, out) -> int:
+    """BMT scan in machine code: ``out`` = [count, lowest, highest] raw."""
+    d = ptr8(data)
+    r = ptr32(out)
+    lo = 0x7FFF
+    hi = -0x7FFF
+    cnt = 0
+    k = 0
+    while k < n:
+        t = d[k]
+        k += 1
+        if t == 0xFF:
+            continue
+        cnt += 1
+        if t < lo:
+            lo = t
+        if t > hi:
+            hi = t
+    r[0] = cnt
+    r[1] = lo
+    r[2] = hi
+    return 1
+
+
+_SCAN = array("i", [0, 0, 0, 0])     # the scans' results (no allocation)
+
+
+def dec_bmv(data, n, bms):
+    """BMV (2..512 bytes, 2 per cell).  Bits 13-16 (group) are masked off
+    before the voltage is used; the cell number is the position in the
+    message (1-based).  0xFFF = cell not available (skipped); any cell
+    > 24 V -> E_RANGE.  Fills bmv_cells (valid cells), cell_min_v,
+    cell_min_no (first lowest), bmv_max_v."""
+    if n > _BMV_MAX or (n & 1) or _bad_len(data, n, 2):
+        return E_LEN
+    r = _SCAN
+    if not _cells(data, n, r):
+        return E_RANGE
+    cnt = r[0]
+    bms.bmv_cells = cnt
+    if cnt:
+        bms.cell_min_v = r[1]
+        bms.cell_min_no = (r[2] >> 1) + 1
+        bms.bmv_max_v = r[3]
+    else:
+        bms.cell_min_v = NA
+        bms.cell_min_no = NA
+        bms.bmv_max_v = NA
+    return OK
+
+
+def dec_bmt(data, n, bms):
+    """BMT (1..128 bytes, 1 per probe, -50 degC).  0xFF = probe not
+    available (skipped).  Fills bmt_probes (valid), bmt_min, bmt_max."""
+    if n > _BMT_MAX or _bad_len(data, n, 1):
+        return E_LEN
+    r = _SCAN
+    _probes(data, n, r)
+    cnt = r[0]
+    bms.bmt_probes = cnt
+    if cnt:
+        bms.bmt_min = r[1] - _T_OFFSET
+        bms.bmt_max = r[2] - _T_OFFSET
+    else:
+        bms.bmt_min = NA
+        bms.bmt_max = NA
+    return OK
+
+
+def dec_bsp(data, n, bms):
+    """BSP (1..16 reserved bytes): length checked, content not stored."""
+    if n > _BSP_MAX or _bad_len(data, n, 1):
+        return E_LEN
+    return OK
