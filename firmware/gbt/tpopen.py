@@ -8,86 +8,84 @@ from time import ticks_add
 
 from gbt.intrusion import IX_TP_PREEMPT
 from gbt.ids import GLOBAL
-from gbt.tpdefs import (CM_RTS, CM_BAM, CM_ABORT, AB_BUSY, AB_RESOURCES, AB_TOO_BIG,
-                        AB_OTHER, S_CMDT, S_BAM, E_ADDR, E_RTS, E_SIZE, E_PGN, E_BUSY,
-                        E_UNEXPECTED, MAX_TP, inc as _inc, pgn_norm)
+from gbt import tpdefs as T    # (one global, not one per name: RAM)
 
 
 class TransferOpening:
     def _on_cm(self, now, da, d):
         ctrl = d[0]
-        if ctrl == CM_RTS:
+        if ctrl == T.CM_RTS:
             if da != self._own:          # RTS must be destination specific
-                self._error(E_ADDR)
+                self._error(T.E_ADDR)
                 return
             self._on_rts(now, d, False)
-        elif ctrl == CM_BAM:
+        elif ctrl == T.CM_BAM:
             if da != GLOBAL:            # BAM is always global (J1939-21)
-                self._error(E_ADDR)
+                self._error(T.E_ADDR)
                 return
             self._on_rts(now, d, True)
-        elif ctrl == CM_ABORT:
+        elif ctrl == T.CM_ABORT:
             if da != self._own:
-                self._error(E_ADDR)
+                self._error(T.E_ADDR)
                 return
-            p = pgn_norm(d[5] | (d[6] << 8) | (d[7] << 16))
-            if self.state == S_CMDT and p == self.pgn:
-                self.aborts_rcvd = _inc(self.aborts_rcvd)
+            p = T.pgn_norm(d[5] | (d[6] << 8) | (d[7] << 16))
+            if self.state == T.S_CMDT and p == self.pgn:
+                self.aborts_rcvd = T.inc(self.aborts_rcvd)
                 self.peer_abort = d[1]
                 self._reset_session()
             else:
-                self._error(E_UNEXPECTED)  # nothing of ours to abort
+                self._error(T.E_UNEXPECTED)  # nothing of ours to abort
         else:
             # CTS / EOMA (we never originate) or an unknown control byte
-            self._error(E_UNEXPECTED)
+            self._error(T.E_UNEXPECTED)
 
     def _on_rts(self, now, d, bam):
         size = d[1] | (d[2] << 8)
         npk = d[3]
         p3 = d[5] | (d[6] << 8) | (d[7] << 16)     # the PGN bytes as received
-        pgn = p3                                    # pgn_norm(), inline:
+        pgn = p3                                    # T.pgn_norm(), inline:
         pgn = pgn & 0x3FF00 if ((pgn >> 8) & 0xFF) < 0xF0 else pgn & 0x3FFFF
         # Validate; each failure has its own J1939-21 reason.
         reason = 0
-        if size > MAX_TP:
-            reason = AB_TOO_BIG
-            err = E_SIZE
+        if size > T.MAX_TP:
+            reason = T.AB_TOO_BIG
+            err = T.E_SIZE
         elif size == 0 or npk != (size + 6) // 7:
-            reason = AB_OTHER
-            err = E_RTS
+            reason = T.AB_OTHER
+            err = T.E_RTS
         elif size > self._lim.size:
-            reason = AB_RESOURCES
-            err = E_SIZE
+            reason = T.AB_RESOURCES
+            err = T.E_SIZE
         elif pgn not in self._pgns:
-            reason = AB_OTHER
-            err = E_PGN
+            reason = T.AB_OTHER
+            err = T.E_PGN
         st = self.state
         if bam:
             if reason:
                 self._error(err)         # never answer a broadcast
                 return
-            if st == S_CMDT:
-                self._error(E_BUSY)      # one buffer: RTS/CTS has priority
+            if st == T.S_CMDT:
+                self._error(T.E_BUSY)      # one buffer: RTS/CTS has priority
                 return
             # a new BAM replaces an older one from the same sender
         else:
             if reason:
                 self._error(err)
-                if st == S_CMDT and pgn == self.pgn:
+                if st == T.S_CMDT and pgn == self.pgn:
                     self._reset_session()    # our Abort closes that one too
                 self._abort(now, reason, p3)
                 return
-            if st == S_CMDT and pgn != self.pgn:
-                self._error(E_BUSY)
+            if st == T.S_CMDT and pgn != self.pgn:
+                self._error(T.E_BUSY)
                 if not self._lim.preempt:
                     # J1939-21: one connection per originator; keep the open one
-                    self._abort(now, AB_BUSY, p3)
+                    self._abort(now, T.AB_BUSY, p3)
                     return
                 # The new RTS wins (EN+ restarts on any RTS): a stalled or
                 # trickling transfer cannot lock out BCS.  The open one is
                 # cancelled with Abort 1, as the kernel's j1939 does.
                 self._note(now, IX_TP_PREEMPT, self.pgn)
-                self._abort(now, AB_BUSY, self._p3)
+                self._abort(now, T.AB_BUSY, self._p3)
             # same PGN: "the most recent RTS shall be acted on and the
             # previous abandoned, no Abort" (J1939-21 5.10.3.1); a BAM is
             # dropped the same way.
@@ -100,11 +98,11 @@ class TransferOpening:
         self._left = self._lim.retries
         self._end = ticks_add(now, self._lim.bound_ms(npk))
         if bam:
-            self.state = S_BAM
+            self.state = T.S_BAM
             self._win_end = npk
             self._deadline = ticks_add(now, self._t1)
         else:
-            self.state = S_CMDT
+            self.state = T.S_CMDT
             m = d[4]
             self._rts_max = 255 if m == 0 else m   # 0 is invalid: no limit
             self._send_cts(now)

@@ -34,7 +34,7 @@ from micropython import const
 from time import ticks_add, ticks_diff
 
 from gbt.tpdefs import CONFIG_SCHEMA, TpLimits  # noqa: F401 (registered there)
-from gbt.tpdefs import (CM_RTS, CM_CTS, CM_EOMA, CM_BAM, CM_ABORT,  # noqa: F401
+from gbt.tpdefs import (CM_RTS, CM_CTS, CM_EOMA, CM_ABORT,  # noqa: F401
                         AB_TIMEOUT, AB_RETRANSMIT, AB_BAD_SEQ, S_IDLE, S_CMDT,
                         S_BAM, STATE_NAMES, E_NONE, E_DLC, E_ADDR, E_NO_SESSION,
                         E_SEQ, E_DUP, E_RTS, E_SIZE, E_PGN, E_BUSY, E_TIMEOUT, E_TX,
