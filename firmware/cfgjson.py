@@ -17,10 +17,8 @@ the same verdict for the same file.
 """
 
 
-# Largest configuration file accepted (bytes).  A file with every setting
-# of the schema at a long value is ~8 KB; the file is read whole into the
-# heap (~100 KB on a board), so the bound is checked before reading it.
-MAX_FILE = 16384
+from config import MAX_FILE
+
 _NUM_MAX = 24          # longest number token (characters)
 
 _WS = b" \t\r\n"

@@ -196,8 +196,31 @@ def _cross(cfg):
 CROSS_CHECKS = [_cross]
 
 
-# The file's strict reader (re-exported: config.parse, config.read, MAX_FILE).
-from cfgjson import MAX_FILE, parse, read  # noqa: E402,F401
+# Largest configuration file accepted (bytes).  A file with every setting
+# of the schema at a long value is ~8 KB; the file is read whole into the
+# heap (~100 KB on a board), so the bound is checked before reading it.
+MAX_FILE = 16384
+
+
+def _reader():
+    """The strict reader, imported for one call and not kept: it runs at
+    boot and on cfg_set only, and its module would hold RAM all day."""
+    import sys
+    import cfgjson
+    sys.modules.pop("cfgjson", None)
+    return cfgjson
+
+
+def parse(b):
+    """``cfgjson.parse``: one flat JSON object of scalars -> dict; raises
+    ``ValueError("line N: why")``."""
+    return _reader().parse(b)
+
+
+def read(path):
+    """``cfgjson.read``: the overrides in the file at ``path``,
+    ``(dict, error or None)``; never raises."""
+    return _reader().read(path)
 
 
 def load(path=None, overrides=None):
