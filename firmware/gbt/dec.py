@@ -37,13 +37,8 @@ from micropython import const
 from gbt.bmsdata import (NA, OK, E_LEN, E_RANGE, E_UNKNOWN, T_OFFSET as _T_OFFSET,
                          CELL_MAX as _CELL_MAX, CELL_NA as _CELL_NA, BMT_MAX as _BMT_MAX,
                          bad_len as _bad_len)
-from gbt.decdetail import dec_bmv, dec_bmt, dec_bsp
-from gbt.ids import (
-    PGN_BCL as _PGN_BCL, PGN_BCP as _PGN_BCP, PGN_BCS as _PGN_BCS,
-    PGN_BEM as _PGN_BEM, PGN_BHM as _PGN_BHM, PGN_BMT as _PGN_BMT,
-    PGN_BMV as _PGN_BMV, PGN_BRM as _PGN_BRM, PGN_BRO as _PGN_BRO,
-    PGN_BSD as _PGN_BSD, PGN_BSM as _PGN_BSM, PGN_BSP as _PGN_BSP,
-    PGN_BST as _PGN_BST)
+from gbt import decdetail       # BMV, BMT, BSP
+from gbt import ids             # (the table below only: one global, not 13)
 
 _I_OFFSET = const(4000)      # -400 A offset, 0.1 A
 _TEMP_MAX_RAW = const(250)   # 200 degC: BCP max temperature range
@@ -324,19 +319,19 @@ def dec_bem(data, n, bms):
 
 # Decoder per PF (PGN >> 8; every BMS -> charger PGN has a zero low byte).
 _DEC = [None] * 0x28
-_DEC[_PGN_BHM >> 8] = dec_bhm
-_DEC[_PGN_BRM >> 8] = dec_brm
-_DEC[_PGN_BCP >> 8] = dec_bcp
-_DEC[_PGN_BRO >> 8] = dec_bro
-_DEC[_PGN_BCL >> 8] = dec_bcl
-_DEC[_PGN_BCS >> 8] = dec_bcs
-_DEC[_PGN_BSM >> 8] = dec_bsm
-_DEC[_PGN_BMV >> 8] = dec_bmv
-_DEC[_PGN_BMT >> 8] = dec_bmt
-_DEC[_PGN_BSP >> 8] = dec_bsp
-_DEC[_PGN_BST >> 8] = dec_bst
-_DEC[_PGN_BSD >> 8] = dec_bsd
-_DEC[_PGN_BEM >> 8] = dec_bem
+_DEC[ids.PGN_BHM >> 8] = dec_bhm
+_DEC[ids.PGN_BRM >> 8] = dec_brm
+_DEC[ids.PGN_BCP >> 8] = dec_bcp
+_DEC[ids.PGN_BRO >> 8] = dec_bro
+_DEC[ids.PGN_BCL >> 8] = dec_bcl
+_DEC[ids.PGN_BCS >> 8] = dec_bcs
+_DEC[ids.PGN_BSM >> 8] = dec_bsm
+_DEC[ids.PGN_BMV >> 8] = decdetail.dec_bmv
+_DEC[ids.PGN_BMT >> 8] = decdetail.dec_bmt
+_DEC[ids.PGN_BSP >> 8] = decdetail.dec_bsp
+_DEC[ids.PGN_BST >> 8] = dec_bst
+_DEC[ids.PGN_BSD >> 8] = dec_bsd
+_DEC[ids.PGN_BEM >> 8] = dec_bem
 _DEC = tuple(_DEC)
 
 

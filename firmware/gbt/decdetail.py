@@ -10,8 +10,7 @@ import micropython
 from array import array
 from micropython import const
 
-from gbt.bmsdata import (NA, OK, E_LEN, E_RANGE, T_OFFSET as _T_OFFSET, CELL_MAX,
-                         CELL_NA, BMT_MAX as _BMT_MAX, bad_len as _bad_len)
+from gbt import bmsdata as B    # (one global, not nine: RAM on the target)
 
 _BMV_MAX = const(512)
 _BSP_MAX = const(16)
@@ -25,8 +24,8 @@ def _cells(data, n: int, out) -> int:
     highest]; returns 1, or 0 if a cell is > 24 V (E_RANGE)."""
     d = ptr8(data)
     r = ptr32(out)
-    cmax = int(CELL_MAX)
-    cna = int(CELL_NA)
+    cmax = int(B.CELL_MAX)
+    cna = int(B.CELL_NA)
     lo = 0x7FFF
     lo_at = 0
     hi = -1
@@ -86,11 +85,11 @@ def dec_bmv(data, n, bms):
     message (1-based).  0xFFF = cell not available (skipped); any cell
     > 24 V -> E_RANGE.  Fills bmv_cells (valid cells), cell_min_v,
     cell_min_no (first lowest), bmv_max_v."""
-    if n > _BMV_MAX or (n & 1) or _bad_len(data, n, 2):
-        return E_LEN
+    if n > _BMV_MAX or (n & 1) or B.bad_len(data, n, 2):
+        return B.E_LEN
     r = _SCAN
     if not _cells(data, n, r):
-        return E_RANGE
+        return B.E_RANGE
     cnt = r[0]
     bms.bmv_cells = cnt
     if cnt:
@@ -98,32 +97,32 @@ def dec_bmv(data, n, bms):
         bms.cell_min_no = (r[2] >> 1) + 1
         bms.bmv_max_v = r[3]
     else:
-        bms.cell_min_v = NA
-        bms.cell_min_no = NA
-        bms.bmv_max_v = NA
-    return OK
+        bms.cell_min_v = B.NA
+        bms.cell_min_no = B.NA
+        bms.bmv_max_v = B.NA
+    return B.OK
 
 
 def dec_bmt(data, n, bms):
     """BMT (1..128 bytes, 1 per probe, -50 degC).  0xFF = probe not
     available (skipped).  Fills bmt_probes (valid), bmt_min, bmt_max."""
-    if n > _BMT_MAX or _bad_len(data, n, 1):
-        return E_LEN
+    if n > B.BMT_MAX or B.bad_len(data, n, 1):
+        return B.E_LEN
     r = _SCAN
     _probes(data, n, r)
     cnt = r[0]
     bms.bmt_probes = cnt
     if cnt:
-        bms.bmt_min = r[1] - _T_OFFSET
-        bms.bmt_max = r[2] - _T_OFFSET
+        bms.bmt_min = r[1] - B.T_OFFSET
+        bms.bmt_max = r[2] - B.T_OFFSET
     else:
-        bms.bmt_min = NA
-        bms.bmt_max = NA
-    return OK
+        bms.bmt_min = B.NA
+        bms.bmt_max = B.NA
+    return B.OK
 
 
 def dec_bsp(data, n, bms):
     """BSP (1..16 reserved bytes): length checked, content not stored."""
-    if n > _BSP_MAX or _bad_len(data, n, 1):
-        return E_LEN
-    return OK
+    if n > _BSP_MAX or B.bad_len(data, n, 1):
+        return B.E_LEN
+    return B.OK

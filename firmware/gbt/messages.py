@@ -18,8 +18,9 @@ from gbt.enc import (  # noqa: F401
 )
 from gbt.dec import (  # noqa: F401
     OK, E_LEN, E_RANGE, E_UNKNOWN,
-    dec_bhm, dec_brm, dec_bcp, dec_bro, dec_bcl, dec_bcs, dec_bsm, dec_bmv,
-    dec_bmt, dec_bsp, dec_bst, dec_bsd, dec_bem, decode,
+    dec_bhm, dec_brm, dec_bcp, dec_bro, dec_bcl, dec_bcs, dec_bsm,
+    dec_bst, dec_bsd, dec_bem, decode,
 )
+from gbt.decdetail import dec_bmv, dec_bmt, dec_bsp  # noqa: F401
 
 STATUS_NAMES = ("ok", "length", "range", "unknown")

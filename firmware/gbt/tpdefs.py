@@ -17,17 +17,18 @@ CM_EOMA = const(0x13)
 CM_BAM = const(0x20)
 CM_ABORT = const(0xFF)
 
-# Connection Abort reasons (J1939-21).
-AB_BUSY = const(1)        # already in a connection-mode session
-AB_RESOURCES = const(2)   # system resources (message does not fit)
-AB_TIMEOUT = const(3)     # a timeout occurred
-AB_CTS_IN_DT = const(4)   # CTS while data transfer in progress (sender side)
-AB_RETRANSMIT = const(5)  # maximum retransmit request limit reached
-AB_UNEXPECTED = const(6)  # unexpected data transfer packet
-AB_BAD_SEQ = const(7)     # bad sequence number
-AB_DUP_SEQ = const(8)     # duplicate sequence number (we recover: unused)
-AB_TOO_BIG = const(9)     # total message size > 1785 bytes
-AB_OTHER = const(250)     # any other reason
+# Connection Abort reasons (J1939-21), each a private const of the one
+# module that sends it (a shared name would cost RAM on the target):
+#   1 already in a connection-mode session (tpopen: _AB_BUSY)
+#   2 system resources, the message does not fit (tpopen: _AB_RESOURCES)
+#   3 a timeout occurred (transport: _AB_TIMEOUT)
+#   4 CTS while data transfer in progress (sender side: unused)
+#   5 maximum retransmit request limit reached (transport: _AB_RETRANSMIT)
+#   6 unexpected data transfer packet (unused)
+#   7 bad sequence number (transport: _AB_BAD_SEQ)
+#   8 duplicate sequence number (we recover: unused)
+#   9 total message size > 1785 bytes (tpopen: _AB_TOO_BIG)
+#   250 any other reason (tpopen: _AB_OTHER)
 
 # Session state.
 S_IDLE = const(0)

@@ -8,7 +8,14 @@ from time import ticks_add
 
 from gbt.intrusion import IX_TP_PREEMPT
 from gbt.ids import GLOBAL
+from micropython import const
 from gbt import tpdefs as T    # (one global, not one per name: RAM)
+
+# Abort reasons this module sends (J1939-21; the table is in gbt.tpdefs).
+_AB_BUSY = const(1)
+_AB_RESOURCES = const(2)
+_AB_TOO_BIG = const(9)
+_AB_OTHER = const(250)
 
 
 class TransferOpening:
@@ -48,16 +55,16 @@ class TransferOpening:
         # Validate; each failure has its own J1939-21 reason.
         reason = 0
         if size > T.MAX_TP:
-            reason = T.AB_TOO_BIG
+            reason = _AB_TOO_BIG
             err = T.E_SIZE
         elif size == 0 or npk != (size + 6) // 7:
-            reason = T.AB_OTHER
+            reason = _AB_OTHER
             err = T.E_RTS
         elif size > self._lim.size:
-            reason = T.AB_RESOURCES
+            reason = _AB_RESOURCES
             err = T.E_SIZE
         elif pgn not in self._pgns:
-            reason = T.AB_OTHER
+            reason = _AB_OTHER
             err = T.E_PGN
         st = self.state
         if bam:
@@ -79,13 +86,13 @@ class TransferOpening:
                 self._error(T.E_BUSY)
                 if not self._lim.preempt:
                     # J1939-21: one connection per originator; keep the open one
-                    self._abort(now, T.AB_BUSY, p3)
+                    self._abort(now, _AB_BUSY, p3)
                     return
                 # The new RTS wins (EN+ restarts on any RTS): a stalled or
                 # trickling transfer cannot lock out BCS.  The open one is
                 # cancelled with Abort 1, as the kernel's j1939 does.
                 self._note(now, IX_TP_PREEMPT, self.pgn)
-                self._abort(now, T.AB_BUSY, self._p3)
+                self._abort(now, _AB_BUSY, self._p3)
             # same PGN: "the most recent RTS shall be acted on and the
             # previous abandoned, no Abort" (J1939-21 5.10.3.1); a BAM is
             # dropped the same way.

@@ -35,14 +35,19 @@ from time import ticks_add, ticks_diff
 
 from gbt.tpdefs import CONFIG_SCHEMA, TpLimits  # noqa: F401 (registered there)
 from gbt.tpdefs import (CM_RTS, CM_CTS, CM_EOMA, CM_ABORT,  # noqa: F401
-                        AB_TIMEOUT, AB_RETRANSMIT, AB_BAD_SEQ, S_IDLE, S_CMDT,
+                        S_IDLE, S_CMDT,
                         S_BAM, STATE_NAMES, E_NONE, E_DLC, E_ADDR, E_NO_SESSION,
                         E_SEQ, E_DUP, E_RTS, E_SIZE, E_PGN, E_BUSY, E_TIMEOUT, E_TX,
                         E_UNEXPECTED, E_SLOW, ERROR_NAMES, MAX_TP, inc as _inc)
 from gbt.tpopen import TransferOpening
+
+# Abort reasons this module sends (J1939-21; the table is in gbt.tpdefs).
+_AB_TIMEOUT = const(3)
+_AB_RETRANSMIT = const(5)
+_AB_BAD_SEQ = const(7)
 from gbt.intrusion import IX_TP_TRICKLE
-from gbt.ids import (PGN_TPCM, PGN_TPDT, PGN_BRM, PGN_BCP, PGN_BCS, PGN_BMV,
-                     PGN_BMT, PGN_BSP, CHARGER, BMS, GLOBAL, can_id)
+from gbt import ids             # (construction only: one global, not nine)
+from gbt.ids import PGN_TPCM, PGN_TPDT, GLOBAL
 
 
 
@@ -86,8 +91,9 @@ class TransportReceiver(TransferOpening):
                 with the PGN of the transfer closed; None = not reported
     """
 
-    def __init__(self, send, own=CHARGER, peer=BMS,
-                 pgns=(PGN_BRM, PGN_BCP, PGN_BCS, PGN_BMV, PGN_BMT, PGN_BSP),
+    def __init__(self, send, own=ids.CHARGER, peer=ids.BMS,
+                 pgns=(ids.PGN_BRM, ids.PGN_BCP, ids.PGN_BCS, ids.PGN_BMV, ids.PGN_BMT,
+                       ids.PGN_BSP),
                  size=MAX_TP, cfg=None, ix=None):
         self._send = send
         self._own = own & 0xFF
@@ -99,7 +105,7 @@ class TransportReceiver(TransferOpening):
         self._ix = ix
         # Our TP.CM frames go to the peer, priority 7 (J1939 / GB/T 27930
         # convention: 0x1CECF456 for charger -> BMS).
-        self._id_cm = can_id(7, PGN_TPCM, self._peer, self._own)
+        self._id_cm = ids.can_id(7, PGN_TPCM, self._peer, self._own)
         self._tx = bytearray(8)
         # Counters (wrap at 2**30) and diagnostics.
         self.completed = 0      # messages delivered
@@ -285,13 +291,13 @@ class TransportReceiver(TransferOpening):
     def _expire(self, now):
         if self.state != S_IDLE:
             if ticks_diff(now, self._deadline) > 0:
-                self._abort_session(now, AB_TIMEOUT, E_TIMEOUT)
+                self._abort_session(now, _AB_TIMEOUT, E_TIMEOUT)
             elif ticks_diff(now, self._end) > 0:
                 # Every packet came within T1 but the whole transfer is far
                 # slower than its size allows: a TP.DT trickle holding the
                 # only channel.  J1939-21 has no reason code for it: timeout.
                 self._note(now, IX_TP_TRICKLE, self.pgn)
-                self._abort_session(now, AB_TIMEOUT, E_SLOW)
+                self._abort_session(now, _AB_TIMEOUT, E_SLOW)
 
     def _note(self, now, kind, pgn):
         ix = self._ix
@@ -313,7 +319,7 @@ class TransportReceiver(TransferOpening):
         seq = d[0]
         if seq == 0 or seq > self._total:
             # no such packet: the sender is confused beyond recovery
-            self._abort_session(now, AB_BAD_SEQ, E_SEQ)
+            self._abort_session(now, _AB_BAD_SEQ, E_SEQ)
             return 0
         if seq < self._next:
             self.dups = _inc(self.dups)  # already have it: ignore, T1 not
@@ -373,7 +379,7 @@ class TransportReceiver(TransferOpening):
             self._error(E_SEQ)
             return 0
         if self.state == S_BAM:
-            self._abort_session(now, AB_BAD_SEQ, E_SEQ)   # silent drop
+            self._abort_session(now, _AB_BAD_SEQ, E_SEQ)   # silent drop
             return 0
         if self._left > 0:
             self._left -= 1
@@ -382,6 +388,6 @@ class TransportReceiver(TransferOpening):
             self._error(E_SEQ)
             self._send_cts(now)          # re-request from the first missing
             return 0
-        self._abort_session(now, AB_RETRANSMIT if self._lim.retries else AB_BAD_SEQ,
+        self._abort_session(now, _AB_RETRANSMIT if self._lim.retries else _AB_BAD_SEQ,
                             E_SEQ)
         return 0
