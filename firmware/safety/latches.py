@@ -1,0 +1,102 @@
+"""The supervisor's latches kept across reboots and the operator's
+maintenance commands on them; owned by ``safety.supervisor.Supervisor``
+(``sup.latches``), which keeps the public methods (``save``,
+``reset_estop``, ``clear_contactor_fault``, ``clear_store_fault``,
+``acknowledge``).
+
+The lockout (``safety.lockout``) holds the latches (E-stop, contactor
+fault, unusable store) and the per-VIN entries; this keeps them in the
+store (``store.path``) and loads them at boot.  A latch found at boot trips
+at the first protection tick (``boot_cause``).
+"""
+import config
+from safety.risk import EV_RESET, H3, H7
+from safety.lockout import L_ESTOP, L_CONTACTOR, L_STORE
+
+CONFIG_SCHEMA = (
+    ("store.path", "safety.rec", None, None, "-", "File name (in the state directory) of the persisted safety state (lockout, latches): 1..32 of A-Z a-z 0-9 . _ -"),
+    ("store.max_bytes", 1024, 128, 8192, "bytes", "Max persisted record size; must hold a full lockout record: >= 26 + 28 x lockout.slots"),
+)
+config.register(CONFIG_SCHEMA)
+
+
+class Latches:
+    def __init__(self, sup, cfg, lock, store=None):
+        self.sup = sup
+        self.lock = lock
+        if store is None:
+            import store as _store
+            store = _store.Store(config.get(cfg, "store.path"), config.get(cfg, "store.max_bytes"))
+        self.store = store
+        self.warnings = []           # what the load found (the app shows them)
+
+    def load(self):
+        """Load the persisted latches; returns the cause a latch found at
+        boot trips with (H3, H7) or 0."""
+        # The store tries the generations newest first and keeps the first
+        # one ``unpack`` accepts (a newer record version, a malformed record
+        # under a valid CRC: the next older generation).  A record was there
+        # but none is usable: the latches are unknown, so refuse to charge
+        # (L_STORE, persisted) until an operator clears it; never defaults.
+        st = self.store
+        lock = self.lock
+        try:
+            st.accept = lock.unpack
+            data, warn = st.load()
+            present = getattr(st, "present", data is not None)
+        except Exception as ex:        # a store must not stop the charger booting
+            data, warn, present = None, ["store: load failed (%s)" % ex], True
+        self.warnings = list(warn)
+        err = lock.unpack(data) if data is not None else None
+        if err or (data is None and present):
+            lock.clear()
+            lock.set_latch(L_STORE)
+            self.warnings.append("store: no usable safety record%s: charging "
+                                 "refused until clear_store_fault()"
+                                 % ((" (%s)" % err) if err else ""))
+        if lock.latched & L_ESTOP:
+            return H3
+        if lock.latched & L_CONTACTOR:
+            return H7
+        return 0
+
+    def save(self):
+        """Persist lockout/latches now (allocates, does file I/O)."""
+        ok = self.store.save(self.lock.pack())
+        if ok:
+            self.lock.dirty = False
+        return ok
+
+    def _reset_event(self, code, level):
+        sup = self.sup
+        sup.events.add(sup.clock.ticks_ms(), EV_RESET, code, level, 0)
+
+    def reset_estop(self):
+        """Operator reset of the E-stop latch; refused while still pressed."""
+        if self.sup.inp.estop:
+            return False
+        self.lock.clear_latch(L_ESTOP)
+        self._reset_event(H3, 3)
+        return True
+
+    def clear_contactor_fault(self):
+        """Operator clears H-7 after inspection; refused while the feedback
+        still disagrees with the (open) command."""
+        if self.sup.inp.k12_fb and not self.sup._k_applied:
+            return False
+        self.lock.clear_latch(L_CONTACTOR)
+        self._reset_event(H7, 3)
+        return True
+
+    def clear_store_fault(self):
+        """Operator accepts the loss of an unusable persisted record (L_STORE):
+        the state starts from defaults and is saved at the next slow tick."""
+        had = self.lock.latched & L_STORE
+        self.lock.clear_latch(L_STORE)
+        return bool(had)
+
+    def acknowledge(self):
+        """Operator confirms the SOC anomaly (needs-confirmation flag)."""
+        had = self.lock.acknowledge()
+        self._reset_event(had, 0)
+        return had
