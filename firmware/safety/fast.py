@@ -20,14 +20,13 @@ _PF_BCL = const(0x10)
 _PF_BCS = const(0x11)
 # safety.protections' kernel state (folded by the compiler)
 _P_KCMD = const(44)
-_P_KSINCE = const(45)
 _P_KFAULT = const(46)
 _P_LIM = const(48)
 _NST = const(14)       # stages in the H-12 table
 _MASK = const(0x3FFFFFFF)
 _HALF = const(0x20000000)
-assert len(_ALLOW) == _NST and (_STATE["k_cmd"], _STATE["k_since"], _STATE["k_fault"],
-                                 _STATE["current_limit"]) == (_P_KCMD, _P_KSINCE, _P_KFAULT, _P_LIM)
+assert len(_ALLOW) == _NST and (_STATE["k_cmd"], _STATE["k_fault"],
+                                 _STATE["current_limit"]) == (_P_KCMD, _P_KFAULT, _P_LIM)
 
 # the check tick in three parts (check ids lo+1..hi): head S-1..S-4 (with
 # H-11, session start/end, integrators), mid S-5..S-9, tail S-10..S-13
@@ -145,11 +144,12 @@ def _ptick(sup, now) -> int:
 def _quiet(sup, now, out, ps: ptr32, allow: ptr8) -> int:
     """The rest of a quiet protection tick in machine code: no protection
     fired (the caller checked), no latch, no trip, no reboot cause.  Caps
-    the current (H-6 derate, lockout cap, H-11 cut), checks H-12 and tracks
-    the K1/K2 command, exactly as ``Supervisor._protect`` does; returns 1.
-    Returns 0 *before changing anything* when that is not the case (a
-    contactor fault, a trip, H-9, an H-12 violation, a stage outside the
-    table): ``_protect`` then does the whole tick."""
+    the current (H-6 derate, lockout cap, H-11 cut) and checks H-12, exactly
+    as ``Supervisor._protect`` does; returns 1.  Returns 0 *before changing
+    anything* when that is not the case (a contactor fault, a trip, H-9, an
+    H-12 violation, a stage outside the table, a new K1/K2 command, which
+    ``_protect`` records with ``Protections.track_k``): ``_protect`` then
+    does the whole tick."""
     if ps[_P_KFAULT] != 0:
         return 0
     if int(sup._boot_cause) != 0 or int(sup.tripped) != 0 or int(sup.failed) != 0:
@@ -169,6 +169,11 @@ def _quiet(sup, now, out, ps: ptr32, allow: ptr8) -> int:
         new = 1
     ko = out.k12
     k = int(ko)
+    if k != 0:
+        if ps[_P_KCMD] == 0:
+            return 0                    # K1/K2 command changes: ``Protections.track_k``
+    elif ps[_P_KCMD] != 0:
+        return 0
     pe = int(out.pwr_en)
     if k != 0 or pe != 0:
         a = allow[stg]
@@ -184,9 +189,4 @@ def _quiet(sup, now, out, ps: ptr32, allow: ptr8) -> int:
         sup._ilk_stage = stg
         sup._ilk_t = now
     sup._k_applied = ko
-    if k != 0:
-        k = 1
-    if k != ps[_P_KCMD]:
-        ps[_P_KCMD] = k
-        ps[_P_KSINCE] = n & _MASK
     return 1

@@ -1,6 +1,6 @@
 """The supervisor's latches kept across reboots and the operator's
 maintenance commands on them; owned by ``safety.supervisor.Supervisor``
-(``sup.latches``), which keeps the public methods (``save``,
+(``sup.latches``), which keeps the public methods (``start_allowed``, ``save``,
 ``reset_estop``, ``clear_contactor_fault``, ``clear_store_fault``,
 ``acknowledge``).
 
@@ -10,7 +10,8 @@ store (``store.path``) and loads them at boot.  A latch found at boot trips
 at the first protection tick (``boot_cause``).
 """
 import config
-from safety.risk import EV_RESET, H3, H7
+from safety.risk import EV_RESET, H3, H7, name_of
+from safety import lockout as _lockout
 from safety.lockout import L_ESTOP, L_CONTACTOR, L_STORE
 
 CONFIG_SCHEMA = (
@@ -66,6 +67,37 @@ class Latches:
         if ok:
             self.lock.dirty = False
         return ok
+
+    def start_allowed(self, vin, now_date):
+        """May a session for ``vin`` start?  ``now_date`` = wall-clock
+        seconds (RTC).  Returns (bool, reason).  Call it before every start:
+        it also arms the lockout current cap (mode "cap") for the session it
+        admits."""
+        sup = self.sup
+        if sup.failed:
+            return False, "fail-safe latched (%s): reboot" % (sup.last_exc,)
+        if self.lock.latched & L_STORE:
+            return False, "safety record unusable (latches unknown): inspect, clear_store_fault()"
+        if self.lock.latched & L_ESTOP or sup.inp.estop:
+            return False, "E-stop latched: release and reset_estop()"
+        if self.lock.latched & L_CONTACTOR:
+            return False, "contactor fault (H-7): inspect, clear_contactor_fault()"
+        if sup.tripped:
+            return False, "tripped: %s, rearm()" % sup.trip_name
+        st, chk, until = self.lock.status(vin, now_date)
+        if st == _lockout.CONFIRM:
+            return False, "needs confirmation (%s): acknowledge()" % name_of(chk)
+        if st == _lockout.LOCKED:
+            return False, "VIN locked out (%s) for %d s" % (name_of(chk), until - now_date)
+        if not sup.charging:
+            # A level-II stop request belongs to the session that raised it;
+            # left set, it would stop the next admitted session at once.
+            sup.stop_request = 0
+        if st == _lockout.CAPPED:
+            sup._cap = self.lock.cap_dA
+            return True, "VIN capped to %d dA (%s)" % (self.lock.cap_dA, name_of(chk))
+        sup._cap = sup.rated_i
+        return True, "ok"
 
     def _reset_event(self, code, level):
         sup = self.sup

@@ -105,9 +105,6 @@ def _v1_day(d):
     return d - (_EPOCH_DAYS_UNIX if d >= _V1_UNIX_DAYS else _EPOCH_DAYS_2000)
 
 
-_cfg = config.get   # setting, or its registered default
-
-
 def record_bytes(slots):
     """Size of a packed record with ``slots`` entries (the largest one)."""
     return (struct.calcsize(_HDR) + struct.calcsize(_CONF)
@@ -144,14 +141,14 @@ def _locked(e, wall_s):
 
 class Lockout:
     def __init__(self, c):
-        self.enable = _cfg(c, "lockout.enable")
-        self.count = _cfg(c, "lockout.count")
-        self.secs = _cfg(c, "lockout.hours") * 3600
-        self.mode_cap = _cfg(c, "lockout.mode") == "cap"
-        self.cap_dA = _cfg(c, "lockout.cap_dA")
-        self.tz_s = _cfg(c, "lockout.tz_min") * 60
-        self.slots = _cfg(c, "lockout.slots")
-        self.confirm_blocks = _cfg(c, "lockout.confirm_blocks")
+        self.enable = config.get(c, "lockout.enable")
+        self.count = config.get(c, "lockout.count")
+        self.secs = config.get(c, "lockout.hours") * 3600
+        self.mode_cap = config.get(c, "lockout.mode") == "cap"
+        self.cap_dA = config.get(c, "lockout.cap_dA")
+        self.tz_s = config.get(c, "lockout.tz_min") * 60
+        self.slots = config.get(c, "lockout.slots")
+        self.confirm_blocks = config.get(c, "lockout.confirm_blocks")
         self.clear()
 
     def clear(self):

@@ -1,15 +1,9 @@
 """Safety supervisor: composes checks, risk table, hard protections, trip
 path and lockout.  Independent of the charging session.
 
-App wiring (per scheduler pass, protection first)::
-
-    board.read_inputs(inp)
-    sup.protect_tick(now)      # every fast tick (2 ms), before anything else
-    session.tick(now)          # computes out (10 ms)
-    sup.protect_tick ...       # (next fast tick)
-    sup.check_tick(now)        # every 100 ms
-    sup.slow_tick(now, wall_s) # every ~1 s: lockout notes + persistence
-    board.write_outputs(out)
+App wiring: ``protect_tick`` every fast tick (``sched.protect_ms``),
+before anything else; ``check_head``/``mid``/``tail`` every
+``sched.checks_ms``; ``slow_tick`` every ~1 s (lockout notes, persistence).
 
 ``protect_tick`` runs the hard protections on ``inp``; when tripped it
 overrides ``out`` (power off, K1/K2 per the trip sequence, bleeder) *and*
@@ -57,8 +51,7 @@ from safety.risk import (RiskTable, Events, name_of,
 from safety.protections import Protections, cst_fault_of, cst_error_of
 from safety.trip import TripPath, IDLE, POWER_OFF, SAFE
 from safety.interlock import ALLOW as _ALLOW
-from safety import lockout as _lockout
-from safety.lockout import Lockout, L_ESTOP, L_CONTACTOR, L_STORE
+from safety.lockout import Lockout, L_ESTOP, L_CONTACTOR
 from safety.checkrun import CheckRunner
 from safety.latches import Latches
 from safety.fast import _ptick
@@ -276,11 +269,8 @@ class Supervisor:
         return self.run.check_head(now)
 
     def check_mid(self, now):
-        """S-5..S-9, after ``check_head`` of the same check tick (a later
-        pass of the app: same period, fixed phase, so the 5 s persistence
-        and the release time are those of a check evaluated every
-        ``sched.checks_ms``); never raises.  Does nothing unless the head
-        evaluated its checks since (charging)."""
+        """S-5..S-9, a later pass of the same check tick (after
+        ``check_head``: same period, fixed phase); never raises."""
         return self.run.check_mid(now)
 
     def check_tail(self, now):
@@ -323,30 +313,7 @@ class Supervisor:
         seconds (RTC).  Returns (bool, reason).  Call it before every start:
         it also arms the lockout current cap (mode "cap") for the session it
         admits."""
-        if self.failed:
-            return False, "fail-safe latched (%s): reboot" % (self.last_exc,)
-        if self.lock.latched & L_STORE:
-            return False, "safety record unusable (latches unknown): inspect, clear_store_fault()"
-        if self.lock.latched & L_ESTOP or self.inp.estop:
-            return False, "E-stop latched: release and reset_estop()"
-        if self.lock.latched & L_CONTACTOR:
-            return False, "contactor fault (H-7): inspect, clear_contactor_fault()"
-        if self.tripped:
-            return False, "tripped: %s, rearm()" % self.trip_name
-        st, chk, until = self.lock.status(vin, now_date)
-        if st == _lockout.CONFIRM:
-            return False, "needs confirmation (%s): acknowledge()" % name_of(chk)
-        if st == _lockout.LOCKED:
-            return False, "VIN locked out (%s) for %d s" % (name_of(chk), until - now_date)
-        if not self.charging:
-            # A level-II stop request belongs to the session that raised it;
-            # left set, it would stop the next admitted session at once.
-            self.stop_request = 0
-        if st == _lockout.CAPPED:
-            self._cap = self.lock.cap_dA
-            return True, "VIN capped to %d dA (%s)" % (self.lock.cap_dA, name_of(chk))
-        self._cap = self.rated_i
-        return True, "ok"
+        return self.latches.start_allowed(vin, now_date)
 
     def rearm(self, now=None):
         """Leave a finished trip so a new session may start.  Refused while
