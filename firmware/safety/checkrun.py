@@ -20,20 +20,33 @@ records.  Raised checks are queued (``notes``) for the lockout, which the
 slow tick updates.
 
 The functions of the check tick keep to frames of at most 11 words, the
-rest is viper (``safety.fast``): a bigger frame comes from the heap at
-every call.
+rest is viper (``_eval``, ``_conds``, ``_h11_quiet``): a bigger frame comes
+from the heap at every call.  The viper functions return before changing
+anything when their case is not the common one, and the method they stand
+for (``_h11``) then does the whole work from the same state.
 """
+import micropython
 from micropython import const
 import config
 from rt.clock import ticks_diff
 from rt import guard as _guard
-from safety.risk import EV_RAISE, EV_CLEAR, EV_LOCKOUT, EV_CONFIRM, H11
-from safety.fast import PARTS as _PARTS, _eval, _h11_quiet, _copy
+from safety import risk as _risk
+from safety.risk import _steps, EV_RAISE, EV_CLEAR, EV_LOCKOUT, EV_CONFIRM, H11
 
-NA = const(-1)
+_NA = const(-1)
 _NPEND = const(8)
 _PF_BCL = const(0x10)
 _PF_BCS = const(0x11)
+_MASK = const(0x3FFFFFFF)
+_HALF = const(0x20000000)
+
+# the check tick in three parts (check ids lo+1..hi): head S-1..S-4 (with
+# H-11, session start/end, integrators), mid S-5..S-9, tail S-10..S-13
+_PARTS = ((0, 4), (4, 9), (9, 13))
+_TR_CLEAR = const(15)  # safety.risk.TR_CLEAR_SHIFT
+_COND = const(14)      # safety.risk: the condition row of RiskTable.b
+assert _TR_CLEAR == _risk.TR_CLEAR_SHIFT and _COND == _risk.COND_ROW
+assert _PARTS == ((0, 4), (4, 9), (9, 13))     # (_eval spells them out)
 
 CONFIG_SCHEMA = (
     ("h11.bcl_ms", 1000, 100, 60000, "ms", "H-11: no valid BCL for longer than this while current flows -> current to zero, then stop, whatever the session does (GB/T 27930 BCL timeout 1 s)"),
@@ -42,6 +55,95 @@ CONFIG_SCHEMA = (
     ("h11.stop_ms", 500, 0, 10000, "ms", "H-11: K1/K2 or the power stage still on this long after the current was cut -> trip (K1/K2 open, CST)"),
 )
 config.register(CONFIG_SCHEMA)
+
+
+@micropython.viper
+def _conds(pairs, ctx, now, b: ptr8):
+    """Each check's condition into the risk table's condition row
+    (``safety.risk``: condition + 1: TRUE 2, FALSE 1, INACTIVE 0); a check
+    that raises is INACTIVE, "error in check"."""
+    for p in pairs:
+        c = p[1]
+        r = -1
+        try:
+            r = int(c.eval(ctx, now))
+        except Exception:
+            c.why = "error in check"
+            r = -1
+        b[_COND + int(p[0])] = r + 1
+
+
+@micropython.viper
+def _eval(run, now, p: int):
+    """Part p of the check tick (checks lo+1..hi of ``_PARTS[p]``; only the
+    enabled ones are evaluated, a disabled one stays INACTIVE, "disabled"):
+    each condition, then the risk table for all of them at once, then the
+    actions of any that were raised or cleared, in check order.  (A check's
+    condition reads the measurements and the BMS data only, never what an
+    earlier check's action did, so the order of conditions and actions is
+    free.)"""
+    lo = 9
+    hi = 13
+    if p == 0:
+        lo = 0
+        hi = 4
+    elif p == 1:
+        lo = 4
+        hi = 9
+    rk = run.risk
+    b = rk.b
+    _conds(run._pairs[p], run.ctx, now, b)
+    m = int(_steps(now, lo + 1, hi + 1, b, rk.since, rk.clr_since, rk.raised_count, rk.pr))
+    if m != 0:
+        lv = ptr8(rk.level)
+        cks = run.checks
+        i = lo + 1
+        while i <= hi:
+            if m & (1 << i):
+                run._raised(now, i, lv[i], cks[i - 1].value)
+            elif m & (1 << (i + _TR_CLEAR)):
+                run.events.add(now, EV_CLEAR, i, lv[i], cks[i - 1].value)
+            i += 1
+
+
+@micropython.viper
+def _h11_quiet(sup, run, now) -> int:
+    """H-11's common case in machine code: no cut running, and the current
+    not flowing or both BCL and BCS fresh enough.  1 = nothing to do; 0 =
+    let ``CheckRunner._h11`` decide (from the same state: the only change
+    made here, the start of the current, is one it would make the same)."""
+    if int(sup.h11_on) != 0:
+        return 0
+    i = int(sup.inp.i_out)
+    fl = int(run.h11_flow)
+    if (i <= fl and i >= 0 - fl) or int(sup.tripped) != 0:
+        run._flowing = 0
+        return 1
+    n = int(now)
+    if int(run._flowing) == 0:
+        run._flowing = 1
+        run._flow_t = now
+    t0 = int(run._flow_t)
+    lo = sup.rx_times
+    t = int(lo[_PF_BCL])
+    if t < 0 or ((t - t0 + _HALF) & _MASK) - _HALF < 0:
+        t = t0                          # older than the current: count from its start
+    if ((n - t + _HALF) & _MASK) - _HALF > int(run.h11_bcl):
+        return 0
+    t = int(lo[_PF_BCS])
+    if t < 0 or ((t - t0 + _HALF) & _MASK) - _HALF < 0:
+        t = t0
+    if ((n - t + _HALF) & _MASK) - _HALF > int(run.h11_bcs):
+        return 0
+    return 1
+
+
+@micropython.viper
+def _copy(dst: ptr8, src: ptr8, n: int):
+    i = 0
+    while i < n:
+        dst[i] = src[i]
+        i += 1
 
 
 class CheckRunner:
@@ -255,7 +357,7 @@ class CheckRunner:
         """Charging just started: fresh session state."""
         self._was_charging = True
         self.ctx.reset(now)
-        self.ctx.soc0 = NA
+        self.ctx.soc0 = _NA
         self._take_soc0()
         self.risk.reset()
         self._renew(now, 0)

@@ -156,29 +156,29 @@ class Protections:
         self.i_max = self.rated_i * config.get(c, "h2.permille") // 1000
         # threshold kOhm = ohm/V * V / 1000 ; rated_v in 0.1 V
         self.ins_min = config.get(c, "h4.ohm_per_v") * rated_v // 10000
-        self.cc_lo = config.get(c, "h5.lo_mv")
-        self.cc_hi = config.get(c, "h5.hi_mv")
-        self.t_derate = config.get(c, "h6.derate_t")
-        self.t_trip = config.get(c, "h6.trip_t")
-        self.i_min = config.get(c, "h6.min_dA")
-        self.s_lo = config.get(c, "h6.sensor_lo")
-        self.s_hi = config.get(c, "h6.sensor_hi")
-        self.k_en = config.get(c, "h7.enable")
+        cc_lo = config.get(c, "h5.lo_mv")
+        cc_hi = config.get(c, "h5.hi_mv")
+        t_derate = config.get(c, "h6.derate_t")
+        t_trip = config.get(c, "h6.trip_t")
+        i_min = config.get(c, "h6.min_dA")
+        s_lo = config.get(c, "h6.sensor_lo")
+        s_hi = config.get(c, "h6.sensor_hi")
+        k_en = config.get(c, "h7.enable")
         self.k_open_ms = config.get(c, "h7.open_ms")
-        self.k_close_ms = config.get(c, "h7.close_ms")
+        k_close_ms = config.get(c, "h7.close_ms")
         self.v_check = config.get(c, "h7.v_check")
         self.weld_dv = config.get(c, "h7.weld_dv")
         self.live_dv = config.get(c, "h7.live_dv")
-        self.leak_ma = config.get(c, "h8.ma")
-        self.mains_en = config.get(c, "h10.enable")
+        leak_ma = config.get(c, "h8.ma")
+        mains_en = config.get(c, "h10.enable")
         st = array("i", [0] * _STN)
         for k, v in ((_VMAX, self.v_max), (_IMAX, self.i_max), (_INSMIN, self.ins_min),
-                     (_CCLO, self.cc_lo), (_CCHI, self.cc_hi), (_TDER, self.t_derate),
-                     (_TTRIP, self.t_trip), (_IMIN, self.i_min), (_NSLO, -self.s_lo),
-                     (_SHI, self.s_hi), (_KEN, self.k_en), (_KOPEN, self.k_open_ms),
-                     (_KCLOSE, self.k_close_ms), (_VCHECK, self.v_check),
-                     (_WELDDV, self.weld_dv), (_LIVEDV, self.live_dv), (_LEAK, self.leak_ma),
-                     (_MAINSEN, self.mains_en), (_RATEDI, self.rated_i)):
+                     (_CCLO, cc_lo), (_CCHI, cc_hi), (_TDER, t_derate),
+                     (_TTRIP, t_trip), (_IMIN, i_min), (_NSLO, -s_lo),
+                     (_SHI, s_hi), (_KEN, k_en), (_KOPEN, self.k_open_ms),
+                     (_KCLOSE, k_close_ms), (_VCHECK, self.v_check),
+                     (_WELDDV, self.weld_dv), (_LIVEDV, self.live_dv), (_LEAK, leak_ma),
+                     (_MAINSEN, mains_en), (_RATEDI, self.rated_i)):
             if v < 0:
                 raise ValueError("protection threshold < 0")   # (schema ranges exclude it)
             st[k] = v
@@ -199,14 +199,14 @@ class Protections:
         # always active (evaluate updates only the conditional ones: H-4, H-5, H-10)
         for h in (1, 2, 3, 6, 8):
             self.active[h] = 1
-        self.active[7] = 1 if self.k_en else 0
+        self.active[7] = 1 if k_en else 0
         self.first = [0] * _NH         # first seen (start of debounce), ticks ms
         self.limit = [0] * _NH
         self.limit[1] = self.v_max
         self.limit[2] = self.i_max
         self.limit[4] = self.ins_min
-        self.limit[6] = self.t_trip
-        self.limit[8] = self.leak_ma
+        self.limit[6] = t_trip
+        self.limit[8] = leak_ma
         self.t_first = 0
 
     def __getattr__(self, name):

@@ -27,9 +27,9 @@ raise/clear is an event in ``events``.
 Components (each a class with its own state, made once here):
 ``prot`` (``safety.protections``), ``trip`` (``safety.trip``), ``lock``
 (``safety.lockout``), ``risk``/``events`` (``safety.risk``), ``run`` (the
-check tick, ``safety.checkrun``), ``latches`` (persistence and the
-operator's latch commands, ``safety.latches``); the hot paths of the
-protection and check ticks are viper functions in ``safety.fast``.
+check tick, ``safety.checkrun``), ``latches`` (persistence, start
+admission and the operator's latch commands, ``safety.lockout``); the
+common protection tick is viper (``safety.interlock._ptick``).
 
 The app sets: ``charging`` (bool), ``vin`` (bytes-like, may be None),
 ``soc_start`` (0.1 %, -1 = take it from BCP), ``stale`` (``checks.STALE_*``
@@ -50,11 +50,9 @@ from safety.risk import (RiskTable, Events, name_of,
                          EV_BLEED_TO, EV_LATCH, EV_RESET, EV_FAILSAFE, H3, H7, H9, H12)
 from safety.protections import Protections, cst_fault_of, cst_error_of
 from safety.trip import TripPath, IDLE, POWER_OFF, SAFE
-from safety.interlock import ALLOW as _ALLOW
-from safety.lockout import Lockout, L_ESTOP, L_CONTACTOR
+from safety.interlock import ALLOW as _ALLOW, _ptick
+from safety.lockout import Lockout, Latches, L_ESTOP, L_CONTACTOR
 from safety.checkrun import CheckRunner
-from safety.latches import Latches
-from safety.fast import _ptick
 
 NA = const(-1)
 CST_R_FAULT = const(0x10)
