@@ -287,7 +287,7 @@ def main():
     now = r.now
     # the check tick, piece by piece (steady charging)
     ctx = sup.ctx
-    from safety.fast import _h11_quiet
+    from safety.checkrun import _h11_quiet
     for _ in range(20):
         now += 100
         clock.advance_to(now)
