@@ -70,6 +70,7 @@ def _build():
 
 
 ALLOW = _build()    # ALLOW[stage] = _K12 | _PWR | TIMED bits
+del _TABLE, _build  # (built at import; kept, its tuples would hold ~300 bytes of heap)
 assert len(ALLOW) == _NST
 
 CONFIG_SCHEMA = (
