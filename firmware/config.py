@@ -391,8 +391,8 @@ def read(path):
     try:
         try:
             # a buffer the size of the file, not of the bound: on a
-            # fragmented heap (the app runs with the automatic GC off) one
-            # free 16 KB block is not a given, and a config file is small
+            # fragmented heap one free 16 KB block is not a given (the
+            # console's cfg_set once found none), and a config file is small
             want = MAX_FILE + 1
             try:
                 import os
