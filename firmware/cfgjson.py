@@ -199,7 +199,20 @@ def read(path):
         return {}, None
     try:
         try:
-            data = f.read(MAX_FILE + 1)
+            # a buffer the size of the file, not of the bound: on a
+            # fragmented heap one free 16 KB block is not a given (the
+            # console's cfg_set once found none), and a config file is small
+            want = MAX_FILE + 1
+            try:
+                import os
+                n = os.stat(path)[6]
+                if 0 <= n < MAX_FILE:
+                    want = n + 1
+            except Exception:
+                pass
+            data = f.read(want)
+            if len(data) == want and want <= MAX_FILE:     # grew since the stat
+                data += f.read(MAX_FILE + 1 - want)
         finally:
             f.close()
         if len(data) > MAX_FILE:

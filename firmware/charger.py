@@ -81,7 +81,6 @@ from safety.risk import EV_RAISE as _EV_RAISE, EV_CLEAR as _EV_CLEAR, \
     EV_LOCKOUT as _EV_LOCKOUT, EV_FAILSAFE as _EV_FAILSAFE
 
 CONFIG_SCHEMA = (
-    ("sched.protect_ms", 5, 1, 10, "ms", "Protection tick (hard protections, trip path, output write); H-1 needs <= 10 ms. Boards also trip H-1/H-2/H-3 from a 1 ms timer interrupt"),
     ("sched.can_ms", 10, 1, 10, "ms", "CAN receive tick (the 64-frame RX FIFO holds 33 ms of a saturated bus)"),
     ("sched.session_ms", 10, 5, 10, "ms", "Session tick (must be <= 10 ms: CST is sent every 10 ms)"),
     ("sched.checks_ms", 100, 10, 1000, "ms", "Safety check tick (S-1..S-13)"),
@@ -105,9 +104,6 @@ config.register(CONFIG_SCHEMA)
 
 
 def _cross(cfg):
-    if cfg["trip.tick_ms"] != cfg["sched.protect_ms"]:
-        return "trip.tick_ms (%d) must equal sched.protect_ms (%d)" % (
-            cfg["trip.tick_ms"], cfg["sched.protect_ms"])
     # store.path: a file name in the state directory (next to the event log
     # "events.N" and the telemetry file, which it must not overwrite)
     p = cfg["store.path"]

@@ -32,6 +32,7 @@ CONFIG_SCHEMA = (
 # guesses), but one that says what to do.
 REMOVED = {
     "telemetry.rtc_epoch_2000": "every board gives its RTC in the firmware epoch 2020-01-01",
+    "trip.tick_ms": "the trip path works to the protection tick, sched.protect_ms",
 }
 
 

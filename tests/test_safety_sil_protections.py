@@ -33,7 +33,7 @@ CASES = [
     ("H-10", "mains_ok", 0, False, F_NO_ENERGY, 0),            # AC mains lost
 ]
 LATENCY = {}
-PROTECT_MS = 5   # sched.protect_ms default (firmware/charger.py)
+PROTECT_MS = 5   # sched.protect_ms default (firmware/rt/scheduler.py)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -46,6 +46,14 @@ import micropython
 from array import array
 from micropython import const
 from rt.clock import ticks_diff, ticks_add, cpu_us, TicksClock
+import config
+
+# Declared here, not with the app's other sched.* settings: the trip path
+# (safety.trip) works to this period and must find it without the app.
+CONFIG_SCHEMA = (
+    ("sched.protect_ms", 5, 1, 10, "ms", "Protection tick (hard protections, trip path, output write); H-1 needs <= 10 ms. Boards also trip H-1/H-2/H-3 from a 1 ms timer interrupt"),
+)
+config.register(CONFIG_SCHEMA)
 
 _mem_alloc = gc.mem_alloc
 _cpu = time.ticks_us

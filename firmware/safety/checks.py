@@ -80,9 +80,6 @@ CONFIG_SCHEMA = (
 config.register(CONFIG_SCHEMA)
 
 
-cfg = config.get   # setting, or its registered default
-
-
 class Ctx:
     """Everything the checks read.  One per supervisor, allocated once."""
 
@@ -198,8 +195,8 @@ class Check:
         elif 5 <= i <= 7:
             self.CST_ERROR = _E_VOLTAGE
         if i == 2:
-            self.pm = cfg(c, "s2.permille")
-            self.floor = cfg(c, "s2.floor_dA")
+            self.pm = config.get(c, "s2.permille")
+            self.floor = config.get(c, "s2.floor_dA")
             # Output current of the last ``s2.window`` check ticks: BCS
             # carries a measurement taken some time before it arrives, so
             # during a ramp the two legitimately differ by up to the ramp
@@ -209,31 +206,31 @@ class Check:
             # anyway, so its range is that of the samples so far);
             # ``_span`` takes the range in machine code.  (Samples are
             # >= 0: no sign to extend from the int array.)
-            self.hist = array("i", [0] * cfg(c, "s2.window"))
+            self.hist = array("i", [0] * config.get(c, "s2.window"))
             self.k = 0
             self.empty = True
         elif i == 5:
-            self.dv = cfg(c, "s5.dv")
+            self.dv = config.get(c, "s5.dv")
         elif i == 8:
-            self.lim = cfg(c, "s8.spread")
+            self.lim = config.get(c, "s8.spread")
         elif i == 9:
-            self.interval = cfg(c, "s9.interval_ms")
-            self.soc_min = cfg(c, "s9.soc_min")
-            self.thr = cfg(c, "s9.thresh")
-            self.min_dv = cfg(c, "s9.min_dv")
+            self.interval = config.get(c, "s9.interval_ms")
+            self.soc_min = config.get(c, "s9.soc_min")
+            self.thr = config.get(c, "s9.thresh")
+            self.min_dv = config.get(c, "s9.min_dv")
             self.reset(0)
         elif i == 11:
             self.TIMED = True
-            self.period = cfg(c, "s11.sample_ms")
-            self.n = cfg(c, "s11.samples")
-            self.rate = cfg(c, "s11.rate")
+            self.period = config.get(c, "s11.sample_ms")
+            self.n = config.get(c, "s11.samples")
+            self.rate = config.get(c, "s11.rate")
             self.ring = [0] * self.n
             self.reset(0)
         elif i == 13:
-            self.thr = cfg(c, "s13.thresh")
-            self.eff = cfg(c, "s13.eff")
+            self.thr = config.get(c, "s13.thresh")
+            self.eff = config.get(c, "s13.eff")
         elif i != 10 and i != 12:
-            self.pm = cfg(c, _PM_KEY[i])
+            self.pm = config.get(c, _PM_KEY[i])
 
     def na(self, why):
         self.why = why

@@ -41,6 +41,7 @@ it may allocate.  ``pack``/``unpack`` give the bytes for ``store.Store``.
 """
 import struct
 import config
+from safety.risk import EV_RESET, H3, H7, name_of
 from rt.calendar import (EPOCH_UNIX as _EPOCH_UNIX, EPOCH_2000 as _EPOCH_2000,
                          EPOCH_DAYS_UNIX as _EPOCH_DAYS_UNIX,
                          EPOCH_DAYS_2000 as _EPOCH_DAYS_2000)
@@ -61,9 +62,9 @@ config.register(CONFIG_SCHEMA)
 def _cross(c):
     if c["lockout.mode"] not in ("refuse", "cap"):
         return "lockout.mode must be 'refuse' or 'cap'"
-    mb = c.get("store.max_bytes")
-    need = record_bytes(c["lockout.slots"])
-    if mb is not None and mb < need:
+    mb = config.get(c, "store.max_bytes")
+    need = record_bytes(config.get(c, "lockout.slots"))
+    if mb < need:
         # a smaller store would refuse every save: latches silently unsaved
         return ("store.max_bytes (%d) must hold a full lockout record: >= %d bytes "
                 "with lockout.slots = %d" % (mb, need, c["lockout.slots"]))
@@ -105,9 +106,6 @@ def _v1_day(d):
     return d - (_EPOCH_DAYS_UNIX if d >= _V1_UNIX_DAYS else _EPOCH_DAYS_2000)
 
 
-_cfg = config.get   # setting, or its registered default
-
-
 def record_bytes(slots):
     """Size of a packed record with ``slots`` entries (the largest one)."""
     return (struct.calcsize(_HDR) + struct.calcsize(_CONF)
@@ -144,14 +142,14 @@ def _locked(e, wall_s):
 
 class Lockout:
     def __init__(self, c):
-        self.enable = _cfg(c, "lockout.enable")
-        self.count = _cfg(c, "lockout.count")
-        self.secs = _cfg(c, "lockout.hours") * 3600
-        self.mode_cap = _cfg(c, "lockout.mode") == "cap"
-        self.cap_dA = _cfg(c, "lockout.cap_dA")
-        self.tz_s = _cfg(c, "lockout.tz_min") * 60
-        self.slots = _cfg(c, "lockout.slots")
-        self.confirm_blocks = _cfg(c, "lockout.confirm_blocks")
+        self.enable = config.get(c, "lockout.enable")
+        self.count = config.get(c, "lockout.count")
+        self.secs = config.get(c, "lockout.hours") * 3600
+        self.mode_cap = config.get(c, "lockout.mode") == "cap"
+        self.cap_dA = config.get(c, "lockout.cap_dA")
+        self.tz_s = config.get(c, "lockout.tz_min") * 60
+        self.slots = config.get(c, "lockout.slots")
+        self.confirm_blocks = config.get(c, "lockout.confirm_blocks")
         self.clear()
 
     def clear(self):
@@ -305,3 +303,130 @@ class Lockout:
             return "lockout record unreadable (%s)" % ex
         self.dirty = False
         return None
+
+
+_STORE_SCHEMA = (
+    ("store.path", "safety.rec", None, None, "-", "File name (in the state directory) of the persisted safety state (lockout, latches): 1..32 of A-Z a-z 0-9 . _ -"),
+    ("store.max_bytes", 1024, 128, 8192, "bytes", "Max persisted record size; must hold a full lockout record: >= 26 + 28 x lockout.slots"),
+)
+config.register(_STORE_SCHEMA)
+
+
+class Latches:
+    """The supervisor's persisted safety state (``sup.latches``): loads and
+    saves the lockout and its latches (``store.*``), admits a session
+    (``start_allowed``) and runs the operator's latch commands;
+    ``Supervisor`` keeps the public methods, which hand over to it.  A latch
+    found at boot trips at the first protection tick (``load`` returns the
+    cause)."""
+
+    def __init__(self, sup, cfg, lock, store=None):
+        self.sup = sup
+        self.lock = lock
+        if store is None:
+            import store as _store
+            store = _store.Store(config.get(cfg, "store.path"), config.get(cfg, "store.max_bytes"))
+        self.store = store
+        self.warnings = []           # what the load found (the app shows them)
+
+    def load(self):
+        """Load the persisted latches; returns the cause a latch found at
+        boot trips with (H3, H7) or 0."""
+        # The store tries the generations newest first and keeps the first
+        # one ``unpack`` accepts (a newer record version, a malformed record
+        # under a valid CRC: the next older generation).  A record was there
+        # but none is usable: the latches are unknown, so refuse to charge
+        # (L_STORE, persisted) until an operator clears it; never defaults.
+        st = self.store
+        lock = self.lock
+        try:
+            st.accept = lock.unpack
+            data, warn = st.load()
+            present = getattr(st, "present", data is not None)
+        except Exception as ex:        # a store must not stop the charger booting
+            data, warn, present = None, ["store: load failed (%s)" % ex], True
+        self.warnings = list(warn)
+        err = lock.unpack(data) if data is not None else None
+        if err or (data is None and present):
+            lock.clear()
+            lock.set_latch(L_STORE)
+            self.warnings.append("store: no usable safety record%s: charging "
+                                 "refused until clear_store_fault()"
+                                 % ((" (%s)" % err) if err else ""))
+        if lock.latched & L_ESTOP:
+            return H3
+        if lock.latched & L_CONTACTOR:
+            return H7
+        return 0
+
+    def save(self):
+        """Persist lockout/latches now (allocates, does file I/O)."""
+        ok = self.store.save(self.lock.pack())
+        if ok:
+            self.lock.dirty = False
+        return ok
+
+    def start_allowed(self, vin, now_date):
+        """May a session for ``vin`` start?  ``now_date`` = wall-clock
+        seconds (RTC).  Returns (bool, reason).  Call it before every start:
+        it also arms the lockout current cap (mode "cap") for the session it
+        admits."""
+        sup = self.sup
+        if sup.failed:
+            return False, "fail-safe latched (%s): reboot" % (sup.last_exc,)
+        if self.lock.latched & L_STORE:
+            return False, "safety record unusable (latches unknown): inspect, clear_store_fault()"
+        if self.lock.latched & L_ESTOP or sup.inp.estop:
+            return False, "E-stop latched: release and reset_estop()"
+        if self.lock.latched & L_CONTACTOR:
+            return False, "contactor fault (H-7): inspect, clear_contactor_fault()"
+        if sup.tripped:
+            return False, "tripped: %s, rearm()" % sup.trip_name
+        st, chk, until = self.lock.status(vin, now_date)
+        if st == CONFIRM:
+            return False, "needs confirmation (%s): acknowledge()" % name_of(chk)
+        if st == LOCKED:
+            return False, "VIN locked out (%s) for %d s" % (name_of(chk), until - now_date)
+        if not sup.charging:
+            # A level-II stop request belongs to the session that raised it;
+            # left set, it would stop the next admitted session at once.
+            sup.stop_request = 0
+        if st == CAPPED:
+            sup._cap = self.lock.cap_dA
+            return True, "VIN capped to %d dA (%s)" % (self.lock.cap_dA, name_of(chk))
+        sup._cap = sup.rated_i
+        return True, "ok"
+
+    def _reset_event(self, code, level):
+        sup = self.sup
+        sup.events.add(sup.clock.ticks_ms(), EV_RESET, code, level, 0)
+
+    def reset_estop(self):
+        """Operator reset of the E-stop latch; refused while still pressed."""
+        if self.sup.inp.estop:
+            return False
+        self.lock.clear_latch(L_ESTOP)
+        self._reset_event(H3, 3)
+        return True
+
+    def clear_contactor_fault(self):
+        """Operator clears H-7 after inspection; refused while the feedback
+        still disagrees with the (open) command."""
+        if self.sup.inp.k12_fb and not self.sup._k_applied:
+            return False
+        self.lock.clear_latch(L_CONTACTOR)
+        self._reset_event(H7, 3)
+        return True
+
+    def clear_store_fault(self):
+        """Operator accepts the loss of an unusable persisted record (L_STORE):
+        the state starts from defaults and is saved at the next slow tick."""
+        had = self.lock.latched & L_STORE
+        self.lock.clear_latch(L_STORE)
+        return bool(had)
+
+    def acknowledge(self):
+        """Operator confirms the SOC anomaly (needs-confirmation flag)."""
+        had = self.lock.acknowledge()
+        self._reset_event(had, 0)
+        return had

@@ -26,7 +26,6 @@ import micropython
 from array import array
 from micropython import const
 import config
-from rt.clock import ticks_diff
 from safety.risk import H1, H2, H3, H4, H5, H6, H7, H8, H9, H10
 
 # CST masks (values of gbt.messages; local so this module stands alone)
@@ -130,9 +129,6 @@ if _cross not in config.CROSS_CHECKS:
     config.CROSS_CHECKS.append(_cross)
 
 
-_cfg = config.get   # setting, or its registered default
-
-
 def cst_fault_of(code):
     """CST fault mask for hard-protection code (no allocation)."""
     if code == H3:
@@ -154,42 +150,42 @@ def cst_error_of(code):
 
 class Protections:
     def __init__(self, c):
-        self.rated_i = _cfg(c, "rating.max_i")
-        rated_v = _cfg(c, "rating.max_v")
-        self.v_max = rated_v * _cfg(c, "h1.permille") // 1000
-        self.i_max = self.rated_i * _cfg(c, "h2.permille") // 1000
+        self.rated_i = config.get(c, "rating.max_i")
+        rated_v = config.get(c, "rating.max_v")
+        self.v_max = rated_v * config.get(c, "h1.permille") // 1000
+        self.i_max = self.rated_i * config.get(c, "h2.permille") // 1000
         # threshold kOhm = ohm/V * V / 1000 ; rated_v in 0.1 V
-        self.ins_min = _cfg(c, "h4.ohm_per_v") * rated_v // 10000
-        self.cc_lo = _cfg(c, "h5.lo_mv")
-        self.cc_hi = _cfg(c, "h5.hi_mv")
-        self.t_derate = _cfg(c, "h6.derate_t")
-        self.t_trip = _cfg(c, "h6.trip_t")
-        self.i_min = _cfg(c, "h6.min_dA")
-        self.s_lo = _cfg(c, "h6.sensor_lo")
-        self.s_hi = _cfg(c, "h6.sensor_hi")
-        self.k_en = _cfg(c, "h7.enable")
-        self.k_open_ms = _cfg(c, "h7.open_ms")
-        self.k_close_ms = _cfg(c, "h7.close_ms")
-        self.v_check = _cfg(c, "h7.v_check")
-        self.weld_dv = _cfg(c, "h7.weld_dv")
-        self.live_dv = _cfg(c, "h7.live_dv")
-        self.leak_ma = _cfg(c, "h8.ma")
-        self.mains_en = _cfg(c, "h10.enable")
+        self.ins_min = config.get(c, "h4.ohm_per_v") * rated_v // 10000
+        cc_lo = config.get(c, "h5.lo_mv")
+        cc_hi = config.get(c, "h5.hi_mv")
+        t_derate = config.get(c, "h6.derate_t")
+        t_trip = config.get(c, "h6.trip_t")
+        i_min = config.get(c, "h6.min_dA")
+        s_lo = config.get(c, "h6.sensor_lo")
+        s_hi = config.get(c, "h6.sensor_hi")
+        k_en = config.get(c, "h7.enable")
+        self.k_open_ms = config.get(c, "h7.open_ms")
+        k_close_ms = config.get(c, "h7.close_ms")
+        self.v_check = config.get(c, "h7.v_check")
+        self.weld_dv = config.get(c, "h7.weld_dv")
+        self.live_dv = config.get(c, "h7.live_dv")
+        leak_ma = config.get(c, "h8.ma")
+        mains_en = config.get(c, "h10.enable")
         st = array("i", [0] * _STN)
         for k, v in ((_VMAX, self.v_max), (_IMAX, self.i_max), (_INSMIN, self.ins_min),
-                     (_CCLO, self.cc_lo), (_CCHI, self.cc_hi), (_TDER, self.t_derate),
-                     (_TTRIP, self.t_trip), (_IMIN, self.i_min), (_NSLO, -self.s_lo),
-                     (_SHI, self.s_hi), (_KEN, self.k_en), (_KOPEN, self.k_open_ms),
-                     (_KCLOSE, self.k_close_ms), (_VCHECK, self.v_check),
-                     (_WELDDV, self.weld_dv), (_LIVEDV, self.live_dv), (_LEAK, self.leak_ma),
-                     (_MAINSEN, self.mains_en), (_RATEDI, self.rated_i)):
+                     (_CCLO, cc_lo), (_CCHI, cc_hi), (_TDER, t_derate),
+                     (_TTRIP, t_trip), (_IMIN, i_min), (_NSLO, -s_lo),
+                     (_SHI, s_hi), (_KEN, k_en), (_KOPEN, self.k_open_ms),
+                     (_KCLOSE, k_close_ms), (_VCHECK, self.v_check),
+                     (_WELDDV, self.weld_dv), (_LIVEDV, self.live_dv), (_LEAK, leak_ma),
+                     (_MAINSEN, mains_en), (_RATEDI, self.rated_i)):
             if v < 0:
                 raise ValueError("protection threshold < 0")   # (schema ranges exclude it)
             st[k] = v
         for h, key in ((1, "h1.deb_ms"), (2, "h2.deb_ms"), (3, "h3.deb_ms"), (4, "h4.deb_ms"),
                        (5, "h5.deb_ms"), (6, "h6.deb_ms"), (7, "h7.deb_ms"), (8, "h8.deb_ms"),
                        (10, "h10.deb_ms")):
-            st[_DEB + h] = _cfg(c, key)
+            st[_DEB + h] = config.get(c, key)
         st[_LIM] = self.rated_i
         self._st = st
         mv = memoryview(st)
@@ -203,14 +199,14 @@ class Protections:
         # always active (evaluate updates only the conditional ones: H-4, H-5, H-10)
         for h in (1, 2, 3, 6, 8):
             self.active[h] = 1
-        self.active[7] = 1 if self.k_en else 0
+        self.active[7] = 1 if k_en else 0
         self.first = [0] * _NH         # first seen (start of debounce), ticks ms
         self.limit = [0] * _NH
         self.limit[1] = self.v_max
         self.limit[2] = self.i_max
         self.limit[4] = self.ins_min
-        self.limit[6] = self.t_trip
-        self.limit[8] = self.leak_ma
+        self.limit[6] = t_trip
+        self.limit[8] = leak_ma
         self.t_first = 0
 
     def __getattr__(self, name):
@@ -229,17 +225,6 @@ class Protections:
         if k != st[_KCMD]:
             st[_KCMD] = k
             st[_KSINCE] = now & _MASK
-
-    def _deb(self, i, cond, now):
-        """Debounce of protection ``i`` (reference form: ``_hprot`` does
-        exactly this in machine code; tests and tools may call it)."""
-        if not cond:
-            self.on[i] = 0
-            return 0
-        if not self.on[i]:
-            self.on[i] = 1
-            self.first[i] = now
-        return 1 if ticks_diff(now, self.first[i]) >= self.deb[i] else 0
 
     def evaluate(self, now, inp, charging):
         """Evaluate every protection once; return the code that fires or 0.
@@ -265,10 +250,9 @@ def _hprot(now, inp, charging, st: ptr32, fl: ptr8, first) -> int:
     only, no allocation.  ``first`` (the list of debounce start times,
     exact ticks) is touched only when a condition starts or holds.
 
-    Same order, same state updates, same result as the reference
-    ``Protections._deb`` per protection (tests/mp/test_protections.py
-    compares them on random inputs, on unix (x64) and on the target
-    (armv7m)).  Inputs are board integers (``board.Inputs``: 32-bit at
+    Same order, same state updates, same result as the independent
+    oracle ``tests/mp/refimpl.py`` (tests/mp/test_protections.py compares
+    them on random inputs, on unix (x64) and on the target (armv7m)).  Inputs are board integers (``board.Inputs``: 32-bit at
     most, the SIL link's i32); magnitudes are compared without negating
     (|i_out| of -2**31 would overflow a 32-bit machine int)."""
     n = int(now)

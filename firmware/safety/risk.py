@@ -119,9 +119,6 @@ _LEVEL_KEYS = ("", "risk.level.s1", "risk.level.s2", "risk.level.s3", "risk.leve
                "risk.level.s13")
 
 
-_cfg = config.get   # setting, or its registered default
-
-
 # RiskTable.b: three rows of _N bytes (state, condition + 1, clear pending)
 _COND = const(14)
 _CLR = const(28)
@@ -138,12 +135,12 @@ class RiskTable:
     machine in machine code (``_steps``)."""
 
     def __init__(self, c):
-        self.persist = _cfg(c, "risk.persist_ms")
-        self.release = _cfg(c, "risk.release_ms")
+        self.persist = config.get(c, "risk.persist_ms")
+        self.release = config.get(c, "risk.release_ms")
         self.pr = array("i", [self.persist, self.release])
         self.level = bytearray(_N)
         for i in range(1, _N):
-            self.level[i] = _cfg(c, _LEVEL_KEYS[i])
+            self.level[i] = config.get(c, _LEVEL_KEYS[i])
         self.b = bytearray(3 * _N)
         mv = memoryview(self.b)
         self.state = mv[0:_N]

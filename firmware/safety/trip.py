@@ -7,7 +7,7 @@ Requirements section 4 (level III) and gbt27930.md sections 5 and 7:
    case, even if the current is still high (opening under load is better
    than missing the 100 ms limit), when the command is due::
 
-       t_cause + trip.k_open_ms - trip.k_release_ms - trip.k_margin_ms - trip.tick_ms
+       t_cause + trip.k_open_ms - trip.k_release_ms - trip.k_margin_ms - sched.protect_ms
 
    NB/T 33008.1 5.4.7 measures the *contacts*: the command must leave the
    contactor its opening time (``k_release_ms``, datasheet maximum) plus a
@@ -35,6 +35,7 @@ and the lock must stay closed until the voltage is low.
 from micropython import const
 import config
 from rt.clock import ticks_diff
+import rt.scheduler  # noqa: F401  (declares sched.protect_ms, the tick the trip path works to)
 
 IDLE = const(0)
 POWER_OFF = const(1)   # power stage off, waiting to open K1/K2
@@ -45,7 +46,6 @@ STATE_NAMES = ("IDLE", "POWER_OFF", "BLEED", "SAFE")
 NA = const(-1)
 
 CONFIG_SCHEMA = (
-    ("trip.tick_ms", 5, 1, 10, "ms", "Fast protection tick period (K1/K2 open margin); must equal sched.protect_ms"),
     ("trip.i_open_dA", 50, 0, 500, "0.1 A", "Open K1/K2 once |i_out| is below this (GB/T 18487.1: 5 A)"),
     ("trip.k_open_ms", 100, 10, 1000, "ms", "K1/K2 contacts open at the latest this long after the cause (NB/T 33008.1 5.4.7 measures the contacts)"),
     ("trip.k_release_ms", 20, 0, 100, "ms", "K1/K2 opening time: coil off to contacts apart (datasheet maximum); the open command goes this much before the deadline"),
@@ -56,21 +56,20 @@ CONFIG_SCHEMA = (
 config.register(CONFIG_SCHEMA)
 
 
-_cfg = config.get   # setting, or its registered default
-
-
 def k_command_ms(c):
     """ms after the first sample of the cause at which K1/K2 are commanded
     open whatever the current (the deadline the trip path works to)."""
-    return (_cfg(c, "trip.k_open_ms") - _cfg(c, "trip.k_release_ms")
-            - _cfg(c, "trip.k_margin_ms") - _cfg(c, "trip.tick_ms"))
+    return (config.get(c, "trip.k_open_ms") - config.get(c, "trip.k_release_ms")
+            - config.get(c, "trip.k_margin_ms") - config.get(c, "sched.protect_ms"))
 
 
 def _cross(c):
-    if k_command_ms(c) < c["trip.tick_ms"]:
+    tick = config.get(c, "sched.protect_ms")
+    if k_command_ms(c) < tick:
         return ("trip.k_open_ms (%d) must exceed trip.k_release_ms + trip.k_margin_ms"
-                " + 2 x trip.tick_ms (%d)" % (c["trip.k_open_ms"], c["trip.k_release_ms"]
-                                               + c["trip.k_margin_ms"] + 2 * c["trip.tick_ms"]))
+                " + 2 x sched.protect_ms (%d)"
+                % (config.get(c, "trip.k_open_ms"), config.get(c, "trip.k_release_ms")
+                   + config.get(c, "trip.k_margin_ms") + 2 * tick))
     return None
 
 
@@ -80,13 +79,13 @@ if _cross not in config.CROSS_CHECKS:
 
 class TripPath:
     def __init__(self, c):
-        self.tick = _cfg(c, "trip.tick_ms")
-        self.i_open = _cfg(c, "trip.i_open_dA")
-        self.k_max = _cfg(c, "trip.k_open_ms")
+        self.tick = config.get(c, "sched.protect_ms")
+        self.i_open = config.get(c, "trip.i_open_dA")
+        self.k_max = config.get(c, "trip.k_open_ms")
         # open command due this long after the first sample (see above)
         self.k_cmd = k_command_ms(c)
-        self.safe_v = _cfg(c, "trip.safe_dv")
-        self.bleed_max = _cfg(c, "trip.bleed_max_ms")
+        self.safe_v = config.get(c, "trip.safe_dv")
+        self.bleed_max = config.get(c, "trip.bleed_max_ms")
         self.reset()
 
     def reset(self):

@@ -46,11 +46,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _sched_default(key: str) -> int:
-    """A task period from the firmware's schema (firmware/charger.py)."""
-    src = (ROOT / "firmware" / "charger.py").read_text()
-    m = re.search(r'\("%s",\s*(\d+)' % re.escape(key), src)
-    assert m, "no %s in firmware/charger.py" % key
-    return int(m.group(1))
+    """A task period from the firmware's schema (firmware/charger.py; the
+    protection tick, which the trip path also reads, in firmware/rt/scheduler.py)."""
+    for f in ("charger.py", "rt/scheduler.py"):
+        src = (ROOT / "firmware" / f).read_text()
+        m = re.search(r'\("%s",\s*(\d+)' % re.escape(key), src)
+        if m:
+            return int(m.group(1))
+    raise AssertionError("no %s in firmware/charger.py or firmware/rt/scheduler.py" % key)
 
 
 CHARGER = 0x56

@@ -287,12 +287,12 @@ def main():
     now = r.now
     # the check tick, piece by piece (steady charging)
     ctx = sup.ctx
-    from safety.supervisor import _h11_quiet
+    from safety.checkrun import _h11_quiet
     for _ in range(20):
         now += 100
         clock.advance_to(now)
         timed("checks.ctx_integrate", ctx.integrate, now)
-        timed("checks.h11_quiet", _h11_quiet, sup, now)
+        timed("checks.h11_quiet", _h11_quiet, sup, sup.run, now)
         for c in sup.checks:
             timed("checks.S%02d.eval" % c.ID, c.eval, ctx, now)
         timed("checks.risk_steps13", sup.risk.steps, 1, 14, now)

@@ -142,5 +142,26 @@ def test_issue10_item11_store_path_rules():
     mptest.eq(err, [], "valid")
 
 
+
+def test_removed_trip_tick_ms_names_its_replacement():
+    # a config file written for an older firmware: refused with a message
+    # that says what to do, not a bare "unknown setting"
+    cfg, err = _load(b'{"trip.tick_ms": 5}')
+    mptest.eq(err, ["setting 'trip.tick_ms' was removed (the trip path works to the "
+                    "protection tick, sched.protect_ms): delete it"], "old key")
+    cfg, err = config.load(overrides={"sched.protect_ms": 10})
+    mptest.eq(err, [], "the protection tick alone sets the trip margin")
+
+
+def test_trip_margin_follows_the_protection_tick():
+    from safety.trip import k_command_ms
+    cfg, err = config.load(overrides={"sched.protect_ms": 10})
+    mptest.eq(k_command_ms(cfg), 100 - 20 - 5 - 10, "deadline - release - margin - tick")
+    # k_open_ms too small for the tick: refused
+    cfg, err = config.load(overrides={"sched.protect_ms": 10, "trip.k_open_ms": 40})
+    _one(err, "must exceed trip.k_release_ms + trip.k_margin_ms + 2 x sched.protect_ms (45)",
+         "k_open_ms 40")
+
+
 if __name__ == "__main__":
     mptest.main(globals())

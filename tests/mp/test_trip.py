@@ -326,9 +326,9 @@ def test_trippath_k_already_open():
 
 
 def test_trippath_deadline_config():
-    for cfg, want in (({"trip.k_open_ms": 50, "trip.tick_ms": 5, "trip.k_release_ms": 0,
+    for cfg, want in (({"trip.k_open_ms": 50, "sched.protect_ms": 5, "trip.k_release_ms": 0,
                         "trip.k_margin_ms": 0}, 45),
-                      ({"trip.k_open_ms": 100, "trip.tick_ms": 5, "trip.k_release_ms": 30,
+                      ({"trip.k_open_ms": 100, "sched.protect_ms": 5, "trip.k_release_ms": 30,
                         "trip.k_margin_ms": 10}, 55),
                       ({}, 70)):
         tp = TripPath(cfg)
