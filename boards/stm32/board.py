@@ -235,11 +235,8 @@ class PinBoard(_contract.Board):
             w = self._wdt = machine.WDT(id=self.pins.WDT_ID, timeout=self._wdt_ms)
         w.feed()
 
-    def console_stream(self, cfg):
-        """The console on the REPL's serial port (USB VCP / UART): the same
-        stdin/stdout MicroPython's own REPL uses, read without blocking."""
-        from diag.stdio import StdioConsole
-        return StdioConsole(raw=False, tx_timeout_ms=cfg.get("console.tx_timeout_ms", 20))
+    # console_stream: the Board default, the REPL's serial port (USB VCP /
+    # UART), the same stdin/stdout MicroPython's own REPL uses
 
     def idle(self, until_ms):
         """Feed the watchdog, recover from bus-off, sleep until ``until_ms``.

@@ -6,15 +6,22 @@ drives: it records what actually reached the hardware (the last written or
 forced outputs), so a test asserts the contactor / power-stage state a user
 would see, not the supervisor's own bookkeeping.  ``MemStore`` is the
 lockout store in RAM.  The full in-process board (CAN, inputs, records) is
-``apprig.FakeBoard``.
+``apprig.FakeBoard``, built on ``SupervisorBoard``.
 """
 
 
-class SupervisorBoard:
-    """What reached the hardware: the last written / forced outputs."""
+from board import Board
+
+
+class SupervisorBoard(Board):
+    """What reached the hardware: the last written / forced outputs (a
+    ``board.Board``, so every hook the app calls has the contract's default)."""
+
+    name = "fake"
 
     def __init__(self, bleed=1):
         self.k12 = 0
+        self.k34 = 0
         self.pwr = 0
         self.i_set = 0
         self.bleed = bleed
@@ -24,6 +31,7 @@ class SupervisorBoard:
     def write_outputs(self, out):
         self.writes += 1
         self.k12 = out.k12
+        self.k34 = out.k34
         self.pwr = out.pwr_en
         self.i_set = out.i_set
         self.bleed = out.bleed
@@ -31,6 +39,7 @@ class SupervisorBoard:
     def force_safe(self):
         self.forced += 1
         self.k12 = 0
+        self.k34 = 0
         self.pwr = 0
         self.i_set = 0
         self.bleed = 1
