@@ -7,53 +7,15 @@ the supervisor runs first in every protection tick and has the last word
 on the outputs, so it can always cut the output without asking the
 session.
 
-Task table (periods are configuration, see ``CONFIG_SCHEMA``):
-
-    task     period  offset  work
-    protect   5 ms    0     read inputs, hard protections, trip path, write outputs
-    can      10 ms    0     drain the CAN receive queue into the link, TP timers
-    session  10 ms    1     GB/T 27930 state machine, control, charger frames
-    records  50 ms    5     telemetry, safety events -> event log / bench text
-    checks  100 ms    3     staleness, H-11, S-1..S-4 (check_head)
-    checks2 100 ms   15     S-5..S-9 (check_mid)
-    checks3 100 ms   35     S-10..S-13 (check_tail)
-    slow   1000 ms   25     lockout bookkeeping, persistence (file I/O), GC
-    console  10 ms    5     mpremote-compatible console (when enabled)
-
-(offsets of records, checks2, checks3 and slow: 1, 3, 7 and 5 x
-``sched.protect_ms``)  The scheduler runs this table from a precomputed
-cycle (rt/scheduler.py: 310 passes per second, which tasks in which pass
-looked up, not tested).  The check tick is in three parts so that no pass
-holds all thirteen checks: checks2 and checks3 share a pass with a
-protection tick that runs alone, each check still runs every 100 ms at a
-fixed phase (persistence and release times unchanged), and the head's
-sampling phase (S-2 against the BMS's BCS) stays at 3 ms.  Garbage is
-collected only with no session in progress (IDLE, CONNECTED, DONE: every
-output off; once at plug-in by the records pass), never from the lock to
-the end of a session (a collection is ~680 kinstr on the target with the
-app's heap, 9.8 ms of an F405) unless the app's own allocations reach
-16 KB.
-Each scheduler pass costs interpreter time of its own, so records and
-slow share passes the protection tick needs anyway: they sit on the
-protection grid (multiples of ``sched.protect_ms``), on different 5 ms
-slots and, with the default periods, never in the pass that also runs the
-CAN task: 310 passes per second instead of 331 with offsets 2/7
-(docs/performance.md).  The checks keep offset 3: their sampling phase
-against the BMS's 250 ms BCS is part of how S-2 sees a current ramp, so
-moving them is a behaviour change, not an optimisation.  The session
-keeps its own pass 1 ms after the CAN task: an output it changes is
-written by the next protection tick (4 ms later); in the protection pass
-it would wait 5 ms, and the conformance tests' latencies
-(tests/conformance/conftest.py) assume offset 1.
+Task table, pass guard and staleness: ``core.tasks``; the parts the app
+owns (fail-safe CST, records, heap policy, console start): ``core``.
 
 H-9: an exception in any task, or a console interrupt, forces every output
 safe (``board.force_safe``) and halts charging; the protection tick keeps
 holding the outputs safe and the console stays up so a field engineer can
 see why.
 """
-import gc
 import sys
-import micropython
 from array import array
 import config
 from micropython import const
@@ -72,9 +34,10 @@ import diag.settings  # noqa: F401  (console/trace settings; their code loads on
 import security.settings  # noqa: F401  (security settings; the crypto loads on demand)
 from safety.checks import STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT
 assert (STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT) == (2, 4, 8, 16, 32)
-from rt.clock import ticks_diff, ticks_add
-from gbt.enc import enc_cst, CST_R_FAULT, CST_F_OTHER
-from gbt.ids import ID_CST
+from rt.clock import ticks_diff
+from core import tasks as _tasks
+from core.failsafe import FailSafeCst
+from core.heap import HeapPolicy, GC_TEXT, GC_CONSOLE, GC_SLOW
 from gbt.stages import (STAGE_NAMES, WHY_STOP_REQ, IDLE, CONNECTED, STOPPING,
                         REHANDSHAKE, DONE, CHARGING)
 from safety.risk import EV_RAISE as _EV_RAISE, EV_CLEAR as _EV_CLEAR, \
@@ -124,54 +87,13 @@ def _cross(cfg):
 config.CROSS_CHECKS.append(_cross)
 
 _INJECT_EXCEPTION = const(1)
-_TMASK = const(0x3FFFFFFF)    # ticks ms differences modulo 2**30 (exact below 2**29 ms)
-_HALF = const(0x20000000)
-
-
-@micropython.viper
-def _stale(now, lo, lim: ptr32) -> int:
-    """``checks.STALE_*`` bits of the BMS messages whose last valid frame
-    (``lo`` = link.last_ok, by PF; < 0: never) is older than its limit
-    (``lim``: BCL, BCS, BSM, BMV/BMT ms), as ``ticks_diff(now, t) > lim``."""
-    n = int(now)
-    st = 0
-    t = int(lo[0x10])
-    if t < 0 or ((n - t + _HALF) & _TMASK) - _HALF > lim[0]:
-        st |= 0x02                      # STALE_BCL
-    t = int(lo[0x11])
-    if t < 0 or ((n - t + _HALF) & _TMASK) - _HALF > lim[1]:
-        st |= 0x04                      # STALE_BCS
-    t = int(lo[0x13])
-    if t < 0 or ((n - t + _HALF) & _TMASK) - _HALF > lim[2]:
-        st |= 0x08                      # STALE_BSM
-    t = int(lo[0x15])
-    if t < 0 or ((n - t + _HALF) & _TMASK) - _HALF > lim[3]:
-        st |= 0x10                      # STALE_BMV
-    t = int(lo[0x16])
-    if t < 0 or ((n - t + _HALF) & _TMASK) - _HALF > lim[3]:
-        st |= 0x20                      # STALE_BMT
-    return st
-
-# Heap bytes the app counts per allocation site (estimates, generous), and
-# what it lets accumulate while charging before the slow task collects:
-# a third of the ~50 KB a PYBv1.1 has free at charging (docs/performance.md)
-_GC_TEXT = const(192)       # one text event: formatting, the board's copy, log record
-_GC_CONSOLE = const(2048)   # one console poll that had input (a command line)
-_GC_SLOW = const(1024)      # lockout notes, persistence (pack, file I/O)
-_GC_CHARGING = const(16384)
-# Stages in which the slow task collects as it needs (no session: outputs
-# off); in every other stage only past _GC_CHARGING (see _slow)
-_GC_STAGES = const(0x2003)  # 1 << IDLE | 1 << CONNECTED | 1 << DONE
-assert _GC_STAGES == (1 << IDLE) | (1 << CONNECTED) | (1 << DONE)
 
 
 class ChargerApp:
     def __init__(self, board, config_path="config.json", console=False,
                  state_dir="state"):
         self.board = board
-        self._gc_due = True             # the app allocated since the last collection
-        self._gc_plug = False           # plugged in: collect before the session (_records)
-        self._gc_bytes = 0              # ... about this much (see _slow)
+        self.heap = HeapPolicy(board.clock)   # when the app collects garbage
         self._rtc = None            # bound RTC method, cached (no allocation per call)
         self.config_path = config_path
         self.clock = board.clock
@@ -251,45 +173,23 @@ class ChargerApp:
         # staleness limits of _checks (read once, not per tick)
         self._stale_ms = array("i", (cfg["safety.stale_bcl_ms"], cfg["safety.stale_bcs_ms"],
                                      cfg["safety.stale_bsm_ms"], cfg["safety.stale_bmv_ms"]))
-        self.gc_max_ms = cfg["sched.gc_max_s"] * 1000
-        self.gc_runs = 0
-        self._gc_t = self.clock.ticks_ms()
+        self.heap.configure(cfg)
         self.rx_backlog_max = 0
         self._stage = -1
-        self._fs_cst = bytearray(8)       # CST sent by the app after a fail-safe
-        enc_cst(self._fs_cst, CST_R_FAULT, CST_F_OTHER, 0)
-        self._fs_cst_t0 = -1
-        self._fs_cst_last = 0
+        self.fs_cst = FailSafeCst(self._send)   # H-9: the app's own CST
         self._logged_why = None
         self._logq = []                   # event-log records queued by _stage_changed
         self._ev = [0, 0, 0, 0, 0]
         self._ix_seq = 0
         self._ix = [0, 0, 0]
-        pm = cfg["sched.protect_ms"]
-        s.add("protect", self._protect, pm, 0)
-        s.add("can", self._can, cfg["sched.can_ms"], 0)
-        s.add("session", self._session, cfg["sched.session_ms"], 1)
-        s.add("records", self._records, cfg["sched.records_ms"], pm)
-        cm = cfg["sched.checks_ms"]
-        s.add("checks", self._checks, cm, 3)
-        # the other two parts of the check tick, 3 and 7 protection ticks
-        # later (15 and 35 ms, passes where a protection tick runs alone):
-        # the same period, so every check still runs every check tick, at
-        # a fixed phase; never before the head of the same tick
-        off2 = (3 * pm) % cm
-        off3 = (7 * pm) % cm
-        if not 3 < off2 < off3:
-            off2 = off3 = 3
-        s.add("checks2", self.sup.check_mid, cm, off2)
-        s.add("checks3", self.sup.check_tail, cm, off3)
-        s.add("slow", self._slow, cfg["sched.slow_ms"], 5 * pm)
+        _tasks.install(self, s, cfg)
         self.console = None
         if console:
-            self._start_console()
+            from core.console import start
+            start(self, self._console)
         s.alloc_stats = bool(cfg["sched.alloc_stats"])
         s.start()
-        self._run_at = s.run_at         # the pass, bound once (board loops pass ``now``)
-        self._g_pass = self._pass_guard()
+        self._g_pass = _tasks.pass_guard(s, self._task_failed)
         self.event("boot", "%s config=%s" % (board.name, "ok" if not errors else "BAD"))
         if errors:
             for e in errors:
@@ -312,8 +212,9 @@ class ChargerApp:
         out = self.out
         out.safe()
         try:
-            if self._fs_cst_t0 >= 0:
-                self._fail_safe_cst(now)  # (needs no inputs: before the read)
+            fs = self.fs_cst
+            if fs.t0 >= 0:
+                fs.tick(now)              # (needs no inputs: before the read)
             self._read_inputs(self.inp)
             self._protect_tick(now)
             self._write_outputs(out)
@@ -382,7 +283,7 @@ class ChargerApp:
             q.append((now_s, _evlog.EV_STOP, tx.cst_reason, tx.cst_fault, sess.stop_why[:8]))
         if sess.stage == CONNECTED:
             self._logged_why = None
-            self._gc_plug = True          # collect before the session starts (_records)
+            self.heap.plug = True         # collect before the session starts (_records)
         if sess.cem != self._last_cem:
             self._last_cem = sess.cem
             if sess.cem:
@@ -406,8 +307,9 @@ class ChargerApp:
     def _records(self, now):
         if self._logq:
             self._log_pending()
-        if self._gc_plug:
-            self._plug_collect()
+        heap = self.heap
+        if heap.plug:
+            heap.plug_collect(self.session.stage)
         self._tel_tick(now, self.session.stage)
         ev = self.sup.events
         if ev.seq != self._ev_seq:
@@ -459,52 +361,9 @@ class ChargerApp:
     def _slow(self, now):
         self.ixw.tick(now, self.sup.charging)
         if self.sup.slow_tick(now, self.rtc_s()):
-            self._gc_note(_GC_SLOW)
+            self.heap.note(GC_SLOW)
             return                        # (file I/O this pass: collect at the next)
-        # Collect here, between control passes, so that a collection never
-        # lands inside the protection or session tick; and not while a
-        # session is in progress (LOCKING .. FINISH: the lock, the
-        # auxiliary supply, the power stage or K1/K2 may be on): a
-        # collection costs ~680 kinstr on the target with the app's heap
-        # (9.8 ms of an F405; docs/performance.md, "worst pass"), ten 1 ms
-        # passes, and would delay the protection tick by that much.  With
-        # no session (IDLE, CONNECTED, DONE: every output the protection
-        # tick guards is off) a late tick cuts nothing.  There: when the
-        # app allocated (``_gc_due``: text events, the console, the
-        # slow tick's persistence) or every ``sched.gc_max_s`` (the board
-        # may allocate).  In a session: only once the app's allocations
-        # since the last collection (``_gc_bytes``, counted where it
-        # allocates: text length + formatting, console input, persistence)
-        # reach ``_GC_CHARGING`` -- the heap running low.  (Asking the heap
-        # itself, gc.mem_free(), scans the allocation table: 230 kinstr,
-        # about a collection.)
-        if not (_GC_STAGES >> self.session.stage) & 1:
-            if self._gc_bytes < _GC_CHARGING:
-                return
-        elif not (self._gc_due or ticks_diff(now, self._gc_t) >= self.gc_max_ms):
-            return
-        self._gc_due = False
-        self._gc_bytes = 0
-        self._gc_t = now
-        gc.collect()
-        self.gc_runs += 1
-
-    def _plug_collect(self):
-        # Plugged in, not started yet (CONNECTED: every output off, so a
-        # pass made long by the collection delays no protection that could
-        # cut anything): start the session with the heap collected, as
-        # the slow task will not collect again until it ends (_slow).
-        self._gc_plug = False
-        if self.session.stage == CONNECTED:
-            self._gc_due = False
-            self._gc_bytes = 0
-            self._gc_t = self.clock.ticks_ms()
-            gc.collect()
-            self.gc_runs += 1
-
-    def _gc_note(self, n):
-        self._gc_due = True
-        self._gc_bytes += n
+        self.heap.slow(now, self.session.stage)
 
     def rtc_s(self):
         """Wall-clock seconds (UTC) since the firmware epoch, 2020-01-01
@@ -540,15 +399,15 @@ class ChargerApp:
     def _checks(self, now):
         # Values the BMS stopped refreshing must not feed the checks: mark
         # them stale from the link's last-valid-frame times (machine code:
-        # ``_stale``), then the first half of the check tick.
-        self.sup.stale = _stale(now, self.link.last_ok, self._stale_ms)
+        # ``core.tasks.stale``), then the first half of the check tick.
+        self.sup.stale = _tasks.stale(now, self.link.last_ok, self._stale_ms)
         self._check_head(now)
 
     def _console(self, now):
         if self._logq:                    # its commands log and read the log:
             self._log_pending()           # the queued records come first
         if self.console.poll(now):        # input: the console allocates
-            self._gc_note(_GC_CONSOLE)
+            self.heap.note(GC_CONSOLE)
 
     # ---- lifecycle --------------------------------------------------------
     def run_due(self, now=None):
@@ -557,31 +416,13 @@ class ChargerApp:
         # (The try/except is in a generator made once, rt.guard: here it
         # would give this function a heap frame at every pass.)
         try:
-            return self._g_pass(now)      # the pass, guarded (_passes)
+            return self._g_pass(now)      # the pass, guarded (core.tasks)
         except StopIteration:             # a re-raised BaseException ended it
             return self._restart_pass(now)
 
     def _restart_pass(self, now):
-        self._g_pass = self._pass_guard()
+        self._g_pass = _tasks.pass_guard(self.sched, self._task_failed)
         return self._g_pass(now)
-
-    def _pass_guard(self):
-        g = self._passes()
-        next(g)
-        return g.send
-
-    def _passes(self):
-        # rt.guard's generator, for the pass: its frame is made once
-        run_at = self._run_at
-        fail = self._task_failed
-        now = yield
-        while True:
-            try:
-                r = run_at(now) if now is not None else self.sched.run_due()
-            except BaseException as e:
-                fail(e)                   # (re-raises a BaseException: ends this)
-                r = 0
-            now = yield r
 
     def _task_failed(self, e):
         self.fail_safe(e)
@@ -602,8 +443,7 @@ class ChargerApp:
         except Exception:
             pass
         now = self.clock.ticks_ms()
-        self._fs_cst_t0 = now
-        self._fs_cst_last = ticks_add(now, -10)
+        self.fs_cst.start(now)
         try:
             self.halted = "exception: %s %s" % (type(exc).__name__, exc)
         except Exception:               # out of memory (MemoryError is an H-9 cause too)
@@ -617,18 +457,8 @@ class ChargerApp:
         except Exception:
             pass
 
-    def _fail_safe_cst(self, now):
-        # After H-9 the session object may be broken, so the app itself tells
-        # the vehicle: CST "fault / other" every 10 ms for 10 s (as DN4002).
-        el = ticks_diff(now, self._fs_cst_t0)
-        if el > 10000:
-            self._fs_cst_t0 = -1
-        elif ticks_diff(now, self._fs_cst_last) >= 10:
-            self._fs_cst_last = now
-            self._send(ID_CST, self._fs_cst, 4)
-
     def event(self, kind, text):
-        self._gc_note(len(text) + _GC_TEXT)   # the caller formatted text
+        self.heap.note(len(text) + GC_TEXT)   # the caller formatted text
         self.board.send_text(kind, text)
 
     def shutdown(self, why):
@@ -639,24 +469,6 @@ class ChargerApp:
             self.event("sched", "%s runs=%d total_us=%d wcet_us=%d overruns=%d alloc=%d" % (
                 t.name, t.runs, t.total_us, t.wcet_us, t.overruns, t.alloc_bytes))
         self.board.bye(0, why)
-
-    def _start_console(self):
-        from diag.console import Console
-        ns = {"app": self}
-        # Each board knows its REPL port (stdin/stdout of the SIL process,
-        # the USB VCP / UART on STM32 and ESP32).
-        self.console = Console(self.board.console_stream(self.cfg), ns, self.cfg)
-        from diag import commands
-        d = commands.install(self.console, self)
-        # Board commands (the SIL board: plug() / unplug() of the bench).
-        for name, fn, text in self.board.console_commands(self):
-            d.add_board_command(name, fn, text)
-        auth = self.board.console_auth   # a bench may open it
-        if self.cfg["console.auth"] if auth is None else auth:
-            from security.consolegate import install as _roles  # C-1: console roles
-            _roles(self.console, self, d)
-        self.console.start()
-        self.sched.add("console", self._console, self.cfg["sched.console_ms"], 5)
 
 
 def _mkdir(path):

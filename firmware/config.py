@@ -407,7 +407,13 @@ def read(path):
         return {}, None
     try:
         try:
-            data = f.read(MAX_FILE + 1)
+            # the file's size first: ``read(MAX_FILE + 1)`` would ask the
+            # heap for 16 KB in one piece whatever the file's size, which a
+            # fragmented heap may not have (the console's cfg_set reads it
+            # while the app runs)
+            n = f.seek(0, 2)
+            f.seek(0)
+            data = f.read(n + 1 if n <= MAX_FILE else MAX_FILE + 1)
         finally:
             f.close()
         if len(data) > MAX_FILE:
