@@ -16,7 +16,6 @@ holding the outputs safe and the console stays up so a field engineer can
 see why.
 """
 import sys
-from array import array
 import config
 from micropython import const
 from board import Inputs, Outputs, CanFrame
@@ -37,11 +36,10 @@ assert (STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT) == (2, 4, 8, 16, 
 from rt.clock import ticks_diff
 from core import tasks as _tasks
 from core.failsafe import FailSafeCst
+from core.records import EventPump
 from core.heap import HeapPolicy, GC_TEXT, GC_CONSOLE, GC_SLOW
 from gbt.stages import (STAGE_NAMES, WHY_STOP_REQ, IDLE, CONNECTED, STOPPING,
                         REHANDSHAKE, DONE, CHARGING)
-from safety.risk import EV_RAISE as _EV_RAISE, EV_CLEAR as _EV_CLEAR, \
-    EV_LOCKOUT as _EV_LOCKOUT, EV_FAILSAFE as _EV_FAILSAFE
 
 CONFIG_SCHEMA = (
     ("sched.protect_ms", 5, 1, 10, "ms", "Protection tick (hard protections, trip path, output write); H-1 needs <= 10 ms. Boards also trip H-1/H-2/H-3 from a 1 ms timer interrupt"),
@@ -103,7 +101,6 @@ class ChargerApp:
         self.frame = CanFrame()
         self.bms = BmsData()
         self.halted = None          # text of the fault that halted charging
-        self.fail_count = 0         # H-9 exceptions (the first one is logged)
         self.inject_fault = 0       # test hook: SIL INJECT packet / console
         cfg, errors = config.load(config_path)
         self.config_errors = errors
@@ -138,7 +135,6 @@ class ChargerApp:
             # fresh board (no record at all yet).
             self.log.log(self.rtc_s(), _evlog.EV_STORE, 1 if refused else 0,
                          len(self.sup.store_warnings), "refused" if refused else "warning")
-        self._ev_seq = self.sup.events.seq
         self.link = BmsLink(self._send, self.clock, self.bms, cfg)
         # H-11 reads the link's last-valid-message times itself (not the
         # session's timers): BCL/BCS freshness while current flows.
@@ -168,20 +164,14 @@ class ChargerApp:
         self._write_outputs = board.write_outputs
         self._protect_tick = self.sup.protect_tick
         self._link_poll = self.link.poll
-        self._tel_tick = self.tel.tick
-        self._check_head = self.sup.check_head
-        # staleness limits of _checks (read once, not per tick)
-        self._stale_ms = array("i", (cfg["safety.stale_bcl_ms"], cfg["safety.stale_bcs_ms"],
-                                     cfg["safety.stale_bsm_ms"], cfg["safety.stale_bmv_ms"]))
+        # the head of the check tick (staleness limits read once)
+        self.checks = _tasks.CheckHead(self.sup, self.link.last_ok, cfg)
         self.heap.configure(cfg)
         self.rx_backlog_max = 0
         self._stage = -1
         self.fs_cst = FailSafeCst(self._send)   # H-9: the app's own CST
         self._logged_why = None
-        self._logq = []                   # event-log records queued by _stage_changed
-        self._ev = [0, 0, 0, 0, 0]
-        self._ix_seq = 0
-        self._ix = [0, 0, 0]
+        self.pump = EventPump(self)       # events -> text, event log, telemetry
         _tasks.install(self, s, cfg)
         self.console = None
         if console:
@@ -266,13 +256,13 @@ class ChargerApp:
         # Rare (a handful per session): formatting text here is acceptable.
         # The texts go out now (their time stamps mark the stage change for
         # the bench and the tests); the event-log records, with the time
-        # taken now, are written by the next records pass (_log_pending):
+        # taken now, are written by the next records pass (EventPump.log_pending):
         # an append to the log file costs 150..800 kinstr on the target,
         # more than a whole 1 ms pass, and this runs in the session's pass.
         prev = self._stage
         self._stage = sess.stage
         now_s = self.rtc_s()
-        q = self._logq
+        q = self.pump.logq
         self.event("stage", STAGE_NAMES[sess.stage])
         q.append((now_s, _evlog.EV_STAGE, sess.stage, prev if prev >= 0 else 0, None))
         if sess.stop_why and sess.stage in (STOPPING, REHANDSHAKE, DONE) and \
@@ -294,69 +284,19 @@ class ChargerApp:
             if self.sup.rearm():
                 self.event("rearm", "trip cleared on unplug")
 
-    def _log_pending(self):
-        """Write the event-log records the session pass queued (in order,
-        before anything the records pass logs itself)."""
-        q = self._logq
-        log = self.log
-        while q:
-            t, code, a, b, text = q.pop(0)
-            log.log(t, code, a, b, text, False)
-        log.commit()                      # one littlefs commit for the batch
-
     def _records(self, now):
-        if self._logq:
-            self._log_pending()
+        pump = self.pump
+        if pump.logq:
+            pump.log_pending()
         heap = self.heap
         if heap.plug:
             heap.plug_collect(self.session.stage)
-        self._tel_tick(now, self.session.stage)
+        self.tel.tick(now, self.session.stage)
         ev = self.sup.events
-        if ev.seq != self._ev_seq:
-            self._safety_events(now, ev)
-        if self.link.ix.seq != self._ix_seq:
-            self._intrusion_events(now)
-
-    def _intrusion_events(self, now):
-        # Rare by construction (each is a protocol violation): text allowed.
-        ix = self.link.ix
-        s = max(self._ix_seq, ix.oldest())
-        e = self._ix
-        now_s = self.rtc_s()
-        from gbt.intrusion import name as ix_name
-        while s < ix.seq:
-            if ix.read(s, e):
-                self.event("intrusion", "%s 0x%x" % (ix_name(e[1]), e[2]))
-                self.log.log(now_s, _evlog.EV_INTRUSION, e[1], e[2])
-                self.tel.event(now, _evlog.EV_INTRUSION, e[1], e[2])
-            s += 1
-        self._ix_seq = ix.seq
-
-    def _safety_events(self, now, ev):
-        # Events are rare; their text is for people, so it may allocate.
-        s = max(self._ev_seq, ev.oldest())
-        e = self._ev
-        now_s = self.rtc_s()
-        while s < ev.seq:
-            ev.read(s, e)
-            self.event("safety", ev.text(s))
-            kind, ident, level, value = e[1], e[2], e[3], e[4]
-            if kind == _EV_RAISE:
-                if ident > 100 and level >= 3:
-                    self.log.log(now_s, _evlog.EV_TRIP, ident, value, None, False)
-                else:
-                    self.log.log(now_s, _evlog.EV_RISK_RAISED, ident, level, None, False)
-                self.tel.event(now, _evlog.EV_RISK_RAISED, ident, level)
-            elif kind == _EV_CLEAR:
-                self.log.log(now_s, _evlog.EV_RISK_CLEARED, ident, level, None, False)
-                self.tel.event(now, _evlog.EV_RISK_CLEARED, ident, level)
-            elif kind == _EV_LOCKOUT:
-                self.log.log(now_s, _evlog.EV_LOCKOUT, ident, value, None, False)
-            elif kind == _EV_FAILSAFE:
-                self.log.log(now_s, _evlog.EV_FAILSAFE, 0, 0, None, False)
-            s += 1
-        self._ev_seq = ev.seq
-        self.log.commit()                 # the pass's records in one commit
+        if ev.seq != pump.ev_seq:
+            pump.safety_events(now, ev)
+        if self.link.ix.seq != pump.ix_seq:
+            pump.intrusion_events(now)
 
     def _slow(self, now):
         self.ixw.tick(now, self.sup.charging)
@@ -396,16 +336,10 @@ class ChargerApp:
             self.event("refused", why)
         return ok, why
 
-    def _checks(self, now):
-        # Values the BMS stopped refreshing must not feed the checks: mark
-        # them stale from the link's last-valid-frame times (machine code:
-        # ``core.tasks.stale``), then the first half of the check tick.
-        self.sup.stale = _tasks.stale(now, self.link.last_ok, self._stale_ms)
-        self._check_head(now)
-
     def _console(self, now):
-        if self._logq:                    # its commands log and read the log:
-            self._log_pending()           # the queued records come first
+        pump = self.pump
+        if pump.logq:                     # its commands log and read the log:
+            pump.log_pending()            # the queued records come first
         if self.console.poll(now):        # input: the console allocates
             self.heap.note(GC_CONSOLE)
 
@@ -431,12 +365,13 @@ class ChargerApp:
 
     def fail_safe(self, exc):
         """H-9: never fail live.  Outputs first, bookkeeping after (once:
-        a task that keeps raising is counted in ``fail_count``, not logged
+        a task that keeps raising is counted in ``fs_cst.count``, not logged
         again every run)."""
         self.board.force_safe()
         self.out.safe()
-        self.fail_count += 1
-        if self.fail_count > 1:
+        fs = self.fs_cst
+        fs.count += 1
+        if fs.count > 1:
             return
         try:
             self.sup.fail_safe(exc)
@@ -450,7 +385,7 @@ class ChargerApp:
             self.halted = "exception"
         try:
             self.event("fail-safe", self.halted)
-            self._log_pending()           # the session's records first, in order
+            self.pump.log_pending()           # the session's records first, in order
             self.log.log(self.rtc_s(), _evlog.EV_FAILSAFE, 0, 0, type(exc).__name__[:8])
             # stderr, not stdout: stdout may be the console an engineer uses
             sys.print_exception(exc, sys.stderr)
@@ -464,7 +399,7 @@ class ChargerApp:
     def shutdown(self, why):
         self.board.force_safe()
         self.out.safe()
-        self._log_pending()
+        self.pump.log_pending()
         for t in self.sched.tasks:
             self.event("sched", "%s runs=%d total_us=%d wcet_us=%d overruns=%d alloc=%d" % (
                 t.name, t.runs, t.total_us, t.wcet_us, t.overruns, t.alloc_bytes))

@@ -1,5 +1,6 @@
-"""H-9: after a fail-safe the session object may be broken, so the app
-itself tells the vehicle: CST "fault / other" every 10 ms for 10 s (as
+"""H-9 state the app keeps: how many exceptions forced the outputs safe
+(``count``; only the first is logged), and, since after a fail-safe the
+session object may be broken, the app itself tells the vehicle: CST "fault / other" every 10 ms for 10 s (as
 DN4002), from the protection task that holds the outputs safe."""
 from rt.clock import ticks_diff, ticks_add
 from gbt.enc import enc_cst, CST_R_FAULT, CST_F_OTHER
@@ -11,6 +12,7 @@ class FailSafeCst:
         self._send = send
         self.buf = bytearray(8)
         enc_cst(self.buf, CST_R_FAULT, CST_F_OTHER, 0)
+        self.count = 0                    # H-9 exceptions (the first one is logged)
         self.t0 = -1                      # start of the 10 s; -1 = not sending
         self.last = 0
 

@@ -40,6 +40,7 @@ it would wait 5 ms, and the conformance tests' latencies
 (tests/conformance/conftest.py) assume offset 1.
 """
 import micropython
+from array import array
 from micropython import const
 
 _TMASK = const(0x3FFFFFFF)    # ticks ms differences modulo 2**30 (exact below 2**29 ms)
@@ -79,7 +80,7 @@ def install(app, s, cfg):
     s.add("session", app._session, cfg["sched.session_ms"], 1)
     s.add("records", app._records, cfg["sched.records_ms"], pm)
     cm = cfg["sched.checks_ms"]
-    s.add("checks", app._checks, cm, 3)
+    s.add("checks", app.checks.tick, cm, 3)
     # the other two parts of the check tick, 3 and 7 protection ticks
     # later (15 and 35 ms, passes where a protection tick runs alone):
     # the same period, so every check still runs every check tick, at
@@ -115,3 +116,21 @@ def _passes(sched, fail):
             fail(e)                   # (re-raises a BaseException: ends this)
             r = 0
         now = yield r
+
+
+class CheckHead:
+    """The head of the check tick (task "checks"): values the BMS stopped
+    refreshing must not feed the checks, so they are marked stale from the
+    link's last-valid-frame times (machine code: ``stale``), then the first
+    part of the check tick runs (S-1..S-4, ``Supervisor.check_head``)."""
+
+    def __init__(self, sup, last_ok, cfg):
+        self.sup = sup
+        self.last_ok = last_ok
+        self.head = sup.check_head
+        self.lim = array("i", (cfg["safety.stale_bcl_ms"], cfg["safety.stale_bcs_ms"],
+                               cfg["safety.stale_bsm_ms"], cfg["safety.stale_bmv_ms"]))
+
+    def tick(self, now):
+        self.sup.stale = stale(now, self.last_ok, self.lim)
+        self.head(now)
