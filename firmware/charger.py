@@ -92,7 +92,6 @@ class ChargerApp:
                  state_dir="state"):
         self.board = board
         self.heap = HeapPolicy(board.clock)   # when the app collects garbage
-        self._rtc = None            # bound RTC method, cached (no allocation per call)
         self.config_path = config_path
         self.clock = board.clock
         self.inp = Inputs()
@@ -307,15 +306,13 @@ class ChargerApp:
 
     def rtc_s(self):
         """Wall-clock seconds (UTC) since the firmware epoch, 2020-01-01
-        (``rt.calendar``): the board's ``rtc_s`` (the SIL's simulated date),
-        else the port's ``time.time()`` converted.  A small int on every port
-        until 2054, so the slow task, the telemetry re-sync and the lockout
-        arithmetic allocate nothing on a 32-bit board; negative = the board's
-        clock is not set."""
-        rtc = self._rtc
-        if rtc is None:
-            rtc = self._rtc = self.board.rtc_s
-        return rtc()
+        (``rt.calendar``): the board's ``rtc_s`` (the SIL's simulated date;
+        the contract's default: the port's ``time.time()`` converted).  A
+        small int on every port until 2054, so the slow task, the telemetry
+        re-sync and the lockout arithmetic allocate nothing on a 32-bit
+        board (a method call: no bound method made); negative = the
+        board's clock is not set."""
+        return self.board.rtc_s()
 
     def _local_time(self):
         """CTS date-time: the RTC in local time (the SIL's simulated date)."""
