@@ -42,6 +42,22 @@ it would wait 5 ms, and the conformance tests' latencies
 import micropython
 from array import array
 from micropython import const
+import config
+
+CONFIG_SCHEMA = (
+    ("sched.protect_ms", 5, 1, 10, "ms", "Protection tick (hard protections, trip path, output write); H-1 needs <= 10 ms. Boards also trip H-1/H-2/H-3 from a 1 ms timer interrupt"),
+    ("sched.can_ms", 10, 1, 10, "ms", "CAN receive tick (the 64-frame RX FIFO holds 33 ms of a saturated bus)"),
+    ("sched.session_ms", 10, 5, 10, "ms", "Session tick (must be <= 10 ms: CST is sent every 10 ms)"),
+    ("sched.checks_ms", 100, 10, 1000, "ms", "Safety check tick (S-1..S-13)"),
+    ("sched.console_ms", 10, 5, 200, "ms", "Console poll period (mpremote fs cp throughput scales with it)"),
+    ("sched.records_ms", 50, 10, 1000, "ms", "Telemetry/event-log tick (Table-1 items use multiples)"),
+    ("sched.slow_ms", 1000, 100, 10000, "ms", "Slow housekeeping tick (lockout store, file I/O)"),
+    ("can.rx_burst", 32, 1, 256, "frames", "Max frames processed per CAN tick (bounds a pass under a flood)"),
+    ("can.rx_cost", 40, 8, 1000, "units", "Max receive work per CAN tick, in ~1,000 target instructions per unit (a repeated or plain TP.DT frame 1, a repeat handled 3, a decode 6 + 3 per 64 bytes): bounds a pass under a flood of frames that are not repeats; normal traffic stays below it"),
+    ("sched.alloc_stats", 0, 0, 1, "-", "Count heap bytes allocated per task (diagnostics/benchmarks)"),
+    ("sched.gc_max_s", 30, 0, 3600, "s", "Slow task, with no session in progress (idle, connected, done): collect garbage after the app allocated (texts, events, console), else at least this often (the board may allocate); 0 = every slow tick. From the lock to the end of a session only once the app's own allocations since the last collection reach 16 KB (the heap is collected at plug-in): the control tasks allocate nothing, and a collection costs ~10 ms of an F405"),
+)
+config.register(CONFIG_SCHEMA)
 
 _TMASK = const(0x3FFFFFFF)    # ticks ms differences modulo 2**30 (exact below 2**29 ms)
 _HALF = const(0x20000000)
