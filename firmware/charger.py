@@ -7,8 +7,9 @@ the supervisor runs first in every protection tick and has the last word
 on the outputs, so it can always cut the output without asking the
 session.
 
-Task table, pass guard and staleness: ``core.tasks``; the parts the app
-owns (fail-safe CST, records, heap policy, console start): ``core``.
+Task table, pass guard and staleness, and the parts the app owns
+(fail-safe CST, records plumbing, heap policy): ``appcore``; the console
+start: ``appconsole``.
 
 H-9: an exception in any task, or a console interrupt, forces every output
 safe (``board.force_safe``) and halts charging; the protection tick keeps
@@ -34,14 +35,12 @@ import security.settings  # noqa: F401  (security settings; the crypto loads on 
 from safety.checks import STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT
 assert (STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT) == (2, 4, 8, 16, 32)
 from rt.clock import ticks_diff
-from core import tasks as _tasks
-from core.failsafe import FailSafeCst
-from core.records import EventPump
-from core.heap import HeapPolicy, GC_TEXT, GC_CONSOLE, GC_SLOW
+import appcore as _core
+from appcore import FailSafeCst, EventPump, HeapPolicy, GC_TEXT, GC_CONSOLE, GC_SLOW
 from gbt.stages import (STAGE_NAMES, WHY_STOP_REQ, IDLE, CONNECTED, STOPPING,
                         REHANDSHAKE, DONE, CHARGING)
 
-CONFIG_SCHEMA = (   # (the task table's own: core.tasks)
+CONFIG_SCHEMA = (   # (the task table's own: appcore)
     ("safety.stale_bcl_ms", 1000, 100, 10000, "ms", "BCL older than this: checks that need it go INACTIVE"),
     ("safety.stale_bcs_ms", 5000, 250, 30000, "ms", "BCS older than this: checks that need it go INACTIVE"),
     ("safety.stale_bsm_ms", 5000, 250, 30000, "ms", "BSM older than this: checks that need it go INACTIVE"),
@@ -153,21 +152,21 @@ class ChargerApp:
         self._protect_tick = self.sup.protect_tick
         self._link_poll = self.link.poll
         # the head of the check tick (staleness limits read once)
-        self.checks = _tasks.CheckHead(self.sup, self.link.last_ok, cfg)
+        self.checks = _core.CheckHead(self.sup, self.link.last_ok, cfg)
         self.heap.configure(cfg)
         self.rx_backlog_max = 0
         self._stage = -1
         self.fs_cst = FailSafeCst(self._send)   # H-9: the app's own CST
         self._logged_why = None
         self.pump = EventPump(self)       # events -> text, event log, telemetry
-        _tasks.install(self, s, cfg)
+        _core.install(self, s, cfg)
         self.console = None
         if console:
-            from core.console import start
+            from appconsole import start
             start(self, self._console)
         s.alloc_stats = bool(cfg["sched.alloc_stats"])
         s.start()
-        self._g_pass = _tasks.pass_guard(s, self._task_failed)
+        self._g_pass = _core.pass_guard(s, self._task_failed)
         self.event("boot", "%s config=%s" % (board.name, "ok" if not errors else "BAD"))
         if errors:
             for e in errors:
@@ -336,12 +335,12 @@ class ChargerApp:
         # (The try/except is in a generator made once, rt.guard: here it
         # would give this function a heap frame at every pass.)
         try:
-            return self._g_pass(now)      # the pass, guarded (core.tasks)
+            return self._g_pass(now)      # the pass, guarded (appcore)
         except StopIteration:             # a re-raised BaseException ended it
             return self._restart_pass(now)
 
     def _restart_pass(self, now):
-        self._g_pass = _tasks.pass_guard(self.sched, self._task_failed)
+        self._g_pass = _core.pass_guard(self.sched, self._task_failed)
         return self._g_pass(now)
 
     def _task_failed(self, e):

@@ -4,7 +4,7 @@ delay the protection tick by that much, so it happens with no session in
 progress (IDLE, CONNECTED, DONE: every output off), once at plug-in
 (CONNECTED) so that the session starts with a collected heap, and inside a
 session (LOCKING .. FINISH) only once the app's own allocations reach
-16 KB (``core.heap._GC_CHARGING``).  ``ChargerApp`` on the in-process rig
+16 KB (``appcore._GC_CHARGING``).  ``ChargerApp`` on the in-process rig
 (tests/mp/apprig.py) against the scripted BMS; ``gc.collect`` counted by
 ``app.heap.runs``."""
 import mptest
@@ -40,7 +40,7 @@ def test_collections_only_outside_the_session():
     true(not conn or lock[0] > min(conn) or lock[0] >= 1, "plug-in collection")
     # the 16 KB rule still applies in a session (the heap running low)
     n0 = app.heap.runs
-    app.heap.note(16384)           # core.heap._GC_CHARGING
+    app.heap.note(16384)           # appcore._GC_CHARGING
     for _ in range(110):            # > one slow period (1 s)
         r.step()
     eq(r.stage(), "charging", "still charging")
