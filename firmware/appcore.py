@@ -2,8 +2,7 @@
 (not mixins), in one module (a module costs heap of its own on a board):
 
 - the task table, its settings and the pass guard (``install``,
-  ``pass_guard``), the check head with the staleness of the BMS's messages
-  (``CheckHead``, ``stale``);
+  ``pass_guard``), the staleness of the BMS's messages (``stale``);
 - the H-9 state the app keeps (``FailSafeCst``);
 - the records pass's plumbing (``EventPump``);
 - the heap collection policy (``HeapPolicy``).
@@ -11,7 +10,6 @@
 The console start is ``appconsole`` (loaded only with a console).
 """
 import micropython
-from array import array
 from micropython import const
 import config
 from rt.clock import ticks_diff, ticks_add
@@ -116,7 +114,7 @@ def install(app, s, cfg):
     s.add("session", app._session, cfg["sched.session_ms"], 1)
     s.add("records", app._records, cfg["sched.records_ms"], pm)
     cm = cfg["sched.checks_ms"]
-    s.add("checks", app.checks.tick, cm, 3)
+    s.add("checks", app._checks, cm, 3)
     # the other two parts of the check tick, 3 and 7 protection ticks
     # later (15 and 35 ms, passes where a protection tick runs alone):
     # the same period, so every check still runs every check tick, at
@@ -152,25 +150,6 @@ def _passes(sched, fail):
             fail(e)                   # (re-raises a BaseException: ends this)
             r = 0
         now = yield r
-
-
-class CheckHead:
-    """The head of the check tick (task "checks"): values the BMS stopped
-    refreshing must not feed the checks, so they are marked stale from the
-    link's last-valid-frame times (machine code: ``stale``), then the first
-    part of the check tick runs (S-1..S-4, ``Supervisor.check_head``)."""
-
-    def __init__(self, sup, last_ok, cfg):
-        self.sup = sup
-        self.last_ok = last_ok
-        self.head = sup.check_head
-        self.lim = array("i", (cfg["safety.stale_bcl_ms"], cfg["safety.stale_bcs_ms"],
-                               cfg["safety.stale_bsm_ms"], cfg["safety.stale_bmv_ms"]))
-
-    def tick(self, now):
-        self.sup.stale = stale(now, self.last_ok, self.lim)
-        self.head(now)
-
 
 
 # ---- failsafe -------------------------------------------------------

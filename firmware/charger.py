@@ -17,6 +17,7 @@ holding the outputs safe and the console stays up so a field engineer can
 see why.
 """
 import sys
+from array import array
 import config
 from micropython import const
 from board import Inputs, Outputs, CanFrame
@@ -151,8 +152,10 @@ class ChargerApp:
         self._write_outputs = board.write_outputs
         self._protect_tick = self.sup.protect_tick
         self._link_poll = self.link.poll
-        # the head of the check tick (staleness limits read once)
-        self.checks = _core.CheckHead(self.sup, self.link.last_ok, cfg)
+        self._check_head = self.sup.check_head
+        # staleness limits of _checks (read once, not per tick)
+        self._stale_ms = array("i", (cfg["safety.stale_bcl_ms"], cfg["safety.stale_bcs_ms"],
+                                     cfg["safety.stale_bsm_ms"], cfg["safety.stale_bmv_ms"]))
         self.heap.configure(cfg)
         self.rx_backlog_max = 0
         self._stage = -1
@@ -320,6 +323,13 @@ class ChargerApp:
         if not ok:
             self.event("refused", why)
         return ok, why
+
+    def _checks(self, now):
+        # Values the BMS stopped refreshing must not feed the checks: mark
+        # them stale from the link's last-valid-frame times (machine code:
+        # ``appcore.stale``), then the first half of the check tick.
+        self.sup.stale = _core.stale(now, self.link.last_ok, self._stale_ms)
+        self._check_head(now)
 
     def _console(self, now):
         pump = self.pump

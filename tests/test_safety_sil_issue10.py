@@ -213,7 +213,7 @@ def test_issue10_item13_exception_in_protection_task_forces_safe(tmp_path):
 
 def test_issue10_item13_stale_bcl_bcs_make_checks_inactive(tmp_path):
     """Issue 10 item 13: the app marks BCL/BCS stale from the link's times
-    (appcore.CheckHead), not a test setting ``sup.stale``.  BCS stops: 5 s
+    (ChargerApp._checks), not a test setting ``sup.stale``.  BCS stops: 5 s
     later (safety.stale_bcs_ms) the checks fed by BCS read INACTIVE with the
     reason, those fed by BCL stay active; then BCL stops: 1 s later
     (safety.stale_bcl_ms) S-1/S-4 read INACTIVE.  Seen on the console as a

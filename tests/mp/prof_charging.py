@@ -242,7 +242,7 @@ def main():
         timed("protect.read_inputs", r.board.read_inputs, app.inp)
         timed("protect.evaluate", sup.prot.evaluate, now, app.inp, sup.charging)
         timed("protect.write_outputs", r.board.write_outputs, app.out)
-        timed("checks.app_checks", app.checks.tick, now)         # staleness + head (S-1..S-4)
+        timed("checks.app_checks", app._checks, now)         # staleness + head (S-1..S-4)
         timed("checks.mid", sup.check_mid, now)              # S-5..S-9
         timed("checks.tail", sup.check_tail, now)            # S-10..S-13
         timed("records.app", app._records, now)
