@@ -8,7 +8,7 @@ on the outputs, so it can always cut the output without asking the
 session.
 
 Task table, pass guard and staleness, and the parts the app owns
-(fail-safe CST, records plumbing, heap policy): ``appcore``; the console
+(records plumbing, heap policy): ``appcore``; the console
 start: ``appconsole``.
 
 H-9: an exception in any task, or a console interrupt, forces every output
@@ -35,9 +35,11 @@ import diag.settings  # noqa: F401  (console/trace settings; their code loads on
 import security.settings  # noqa: F401  (security settings; the crypto loads on demand)
 from safety.checks import STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT
 assert (STALE_BCL, STALE_BCS, STALE_BSM, STALE_BMV, STALE_BMT) == (2, 4, 8, 16, 32)
-from rt.clock import ticks_diff
+from rt.clock import ticks_diff, ticks_add
+from gbt.enc import enc_cst, CST_R_FAULT, CST_F_OTHER
+from gbt.ids import ID_CST
 import appcore as _core
-from appcore import FailSafeCst, EventPump, HeapPolicy, GC_TEXT, GC_CONSOLE, GC_SLOW
+from appcore import EventPump, HeapPolicy, GC_TEXT, GC_CONSOLE, GC_SLOW
 from gbt.stages import (STAGE_NAMES, WHY_STOP_REQ, IDLE, CONNECTED, STOPPING,
                         REHANDSHAKE, DONE, CHARGING)
 
@@ -159,7 +161,11 @@ class ChargerApp:
         self.heap.configure(cfg)
         self.rx_backlog_max = 0
         self._stage = -1
-        self.fs_cst = FailSafeCst(self._send)   # H-9: the app's own CST
+        self.fail_count = 0         # H-9 exceptions (the first one is logged)
+        self._fs_cst = bytearray(8)       # CST sent by the app after a fail-safe
+        enc_cst(self._fs_cst, CST_R_FAULT, CST_F_OTHER, 0)
+        self._fs_cst_t0 = -1
+        self._fs_cst_last = 0
         self._logged_why = None
         self.pump = EventPump(self)       # events -> text, event log, telemetry
         _core.install(self, s, cfg)
@@ -192,9 +198,8 @@ class ChargerApp:
         out = self.out
         out.safe()
         try:
-            fs = self.fs_cst
-            if fs.t0 >= 0:
-                fs.tick(now)              # (needs no inputs: before the read)
+            if self._fs_cst_t0 >= 0:
+                self._fail_safe_cst(now)  # (needs no inputs: before the read)
             self._read_inputs(self.inp)
             self._protect_tick(now)
             self._write_outputs(out)
@@ -360,20 +365,20 @@ class ChargerApp:
 
     def fail_safe(self, exc):
         """H-9: never fail live.  Outputs first, bookkeeping after (once:
-        a task that keeps raising is counted in ``fs_cst.count``, not logged
+        a task that keeps raising is counted in ``fail_count``, not logged
         again every run)."""
         self.board.force_safe()
         self.out.safe()
-        fs = self.fs_cst
-        fs.count += 1
-        if fs.count > 1:
+        self.fail_count += 1
+        if self.fail_count > 1:
             return
         try:
             self.sup.fail_safe(exc)
         except Exception:
             pass
         now = self.clock.ticks_ms()
-        self.fs_cst.start(now)
+        self._fs_cst_t0 = now
+        self._fs_cst_last = ticks_add(now, -10)
         try:
             self.halted = "exception: %s %s" % (type(exc).__name__, exc)
         except Exception:               # out of memory (MemoryError is an H-9 cause too)
@@ -386,6 +391,16 @@ class ChargerApp:
             sys.print_exception(exc, sys.stderr)
         except Exception:
             pass
+
+    def _fail_safe_cst(self, now):
+        # After H-9 the session object may be broken, so the app itself tells
+        # the vehicle: CST "fault / other" every 10 ms for 10 s (as DN4002).
+        el = ticks_diff(now, self._fs_cst_t0)
+        if el > 10000:
+            self._fs_cst_t0 = -1
+        elif ticks_diff(now, self._fs_cst_last) >= 10:
+            self._fs_cst_last = now
+            self._send(ID_CST, self._fs_cst, 4)
 
     def event(self, kind, text):
         self.heap.note(len(text) + GC_TEXT)   # the caller formatted text
