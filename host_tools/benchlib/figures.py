@@ -37,13 +37,13 @@ BUS_FPS = 1900           # saturated 250 kbit/s bus, 29-bit ids, 8 data bytes
 
 
 def _schema_default(key: str) -> int:
-    """A default from the task table's CONFIG_SCHEMA (firmware/appcore.py,
-    the source, so the bench follows a change of the task table)."""
+    """A default from firmware/charger.py's CONFIG_SCHEMA (the source, so the
+    bench follows a change of the task table)."""
     import re
-    src = (ROOT / "firmware" / "appcore.py").read_text()
+    src = (ROOT / "firmware" / "charger.py").read_text()
     m = re.search(r'\("%s",\s*(\d+)' % re.escape(key), src)
     if not m:
-        raise RuntimeError("no %s in firmware/appcore.py" % key)
+        raise RuntimeError("no %s in firmware/charger.py" % key)
     return int(m.group(1))
 
 
