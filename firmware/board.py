@@ -87,7 +87,9 @@ INPUT_NAMES = ("v_inside", "v_outside", "i_out", "cc1_mv", "insulation_kohm",
 
 
 class Board:
-    """Documentation of the contract; boards subclass it.
+    """The board contract; every board subclasses it (python-can ``BusABC``
+    style).  The app calls every hook below unconditionally: a board
+    overrides what it has, the defaults here say what happens otherwise.
 
     clock           a ``rt.clock`` object (``ticks_ms()``, ``ticks_us()``)
     can_send(id, buf, n)  queue a 29-bit extended frame; False if the TX
@@ -95,8 +97,9 @@ class Board:
     can_recv(frame)       fill ``frame`` (a CanFrame) with the next received
                           frame and return True, or return False; no allocation
     can_state()           one of CAN_ERROR_ACTIVE .. CAN_STOPPED
+                          (default: CAN_ERROR_ACTIVE)
     can_counters(out)     fill list ``out`` = [tx_err, rx_err, tx_frames,
-                          rx_frames, overruns]
+                          rx_frames, overruns] (default: leaves it alone)
     read_inputs(inp)      refresh an ``Inputs`` in place
     write_outputs(out)    apply an ``Outputs``
     force_safe()          drive every output to the safe state *directly*,
@@ -104,15 +107,30 @@ class Board:
                           exception handler, must work even if the rest of
                           the firmware is broken
     idle(until_ms)        give the CPU away until ``until_ms`` or an event
-    rtc_s()               (optional) wall clock in seconds since the firmware
-                          epoch 2020-01-01 00:00 UTC (``rt.calendar``): a
-                          small int on 32-bit ports until 2054, no heap per
-                          call; negative = the clock is not set.  Without
-                          it the app converts the port's ``time.time()``
-                          (docs/boards.md, "Board contract: rtc_s")
+                          (default: return at once)
+    rtc_s()               wall clock in seconds since the firmware epoch
+                          2020-01-01 00:00 UTC (``rt.calendar``): a small int
+                          on 32-bit ports until 2054, no heap per call;
+                          negative = the clock is not set (default: the
+                          port's ``time.time()`` converted, docs/boards.md)
+    record_sink(cfg, state_dir)  where telemetry records go: a callable
+                          taking a memoryview or an object with ``write``
+                          (default: a ``FileSink`` under ``state_dir``)
+    send_text(kind, text) an event line for a harness (default: dropped;
+                          the event log keeps its own copy)
+    bye(code, text)       the app is shutting down (default: nothing)
+    run(app)              the main loop (default: run due tasks, then
+                          ``idle`` until the next one, forever)
+    console_stream(cfg)   the console's byte stream (default: stdin/stdout
+                          through ``diag.stdio.StdioConsole``)
+    console_commands(app) extra console commands, a sequence of
+                          ``(name, fn, help)`` (default: none)
+    console_auth          None = the ``console.auth`` setting decides; a
+                          bench board may set 0/1 to override it
     """
 
     name = "abstract"
+    console_auth = None
 
     def can_send(self, can_id, buf, n):
         raise NotImplementedError
@@ -137,3 +155,33 @@ class Board:
 
     def idle(self, until_ms):
         pass
+
+    def rtc_s(self):
+        from rt.calendar import port_rtc_s
+        return port_rtc_s()
+
+    def record_sink(self, cfg, state_dir):
+        from diag.telemetry import FileSink
+        return FileSink(state_dir + "/telemetry", cfg["telemetry.file_bytes"])
+
+    def send_text(self, kind, text):
+        pass
+
+    def bye(self, code, text):
+        pass
+
+    def run(self, app):
+        idle = self.idle
+        sched = app.sched
+        now = sched.now
+        while True:
+            app.run_due(now())
+            idle(sched.next_due())
+
+    def console_stream(self, cfg):
+        from config import get
+        from diag.stdio import StdioConsole
+        return StdioConsole(raw=False, tx_timeout_ms=get(cfg, "console.tx_timeout_ms"))
+
+    def console_commands(self, app):
+        return ()

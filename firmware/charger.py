@@ -227,9 +227,7 @@ class ChargerApp:
         self.session.vin_check = self._vin_check
         self.session.start_gate = self._start_gate
         self.session.tx.datetime = self._local_time
-        sink = getattr(board, "send_record", None)
-        if sink is None:
-            sink = _tel.FileSink(state_dir + "/telemetry", cfg["telemetry.file_bytes"])
+        sink = board.record_sink(cfg, state_dir)
         self.tel = _tel.Telemetry(cfg, self.clock, self.bms, self.inp, self.out, sink,
                                   self.rtc_s, _tel.SESSION_STAGES)
         self._last_cem = 0
@@ -513,7 +511,7 @@ class ChargerApp:
         clock is not set."""
         rtc = self._rtc
         if rtc is None:
-            rtc = self._rtc = getattr(self.board, "rtc_s", None) or _time_s
+            rtc = self._rtc = self.board.rtc_s
         return rtc()
 
     def _local_time(self):
@@ -627,9 +625,7 @@ class ChargerApp:
 
     def event(self, kind, text):
         self._gc_note(len(text) + _GC_TEXT)   # the caller formatted text
-        send = getattr(self.board, "send_text", None)
-        if send:
-            send(kind, text)
+        self.board.send_text(kind, text)
 
     def shutdown(self, why):
         self.board.force_safe()
@@ -638,9 +634,7 @@ class ChargerApp:
         for t in self.sched.tasks:
             self.event("sched", "%s runs=%d total_us=%d wcet_us=%d overruns=%d alloc=%d" % (
                 t.name, t.runs, t.total_us, t.wcet_us, t.overruns, t.alloc_bytes))
-        bye = getattr(self.board, "bye", None)
-        if bye:
-            bye(0, why)
+        self.board.bye(0, why)
 
     def _start_console(self):
         from diag.console import Console
@@ -651,22 +645,14 @@ class ChargerApp:
         from diag import commands
         d = commands.install(self.console, self)
         # Board commands (the SIL board: plug() / unplug() of the bench).
-        extra = getattr(self.board, "console_commands", None)
-        if extra:
-            for name, fn, text in extra(self):
-                d.add_board_command(name, fn, text)
-        auth = getattr(self.board, "console_auth", None)   # a bench may open it
+        for name, fn, text in self.board.console_commands(self):
+            d.add_board_command(name, fn, text)
+        auth = self.board.console_auth   # a bench may open it
         if self.cfg["console.auth"] if auth is None else auth:
             from security.consolegate import install as _roles  # C-1: console roles
             _roles(self.console, self, d)
         self.console.start()
         self.sched.add("console", self._console, self.cfg["sched.console_ms"], 5)
-
-
-def _time_s():
-    # a board without ``rtc_s``: the port's clock, in firmware seconds
-    from rt.calendar import port_rtc_s
-    return port_rtc_s()
 
 
 def _mkdir(path):
@@ -684,14 +670,5 @@ def main(board, config_path="config.json", console=False, state_dir="state"):
     except BaseException as e:
         board.force_safe()
         raise
-    run = getattr(board, "run", None)
-    if run:
-        run(app)
-    else:
-        idle = board.idle
-        sched = app.sched
-        now = sched.now
-        while True:
-            app.run_due(now())
-            idle(sched.next_due())
+    board.run(app)
     return app

@@ -59,6 +59,16 @@ def schema():
     return out
 
 
+def entry(key):
+    """The registered schema tuple of ``key``; ``KeyError`` for a key no
+    module declares."""
+    for s in _modules:
+        for e in s:
+            if e[0] == key:
+                return e
+    raise KeyError(key)
+
+
 def get(cfg, key):
     """``cfg[key]``, else the registered default (modules read their
     settings with this at construction, so a partial dict works in tests);
@@ -68,11 +78,19 @@ def get(cfg, key):
         cfg = getattr(cfg, "_d", cfg)       # Settings: its non-default values
         if key in cfg:
             return cfg[key]
-    for s in _modules:
-        for e in s:
-            if e[0] == key:
-                return e[1]
-    raise KeyError(key)
+    return entry(key)[1]
+
+
+def get_int(cfg, key):
+    """``get``, but the registered default when the value is not an int in
+    the schema's range: for a board, which builds its hardware thresholds
+    before the app has validated the whole configuration (the app then
+    refuses to charge on the bad value; the hardware keeps a sane one)."""
+    e = entry(key)
+    v = get(cfg, key)
+    if isinstance(v, int) and not isinstance(v, bool) and e[2] <= v <= e[3]:
+        return v
+    return e[1]
 
 
 def defaults():

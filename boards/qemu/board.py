@@ -31,11 +31,7 @@ class QemuBoard(LinkBoard):
         self._raddr = uctypes.addressof(self.rbuf)
         self.hello(b"qemu-m3")
 
-    def console_stream(self, cfg):
-        """The console on the REPL UART (sys.stdin/sys.stdout)."""
-        from diag.stdio import StdioConsole
-        t = cfg["console.tx_timeout_ms"] if "console.tx_timeout_ms" in cfg else 20
-        return StdioConsole(raw=False, tx_timeout_ms=t)
+    # console_stream: the Board default, the REPL UART (sys.stdin/stdout)
 
     # ---- transport: semihosting on the emulator's stdin/stdout ---------------
     def _recv(self, off, n):

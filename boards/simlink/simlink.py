@@ -237,7 +237,7 @@ class LinkBoard(Board):
         self._st_ovr = 0
         # lock-step: frames are stamped with the simulated ms (``clock.ms``)
         self._sim_ms = lockstep and hasattr(self.clock, "ms")
-        # The app reads ``getattr(board, "rtc_s")`` once a second: as an
+        # The app reads ``board.rtc_s`` once a second: as an
         # instance attribute the bound method is made once, here, instead
         # of on every read (32 bytes of heap each).
         self.rtc_s = self._rtc_s
@@ -314,6 +314,10 @@ class LinkBoard(Board):
         struct.pack_into("<I", b, 2, self.clock.ticks_ms())
         b[6:] = t
         self._write(memoryview(b))
+
+    def record_sink(self, cfg, state_dir):
+        """Board contract: telemetry goes to the harness, not to a file."""
+        return self.send_record
 
     def send_record(self, mv):
         """A telemetry record (P-6, a memoryview of <= 250 bytes) onto the

@@ -25,7 +25,7 @@ import config
 import board as _contract
 from rt.clock import TicksClock
 from rt.calendar import port_offset
-from .fastprot import FastProt, cfg_int
+from .fastprot import FastProt
 
 CONFIG_SCHEMA = (
     ("hw.wdt_ms", 1000, 0, 30000, "ms",
@@ -115,12 +115,12 @@ class PinBoard(_contract.Board):
         Call again after the application has loaded and validated the full
         configuration.  Returns notes (strings) worth showing the operator."""
         notes = self.prot.configure(cfg)
-        self._wdt_ms = cfg_int(cfg, "hw.wdt_ms")
-        self._restart_ms = cfg_int(cfg, "hw.can_restart_ms")
+        self._wdt_ms = config.get_int(cfg, "hw.wdt_ms")
+        self._restart_ms = config.get_int(cfg, "hw.can_restart_ms")
         # force_safe waits for the current at most this long: the contacts
         # must be apart by hw.k_open_deadline_ms (opening time + margin)
-        w = (cfg_int(cfg, "hw.k_open_deadline_ms") - cfg_int(cfg, "trip.k_release_ms")
-             - cfg_int(cfg, "trip.k_margin_ms"))
+        w = (config.get_int(cfg, "hw.k_open_deadline_ms") - config.get_int(cfg, "trip.k_release_ms")
+             - config.get_int(cfg, "trip.k_margin_ms"))
         self._k_wait_ms = w if w > 0 else 0
         return notes
 
@@ -235,11 +235,8 @@ class PinBoard(_contract.Board):
             w = self._wdt = machine.WDT(id=self.pins.WDT_ID, timeout=self._wdt_ms)
         w.feed()
 
-    def console_stream(self, cfg):
-        """The console on the REPL's serial port (USB VCP / UART): the same
-        stdin/stdout MicroPython's own REPL uses, read without blocking."""
-        from diag.stdio import StdioConsole
-        return StdioConsole(raw=False, tx_timeout_ms=cfg.get("console.tx_timeout_ms", 20))
+    # console_stream: the Board default, the REPL's serial port (USB VCP /
+    # UART), the same stdin/stdout MicroPython's own REPL uses
 
     def idle(self, until_ms):
         """Feed the watchdog, recover from bus-off, sleep until ``until_ms``.
@@ -267,6 +264,19 @@ class PinBoard(_contract.Board):
                 self.can_restart()
         else:
             self._bo = 0
+
+
+def _fill(frame, can_id, data):
+    """A received frame into the app's preallocated ``CanFrame`` (at most
+    8 data bytes: a longer payload is an FD frame GB/T never sends)."""
+    n = len(data)
+    if n > 8:
+        n = 8
+    d = frame.data
+    for k in range(n):
+        d[k] = data[k]
+    frame.id = can_id
+    frame.dlc = n
 
 
 class MachineCan:
@@ -325,15 +335,7 @@ class MachineCan:
             if not (fl & self._ext) or (fl & self._rtr):
                 self.rx_dropped += 1
                 continue
-            mv = l[1]
-            n = len(mv)
-            if n > 8:
-                n = 8
-            d = frame.data
-            for k in range(n):
-                d[k] = mv[k]
-            frame.id = l[0]
-            frame.dlc = n
+            _fill(frame, l[0], l[1])
             self.rx_frames += 1
             return True
         return False
@@ -425,15 +427,7 @@ class PybCan:
             if not l[1] or l[2]:
                 self.rx_dropped += 1
                 continue
-            mv = l[4]
-            n = len(mv)
-            if n > 8:
-                n = 8
-            d = frame.data
-            for k in range(n):
-                d[k] = mv[k]
-            frame.id = l[0]
-            frame.dlc = n
+            _fill(frame, l[0], l[4])
             self.rx_frames += 1
             return True
         return False

@@ -55,14 +55,11 @@ CONFIG_SCHEMA = (
 )
 config.register(CONFIG_SCHEMA)
 
-# Declared (and documented) by firmware/safety/protections.py; used here only
-# if that module has not been imported yet when the board is built.
-_FOREIGN = (
-    ("h1.permille", 1100, 1000, 1500, "0.1 %", ""),
-    ("h2.permille", 1200, 1000, 2000, "0.1 %", ""),
-    ("trip.k_release_ms", 20, 0, 100, "ms", ""),     # firmware/safety/trip.py
-    ("trip.k_margin_ms", 5, 0, 100, "ms", ""),
-)
+# h1/h2.permille and trip.k_release_ms / k_margin_ms are declared (and
+# documented) by these modules: imported for their schemas, so every
+# default lives in one place.
+import safety.protections  # noqa: F401
+import safety.trip  # noqa: F401
 
 TRIP_OV = const(1)
 TRIP_OC = const(2)
@@ -83,22 +80,6 @@ def raw_max(value_max, mul, div, off):
     value(raw) <= V  <=>  raw * mul < (V - off + 1) * div."""
     r = ((value_max - off + 1) * div - 1) // mul
     return r if r >= -1 else -1
-
-
-def cfg_int(cfg, key):
-    """``cfg[key]`` if it is an in-range int, else the schema default.
-
-    The board builds its thresholds before the application has validated the
-    whole configuration; a bad value here falls back to the documented
-    default (the application refuses to charge on a bad configuration)."""
-    for sch in (config.schema(), _FOREIGN):
-        for e in sch:
-            if e[0] == key:
-                v = cfg.get(key, e[1]) if cfg else e[1]
-                if isinstance(v, int) and not isinstance(v, bool) and e[2] <= v <= e[3]:
-                    return v
-                return e[1]
-    raise KeyError(key)
 
 
 class FastProt:
@@ -158,8 +139,8 @@ class FastProt:
         notes = []
         mv, dv, ov = self.v_scale
         mi, di, oi = self.i_scale
-        v_lim = cfg_int(cfg, "rating.max_v") * cfg_int(cfg, "h1.permille") // 1000
-        i_lim = cfg_int(cfg, "rating.max_i") * cfg_int(cfg, "h2.permille") // 1000
+        v_lim = config.get_int(cfg, "rating.max_v") * config.get_int(cfg, "h1.permille") // 1000
+        i_lim = config.get_int(cfg, "rating.max_i") * config.get_int(cfg, "h2.permille") // 1000
         v_thr = raw_max(v_lim, mv, dv, ov)
         i_thr = raw_max(i_lim, mi, di, oi)
         if v_thr >= _ADC_MAX:
@@ -170,10 +151,10 @@ class FastProt:
             notes.append("H-2 limit %d dA is beyond ADC full scale %d dA: "
                          "a saturated reading trips" % (i_lim, scale(_ADC_MAX, mi, di, oi)))
             i_thr = _ADC_MAX - 1
-        i_open = raw_max(cfg_int(cfg, "hw.k_open_i") - 1, mi, di, oi)
-        period = cfg_int(cfg, "hw.prot_period_ms")
-        ticks = (cfg_int(cfg, "hw.k_open_deadline_ms") - cfg_int(cfg, "trip.k_release_ms")
-                 - cfg_int(cfg, "trip.k_margin_ms")) // period - 1
+        i_open = raw_max(config.get_int(cfg, "hw.k_open_i") - 1, mi, di, oi)
+        period = config.get_int(cfg, "hw.prot_period_ms")
+        ticks = (config.get_int(cfg, "hw.k_open_deadline_ms") - config.get_int(cfg, "trip.k_release_ms")
+                 - config.get_int(cfg, "trip.k_margin_ms")) // period - 1
         st = machine.disable_irq()
         self.v_thr = v_thr
         self.i_thr = i_thr

@@ -9,15 +9,16 @@ protection task)."""
 from board import Inputs
 from rt.clock import SimClock
 from bmsscript import ScriptedBms, Plant
+from doubles import SupervisorBoard
 import charger
 
 
-class FakeBoard:
+class FakeBoard(SupervisorBoard):
     """Board contract in process; nothing in the per-pass methods allocates
     once ``lean`` is set (frames are preassembled tuples, counted only)."""
-    name = "fake"
 
     def __init__(self):
+        SupervisorBoard.__init__(self)
         self.clock = SimClock()
         self.meas = Inputs()          # what the plant measured
         self.rxq = []                 # (can_id, payload) frames for the firmware
@@ -28,16 +29,13 @@ class FakeBoard:
         self.n_tx_id = {}
         self.records = 0
         self.texts = []
-        self.forced = 0
         self.fail_reads = False
         self.out = None
-        self.k12 = self.pwr = self.i_set = self.k34 = 0
-        self.bleed = 1
         # the board contract: seconds since 2020-01-01 UTC (rt.calendar);
         # 2026-01-01 00:00 UTC here
         self.epoch = 189388800
         # a bound method made once and kept in an instance attribute:
-        # ``getattr(board, "rtc_s")`` then returns it without allocating
+        # ``board.rtc_s`` then returns it without allocating
         self.rtc_s = self._rtc
 
     def _rtc(self):
@@ -87,19 +85,10 @@ class FakeBoard:
 
     def write_outputs(self, out):
         self.out = out
-        self.k12 = out.k12
-        self.pwr = out.pwr_en
-        self.i_set = out.i_set
-        self.k34 = out.k34
-        self.bleed = out.bleed
+        SupervisorBoard.write_outputs(self, out)
 
-    def force_safe(self):
-        self.forced += 1
-        self.k12 = 0
-        self.pwr = 0
-        self.i_set = 0
-        self.k34 = 0
-        self.bleed = 1
+    def record_sink(self, cfg, state_dir):
+        return self.send_record
 
     def send_record(self, mv):
         self.records += 1

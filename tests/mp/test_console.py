@@ -9,38 +9,10 @@ import mptest
 from mptest import eq, true
 from diag.console import Console, FRIENDLY, RAW, PASTE, PASTE_ABORT
 from diag.repl_io import needs_more
+from doubles import MemStream
 
 BANNER = b"MicroPython test\r\nType \"help()\" for more information.\r\n"
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
-
-
-class MemStream:
-    def __init__(self):
-        self.inp = bytearray()
-        self.pos = 0
-        self.out = bytearray()
-
-    def feed(self, b):
-        self.inp.extend(b)
-
-    def readinto(self, buf):
-        avail = len(self.inp) - self.pos
-        if avail <= 0:
-            return 0
-        n = len(buf) if len(buf) < avail else avail
-        for i in range(n):
-            buf[i] = self.inp[self.pos + i]
-        self.pos += n
-        return n
-
-    def write(self, b):
-        self.out.extend(b)
-        return len(b)
-
-    def take(self):
-        o = bytes(self.out)
-        self.out = bytearray()
-        return o
 
 
 class Charger:

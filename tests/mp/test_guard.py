@@ -10,6 +10,7 @@ from gbt.stages import CHARGING
 from rt.clock import SimClock
 from safety import risk
 from safety.supervisor import Supervisor
+from doubles import SupervisorBoard, MemStore
 
 
 def test_result_exception_and_no_allocation():
@@ -50,32 +51,12 @@ def test_base_exception_ends_the_guard():
     mptest.eq(len(seen), 1, "handed to fail")
 
 
-class _Board:
-    forced = 0
-
-    def write_outputs(self, out):
-        pass
-
-    def force_safe(self):
-        self.forced += 1
-
-
-class _Store:
-    data = None
-
-    def load(self):
-        return None, []
-
-    def save(self, p):
-        return True
-
-
 def test_protect_tick_survives_a_base_exception():
     # KeyboardInterrupt passes through protect_tick (as it always did) and
     # ends its guard; the next tick starts a new one and works
     inp = Inputs()
     out = Outputs()
-    sup = Supervisor({}, SimClock(), _Board(), inp, out, BmsData(), _Store())
+    sup = Supervisor({}, SimClock(), SupervisorBoard(), inp, out, BmsData(), MemStore())
     sup.stage = CHARGING
     sup.protect_tick(0)
     real = sup._tick

@@ -14,18 +14,7 @@ from rt.clock import SimClock
 from safety.supervisor import Supervisor
 from safety import interlock
 from safety import risk
-from doubles import SupervisorBoard, MemStore
-
-
-def live_inputs(inp):
-    inp.v_inside = 4000
-    inp.v_outside = 4000
-    inp.i_out = 1000
-    inp.cc1_mv = 4000
-    inp.insulation_kohm = 5000
-    inp.t_gun_pos = 300
-    inp.t_gun_neg = 300
-    inp.k12_fb = 1
+from doubles import SupervisorBoard, MemStore, live_inputs
 
 
 def make(cfg=None, stage=S.CHARGING):

@@ -9,20 +9,7 @@ from safety.protections import Protections, K_WELDED, K_NO_CLOSE, K_OK
 from safety.supervisor import Supervisor
 from gbt.stages import CHARGING
 from safety import risk
-from doubles import SupervisorBoard, MemStore
-
-
-def live_inputs():
-    inp = Inputs()
-    inp.v_inside = 4000
-    inp.v_outside = 4000
-    inp.i_out = 1000
-    inp.cc1_mv = 4000
-    inp.insulation_kohm = 5000
-    inp.t_gun_pos = 300
-    inp.t_gun_neg = 300
-    inp.k12_fb = 1
-    return inp
+from doubles import SupervisorBoard, MemStore, live_inputs
 
 
 def live_prot(cfg=None):

@@ -9,6 +9,7 @@ maintainer Python."""
 import mptest
 from mptest import eq, true
 from apprig import FakeBoard, tmpdir
+from doubles import MemStream
 import charger
 from diag import eventlog as ev
 from security import roles as R
@@ -16,25 +17,6 @@ from security.hmac256 import hmac_sha256, equal
 from binascii import hexlify, unhexlify
 
 KEY = bytes(range(32))
-
-
-class MemStream:
-    def __init__(self):
-        self.inp = bytearray()
-        self.pos = 0
-        self.out = bytearray()
-
-    def readinto(self, buf):
-        avail = len(self.inp) - self.pos
-        n = len(buf) if len(buf) < avail else avail
-        for i in range(n):
-            buf[i] = self.inp[self.pos + i]
-        self.pos += n
-        return n
-
-    def write(self, b):
-        self.out.extend(b)
-        return len(b)
 
 
 class ConsoleBoard(FakeBoard):
