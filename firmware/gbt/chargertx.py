@@ -4,7 +4,7 @@ One slot per charger message (CHM, CRM, CTS, CML, CRO, CCS, CST, CSD, CEM),
 each with its own period, on/off flag, next due time and preallocated
 8-byte buffer (a board may queue the buffer, so messages never share one).
 The session decides *which* messages are on and sets their content through
-methods (``crm_recognised``, ``cro_ready``, ``set_ccs`` ...); ``service(now)`` (called at the end
+methods (``set_aa``, ``set_cst``, ``set_ccs`` ...); ``service(now)`` (called at the end
 of every session tick) sends what is due.  A slot starts sending at the tick
 it is switched on, then keeps a fixed grid (``due += period``), so a content
 change (CRM 0x00 -> 0xAA, CRO 0x00 -> 0xAA) never disturbs the period.
@@ -107,21 +107,17 @@ class ChargerTx:
         self.cro_aa = 0
         self.cro_aa_t0 = -1
 
-    def crm_recognised(self):
-        """CRM 0xAA from its next frame on (BRM accepted)."""
-        self.crm_aa = 1
+    def set_aa(self, i, aa):
+        """CRM (``i`` = CRM: BRM accepted) or CRO (``i`` = CRO: ready) says
+        0xAA (``aa`` 1) or 0x00 from its next frame on."""
+        if i == CRM:
+            self.crm_aa = aa
+        else:
+            self.cro_aa = aa
 
-    def cro_ready(self, ready):
-        """CRO 0xAA (ready) or 0x00 from its next frame on."""
-        self.cro_aa = 1 if ready else 0
-
-    def crm_aa_sent_ms(self):
-        """When the first CRM 0xAA went out (-1: not yet)."""
-        return self.crm_aa_t0
-
-    def cro_aa_sent_ms(self):
-        """When the first CRO 0xAA went out (-1: not yet)."""
-        return self.cro_aa_t0
+    def aa_sent_ms(self, i):
+        """When the first CRM (``i`` = CRM) / CRO 0xAA went out (-1: not yet)."""
+        return self.crm_aa_t0 if i == CRM else self.cro_aa_t0
 
     def cst_started_ms(self):
         """When the first CST frame of this stop went out (-1: none)."""
@@ -142,23 +138,18 @@ class ChargerTx:
         self.csd_min = minutes
         self.csd_energy = energy
 
-    def set_ccs(self, v, i, minutes):
-        """CCS measurements for the next CCS frames."""
+    def set_ccs(self, v, i, minutes, permit):
+        """CCS content for the next CCS frames (one call per charging tick:
+        measurements and the charging-permitted bit, 0 = paused)."""
         self.ccs_v = v
         self.ccs_i = i
         self.ccs_min = minutes
+        self.ccs_permit = permit
 
     def set_ccs_out(self, v, i):
         """CCS voltage and current only (the stop ramp-down: minutes kept)."""
         self.ccs_v = v
         self.ccs_i = i
-
-    def set_permit(self, permit):
-        """CCS charging-permitted bit (0 = paused)."""
-        self.ccs_permit = permit
-
-    def is_on(self, i):
-        return self.on[i]
 
     def keep(self, i):
         """Switch slot ``i`` back on on its old grid (no new first frame):

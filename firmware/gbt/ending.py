@@ -37,7 +37,7 @@ class Ending:
             return
         self.stop_why = why
         tx = self.tx
-        ccs = tx.is_on(tx_.CCS)
+        ccs = tx.on[tx_.CCS]
         self._ccs_off_n = -1
         tx.stop_all()
         if ccs and st == CHARGING:
@@ -120,7 +120,7 @@ class Ending:
                 and not self._bleed_started):
             self._bleed_start(now)
         tx = self.tx
-        if tx.is_on(tx_.CCS):
+        if tx.on[tx_.CCS]:
             v = self.inp.v_outside
             i = self.inp.i_out
             tx.set_ccs_out(v if v > 0 else 0, i if i > 0 else 0)
@@ -205,7 +205,7 @@ class Ending:
         c = self.c
         out = self.out
         if not self._aux_done:
-            if self.tx.is_on(tx_.CEM) and ticks_diff(now, self.stage_entered_ms) < c.cem_hold_ms:
+            if self.tx.on[tx_.CEM] and ticks_diff(now, self.stage_entered_ms) < c.cem_hold_ms:
                 return
             self.tx.stop(tx_.CEM)
             out.k34 = 0                   # aux power off: CSD sent + BSD in (or timed out)
