@@ -222,7 +222,7 @@ class ChargerApp:
         self.ixw = IxWatch(self.link, self.bms, cfg)
         self.session = ChargerSession(cfg, self._send, self.inp, self.out,
                                       self.bms, self.link)
-        self.link.handler = self.session.on_message
+        # (the session registers its message handler on the link itself)
         self.session.stage_entered_ms = self.clock.ticks_ms()   # idle since boot
         self.session.vin_check = self._vin_check
         self.session.start_gate = self._start_gate

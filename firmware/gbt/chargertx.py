@@ -3,8 +3,8 @@
 One slot per charger message (CHM, CRM, CTS, CML, CRO, CCS, CST, CSD, CEM),
 each with its own period, on/off flag, next due time and preallocated
 8-byte buffer (a board may queue the buffer, so messages never share one).
-The session decides *which* messages are on and writes their content fields
-(``crm_aa``, ``cro_aa``, ``ccs_v`` ...); ``service(now)`` (called at the end
+The session decides *which* messages are on and sets their content through
+methods (``set_aa``, ``set_cst``, ``set_ccs`` ...); ``service(now)`` (called at the end
 of every session tick) sends what is due.  A slot starts sending at the tick
 it is switched on, then keeps a fixed grid (``due += period``), so a content
 change (CRM 0x00 -> 0xAA, CRO 0x00 -> 0xAA) never disturbs the period.
@@ -96,6 +96,66 @@ class ChargerTx:
         self.csd_min = 0
         self.csd_energy = 0
         self.cem_bits = 0
+
+    # -- content and timing, through methods (the session never writes the
+    # slots' fields itself: what a frame says is decided here) -------------
+    def crm_new(self):
+        """A new handshake attempt: CRM and CRO back to 0x00, their
+        "first 0xAA sent" times forgotten."""
+        self.crm_aa = 0
+        self.crm_aa_t0 = -1
+        self.cro_aa = 0
+        self.cro_aa_t0 = -1
+
+    def set_aa(self, i, aa):
+        """CRM (``i`` = CRM: BRM accepted) or CRO (``i`` = CRO: ready) says
+        0xAA (``aa`` 1) or 0x00 from its next frame on."""
+        if i == CRM:
+            self.crm_aa = aa
+        else:
+            self.cro_aa = aa
+
+    def aa_sent_ms(self, i):
+        """When the first CRM (``i`` = CRM) / CRO 0xAA went out (-1: not yet)."""
+        return self.crm_aa_t0 if i == CRM else self.cro_aa_t0
+
+    def cst_started_ms(self):
+        """When the first CST frame of this stop went out (-1: none)."""
+        return self.cst_t0
+
+    def set_cst(self, reason, fault, error):
+        """CST content (encoded at the next ``start(CST)``)."""
+        self.cst_reason = reason
+        self.cst_fault = fault
+        self.cst_error = error
+
+    def set_cem(self, bits):
+        """CEM content (encoded at the next ``start(CEM)``)."""
+        self.cem_bits = bits
+
+    def set_csd(self, minutes, energy):
+        """CSD content (encoded at the next ``start(CSD)``): minutes, kWh x10."""
+        self.csd_min = minutes
+        self.csd_energy = energy
+
+    def set_ccs(self, v, i, minutes, permit):
+        """CCS content for the next CCS frames (one call per charging tick:
+        measurements and the charging-permitted bit, 0 = paused)."""
+        self.ccs_v = v
+        self.ccs_i = i
+        self.ccs_min = minutes
+        self.ccs_permit = permit
+
+    def set_ccs_out(self, v, i):
+        """CCS voltage and current only (the stop ramp-down: minutes kept)."""
+        self.ccs_v = v
+        self.ccs_i = i
+
+    def keep(self, i):
+        """Switch slot ``i`` back on on its old grid (no new first frame):
+        CCS keeps its period through the stop ramp-down."""
+        self.on[i] = 1
+        self._next = -1
 
     def start(self, i, now):
         """Switch slot ``i`` on; its first frame goes out at this tick.

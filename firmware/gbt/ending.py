@@ -44,10 +44,8 @@ class Ending:
             # CCS goes on, on its own period, while the current ramps down
             # (until K1/K2 open): the BMS sees the charger's current fall
             # (GB/T 27930 lets CCS run until the charger has stopped).
-            tx.on[tx_.CCS] = 1
-        tx.cst_reason = reason
-        tx.cst_fault = fault
-        tx.cst_error = error
+            tx.keep(tx_.CCS)
+        tx.set_cst(reason, fault, error)
         self._t_stop = now
         if st == LOCKING:                 # no CHM yet: nobody to tell
             self._exchange = 0
@@ -66,7 +64,7 @@ class Ending:
         self.cem |= bits
         tx = self.tx
         tx.stop_all()
-        tx.cem_bits = bits
+        tx.set_cem(bits)
         if bits:
             tx.start(tx_.CEM, now)
         self._comm_lost = 1 if self.rehandshakes >= self.c.rehs_max else 0
@@ -125,8 +123,7 @@ class Ending:
         if tx.on[tx_.CCS]:
             v = self.inp.v_outside
             i = self.inp.i_out
-            tx.ccs_v = v if v > 0 else 0
-            tx.ccs_i = i if i > 0 else 0
+            tx.set_ccs_out(v if v > 0 else 0, i if i > 0 else 0)
             if not self._k12:
                 # output off: one more CCS shows it (the current the BMS
                 # must see fall), then CCS ends
@@ -148,7 +145,7 @@ class Ending:
         if self._bst_seen and self.tx.sent[tx_.CST] != self._cst_n0:
             self._enter_statistics(now)
             return
-        if ticks_diff(now, self.tx.cst_t0) >= self.c.bst_ms:
+        if ticks_diff(now, self.tx.cst_started_ms()) >= self.c.bst_ms:
             self.stop_detail = WHY_BST_TO
             self._enter_finish(now, m.CEM_BST)
 
@@ -166,8 +163,7 @@ class Ending:
         """BSD received: CST off, CSD on (its first frame in this tick)."""
         tx = self.tx
         tx.stop(tx_.CST)
-        tx.csd_min = self.ctl.minutes()
-        tx.csd_energy = self.ctl.energy_wh // 100
+        tx.set_csd(self.ctl.minutes(), self.ctl.energy_wh // 100)
         self._csd_n0 = tx.sent[tx_.CSD]
         tx.start(tx_.CSD, now)
 
@@ -196,7 +192,7 @@ class Ending:
             tx.stop(tx_.CST)
             tx.stop(tx_.CSD)
             self.cem |= cem_bits
-            tx.cem_bits = cem_bits
+            tx.set_cem(cem_bits)
             tx.start(tx_.CEM, now)
         else:
             tx.stop(tx_.CSD)
@@ -214,7 +210,6 @@ class Ending:
             self.tx.stop(tx_.CEM)
             out.k34 = 0                   # aux power off: CSD sent + BSD in (or timed out)
             self._aux_done = 1
-            self.aux_off_ms = now
         if self._bleeding:
             return
         if self._k12 or self.inp.v_outside >= c.unlock_v:

@@ -161,7 +161,6 @@ class ChargerSession(Startup, Ending):
         self.ins_skipped = 0              # no BHM: insulation test skipped (no_bhm_ins_v 0)
         self.open_forced = 0
         self.rx_bad = 0
-        self.aux_off_ms = -1
         self._k12 = 0
         self._bleeding = 0
         self._bleed_started = 0
@@ -398,10 +397,10 @@ class ChargerSession(Startup, Ending):
         if int(b.permit) == 0:            # BSM pause
             if self._pause(now):
                 return
-            tx.ccs_permit = 0
+            permit = 0
         else:
             self._t_pause = -1
-            tx.ccs_permit = 1
+            permit = 1
             if int(self._bcl_seen) and int(self._flowing):
                 demand = 1
         # limit + ramp + v_limit + energy/time in one call (Control.charge_step)
@@ -413,9 +412,7 @@ class ChargerSession(Startup, Ending):
         self.energy_wh = e
         mins = int(ctl.charge_ms) // 60000     # ctl.minutes()
         self.charge_min = mins
-        tx.ccs_v = v if v > 0 else 0
-        tx.ccs_i = i_meas
-        tx.ccs_min = mins if mins < 600 else 600
+        tx.set_ccs(v if v > 0 else 0, i_meas, mins if mins < 600 else 600, permit)
         t = int(c.target_wh)
         if t and e >= t:
             self._target(now, dt)
@@ -430,7 +427,7 @@ class ChargerSession(Startup, Ending):
 
     def _arm_timers(self, now):
         tx = self.tx
-        t0 = tx.cro_aa_t0
+        t0 = tx.aa_sent_ms(tx_.CRO)
         if t0 >= 0:
             self._armed = 1
             if ticks_diff(t0, self._t_bcl) > 0:
@@ -495,13 +492,13 @@ class ChargerSession(Startup, Ending):
             if st == CHARGING:
                 self._t_bcl = now
                 self._bcl_seen = 1
-                if not self._flowing and self.tx.cro_aa_t0 >= 0:
+                if not self._flowing and self.tx.aa_sent_ms(tx_.CRO) >= 0:
                     self._flow(now)
         elif pgn == _PGN_BCS:
             if st == CHARGING:
                 self._t_bcs = now
                 self._bcs_seen = 1
-                if not self._flowing and self.tx.cro_aa_t0 >= 0:
+                if not self._flowing and self.tx.aa_sent_ms(tx_.CRO) >= 0:
                     self._flow(now)
         elif pgn == _PGN_BSM:
             if st == CHARGING:

@@ -4,8 +4,9 @@ Every time, threshold and limit the session, its transmitter and its output
 control use is here, declared as ``CONFIG_SCHEMA`` and registered with
 ``config.register``.  ``SessionConfig`` copies the values once into plain
 attributes (``c.bcl_ms``) so that the 10 ms tick never looks a key up.
-A key missing from the dict given to it takes its schema default (tests and
-tools may pass a partial dict; the product passes a validated full one).
+Values are read through ``config.get`` (the one config path): a key missing
+from the dict given to it takes its registered schema default (tests and tools
+may pass a partial dict; the product passes a validated full one).
 Where each number comes from: docs/session.md.
 """
 import config
@@ -106,15 +107,6 @@ if _cross not in config.CROSS_CHECKS:
     config.CROSS_CHECKS.append(_cross)
 
 
-def _get(cfg, key, default):
-    if cfg is None:
-        return default
-    try:
-        return cfg[key]
-    except KeyError:
-        return default
-
-
 class SessionConfig:
     """Plain attributes: ``session.bcl_ms`` -> ``c.bcl_ms``; the charger
     rating as ``c.max_v, c.min_v, c.max_i, c.min_i, c.max_p``; the charger
@@ -124,23 +116,20 @@ class SessionConfig:
     def __init__(self, cfg=None):
         n = len(_S)
         for e in CONFIG_SCHEMA:
-            v = _get(cfg, e[0], e[1])
+            v = config.get(cfg, e[0])
             if isinstance(e[1], bool):
                 v = 1 if v else 0
             setattr(self, e[0][n:], v)
-        base = {}
-        for e in config.CONFIG_SCHEMA:
-            base[e[0]] = e[1]
-        self.max_v = _get(cfg, "rating.max_v", base["rating.max_v"])
-        self.min_v = _get(cfg, "rating.min_v", base["rating.min_v"])
-        self.max_i = _get(cfg, "rating.max_i", base["rating.max_i"])
-        self.min_i = _get(cfg, "rating.min_i", base["rating.min_i"])
-        self.max_p = _get(cfg, "rating.max_p", base["rating.max_p"])
-        self.charger_no = no = _get(cfg, "charger.id", base["charger.id"])
+        self.max_v = config.get(cfg, "rating.max_v")
+        self.min_v = config.get(cfg, "rating.min_v")
+        self.max_i = config.get(cfg, "rating.max_i")
+        self.min_i = config.get(cfg, "rating.min_i")
+        self.max_p = config.get(cfg, "rating.max_p")
+        self.charger_no = no = config.get(cfg, "charger.id")
         # CRM/CSD bytes 4 LE, split once here: a number >= 2**30 is a long
         # int on a 32-bit port, and every shift or mask of it would allocate
         # in each CRM (250 ms) and CSD frame
         self.charger_no_le = bytes((no & 0xFF, (no >> 8) & 0xFF, (no >> 16) & 0xFF,
                                     (no >> 24) & 0xFF))
-        r = _get(cfg, "charger.region", base["charger.region"])
+        r = config.get(cfg, "charger.region")
         self.region = r.encode()[:3] if r else None

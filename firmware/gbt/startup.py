@@ -173,10 +173,7 @@ class Startup:
         self._reset_attempt()
         tx = self.tx
         tx.stop_all()
-        tx.crm_aa = 0
-        tx.crm_aa_t0 = -1
-        tx.cro_aa = 0
-        tx.cro_aa_t0 = -1
+        tx.crm_new()
         tx.start(tx_.CRM, now)
         self._enter(RECOGNITION, now)
 
@@ -189,10 +186,10 @@ class Startup:
             if ticks_diff(now, self._t) >= c.brm_ms:
                 self._rehandshake(now, m.CEM_BRM, W.WHY_BRM_TO)
         elif not self._bcp:
-            t0 = tx.crm_aa_t0
+            t0 = tx.aa_sent_ms(tx_.CRM)
             if t0 >= 0 and ticks_diff(now, t0) >= c.bcp_ms:
                 self._rehandshake(now, m.CEM_BCP, W.WHY_BCP_TO)
-        elif tx.crm_aa_t0 >= 0:
+        elif tx.aa_sent_ms(tx_.CRM) >= 0:
             # BCP came before CRM 0xAA went out (same receive pass as the
             # BRM): the BMS must see CRM 0xAA at least once first.
             self._enter_parameter(now)
@@ -221,7 +218,7 @@ class Startup:
             if not ok:
                 self._stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_VIN, True)
                 return
-        self.tx.crm_aa = 1
+        self.tx.set_aa(tx_.CRM, 1)
 
     def _on_bcp(self, now):
         c = self.c
@@ -235,7 +232,7 @@ class Startup:
             self._bcp_reject(now, err, W.WHY_BCP)
             return
         self._bcp = 1
-        if self.tx.crm_aa_t0 >= 0:
+        if self.tx.aa_sent_ms(tx_.CRM) >= 0:
             self._enter_parameter(now)
         # else: _tick_recognition enters PARAMETER after the first CRM 0xAA
 
@@ -263,7 +260,7 @@ class Startup:
 
     def _rej_cml(self, now):
         tx = self.tx
-        if tx.crm_aa_t0 < 0:
+        if tx.aa_sent_ms(tx_.CRM) < 0:
             return                        # CRM 0xAA first (_tick_recognition)
         self._rej_n = tx.sent[tx_.CML] + tx.fail[tx_.CML]
         tx.stop(tx_.CRM)
@@ -301,7 +298,7 @@ class Startup:
         tx = self.tx
         tx.stop(tx_.CML)
         tx.stop(tx_.CTS)
-        tx.cro_aa = 0
+        tx.set_aa(tx_.CRO, 0)
         tx.start(tx_.CRO, now)
         self._enter(PRECHARGE, now)
 
@@ -345,7 +342,7 @@ class Startup:
     def _pre_close(self, now):
         self.out.k12 = 1
         self._k12 = 1
-        self.tx.cro_aa = 1
+        self.tx.set_aa(tx_.CRO, 1)
         # every charging-stage timeout runs from here (restarted at the
         # first CRO 0xAA really sent, _tick_charging)
         self._t_bcl = now
