@@ -57,6 +57,25 @@ def healthy(root=UPDATE_ROOT):
         update.confirm(root)
 
 
+def install(path, key_path="keys.json", root=UPDATE_ROOT):
+    """The field engineer's update (maintainer console, as Python)::
+
+        import bootseq; bootseq.install("fw.evu")
+
+    Verifies the bundle (SM2 + SM3, ~1.1 s on an F405: only with no vehicle
+    connected, the console blocks the control loop meanwhile) and writes it
+    into the inactive slot; the next reset runs it on trial.  Prints the
+    outcome; returns the version, or 0 when the bundle was refused."""
+    from security import update
+    try:
+        v = update.install(path, update.load_pub(key_path), root)
+    except (update.UpdateError, OSError) as e:
+        print("update REFUSED: %s (the running firmware stays)" % e)
+        return 0
+    print("update version %d installed: reset (machine.reset()) to run it" % v)
+    return v
+
+
 def _first_call(board, name, fn, root):
     def first(*a):
         setattr(board, name, fn)       # later calls go straight through

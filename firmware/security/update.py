@@ -140,6 +140,18 @@ def verify(path, pub):
     return ver, files
 
 
+def load_pub(key_path="keys.json"):
+    """``update_pub`` of the key file as 64 bytes, or None (not provisioned)."""
+    import config
+    from binascii import unhexlify
+    try:
+        with open(key_path, "rb") as f:
+            d = config.parse(f.read(4096))
+        return unhexlify(d["update_pub"])
+    except Exception:
+        return None
+
+
 # ---- slots -----------------------------------------------------------------
 def state(root):
     import config

@@ -154,6 +154,19 @@ def test_no_valid_slot_falls_back_to_the_image():
     eq(_boot(d), "image", "the image's firmware boots")
 
 
+def test_engineer_install_command_with_key_file():
+    d = _root("cmd")
+    import binascii
+    with open(d + "/keys.json", "w") as f:
+        f.write('{"update_pub": "%s"}' % binascii.hexlify(V.PUB).decode())
+    _bundle(d, V.APP_V5_FORGED)
+    eq(bootseq.install(d + "/in.evu", d + "/keys.json", d), 0, "forged bundle refused")
+    eq(bootseq.install(d + "/in.evu", d + "/nokeys.json", d), 0, "no key provisioned: refused")
+    _bundle(d, V.APP_V2)
+    eq(bootseq.install(d + "/in.evu", d + "/keys.json", d), 2, "good bundle installed")
+    eq(_boot(d), 2, "reset: v2 runs")
+
+
 def test_slot_selection_cost():
     """Not an assert on time: prints the boot-time cost of the selection
     (ticks_us; on the QEMU image under icount, 1 tick = 1 kinstr)."""
