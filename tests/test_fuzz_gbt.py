@@ -167,9 +167,19 @@ def test_fuzz_config_json_parser(text):
 
 
 _EL = HEL.FW
+
+
+def _el_record(body):
+    rec = bytearray(bytes([_EL.MAGIC]) + (body * 30)[:29] + b"\0\0")
+    c = _EL.crc16(rec, 0, 30)
+    rec[30], rec[31] = c & 0xFF, c >> 8
+    return bytes(rec)
+
+
 _el_in = st.one_of(st.binary(max_size=400),
                    st.lists(st.one_of(st.binary(max_size=40),
-                                      st.just(bytes([getattr(_EL, "MAGIC", 0xE5)]))),
+                                      st.binary(min_size=1, max_size=29).map(_el_record),
+                                      st.just(bytes([_EL.MAGIC]))),
                             max_size=20).map(b"".join))
 
 
@@ -177,9 +187,9 @@ _el_in = st.one_of(st.binary(max_size=400),
 @given(_el_in)
 def test_fuzz_event_log_record_scanner(data):
     recs, skipped = HEL.scan(data)
-    assert 0 <= skipped <= len(data)
+    assert 0 <= skipped and skipped + _EL.REC_SIZE * len(recs) <= len(data)
     for r in recs:
-        assert len(r) == len(HEL.FIELDS) - 2 or len(r) >= 5
+        assert len(r) == len(HEL.FIELDS) and isinstance(r[-1], str)
 
 
 _TW = HTL.FW
