@@ -10,6 +10,7 @@ module of the ESP32 port and would shadow it); on the host (tests) it is
 imported as ``esp32``.
 """
 import micropython
+import bootseq                  # firmware/bootseq.py: slot selection, rollback, fail safe
 
 CONFIG_PATH = "config.json"
 
@@ -25,31 +26,13 @@ def _pkg():
     return board, pins
 
 
-def _pins_off():
-    """Power stage, K1/K2, K3/K4 off using only ``machine`` and the pin map."""
-    try:
-        import machine
-        pins = _pkg()[1]
-    except Exception:
-        return
-    for name in ("pwr_en", "k12", "k34"):
-        for e in pins.OUTPUTS:
-            if e[0] == name:
-                try:
-                    machine.Pin(e[1], machine.Pin.OUT, value=0 if e[2] else 1)
-                except Exception:
-                    pass
+def _pins():
+    return _pkg()[1]
 
 
 def fail_safe(board):
     """Outputs safe, whatever state the firmware is in.  Never raises."""
-    try:
-        if board is not None:
-            board.force_safe()
-            return
-    except Exception:
-        pass
-    _pins_off()
+    bootseq.make_safe(board, _pins)
 
 
 def build(config_path=CONFIG_PATH):
@@ -58,16 +41,16 @@ def build(config_path=CONFIG_PATH):
     return _pkg()[0].Esp32Board(cfg)
 
 
+def _app(board, config_path):
+    import charger               # from the selected slot (bootseq.enter)
+    # console=True: the field engineer's mpremote reaches the running
+    # charger on the REPL port (Ctrl-C no longer interrupts main.py).
+    charger.main(board, config_path, console=True)
+
+
 def run(config_path=CONFIG_PATH):
-    board = None
-    try:
-        board = build(config_path)
-        import charger
-        # console=True: the field engineer's mpremote reaches the running
-        # charger on the REPL port (Ctrl-C no longer interrupts main.py).
-        charger.main(board, config_path, console=True)
-    finally:
-        fail_safe(board)
+    """Slot selection, trial/rollback, then the charger (firmware/bootseq.py)."""
+    bootseq.run(lambda: build(config_path), lambda b: _app(b, config_path), fail_safe)
 
 
 if __name__ == "__main__":

@@ -80,31 +80,41 @@ def _copy_out(state, host_dir):
         dst.close()
 
 
+def _safe(board):
+    if board is not None:
+        board.force_safe()
+        try:
+            board.flush()
+        except Exception:
+            pass
+
+
 def run(config="config.json", state="state", epoch=1767225600, console=False, exit=True,
-        host_state=None, restore=()):
-    """Run the charger.  ``host_state``: a host directory mirrored into
-    ``state/`` before the app starts (the files named in ``restore``) and
-    written back when it stops."""
+        host_state=None, restore=(), update="update"):
+    """Run the charger through the shared boot sequence (firmware/bootseq.py:
+    the slot under ``update``, trial, rollback).  ``host_state``: a host
+    directory mirrored into ``state/`` before the app starts (the files
+    named in ``restore``) and written back when it stops."""
     micropython.kbd_intr(-1 if console else 3)
-    board = None
     if host_state:
         _copy_in(host_state, state, restore)
-    try:
+
+    def build():
         from qemu.board import QemuBoard
-        board = QemuBoard(epoch)
-        import charger
+        return QemuBoard(epoch)
+
+    def start(board):
+        import charger             # from the selected slot (bootseq.enter)
         gc.collect()
         HEAP["imports_alloc"] = gc.mem_alloc()
         board.send_text("heap", "boot_free=%d boot_alloc=%d imports_alloc=%d" % (
             HEAP.get("boot_free", -1), HEAP.get("boot_alloc", -1), HEAP["imports_alloc"]))
         charger.main(board, config, console=console, state_dir=state)
+
+    try:
+        import bootseq
+        bootseq.run(build, start, _safe, update)
     finally:
-        if board is not None:
-            board.force_safe()
-            try:
-                board.flush()
-            except Exception:
-                pass
         if host_state:
             _copy_out(state, host_state)
     if exit:

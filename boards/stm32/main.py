@@ -14,6 +14,7 @@ Layout on the board's filesystem (docs/boards.md): firmware modules at the
 root (or /lib), this package as ``/stm32/``, this file as ``/main.py``.
 """
 import micropython
+import bootseq                  # firmware/bootseq.py: slot selection, rollback, fail safe
 
 CONFIG_PATH = "config.json"
 
@@ -21,31 +22,14 @@ if hasattr(micropython, "alloc_emergency_exception_buf"):   # not on unix
     micropython.alloc_emergency_exception_buf(100)   # readable ISR tracebacks
 
 
-def _pins_off():
-    """Power stage, K1/K2, K3/K4 off using only ``machine`` and the pin map."""
-    try:
-        import machine
-        from stm32 import pins
-    except Exception:
-        return
-    for name in ("pwr_en", "k12", "k34"):
-        for e in pins.OUTPUTS:
-            if e[0] == name:
-                try:
-                    machine.Pin(e[1], machine.Pin.OUT, value=0 if e[2] else 1)
-                except Exception:
-                    pass
+def _pins():
+    from stm32 import pins
+    return pins
 
 
 def fail_safe(board):
     """Outputs safe, whatever state the firmware is in.  Never raises."""
-    try:
-        if board is not None:
-            board.force_safe()
-            return
-    except Exception:
-        pass
-    _pins_off()
+    bootseq.make_safe(board, _pins)
 
 
 def build(config_path=CONFIG_PATH):
@@ -59,16 +43,16 @@ def build(config_path=CONFIG_PATH):
     return Stm32Board(cfg)
 
 
+def _app(board, config_path):
+    import charger               # from the selected slot (bootseq.enter)
+    # console=True: the field engineer's mpremote reaches the running
+    # charger on the REPL port (Ctrl-C no longer interrupts main.py).
+    charger.main(board, config_path, console=True)
+
+
 def run(config_path=CONFIG_PATH):
-    board = None
-    try:
-        board = build(config_path)
-        import charger
-        # console=True: the field engineer's mpremote reaches the running
-        # charger on the REPL port (Ctrl-C no longer interrupts main.py).
-        charger.main(board, config_path, console=True)
-    finally:
-        fail_safe(board)
+    """Slot selection, trial/rollback, then the charger (firmware/bootseq.py)."""
+    bootseq.run(lambda: build(config_path), lambda b: _app(b, config_path), fail_safe)
 
 
 if __name__ == "__main__":

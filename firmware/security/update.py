@@ -19,16 +19,20 @@ one is ``pending`` (installed, not yet confirmed), the ``version`` of each
 and the boot ``tries`` of the pending one.  ``install`` writes the files
 into the inactive slot and only then marks it pending (a power cut before
 leaves the old state).  At boot ``select`` returns the slot to run: the
-pending one for at most ``MAX_TRIES`` boots, then the active one again
-(rollback).  ``confirm`` (the app, once it has run healthy) makes the
-pending slot active.  A bundle whose version is not above the installed one
+pending one for ``MAX_TRIES`` (one) trial boot; a trial that never
+confirmed (a reset or power cut during the trial) is rolled back at the
+next boot, and ``fail`` (the boot module, firmware/bootseq.py, when the app
+raised before it reported healthy) rolls back at once.  ``confirm`` (the
+app, once it has run healthy) makes the pending slot active.  A slot whose
+directory is gone or empty is not run: the image's own (frozen) firmware is
+the factory fallback.  A bundle whose version is not above the installed one
 is refused (no downgrade or replay of an old signed bundle).
 """
 import os
 from micropython import const
 
 MAGIC = b"EVU1"
-MAX_TRIES = const(2)
+MAX_TRIES = const(1)
 _MAX_MANIFEST = const(4096)
 _MAX_FILES = const(64)
 _CHUNK = const(512)
@@ -136,6 +140,18 @@ def verify(path, pub):
     return ver, files
 
 
+def load_pub(key_path="keys.json"):
+    """``update_pub`` of the key file as 64 bytes, or None (not provisioned)."""
+    import config
+    from binascii import unhexlify
+    try:
+        with open(key_path, "rb") as f:
+            d = config.parse(f.read(4096))
+        return unhexlify(d["update_pub"])
+    except Exception:
+        return None
+
+
 # ---- slots -----------------------------------------------------------------
 def state(root):
     import config
@@ -221,15 +237,39 @@ def select(root):
         if st.get("tries", 0) < MAX_TRIES:
             st["tries"] = st.get("tries", 0) + 1
             _save(root, st)
-            return root + "/slot_" + p, True
+            d = root + "/slot_" + p
+            if _has_files(d):
+                return d, True
         # the pending firmware never confirmed: roll back
         st["pending"] = ""
         st["tries"] = 0
         st["rolled_back"] = st.get("pversion", 0)
         _save(root, st)
     if st.get("version", 0):
-        return root + "/slot_" + st["active"], False
+        d = root + "/slot_" + st["active"]
+        if _has_files(d):
+            return d, False
     return "", False
+
+
+def _has_files(d):
+    try:
+        return len(os.listdir(d)) > 0
+    except OSError:
+        return False
+
+
+def fail(root):
+    """The trial firmware failed before it reported healthy: drop it now,
+    so the next boot runs the previous slot.  False when nothing was on trial."""
+    st = state(root)
+    if not st.get("pending"):
+        return False
+    st["rolled_back"] = st.get("pversion", 0)
+    st["pending"] = ""
+    st["tries"] = 0
+    _save(root, st)
+    return True
 
 
 def confirm(root):
