@@ -1,0 +1,92 @@
+"""Issue 13, C-2 on the board's own code: SM4 and AES-128 known answers
+(GB/T 32907 example and its 1,000,000-iteration example, FIPS 197 C.1),
+HMAC-SM3, and the sealed record layer refusing forged, replayed, reordered,
+tampered and truncated frames (security/linkrec.py)."""
+import mptest
+from mptest import eq, true
+from binascii import unhexlify
+from security.sm4 import SM4
+from security.aes128 import AES128
+from security import linkrec as L
+
+_SM4_KEY = unhexlify("0123456789abcdeffedcba9876543210")
+
+
+def test_c2_sm4_standard_example():
+    eq(SM4(_SM4_KEY).encrypt(_SM4_KEY), unhexlify("681edf34d206965e86b3e94f536e4246"),
+       "GB/T 32907 example 1")
+
+
+def test_c2_sm4_million_iterations():
+    c = SM4(_SM4_KEY)
+    b = bytearray(_SM4_KEY)
+    for _ in range(1000000):
+        c.encrypt_into(b, b)
+    eq(bytes(b), unhexlify("595298c7c6fd271f0402f804c33d3f66"), "GB/T 32907 example 2")
+
+
+def test_c2_aes128_fips197_c1_pure_and_cryptolib():
+    k = unhexlify("000102030405060708090a0b0c0d0e0f")
+    p = unhexlify("00112233445566778899aabbccddeeff")
+    want = unhexlify("69c4e0d86a7b0430d8cdb78070b4c55a")
+    eq(AES128(k, pure=True).encrypt(p), want, "viper AES")
+    eq(AES128(k).encrypt(p), want, "port AES (cryptolib where present)")
+
+
+def test_c2_key_length_checked():
+    for cls in (SM4, AES128):
+        try:
+            cls(b"short")
+        except ValueError:
+            continue
+        true(False, "%s accepted a 5-byte key" % cls.__name__)
+
+
+def _pair(suite):
+    a = (b"\x11" * 16, b"\x22" * 32)
+    b = (b"\x33" * 16, b"\x44" * 32)
+    return L.RecordLayer(suite, a, b), L.RecordLayer(suite, b, a)
+
+
+def test_c2_records_round_trip_both_suites():
+    for suite in (L.SUITE_SM, L.SUITE_AES):
+        charger, platform = _pair(suite)
+        for n in (0, 1, 15, 16, 17, 300):
+            msg = bytes(range(256)) * 2
+            f = charger.seal(L.T_TELEMETRY, msg[:n])
+            true(n < 4 or msg[:n] not in f, "payload is encrypted")
+            eq(platform.open(f), (L.T_TELEMETRY, msg[:n]), "suite %d, %d bytes" % (suite, n))
+        eq(charger.open(platform.seal(L.T_STOP, b"stop")), (L.T_STOP, b"stop"), "other way")
+
+
+def test_c2_replayed_and_reordered_records_refused():
+    charger, platform = _pair(L.SUITE_SM)
+    f1 = platform.seal(L.T_STOP, b"stop 1")
+    f2 = platform.seal(L.T_STOP, b"stop 2")
+    eq(charger.open(f2), (L.T_STOP, b"stop 2"), "newer first")
+    eq(charger.open(f1), None, "older after newer (reordered)")
+    eq(charger.open(f2), None, "the same record again (replayed)")
+    eq(charger.rejected[L.REJECT_REPLAY], 2, "counted as replay")
+
+
+def test_c2_tampered_forged_truncated_records_refused():
+    for suite in (L.SUITE_SM, L.SUITE_AES):
+        charger, platform = _pair(suite)
+        f = platform.seal(L.T_STOP, b"stop now")
+        for i in (0, 1, 5, 11, 12, 19, len(f) - 1):
+            t = bytearray(f)
+            t[i] ^= 0x01
+            eq(charger.open(bytes(t)), None, "bit flipped at %d" % i)
+        eq(charger.open(f[:-1]), None, "one byte short")
+        eq(charger.open(f[:8]), None, "header only")
+        eq(charger.open(f + b"\0"), None, "one byte long")
+        other = L.RecordLayer(suite, (b"\x33" * 16, b"\x55" * 32), (b"\0" * 16, b"\0" * 32))
+        eq(charger.open(other.seal(L.T_STOP, b"stop now")), None, "sealed with another MAC key")
+        # Byte 11 is the length field: that flip is refused as a length mismatch.
+        eq(charger.rejected[L.REJECT_TAG], 7, "tag refusals counted")
+        eq(charger.rejected[L.REJECT_SHORT], 4, "length refusals counted")
+        eq(charger.rejected[L.REJECT_REPLAY], 0, "nothing taken for a replay")
+        eq(charger.open(f), (L.T_STOP, b"stop now"), "the genuine frame still opens")
+
+
+mptest.main(globals())
