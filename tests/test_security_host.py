@@ -248,3 +248,101 @@ for f in (%r, %r, %r, %r):
     stranger = S.RecordLayer(suite, (up[0], os.urandom(32)), down)   # no MAC key
     assert platform.open(stranger.seal(1, b'{"soc": 99}')) is None
     assert platform.rejected["tag"] == 1
+
+
+_HS_BOARD = r"""
+import sys
+from binascii import hexlify, unhexlify
+from security import handshake as H, linkrec as L
+from security.rng import random_bytes
+keys = {"sm2_priv": int.from_bytes(unhexlify(%r), "big"), "sm2_pub": unhexlify(%r),
+        "platform_pub": unhexlify(%r), "link_psk": unhexlify(%r)}
+hs = H.ChargerHandshake(%r, 7, keys, random_bytes, 10000, 600000, 0)
+now = 0
+def run():
+    global now
+    while True:
+        now += 1
+        if not hs.step(now):
+            print("FAILED " + hs.reason)
+            sys.exit(0)
+        m = hs.take(now)
+        if m is not None:
+            return m
+print(hexlify(run()).decode())
+if not hs.feed(unhexlify(sys.stdin.readline().strip()), now):
+    print("FAILED " + hs.reason)
+    sys.exit(0)
+print(hexlify(run()).decode())
+print(hexlify(hs.records.seal(L.T_TELEMETRY, b'{"soc": 42}')).decode())
+r = hs.records.open(unhexlify(sys.stdin.readline().strip()))
+print(r[1].decode() if r else "refused")
+"""
+
+
+def _hs_keys():
+    from host_tools import secsign
+    cpriv, cpub = secsign.new_keypair()
+    ppriv, ppub = secsign.new_keypair()
+    return {"charger_priv": cpriv, "charger_pub": cpub, "platform_priv": ppriv,
+            "platform_pub": ppub, "link_psk": os.urandom(32)}
+
+
+def _hs_run(tmp_path, suite, board_keys, platform_keys):
+    """The board's handshake (real micropython) against the platform's."""
+    from conftest import micropython_bin, mp_path
+    from host_tools.platform import seclink as S
+    p = tmp_path / "hs.py"
+    p.write_text(_HS_BOARD % (board_keys["charger_priv"].hex(), board_keys["charger_pub"].hex(),
+                              board_keys["platform_pub"].hex(), board_keys["link_psk"].hex(),
+                              suite))
+    proc = subprocess.Popen([micropython_bin(), str(p)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=dict(os.environ, MICROPYPATH=mp_path()))
+    plat = S.PlatformHandshake(platform_keys)
+    try:
+        reply = plat.answer(bytes.fromhex(proc.stdout.readline().strip()))
+        assert reply is not None
+        proc.stdin.write(reply.hex() + "\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline().strip()
+        if line.startswith("FAILED"):
+            return line, plat
+        assert plat.finish(bytes.fromhex(line)), "the platform refused the charger's FINISH"
+        assert plat.records.open(bytes.fromhex(proc.stdout.readline().strip())) == \
+            (1, b'{"soc": 42}')
+        proc.stdin.write(plat.records.seal(2, b'{"cmd":"stop"}').hex() + "\n")
+        proc.stdin.flush()
+        return proc.stdout.readline().strip(), plat
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=300)
+
+
+@pytest.mark.parametrize("suite", ["sm", "aes"])
+def test_c2_handshake_board_and_platform_agree_and_seal_both_ways(tmp_path, suite):
+    k = _hs_keys()
+    got, plat = _hs_run(tmp_path, suite, k, k)
+    assert got == '{"cmd":"stop"}'
+    assert plat.charger_id == 7
+
+
+@pytest.mark.parametrize("suite", ["sm", "aes"])
+def test_c2_handshake_refuses_an_impostor_platform(tmp_path, suite):
+    k = _hs_keys()
+    impostor = dict(_hs_keys(), charger_pub=k["charger_pub"])
+    got, plat = _hs_run(tmp_path, suite, k, impostor)
+    assert got == "FAILED platform signature refused" if suite == "sm" else \
+        got == "FAILED platform not authenticated"
+    assert plat.records is None
+
+
+def test_c2_handshake_platform_refuses_a_charger_without_the_key(tmp_path):
+    """A charger whose SM2 key the platform does not know: FINISH refused, no records."""
+    k = _hs_keys()
+    stranger = dict(_hs_keys(), platform_pub=k["platform_pub"])
+    from host_tools.platform import seclink as S
+    with pytest.raises(AssertionError, match="refused the charger's FINISH"):
+        _hs_run(tmp_path, "sm", stranger, k)
+    k2 = dict(k, link_psk=os.urandom(32))
+    got, _ = _hs_run(tmp_path, "aes", k2, k)          # the charger refuses first here
+    assert got == "FAILED platform not authenticated"

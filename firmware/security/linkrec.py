@@ -19,6 +19,7 @@ does not verify (``tag``: tampered, forged or another key), and whose
 sequence number is not above the last accepted one (``replay``: replayed
 or reordered).  The caller turns a refusal into an intrusion event."""
 import struct
+import micropython
 from micropython import const
 
 SUITE_SM = const(1)
@@ -71,6 +72,15 @@ def _cipher(suite, key):
     raise ValueError("unknown suite %r" % (suite,))
 
 
+@micropython.viper
+def _xor(dst: ptr8, src: ptr8, ks: ptr8, i: int, n: int):
+    """dst[i:i+n] = src[i:i+n] ^ ks[0:n] (n <= 16)."""
+    k = 0
+    while k < n:
+        dst[i + k] = src[i + k] ^ ks[k]
+        k += 1
+
+
 class CTR:
     """Counter mode over a forward block cipher (``encrypt_into``); the
     counter and keystream blocks are preallocated."""
@@ -92,11 +102,9 @@ class CTR:
         while i < n:
             struct.pack_into(">I", ctr, 12, blk)
             self._c.encrypt_into(ctr, ks)
-            k = 0
-            while k < 16 and i < n:
-                dst[i] = src[i] ^ ks[k]
-                i += 1
-                k += 1
+            k = n - i if n - i < 16 else 16
+            _xor(dst, src, ks, i, k)
+            i += k
             blk += 1
 
 

@@ -89,4 +89,46 @@ def test_c2_tampered_forged_truncated_records_refused():
         eq(charger.open(f), (L.T_STOP, b"stop now"), "the genuine frame still opens")
 
 
+def _rng(n):
+    return bytes(range(1, n + 1))
+
+
+def _hs(suite, now=0):
+    from security import handshake as H
+    keys = {"link_psk": b"\x5a" * 32, "sm2_priv": 7, "sm2_pub": bytes(64),
+            "platform_pub": bytes(64)}
+    return H, H.ChargerHandshake(suite, 3, keys, _rng, 10000, 60000, now)
+
+
+def test_c2_handshake_reply_timeout():
+    H, hs = _hs("aes")
+    hello = hs.take(0)
+    eq(hello[:5] + hello[5:9], b"EVH1\x02" + b"\x00\x00\x00\x03", "aes HELLO: suite, charger id")
+    eq(len(hello), 25, "aes HELLO length")
+    true(hs.step(10000), "still waiting at the deadline")
+    true(not hs.step(10001), "no reply: failed after sec.hs_reply_s")
+    eq(hs.reason, "no reply from the platform", "reason")
+    eq(hs.records, None, "no keys")
+
+
+def test_c2_handshake_stage_timeout():
+    H, hs = _hs("sm", now=0)
+    eq(hs.stage, H.KEYGEN, "sm starts with the ephemeral key")
+    true(hs.step(1), "one step")
+    true(not hs.step(60001), "the stage took longer than sec.hs_stage_s")
+    eq(hs.reason, "stage keygen timed out", "reason")
+
+
+def test_c2_handshake_forged_or_malformed_reply_refused():
+    H, hs = _hs("aes")
+    hs.take(0)
+    true(not hs.feed(b"EVR1" + bytes(16) + bytes(32), 5), "an aes REPLY with a wrong MAC")
+    eq(hs.reason, "platform not authenticated", "reason")
+    H, hs = _hs("aes")
+    hs.take(0)
+    true(not hs.feed(b"EVR1" + bytes(16), 5), "a truncated REPLY")
+    eq(hs.reason, "malformed reply", "reason")
+    eq(hs.take(6), None, "nothing is sent after a refusal")
+
+
 mptest.main(globals())
