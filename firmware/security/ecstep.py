@@ -3,12 +3,10 @@ C-2): the charger's ephemeral key, ECDH, SM3withSM2 signing and verifying.
 
 A scalar multiplication costs ~0.5 s on a 168 MHz F405, far above a
 scheduler pass (1 ms, docs/performance.md).  Each operation here is a
-generator that yields after a few field multiplications (a point doubling
-is cut in three, an addition in three, a modular inversion into 2-bit
-chunks of its exponent: at most ~4 products of 256-bit numbers a step), so
-that the caller -- the link task in the slow slot -- runs one step per
-pass.  ``Op(gen)`` drives one: ``step()`` returns True
-when done, the value is in ``result``.  The arithmetic is the same as
+generator that yields after each product of 256-bit numbers and its
+reduction (one product a step), so that the caller -- the link task in a
+low-priority slot -- runs one step per pass.  ``Op(gen)`` drives one:
+``step()`` returns True when done, the value is in ``result``.  The arithmetic is the same as
 security/sm2.py (Jacobian, a = -3) and is checked against gmssl on the host.
 """
 from security import sm2
@@ -47,17 +45,16 @@ class Op:
 
 
 def _powmod(x, e, m):
-    """x**e mod m, yielding every 2 exponent bits (at most 4 products)."""
+    """x**e mod m, one product a step (Fermat inversions)."""
     r = 1
     i = 256                     # every exponent here is below 2**256
     while i > 0:
-        j = i - 2 if i > 2 else 0
-        while i > j:
-            i -= 1
-            r = r * r % m
-            if (e >> i) & 1:
-                r = r * x % m
+        i -= 1
+        r = r * r % m
         yield
+        if (e >> i) & 1:
+            r = r * x % m
+            yield
     return r
 
 
@@ -66,7 +63,12 @@ def _affine(X, Y, Z):
         return None
     zi = yield from _powmod(Z, P - 2, P)
     z2 = zi * zi % P
-    return X * z2 % P, Y * z2 * zi % P
+    yield
+    x = X * z2 % P
+    yield
+    y = Y * z2 % P
+    yield
+    return x, y * zi % P
 
 
 def _dbl(X, Y, Z):
@@ -74,14 +76,21 @@ def _dbl(X, Y, Z):
         return 0, 1, 0
     p = P
     d = Z * Z % p
+    yield
     g = Y * Y % p
+    yield
     be = X * g % p
     yield
     al = 3 * (X - d) * (X + d) % p
+    yield
     X3 = (al * al - 8 * be) % p
+    yield
     Z3 = ((Y + Z) * (Y + Z) - g - d) % p
     yield
-    Y3 = (al * (4 * be - X3) - 8 * g * g) % p
+    gg = 8 * g * g % p
+    yield
+    Y3 = (al * (4 * be - X3) - gg) % p
+    yield
     return X3, Y3, Z3
 
 
@@ -90,19 +99,29 @@ def _add(X1, Y1, Z1, x2, y2):
     if not Z1:
         return x2, y2, 1
     zz = Z1 * Z1 % p
+    yield
     H = (x2 * zz - X1) % p
-    r = (y2 * Z1 * zz - Y1) % p
+    yield
+    r = y2 * Z1 % p
+    yield
+    r = (r * zz - Y1) % p
+    yield
     if not H:
         if not r:
             return (yield from _dbl(X1, Y1, Z1))
         return 0, 1, 0
-    yield
     HH = H * H % p
+    yield
     HHH = H * HH % p
+    yield
     V = X1 * HH % p
     yield
     X3 = (r * r - HHH - 2 * V) % p
-    Y3 = (r * (V - X3) - Y1 * HHH) % p
+    yield
+    Y3 = r * (V - X3) % p
+    yield
+    Y3 = (Y3 - Y1 * HHH) % p
+    yield
     return X3, Y3, Z1 * H % p
 
 
