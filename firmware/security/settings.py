@@ -21,7 +21,7 @@ SEC_SCHEMA = (
     ("sec.hs_stage_s", 60, 5, 900, "s",
      "Platform link handshake (C-2): each computing stage on the charger (ephemeral "
      "key, platform signature check, ECDH, signing; SM2 verify is the largest, "
-     "~1.1 s of F405 CPU cut into ~1,150 steps of one per slow pass) must finish "
+     "~1.7 s of F405 CPU in ~4,900 steps of one 256-bit product) must finish "
      "within this"),
     ("console.auth", 1, 0, 1, "-",
      "Console roles: 1 = read-only diagnostics until an operator or maintainer role "
