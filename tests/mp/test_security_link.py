@@ -131,4 +131,96 @@ def test_c2_handshake_forged_or_malformed_reply_refused():
     eq(hs.take(6), None, "nothing is sent after a refusal")
 
 
+class _Site:
+    """A PlatformLink with an aes-suite handshake against a platform
+    played here with the same code (the host tests use gmssl/CPython)."""
+
+    def __init__(self, policy, psk=b"\x5a" * 32, plat_psk=None):
+        from security import handshake as H
+        from security import platlink as PL
+        from security.hmac256 import hmac_sha256
+        self.H, self.PL, self.hmac = H, PL, hmac_sha256
+        self.events = []
+        self.stopped = 0
+        self.psk = plat_psk or psk
+        keys = {"link_psk": psk}
+        self.link = PL.PlatformLink(
+            policy, lambda: H.ChargerHandshake("aes", 9, keys, _rng, 10000, 60000, 0),
+            self._stop, lambda c, a, b: self.events.append((c, a, b)))
+
+    def _stop(self):
+        self.stopped += 1
+
+    def handshake(self):
+        """Run it to the end; the platform's record layer, or None."""
+        H = self.H
+        link = self.link
+        link.start()
+        hello = link.poll(1)
+        np_ = b"\x77" * 16
+        t = hello + b"EVR1" + np_
+        link.reply(b"EVR1" + np_ + self.hmac(self.psk, b"evc-c2-aes|platform|", t), 2)
+        fin = link.poll(3)
+        if fin is None:
+            return None
+        k = H.hkdf_sha256(self.psk, hello[9:25] + np_, b"evc-c2-aes|" + H.sm3(t), 96)
+        up, down = H.split_keys(k)
+        return L.RecordLayer(L.SUITE_AES, down, up)
+
+
+def test_c2_policy_off_plain_as_before():
+    s = _Site("off")
+    s.link.start()
+    eq(s.link.poll(1), None, "no handshake under off")
+    eq(s.link.telemetry(b"REC"), b"REC", "telemetry plain")
+    true(s.link.plain_command(), "the plain stop is obeyed as today")
+    eq(s.events, [], "nothing logged")
+
+
+def test_c2_policy_prefer_seals_when_the_platform_answers_else_plain():
+    s = _Site("prefer")
+    eq(s.link.telemetry(b"REC"), b"REC", "before the handshake: plain")
+    eq(s.link.plain_sent, 1, "counted")
+    plat = s.handshake()
+    true(s.link.sealed, "sealed after the handshake")
+    f = s.link.telemetry(b"REC")
+    eq(plat.open(f), (L.T_TELEMETRY, b"REC"), "telemetry sealed for the platform")
+    s2 = _Site("prefer", plat_psk=b"\x00" * 32)
+    eq(s2.handshake(), None, "an impostor platform")
+    true(not s2.link.sealed, "not sealed")
+    eq(s2.events[-1][:2], (16, s2.PL.IXL_HANDSHAKE), "failed handshake logged")
+    eq(s2.link.telemetry(b"REC"), b"REC", "prefer falls back to plain")
+
+
+def test_c2_policy_require_holds_telemetry_and_refuses_plain_stop():
+    s = _Site("require")
+    eq(s.link.telemetry(b"REC"), None, "held before the handshake")
+    eq(s.link.held, 1, "counted")
+    true(not s.link.plain_command(), "a plain stop is refused")
+    eq(s.events[-1][:2], (16, s.PL.IXL_PLAIN), "logged as an intrusion")
+    eq(s.stopped, 0, "no stop")
+    plat = s.handshake()
+    eq(plat.open(s.link.telemetry(b"REC")), (L.T_TELEMETRY, b"REC"), "sealed once up")
+
+
+def test_c2_sealed_stop_obeyed_forged_replayed_tampered_refused():
+    s = _Site("require")
+    plat = s.handshake()
+    stop = plat.seal(L.T_STOP, b"stop")
+    res = s.link.command(stop)
+    eq(s.stopped, 1, "the sealed stop stopped the session")
+    eq(plat.open(res), (L.T_RESULT, b"stopped"), "answered sealed on cmd/result")
+    eq(s.link.command(stop), None, "the same stop replayed")
+    t = bytearray(plat.seal(L.T_STOP, b"stop"))
+    t[13] ^= 0x10
+    eq(s.link.command(bytes(t)), None, "tampered")
+    forger = L.RecordLayer(L.SUITE_AES, (bytes(16), bytes(32)), (bytes(16), bytes(32)))
+    eq(s.link.command(forger.seal(L.T_STOP, b"stop")), None, "forged (no key)")
+    eq(s.link.command(stop[:20]), None, "truncated")
+    eq(s.stopped, 1, "none of them stopped anything")
+    PL = s.PL
+    eq([e[1] for e in s.events], [PL.IXL_REPLAY, PL.IXL_TAG, PL.IXL_TAG, PL.IXL_SHORT],
+       "each refusal is an intrusion event")
+
+
 mptest.main(globals())
