@@ -4,7 +4,10 @@
         a board's key file: the console master key (32 random bytes), the
         firmware-update verification key (SM2 public key; the private key
         goes to keys.sign.json next to it, which never leaves the host) and
-        the platform link keys.
+        the platform link keys (C-2: the charger's SM2 key pair, the
+        platform's public key, the link PSK of the aes suite); the
+        platform's side goes to keys.platform.json (its private key, the
+        charger's public key, the PSK) for host_tools.platform.
     python -m host_tools.seckeys answer keys.json ROLE NONCE [--charger-id N]
         the answer to a console challenge: prints the unlock(...) line to type.
     python -m host_tools.seckeys role-key keys.json ROLE
@@ -51,10 +54,19 @@ def new_keys(path, charger_id: int = 1) -> dict:
     """Write a fresh key file (and the host-only signing file beside it)."""
     from host_tools import secsign
     priv, pub = secsign.new_keypair()
+    link_priv, link_pub = secsign.new_keypair()        # the charger's platform-link key
+    plat_priv, plat_pub = secsign.new_keypair()        # the platform's (C-2, suite sm)
+    psk = os.urandom(32)                               # C-2 suite aes (symmetric)
     d = {"console": os.urandom(32).hex(),
          "update_pub": pub.hex(),
-         "platform": os.urandom(16).hex()}
+         "platform": os.urandom(16).hex(),
+         "link_priv": link_priv.hex(), "link_pub": link_pub.hex(),
+         "platform_pub": plat_pub.hex(), "link_psk": psk.hex()}
     p = Path(path)
+    plat = p.with_name(p.stem + ".platform.json")
+    plat.write_text(json.dumps({"charger_id": charger_id, "platform_priv": plat_priv.hex(),
+                                "platform_pub": plat_pub.hex(), "charger_pub": link_pub.hex(),
+                                "link_psk": psk.hex()}, indent=1) + "\n")
     p.write_text(json.dumps(d, indent=1, sort_keys=True) + "\n")
     sign = p.with_name(p.stem + ".sign.json")
     sign.write_text(json.dumps({"update_priv": priv.hex(), "update_pub": pub.hex()},

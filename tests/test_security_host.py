@@ -191,3 +191,158 @@ def test_fuzz_update_manifest_and_key_file_parser(text):
         config.parse(text)                     # the key file's parser
     except ValueError:
         pass
+
+
+# -- C-2 platform link: ciphers and sealed records against the references ------
+def test_c2_sm4_aes_hmac_sm3_of_the_board_match_gmssl_and_pycryptodomex(tmp_path):
+    from host_tools.platform import seclink as S
+    cases = [(os.urandom(16), os.urandom(16)) for _ in range(12)]
+    msgs = [(os.urandom(n), os.urandom(m)) for n, m in ((16, 0), (32, 1), (64, 63), (80, 200))]
+    out = _mp(tmp_path, """
+from security.sm4 import SM4
+from security.aes128 import AES128
+from security.linkrec import hmac_sm3
+from binascii import hexlify, unhexlify
+for k, p in %r:
+    k = unhexlify(k); p = unhexlify(p)
+    print(hexlify(SM4(k).encrypt(p)).decode(), hexlify(AES128(k, pure=True).encrypt(p)).decode(),
+          hexlify(AES128(k).encrypt(p)).decode())
+for k, m in %r:
+    print(hexlify(hmac_sm3(unhexlify(k), unhexlify(m))).decode())
+""" % ([(k.hex(), p.hex()) for k, p in cases], [(k.hex(), m.hex()) for k, m in msgs])).split("\n")
+    for (k, p), line in zip(cases, out):
+        sm4, aes_pure, aes_port = line.split()
+        assert sm4 == S.sm4_block(k, p).hex()
+        assert aes_pure == aes_port == S.aes_block(k, p).hex()
+    for (k, m), line in zip(msgs, out[len(cases):]):
+        assert line == S.hmac_sm3(k, m).hex()
+
+
+@pytest.mark.parametrize("suite", [1, 2], ids=["sm", "aes"])
+def test_c2_records_interoperate_with_the_platform_and_foreign_ones_are_refused(tmp_path, suite):
+    """The board seals telemetry the platform (host references) opens; the
+    platform seals a stop the board opens; a stop sealed with another key, a
+    replayed and a tampered one are refused by the board; telemetry from a
+    charger without the key is refused by the platform."""
+    from host_tools.platform import seclink as S
+    up = (os.urandom(16), os.urandom(32))       # charger -> platform keys
+    down = (os.urandom(16), os.urandom(32))     # platform -> charger keys
+    platform = S.RecordLayer(suite, down, up)
+    stop = platform.seal(2, b'{"cmd":"stop"}')
+    forged = S.RecordLayer(suite, (down[0], os.urandom(32)), up).seal(2, b'{"cmd":"stop"}')
+    tampered = bytearray(platform.seal(2, b'{"cmd":"stop"}'))
+    tampered[14] ^= 0x04
+    out = _mp(tmp_path, """
+from security import linkrec as L
+from binascii import hexlify, unhexlify
+u = (unhexlify(%r), unhexlify(%r)); d = (unhexlify(%r), unhexlify(%r))
+ch = L.RecordLayer(%d, u, d)
+print(hexlify(ch.seal(L.T_TELEMETRY, b'{"soc": 42, "v": 612.5}' * 4)).decode())
+for f in (%r, %r, %r, %r):
+    r = ch.open(unhexlify(f))
+    print(r[1].decode() if r else "refused:" + ch.last_reject)
+""" % (up[0].hex(), up[1].hex(), down[0].hex(), down[1].hex(), suite,
+       stop.hex(), forged.hex(), stop.hex(), bytes(tampered).hex())).split("\n")
+    assert platform.open(bytes.fromhex(out[0])) == (1, b'{"soc": 42, "v": 612.5}' * 4)
+    assert out[1:5] == ['{"cmd":"stop"}', "refused:tag", "refused:replay", "refused:tag"]
+    stranger = S.RecordLayer(suite, (up[0], os.urandom(32)), down)   # no MAC key
+    assert platform.open(stranger.seal(1, b'{"soc": 99}')) is None
+    assert platform.rejected["tag"] == 1
+
+
+_HS_BOARD = r"""
+import sys
+from binascii import hexlify, unhexlify
+from security import handshake as H, linkrec as L
+from security.rng import random_bytes
+keys = {"sm2_priv": int.from_bytes(unhexlify(%r), "big"), "sm2_pub": unhexlify(%r),
+        "platform_pub": unhexlify(%r), "link_psk": unhexlify(%r)}
+hs = H.ChargerHandshake(%r, 7, keys, random_bytes, 10000, 600000, 0)
+now = 0
+def run():
+    global now
+    while True:
+        now += 1
+        if not hs.step(now):
+            print("FAILED " + hs.reason)
+            sys.exit(0)
+        m = hs.take(now)
+        if m is not None:
+            return m
+print(hexlify(run()).decode())
+if not hs.feed(unhexlify(sys.stdin.readline().strip()), now):
+    print("FAILED " + hs.reason)
+    sys.exit(0)
+print(hexlify(run()).decode())
+print(hexlify(hs.records.seal(L.T_TELEMETRY, b'{"soc": 42}')).decode())
+r = hs.records.open(unhexlify(sys.stdin.readline().strip()))
+print(r[1].decode() if r else "refused")
+"""
+
+
+def _hs_keys():
+    from host_tools import secsign
+    cpriv, cpub = secsign.new_keypair()
+    ppriv, ppub = secsign.new_keypair()
+    return {"charger_priv": cpriv, "charger_pub": cpub, "platform_priv": ppriv,
+            "platform_pub": ppub, "link_psk": os.urandom(32)}
+
+
+def _hs_run(tmp_path, suite, board_keys, platform_keys):
+    """The board's handshake (real micropython) against the platform's."""
+    from conftest import micropython_bin, mp_path
+    from host_tools.platform import seclink as S
+    p = tmp_path / "hs.py"
+    p.write_text(_HS_BOARD % (board_keys["charger_priv"].hex(), board_keys["charger_pub"].hex(),
+                              board_keys["platform_pub"].hex(), board_keys["link_psk"].hex(),
+                              suite))
+    proc = subprocess.Popen([micropython_bin(), str(p)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=dict(os.environ, MICROPYPATH=mp_path()))
+    plat = S.PlatformHandshake(platform_keys)
+    try:
+        reply = plat.answer(bytes.fromhex(proc.stdout.readline().strip()))
+        assert reply is not None
+        proc.stdin.write(reply.hex() + "\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline().strip()
+        if line.startswith("FAILED"):
+            return line, plat
+        assert plat.finish(bytes.fromhex(line)), "the platform refused the charger's FINISH"
+        assert plat.records.open(bytes.fromhex(proc.stdout.readline().strip())) == \
+            (1, b'{"soc": 42}')
+        proc.stdin.write(plat.records.seal(2, b'{"cmd":"stop"}').hex() + "\n")
+        proc.stdin.flush()
+        return proc.stdout.readline().strip(), plat
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=300)
+
+
+@pytest.mark.parametrize("suite", ["sm", "aes"])
+def test_c2_handshake_board_and_platform_agree_and_seal_both_ways(tmp_path, suite):
+    k = _hs_keys()
+    got, plat = _hs_run(tmp_path, suite, k, k)
+    assert got == '{"cmd":"stop"}'
+    assert plat.charger_id == 7
+
+
+@pytest.mark.parametrize("suite", ["sm", "aes"])
+def test_c2_handshake_refuses_an_impostor_platform(tmp_path, suite):
+    k = _hs_keys()
+    impostor = dict(_hs_keys(), charger_pub=k["charger_pub"])
+    got, plat = _hs_run(tmp_path, suite, k, impostor)
+    assert got == "FAILED platform signature refused" if suite == "sm" else \
+        got == "FAILED platform not authenticated"
+    assert plat.records is None
+
+
+def test_c2_handshake_platform_refuses_a_charger_without_the_key(tmp_path):
+    """A charger whose SM2 key the platform does not know: FINISH refused, no records."""
+    k = _hs_keys()
+    stranger = dict(_hs_keys(), platform_pub=k["platform_pub"])
+    from host_tools.platform import seclink as S
+    with pytest.raises(AssertionError, match="refused the charger's FINISH"):
+        _hs_run(tmp_path, "sm", stranger, k)
+    k2 = dict(k, link_psk=os.urandom(32))
+    got, _ = _hs_run(tmp_path, "aes", k2, k)          # the charger refuses first here
+    assert got == "FAILED platform not authenticated"

@@ -32,13 +32,10 @@ scaled integers of ``gbt.bmsdata`` / ``board`` (-1 = not available).
 
 The hot path (``tick``/``event``) allocates nothing: one preallocated
 buffer, ``struct.pack_into``, memoryviews made once, no float, and every
-int below 2**30 (a small int on 32-bit ports): the RTC gives seconds since
-the firmware epoch 2020-01-01 (``rt.calendar``), the board ms are stamped
-modulo 2**30 (MicroPython's ticks period on 32-bit ports).  The RTC is
-read rarely (``telemetry.rtc_sync_s``; a board's RTC read may cost more
-than a tick should); between syncs the date-time is carried forward from
-the tick clock.  After a sync request the RTC is read every tick until its
-second changes, which puts the sub-second phase within one tick.
+int below 2**30 (a small int on 32-bit ports): the board ms are stamped
+modulo 2**30 (MicroPython's ticks period on 32-bit ports).  The header's
+date-time comes from ``diag.telclock.RecordClock`` (RTC read rarely,
+carried forward from the tick clock between syncs).
 
 ``diag.telrec`` turns record bytes back into dicts (``decode``/``scan``, on
 MicroPython and, through ``host_tools/telemetry.py``, on CPython: one
@@ -49,6 +46,7 @@ import struct
 from micropython import const
 
 from diag.eventlog import crc16, crc16_mv, EV_STAGE, EV_SESSION
+from diag.telclock import RecordClock
 
 try:
     from time import ticks_diff, ticks_add
@@ -124,10 +122,7 @@ SIZES = (0,) + tuple(HDR_SIZE + struct.calcsize(p) + _CRC_SIZE for p in
                      (P_HANDSHAKE, P_PARAMS, P_DEMAND, P_STATUS, P_END, P_EVENT))
 MAX_SIZE = max(SIZES)
 
-_DAY_S = const(86400)
-_SEEK_MS = const(2000)        # give up waiting for the RTC second to change
 _TMS_MASK = const(0x3FFFFFFF)  # t_ms field: board ms modulo 2**30 (a small int)
-_DAYS_0000_03_01 = const(737730)  # days 0000-03-01 .. 2020-01-01 (rt.calendar)
 
 
 def _next(due, iv, now):
@@ -176,7 +171,6 @@ class Telemetry:
         self.out = out
         w = getattr(sink, "write", None)
         self._w = w if w is not None else sink        # bound once
-        self._rtc = rtc
         self.enabled = bool(_cfg(cfg, "telemetry.enable"))
         self.iv_hs = _cfg(cfg, "telemetry.handshake_ms")
         self.iv_par = _cfg(cfg, "telemetry.params_ms")
@@ -186,7 +180,6 @@ class Telemetry:
         self.region = _cfg(cfg, "telemetry.region_code")
         self.ctype = _cfg(cfg, "telemetry.charger_type") & 0xFF
         self.charger_id = _cfg(cfg, "charger.id") & 0xFFFFFFFF
-        self.sync_ms = _cfg(cfg, "telemetry.rtc_sync_s") * 1000
         # stage mapping: a lookup table (stages 0..255; those past its end
         # map to _ST_IDLE, as unmapped ones do: sized to the highest mapped
         # stage, not 256 bytes of heap), or a callable
@@ -214,95 +207,36 @@ class Telemetry:
         self.errors = 0           # sink write failures (record dropped)
         self.counts = [0] * len(SIZES)
         self._d_hs = self._d_par = self._d_dem = self._d_sta = self._d_end = 0
-        # date-time state (see module doc)
-        self._rtc_state = 0       # 0 unsynced, 1 seeking the second edge, 2 synced
-        self._rtc_edge = 0
-        self._seek_ms = 0
-        self._valid = False
-        self._base_days = 0
-        self._base_sod = 0
-        self._base_ms = 0
-        self._last_sync = 0
-        self._day = -1
-        self.year = self.month = self.day = 0
-        self.hour = self.minute = self.second = self.msec = 0
+        # the date-time of the header (diag/telclock.py)
+        self.time = RecordClock(rtc, _cfg(cfg, "telemetry.rtc_sync_s") * 1000)
 
-    # ---- date-time ---------------------------------------------------------
-    def _set_base(self, t, now):
-        t = int(t)                # an RTC that answers with a float
-        self._base_days = t // _DAY_S
-        self._base_sod = t % _DAY_S
-        self._base_ms = now
-        self._valid = True
+    # the header's date-time, as the records carry it (tests, console)
+    year = property(lambda self: self.time.year)
+    month = property(lambda self: self.time.month)
+    day = property(lambda self: self.time.day)
+    hour = property(lambda self: self.time.hour)
+    minute = property(lambda self: self.time.minute)
+    second = property(lambda self: self.time.second)
 
-    def _sync(self, now):
-        """Keep the RTC base current; reads the RTC only when needed."""
-        st = self._rtc_state
-        if st == 2 and ticks_diff(now, self._last_sync) < self.sync_ms:
-            return
-        t = self._rtc()
-        if t is None or t < 0:
-            self._valid = False           # no date-time: stamps read 0
-            self._rtc_state = 0
-            return
-        if st == 1:
-            if t != self._rtc_edge:
-                self._set_base(t, now)    # the second just changed: exact phase
-            elif ticks_diff(now, self._seek_ms) < _SEEK_MS:
-                return                    # keep looking for the edge
-            self._rtc_state = 2           # synced (or an RTC that stands still)
-            self._last_sync = now
-            return
-        if st == 0:
-            self._set_base(t, now)        # coarse at once, refined at the edge
-        self._rtc_edge = t
-        self._seek_ms = now
-        self._rtc_state = 1
+    @property
+    def sync_ms(self):
+        """RTC re-read interval (ms; telemetry.rtc_sync_s), adjustable live."""
+        return self.time.sync_ms
 
-    def _civil(self, z):
-        """Days since 2020-01-01 -> year, month, day (proleptic Gregorian;
-        integer-only, so no allocation; ``rt.calendar.civil_days`` in place)."""
-        z += _DAYS_0000_03_01
-        era = z // 146097
-        doe = z - era * 146097
-        yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-        doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-        mp = (5 * doy + 2) // 153
-        self.day = doy - (153 * mp + 2) // 5 + 1
-        self.month = mp + 3 if mp < 10 else mp - 9
-        self.year = yoe + era * 400 + (1 if self.month <= 2 else 0)
-
-    def _stamp(self, now):
-        if not self._valid:
-            self.year = self.month = self.day = 0
-            self.hour = self.minute = self.second = self.msec = 0
-            self._day = -1
-            return
-        el = ticks_diff(now, self._base_ms)
-        if el < 0:
-            el = 0
-        sod = self._base_sod + el // 1000
-        days = self._base_days
-        while sod >= _DAY_S:
-            sod -= _DAY_S
-            days += 1
-        if days != self._day:
-            self._civil(days)
-            self._day = days
-        self.hour = sod // 3600
-        self.minute = (sod // 60) % 60
-        self.second = sod % 60
-        self.msec = el % 1000
+    @sync_ms.setter
+    def sync_ms(self, v):
+        self.time.sync_ms = v
 
     # ---- records -----------------------------------------------------------
     def _emit(self, typ, now):
         """Header + CRC around a payload already packed at HDR_SIZE."""
         n = SIZES[typ]
         buf = self.buf
-        self._stamp(now)
+        tc = self.time
+        tc.stamp(now)
         struct.pack_into(HDR_FMT, buf, 0, MAGIC, VERSION, typ, n, self.seq & 0xFFFF,
-                         now & _TMS_MASK, self.year, self.month, self.day, self.hour,
-                         self.minute, self.second, self.msec, self.charger_id,
+                         now & _TMS_MASK, tc.year, tc.month, tc.day, tc.hour,
+                         tc.minute, tc.second, tc.msec, self.charger_id,
                          self.ctype, self.region, self.session & 0xFFFF, self.stage,
                          self.bms.vin)
         crc = crc16_mv(self._crc_mvs[typ])
@@ -365,8 +299,8 @@ class Telemetry:
         number, b = level; codes are ``diag.eventlog`` EV_*).  a/b: int32."""
         if not self.enabled:
             return
-        if self._rtc is not None:
-            self._sync(now)
+        if self.time.rtc is not None:
+            self.time.sync(now)
         self._event(now, code, a, b)
 
     # ---- the 50 ms tick ------------------------------------------------------
@@ -382,8 +316,8 @@ class Telemetry:
             st = self._map[stage]
         else:
             st = _ST_IDLE
-        if self._rtc is not None:
-            self._sync(now)
+        if self.time.rtc is not None:
+            self.time.sync(now)
         prev = self.stage
         if st != prev:
             if st != _ST_IDLE and (prev == _ST_IDLE or (prev == _ST_END and st != _ST_END)):

@@ -15,6 +15,14 @@ SEC_SCHEMA = (
     ("sec.suite", "sm", None, None, "-",
      "Platform link cipher suite offered first: sm (SM2/SM3/SM4) or aes (HMAC-SHA256 / "
      "AES-128); the other one is the fallback"),
+    ("sec.hs_reply_s", 10, 1, 300, "s",
+     "Platform link handshake (C-2): the platform's REPLY must arrive this long after "
+     "the charger's HELLO was taken for sending, else the attempt fails"),
+    ("sec.hs_stage_s", 60, 5, 900, "s",
+     "Platform link handshake (C-2): each computing stage on the charger (ephemeral "
+     "key, platform signature check, ECDH, signing; SM2 verify is the largest, "
+     "~1.7 s of F405 CPU in ~4,900 steps of one 256-bit product) must finish "
+     "within this"),
     ("console.auth", 1, 0, 1, "-",
      "Console roles: 1 = read-only diagnostics until an operator or maintainer role "
      "is unlocked by challenge-response (HMAC-SHA256, per-charger key in keys.json); "

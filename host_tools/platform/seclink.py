@@ -1,0 +1,168 @@
+"""The platform's side of the sealed record layer (issue 13, C-2), written
+on the host references (gmssl SM4/SM3, pycryptodomex AES, CPython hmac) so
+that it checks the board's firmware/security/linkrec.py independently.
+
+Same layout as the firmware (docs/security.md, "C-2 record layout").  The
+handshake that would produce the keys is not built yet: callers pass the
+per-direction keys."""
+import hashlib
+import os
+import hmac
+import struct
+
+from Cryptodome.Cipher import AES
+from gmssl import sm4 as _sm4
+
+SUITE_SM, SUITE_AES = 1, 2
+HEADER, TAG = 12, 16
+
+
+def sm3(data: bytes) -> bytes:
+    from host_tools.update_bundle import sm3 as _h
+    return _h(data)
+
+
+def hmac_sm3(key: bytes, data: bytes) -> bytes:
+    if len(key) > 64:
+        key = sm3(key)
+    key = key.ljust(64, b"\0")
+    inner = sm3(bytes(k ^ 0x36 for k in key) + data)
+    return sm3(bytes(k ^ 0x5C for k in key) + inner)
+
+
+def sm4_block(key: bytes, block: bytes) -> bytes:
+    c = _sm4.CryptSM4()
+    c.set_key(key, _sm4.SM4_ENCRYPT)
+    return c.crypt_ecb(block)[:16]         # gmssl pads: the first block is ours
+
+
+def aes_block(key: bytes, block: bytes) -> bytes:
+    return AES.new(key, AES.MODE_ECB).encrypt(block)
+
+
+def _ctr(suite, key, seq, data):
+    out = bytearray()
+    for b in range(0, len(data), 16):
+        ctr = struct.pack(">QII", seq, 0, b // 16)
+        ks = sm4_block(key, ctr) if suite == SUITE_SM else aes_block(key, ctr)
+        out += bytes(x ^ y for x, y in zip(data[b:b + 16], ks))
+    return bytes(out)
+
+
+def _mac(suite, key, data):
+    if suite == SUITE_SM:
+        return hmac_sm3(key, data)[:TAG]
+    return hmac.new(key, data, hashlib.sha256).digest()[:TAG]
+
+
+class RecordLayer:
+    def __init__(self, suite, tx_keys, rx_keys):
+        self.suite = suite
+        self.tx, self.rx = tx_keys, rx_keys
+        self.tx_seq = self.rx_seq = 0
+        self.rejected = {"short": 0, "tag": 0, "replay": 0}
+
+    def seal(self, rtype: int, payload: bytes) -> bytes:
+        self.tx_seq += 1
+        head = struct.pack(">BBQH", self.suite, rtype, self.tx_seq, len(payload))
+        body = head + _ctr(self.suite, self.tx[0], self.tx_seq, payload)
+        return body + _mac(self.suite, self.tx[1], body)
+
+    def open(self, frame: bytes):
+        if len(frame) < HEADER + TAG:
+            self.rejected["short"] += 1
+            return None
+        suite, rtype, seq, n = struct.unpack_from(">BBQH", frame)
+        if len(frame) != HEADER + n + TAG:
+            self.rejected["short"] += 1
+            return None
+        body = frame[:HEADER + n]
+        if suite != self.suite or not hmac.compare_digest(
+                _mac(suite, self.rx[1], body), frame[HEADER + n:]):
+            self.rejected["tag"] += 1
+            return None
+        if seq <= self.rx_seq:
+            self.rejected["replay"] += 1
+            return None
+        self.rx_seq = seq
+        return rtype, _ctr(suite, self.rx[0], seq, frame[HEADER:HEADER + n])
+
+
+# -- handshake, platform side (firmware/security/handshake.py is the charger) --
+def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, n: int) -> bytes:
+    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
+    out, t, i = b"", b"", 1
+    while len(out) < n:
+        t = hmac.new(prk, t + info + bytes((i,)), hashlib.sha256).digest()
+        out += t
+        i += 1
+    return out[:n]
+
+
+def sm2_kdf(z: bytes, n: int) -> bytes:
+    out, ct = b"", 1
+    while len(out) < n:
+        out += sm3(z + ct.to_bytes(4, "big"))
+        ct += 1
+    return out[:n]
+
+
+class PlatformHandshake:
+    """Answers one charger's HELLO and checks its FINISH.  ``keys``: for sm
+    ``platform_priv``/``platform_pub`` and the charger's ``charger_pub``; for
+    aes the charger's ``link_psk``.  ``records`` is set once FINISH verifies."""
+
+    def __init__(self, keys: dict):
+        self.keys = keys
+        self.records = None
+        self.charger_id = None
+        self._t = None
+
+    def answer(self, hello: bytes) -> bytes | None:
+        from host_tools import secsign
+        if len(hello) < 25 or hello[:4] != b"EVH1":
+            return None
+        suite = hello[4]
+        self.charger_id = int.from_bytes(hello[5:9], "big")
+        nc, np_ = hello[9:25], os.urandom(16)
+        self.suite = suite
+        if suite == SUITE_AES and len(hello) == 25:
+            psk = self.keys["link_psk"]
+            self._t = hello + b"EVR1" + np_
+            self._keys = hkdf_sha256(psk, nc + np_, b"evc-c2-aes|" + sm3(self._t), 96)
+            return b"EVR1" + np_ + hmac.new(psk, b"evc-c2-aes|platform|" + self._t,
+                                            hashlib.sha256).digest()
+        if suite == SUITE_SM and len(hello) == 89:
+            ec = hello[25:89]
+            ecp = (int.from_bytes(ec[:32], "big"), int.from_bytes(ec[32:], "big"))
+            x, y = ecp
+            if (y * y - x * x * x - secsign._A * x - secsign._B) % secsign._P:
+                return None
+            e = int.from_bytes(os.urandom(32), "big") % (secsign._N - 1) + 1
+            ep = secsign._mul(e, secsign._G)
+            epb = ep[0].to_bytes(32, "big") + ep[1].to_bytes(32, "big")
+            self._t = hello + b"EVR1" + np_ + epb
+            s = secsign._mul(e, ecp)
+            self._keys = sm2_kdf(s[0].to_bytes(32, "big") + s[1].to_bytes(32, "big")
+                                 + sm3(self._t), 96)
+            sig = secsign.sign(self.keys["platform_priv"], self.keys["platform_pub"],
+                               self._t + b"platform")
+            return b"EVR1" + np_ + epb + sig
+        return None
+
+    def finish(self, fin: bytes) -> bool:
+        from host_tools import secsign
+        if self._t is None or fin[:4] != b"EVF1":
+            return False
+        if self.suite == SUITE_AES:
+            want = hmac.new(self.keys["link_psk"], b"evc-c2-aes|charger|" + self._t,
+                            hashlib.sha256).digest()
+            ok = hmac.compare_digest(want, fin[4:])
+        else:
+            ok = len(fin) == 68 and secsign.verify(self.keys["charger_pub"],
+                                                   self._t + b"charger", fin[4:])
+        if not ok:
+            return False
+        k = self._keys
+        self.records = RecordLayer(self.suite, (k[48:64], k[64:96]), (k[0:16], k[16:48]))
+        return True

@@ -1,0 +1,226 @@
+"""Issue 13, C-2 on the board's own code: SM4 and AES-128 known answers
+(GB/T 32907 example and its 1,000,000-iteration example, FIPS 197 C.1),
+HMAC-SM3, and the sealed record layer refusing forged, replayed, reordered,
+tampered and truncated frames (security/linkrec.py)."""
+import mptest
+from mptest import eq, true
+from binascii import unhexlify
+from security.sm4 import SM4
+from security.aes128 import AES128
+from security import linkrec as L
+
+_SM4_KEY = unhexlify("0123456789abcdeffedcba9876543210")
+
+
+def test_c2_sm4_standard_example():
+    eq(SM4(_SM4_KEY).encrypt(_SM4_KEY), unhexlify("681edf34d206965e86b3e94f536e4246"),
+       "GB/T 32907 example 1")
+
+
+def test_c2_sm4_million_iterations():
+    c = SM4(_SM4_KEY)
+    b = bytearray(_SM4_KEY)
+    for _ in range(1000000):
+        c.encrypt_into(b, b)
+    eq(bytes(b), unhexlify("595298c7c6fd271f0402f804c33d3f66"), "GB/T 32907 example 2")
+
+
+def test_c2_aes128_fips197_c1_pure_and_cryptolib():
+    k = unhexlify("000102030405060708090a0b0c0d0e0f")
+    p = unhexlify("00112233445566778899aabbccddeeff")
+    want = unhexlify("69c4e0d86a7b0430d8cdb78070b4c55a")
+    eq(AES128(k, pure=True).encrypt(p), want, "viper AES")
+    eq(AES128(k).encrypt(p), want, "port AES (cryptolib where present)")
+
+
+def test_c2_key_length_checked():
+    for cls in (SM4, AES128):
+        try:
+            cls(b"short")
+        except ValueError:
+            continue
+        true(False, "%s accepted a 5-byte key" % cls.__name__)
+
+
+def _pair(suite):
+    a = (b"\x11" * 16, b"\x22" * 32)
+    b = (b"\x33" * 16, b"\x44" * 32)
+    return L.RecordLayer(suite, a, b), L.RecordLayer(suite, b, a)
+
+
+def test_c2_records_round_trip_both_suites():
+    for suite in (L.SUITE_SM, L.SUITE_AES):
+        charger, platform = _pair(suite)
+        for n in (0, 1, 15, 16, 17, 300):
+            msg = bytes(range(256)) * 2
+            f = charger.seal(L.T_TELEMETRY, msg[:n])
+            true(n < 4 or msg[:n] not in f, "payload is encrypted")
+            eq(platform.open(f), (L.T_TELEMETRY, msg[:n]), "suite %d, %d bytes" % (suite, n))
+        eq(charger.open(platform.seal(L.T_STOP, b"stop")), (L.T_STOP, b"stop"), "other way")
+
+
+def test_c2_replayed_and_reordered_records_refused():
+    charger, platform = _pair(L.SUITE_SM)
+    f1 = platform.seal(L.T_STOP, b"stop 1")
+    f2 = platform.seal(L.T_STOP, b"stop 2")
+    eq(charger.open(f2), (L.T_STOP, b"stop 2"), "newer first")
+    eq(charger.open(f1), None, "older after newer (reordered)")
+    eq(charger.open(f2), None, "the same record again (replayed)")
+    eq(charger.rejected[L.REJECT_REPLAY], 2, "counted as replay")
+
+
+def test_c2_tampered_forged_truncated_records_refused():
+    for suite in (L.SUITE_SM, L.SUITE_AES):
+        charger, platform = _pair(suite)
+        f = platform.seal(L.T_STOP, b"stop now")
+        for i in (0, 1, 5, 11, 12, 19, len(f) - 1):
+            t = bytearray(f)
+            t[i] ^= 0x01
+            eq(charger.open(bytes(t)), None, "bit flipped at %d" % i)
+        eq(charger.open(f[:-1]), None, "one byte short")
+        eq(charger.open(f[:8]), None, "header only")
+        eq(charger.open(f + b"\0"), None, "one byte long")
+        other = L.RecordLayer(suite, (b"\x33" * 16, b"\x55" * 32), (b"\0" * 16, b"\0" * 32))
+        eq(charger.open(other.seal(L.T_STOP, b"stop now")), None, "sealed with another MAC key")
+        # Byte 11 is the length field: that flip is refused as a length mismatch.
+        eq(charger.rejected[L.REJECT_TAG], 7, "tag refusals counted")
+        eq(charger.rejected[L.REJECT_SHORT], 4, "length refusals counted")
+        eq(charger.rejected[L.REJECT_REPLAY], 0, "nothing taken for a replay")
+        eq(charger.open(f), (L.T_STOP, b"stop now"), "the genuine frame still opens")
+
+
+def _rng(n):
+    return bytes(range(1, n + 1))
+
+
+def _hs(suite, now=0):
+    from security import handshake as H
+    keys = {"link_psk": b"\x5a" * 32, "sm2_priv": 7, "sm2_pub": bytes(64),
+            "platform_pub": bytes(64)}
+    return H, H.ChargerHandshake(suite, 3, keys, _rng, 10000, 60000, now)
+
+
+def test_c2_handshake_reply_timeout():
+    H, hs = _hs("aes")
+    hello = hs.take(0)
+    eq(hello[:5] + hello[5:9], b"EVH1\x02" + b"\x00\x00\x00\x03", "aes HELLO: suite, charger id")
+    eq(len(hello), 25, "aes HELLO length")
+    true(hs.step(10000), "still waiting at the deadline")
+    true(not hs.step(10001), "no reply: failed after sec.hs_reply_s")
+    eq(hs.reason, "no reply from the platform", "reason")
+    eq(hs.records, None, "no keys")
+
+
+def test_c2_handshake_stage_timeout():
+    H, hs = _hs("sm", now=0)
+    eq(hs.stage, H.KEYGEN, "sm starts with the ephemeral key")
+    true(hs.step(1), "one step")
+    true(not hs.step(60001), "the stage took longer than sec.hs_stage_s")
+    eq(hs.reason, "stage keygen timed out", "reason")
+
+
+def test_c2_handshake_forged_or_malformed_reply_refused():
+    H, hs = _hs("aes")
+    hs.take(0)
+    true(not hs.feed(b"EVR1" + bytes(16) + bytes(32), 5), "an aes REPLY with a wrong MAC")
+    eq(hs.reason, "platform not authenticated", "reason")
+    H, hs = _hs("aes")
+    hs.take(0)
+    true(not hs.feed(b"EVR1" + bytes(16), 5), "a truncated REPLY")
+    eq(hs.reason, "malformed reply", "reason")
+    eq(hs.take(6), None, "nothing is sent after a refusal")
+
+
+class _Site:
+    """A PlatformLink with an aes-suite handshake against a platform
+    played here with the same code (the host tests use gmssl/CPython)."""
+
+    def __init__(self, policy, psk=b"\x5a" * 32, plat_psk=None):
+        from security import handshake as H
+        from security import platlink as PL
+        from security.hmac256 import hmac_sha256
+        self.H, self.PL, self.hmac = H, PL, hmac_sha256
+        self.events = []
+        self.stopped = 0
+        self.psk = plat_psk or psk
+        keys = {"link_psk": psk}
+        self.link = PL.PlatformLink(
+            policy, lambda: H.ChargerHandshake("aes", 9, keys, _rng, 10000, 60000, 0),
+            self._stop, lambda c, a, b: self.events.append((c, a, b)))
+
+    def _stop(self):
+        self.stopped += 1
+
+    def handshake(self):
+        """Run it to the end; the platform's record layer, or None."""
+        H = self.H
+        link = self.link
+        link.start()
+        hello = link.poll(1)
+        np_ = b"\x77" * 16
+        t = hello + b"EVR1" + np_
+        link.reply(b"EVR1" + np_ + self.hmac(self.psk, b"evc-c2-aes|platform|", t), 2)
+        fin = link.poll(3)
+        if fin is None:
+            return None
+        k = H.hkdf_sha256(self.psk, hello[9:25] + np_, b"evc-c2-aes|" + H.sm3(t), 96)
+        up, down = H.split_keys(k)
+        return L.RecordLayer(L.SUITE_AES, down, up)
+
+
+def test_c2_policy_off_plain_as_before():
+    s = _Site("off")
+    s.link.start()
+    eq(s.link.poll(1), None, "no handshake under off")
+    eq(s.link.telemetry(b"REC"), b"REC", "telemetry plain")
+    true(s.link.plain_command(), "the plain stop is obeyed as today")
+    eq(s.events, [], "nothing logged")
+
+
+def test_c2_policy_prefer_seals_when_the_platform_answers_else_plain():
+    s = _Site("prefer")
+    eq(s.link.telemetry(b"REC"), b"REC", "before the handshake: plain")
+    eq(s.link.plain_sent, 1, "counted")
+    plat = s.handshake()
+    true(s.link.sealed, "sealed after the handshake")
+    f = s.link.telemetry(b"REC")
+    eq(plat.open(f), (L.T_TELEMETRY, b"REC"), "telemetry sealed for the platform")
+    s2 = _Site("prefer", plat_psk=b"\x00" * 32)
+    eq(s2.handshake(), None, "an impostor platform")
+    true(not s2.link.sealed, "not sealed")
+    eq(s2.events[-1][:2], (16, s2.PL.IXL_HANDSHAKE), "failed handshake logged")
+    eq(s2.link.telemetry(b"REC"), b"REC", "prefer falls back to plain")
+
+
+def test_c2_policy_require_holds_telemetry_and_refuses_plain_stop():
+    s = _Site("require")
+    eq(s.link.telemetry(b"REC"), None, "held before the handshake")
+    eq(s.link.held, 1, "counted")
+    true(not s.link.plain_command(), "a plain stop is refused")
+    eq(s.events[-1][:2], (16, s.PL.IXL_PLAIN), "logged as an intrusion")
+    eq(s.stopped, 0, "no stop")
+    plat = s.handshake()
+    eq(plat.open(s.link.telemetry(b"REC")), (L.T_TELEMETRY, b"REC"), "sealed once up")
+
+
+def test_c2_sealed_stop_obeyed_forged_replayed_tampered_refused():
+    s = _Site("require")
+    plat = s.handshake()
+    stop = plat.seal(L.T_STOP, b"stop")
+    res = s.link.command(stop)
+    eq(s.stopped, 1, "the sealed stop stopped the session")
+    eq(plat.open(res), (L.T_RESULT, b"stopped"), "answered sealed on cmd/result")
+    eq(s.link.command(stop), None, "the same stop replayed")
+    t = bytearray(plat.seal(L.T_STOP, b"stop"))
+    t[13] ^= 0x10
+    eq(s.link.command(bytes(t)), None, "tampered")
+    forger = L.RecordLayer(L.SUITE_AES, (bytes(16), bytes(32)), (bytes(16), bytes(32)))
+    eq(s.link.command(forger.seal(L.T_STOP, b"stop")), None, "forged (no key)")
+    eq(s.link.command(stop[:20]), None, "truncated")
+    eq(s.stopped, 1, "none of them stopped anything")
+    PL = s.PL
+    eq([e[1] for e in s.events], [PL.IXL_REPLAY, PL.IXL_TAG, PL.IXL_TAG, PL.IXL_SHORT],
+       "each refusal is an intrusion event")
+
+
+mptest.main(globals())
