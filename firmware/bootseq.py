@@ -35,8 +35,11 @@ HEALTHY = False
 def enter(root=UPDATE_ROOT):
     """Select the slot and put it first on sys.path; returns (slot, trial)."""
     global SLOT, TRIAL, HEALTHY
+    had = "security.update" in sys.modules
     from security import update
     slot, trial = update.select(root)
+    if not had:
+        _forget("security.update")     # a boot loader, not kept in RAM
     SLOT, TRIAL, HEALTHY = slot, trial, not trial
     if slot:
         if slot not in sys.path:
@@ -44,6 +47,19 @@ def enter(root=UPDATE_ROOT):
         if "config" in sys.modules:
             del sys.modules["config"]
     return slot, trial
+
+
+def _forget(name):
+    # drop a module imported only for the boot: its globals and functions
+    # (~1.5 KB of heap) would otherwise stay for the life of the app; a
+    # later ``import`` (confirm, install) loads it again
+    try:
+        del sys.modules[name]
+        pkg, _, sub = name.rpartition(".")
+        if pkg in sys.modules:
+            delattr(sys.modules[pkg], sub)
+    except (KeyError, AttributeError, TypeError):
+        pass
 
 
 def healthy(root=UPDATE_ROOT):
