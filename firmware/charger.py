@@ -282,6 +282,13 @@ class ChargerApp:
         self.console = None
         if console:
             self._start_console()
+        # C-2: the authenticated platform link, when the site has one
+        # (security/platlink.py: telemetry sealed in batches, the handshake
+        # in its own low-priority task, the TCU's console commands)
+        self.platlink = None
+        if security.settings.link_configured(cfg, getattr(board, "keys_path", None) or "keys.json"):
+            from security.platlink import install as _platlink
+            self.platlink = _platlink(self)
         s.alloc_stats = bool(cfg["sched.alloc_stats"])
         s.start()
         self._run_at = s.run_at         # the pass, bound once (board loops pass ``now``)

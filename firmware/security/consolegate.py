@@ -33,6 +33,10 @@ NEED = {
     "sched": VIEWER, "why": VIEWER, "cfg": VIEWER, "trace": VIEWER,
     "help": VIEWER, "challenge": VIEWER, "unlock": VIEWER, "lock": VIEWER,
     "whoami": VIEWER, "intrusion": VIEWER,
+    # C-2, the TCU's relay of the platform link: a sealed frame authenticates
+    # itself; a plain stop / VIN authorisation is only as strong as the
+    # plain platform topic, and sec.policy require refuses it
+    "link": VIEWER, "pstop": VIEWER, "pvin": VIEWER, "platlink": VIEWER,
     "start": OPERATOR, "stop": OPERATOR, "ack": OPERATOR, "acknowledge": OPERATOR,
     "rearm": OPERATOR, "reset_estop": OPERATOR,
     "cfg_set": MAINTAINER, "clear_contactor_fault": MAINTAINER,

@@ -23,6 +23,24 @@ SEC_SCHEMA = (
      "key, platform signature check, ECDH, signing; SM2 verify is the largest, "
      "~1.7 s of F405 CPU in ~4,900 steps of one 256-bit product) must finish "
      "within this"),
+    ("sec.hs_steps", 16, 1, 256, "steps",
+     "Platform link handshake (C-2): steps (one 256-bit product each, ~25 kinstr on "
+     "the target) per run of the link task; only with no session in progress"),
+    ("sec.hs_retry_s", 60, 5, 3600, "s",
+     "Platform link: a new handshake this long after the last attempt began, while "
+     "the link is not sealed"),
+    ("sec.link_ms", 50, 10, 1000, "ms",
+     "Platform link task period (handshake steps, sealing telemetry batches)"),
+    ("sec.batch_fill", 160, 32, 220, "bytes",
+     "Platform link: seal a telemetry batch once this many bytes of records wait "
+     "(a sealed frame carries at most 220)"),
+    ("sec.batch_ms", 1000, 50, 60000, "ms",
+     "Platform link: seal the waiting records at the latest this long after the "
+     "first of them"),
+    ("sec.vin_auth", 0, 0, 1, "-",
+     "1 = a session starts only for the VIN the platform authorised (sealed, or "
+     "plain pvin() unless sec.policy is require); 0 = no platform authorisation "
+     "needed"),
     ("console.auth", 1, 0, 1, "-",
      "Console roles: 1 = read-only diagnostics until an operator or maintainer role "
      "is unlocked by challenge-response (HMAC-SHA256, per-charger key in keys.json); "
@@ -53,3 +71,24 @@ def _cross(cfg):
 
 
 config.CROSS_CHECKS.append(_cross)
+
+
+def link_configured(cfg, keys_path):
+    """Has the site a platform link (C-2)?  ``sec.policy`` require: always
+    (with no link keys nothing can be sealed, so nothing leaves); prefer:
+    when the key file has the link key of ``sec.suite``; off: never.  Here,
+    not in security/platlink.py, so that a charger without a link never
+    imports the link code (heap at charging)."""
+    pol = cfg["sec.policy"]
+    if pol == "off":
+        return False
+    if pol == "require":
+        return True
+    try:
+        import json
+        with open(keys_path) as f:
+            d = json.load(f)
+    except Exception:
+        return False
+    return isinstance(d, dict) and \
+        ("link_priv" if cfg["sec.suite"] == "sm" else "link_psk") in d

@@ -2,9 +2,9 @@
 on the host references (gmssl SM4/SM3, pycryptodomex AES, CPython hmac) so
 that it checks the board's firmware/security/linkrec.py independently.
 
-Same layout as the firmware (docs/security.md, "C-2 record layout").  The
-handshake that would produce the keys is not built yet: callers pass the
-per-direction keys."""
+Same layout as the firmware (docs/security.md, "C-2 record layout").
+``PlatformHandshake`` answers the charger's handshake; ``PlatformEndpoint`` puts the handshake and the record
+layer together for the link in service (the ingest uses it)."""
 import hashlib
 import os
 import hmac
@@ -166,3 +166,89 @@ class PlatformHandshake:
         k = self._keys
         self.records = RecordLayer(self.suite, (k[48:64], k[64:96]), (k[0:16], k[16:48]))
         return True
+
+
+# -- the link in service: what the TCU relays (docs/security.md "C-2 in service") --
+LINK_MAGIC = 0xEC                 # firmware security/platlink.py: envelope on the telemetry channel
+T_TELEMETRY, T_STOP, T_RESULT, T_VIN = 1, 2, 3, 4
+LINK_HDR = struct.Struct("<QIH")  # MQTT evc/<id>/link payload: first_n, boot, record count; frame
+
+
+def load_platform_keys(path) -> dict:
+    """``keys.platform.json`` (host_tools/seckeys.py new) as PlatformHandshake keys."""
+    import json
+    d = json.loads(open(path).read())
+    k = {"charger_id": d.get("charger_id")}
+    for name in ("platform_priv", "platform_pub", "charger_pub", "link_psk"):
+        if name in d:
+            k[name] = bytes.fromhex(d[name])
+    return k
+
+
+class PlatformEndpoint:
+    """The platform's end of one charger's link: answers its handshake,
+    opens its sealed frames, seals the commands for it.  ``uplink`` takes a
+    frame as the charger sent it (after the TCU's header) and returns
+    ``(what, value, answer)``: what is "reply" (answer: the REPLY to send
+    down), "up" (the FINISH verified: sealed from now on), "telemetry"
+    (value: the records, bytes), "result" (value: text), "refused" (value:
+    the reason: short / tag / replay / handshake)."""
+
+    def __init__(self, keys: dict):
+        self.keys = keys
+        self.hs = None
+        self.records = None
+        self.refused = {"short": 0, "tag": 0, "replay": 0, "handshake": 0}
+
+    @property
+    def sealed(self) -> bool:
+        return self.records is not None
+
+    def uplink(self, frame: bytes):
+        if frame[:4] == b"EVH1":
+            self.hs = PlatformHandshake(self.keys)
+            reply = self.hs.answer(frame)
+            if reply is None:
+                self.refused["handshake"] += 1
+                return "refused", "handshake", None
+            return "reply", None, reply
+        if frame[:4] == b"EVF1":
+            if self.hs is None or not self.hs.finish(frame):
+                self.refused["handshake"] += 1
+                return "refused", "handshake", None
+            self.records, self.hs = self.hs.records, None
+            return "up", None, None
+        if self.records is None:
+            self.refused["tag"] += 1
+            return "refused", "no link", None
+        before = dict(self.records.rejected)
+        r = self.records.open(frame)
+        if r is None:
+            why = next(k for k in before if self.records.rejected[k] != before[k])
+            self.refused[why] += 1
+            return "refused", why, None
+        if r[0] == T_TELEMETRY:
+            return "telemetry", r[1], None
+        if r[0] == T_RESULT:
+            return "result", r[1].decode(errors="replace"), None
+        return "refused", "type %d" % r[0], None
+
+    def seal_stop(self) -> bytes:
+        return self.records.seal(T_STOP, b"stop")
+
+    def seal_vin(self, vin: str) -> bytes:
+        return self.records.seal(T_VIN, vin.encode())
+
+
+def split_records(data: bytes) -> list[bytes]:
+    """Table-1 records back to back (each carries its size in byte 3)."""
+    out, i = [], 0
+    while i + 4 <= len(data):
+        n = data[i + 3]
+        if n < 4 or i + n > len(data):
+            raise ValueError("broken record in a sealed batch")
+        out.append(bytes(data[i:i + n]))
+        i += n
+    if i != len(data):
+        raise ValueError("trailing bytes in a sealed batch")
+    return out
