@@ -284,13 +284,16 @@ class PlatformLink:
     def status(self):
         """Console ``platlink()``: the link's state and counters."""
         hs = self.hs
-        st = "sealed" if self.sealed else ("handshake " + hs.stage if hs else "plain")
+        st = "sealed" if self.sealed else ("handshake " + hs.stage if hs else "not sealed")
         r = self.records.rejected if self.records else {}
-        return ("platform link: policy %s, %s; frames sealed %d, plain records %d, held %d, "
-                "dropped %d; refused %d %s; stops %d, VIN authorisations %d; "
+        return ("platform link: policy %s, %s\n"
+                "telemetry: frames sealed %d, records plain %d, held %d, dropped %d\n"
+                "platform commands: stops %d, VIN authorisations %d, refused %d\n"
+                "refused sealed frames: short %d, tag %d, replay %d\n"
                 "handshake failures %d%s" % (
                     self.policy, st, self.sealed_frames, self.plain_sent, self.held,
-                    self.dropped, self.refused, r, self.stops, self.vin_auths,
+                    self.dropped, self.stops, self.vin_auths, self.refused,
+                    r.get("short", 0), r.get("tag", 0), r.get("replay", 0),
                     self.failures, (" (last: %s)" % self.reason) if self.reason else ""))
 
 

@@ -10,6 +10,14 @@ platform is typed at the firmware's console as ``stop()`` (what a field
 engineer or a TCU wired to the console would do): the firmware ramps the
 current down, sends CST and ends the session normally.
 
+With ``keys`` (a charger key file of ``host_tools.seckeys new``) the charger
+has the authenticated platform link (issue 13, C-2): the key file goes onto
+the SIL board's filesystem, ``sec.policy`` / ``sec.suite`` into its
+configuration, the vehicle is plugged in only once the link is sealed
+(the handshake runs between sessions), and the TCU relays the link: what
+the platform sends on ``link/down`` is typed as ``link("<hex>")``, a plain
+stop as ``pstop()`` (which the charger refuses under require).
+
 ``WeldPack``: a pack with one cell whose connection degrades during the
 charge (its resistance grows after ``onset_s``), so its voltage under
 current rises above the others: the cell-voltage spread grows, slowly
@@ -81,13 +89,22 @@ class SilCharger:
                  soc: float = 30.0, target_soc: float = 80.0, capacity_ah: float = 120.0,
                  max_current_a: float = 150.0, fault: str | None = None, seed: int = 1,
                  epoch_s: int | None = None, first_n: int = 0, boot: int = 0,
-                 weld_onset_s: float = 20.0):
+                 weld_onset_s: float = 20.0, keys=None, policy: str = "prefer",
+                 suite: str = "sm", extra_config: dict | None = None):
         self.cid = charger_id
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         cfg = self.dir / "config.json"
-        cfg.write_text(json.dumps({"charger.id": charger_id, "telemetry.region_code": 440305,
-                                   "console.tx_timeout_ms": 1000}))
+        conf = {"charger.id": charger_id, "telemetry.region_code": 440305,
+                "console.tx_timeout_ms": 1000}
+        board = self.dir / "board"
+        board.mkdir(exist_ok=True)
+        self.secure = keys is not None
+        if keys is not None:
+            (board / "keys.json").write_text(Path(keys).read_text())
+            conf.update({"sec.policy": policy, "sec.suite": suite})
+        conf.update(extra_config or {})
+        cfg.write_text(json.dumps(conf))
         self.params = BmsParams(capacity_ah=capacity_ah, cells=96, soc=soc, target_soc=target_soc,
                                 max_current_a=max_current_a, vin=vin, seed=seed).resolved()
         p = self.params
@@ -96,21 +113,35 @@ class SilCharger:
         self.pack = WeldPack(*args, onset_s=weld_onset_s) if fault == "weld" else BatteryPack(*args)
         master, slave = os.openpty()
         self.sim = Simulation(plant=Plant(self.pack), console_fd=master, config=str(cfg),
-                              state_dir=str(self.dir / "state"), epoch_s=epoch_s)
+                              state_dir=str(self.dir / "state"), epoch_s=epoch_s,
+                              board_dir=str(board))
+        if self.secure:
+            self.sim.unplug()            # the handshake first (between sessions)
         os.close(master)
         self.console = _Console(slave)
         self.bms = BmsSimulator(self.sim.bus(), p, pack=self.pack, drive_pack=False)
         self.sim.step_hooks.append(self.bms.poll)
         self.stops: list[dict] = []
+        self.links: list = []
         self.tcu = Tcu(charger_id, host, port, self.dir / "ring", on_stop=self._on_stop,
-                       first_n=first_n, boot=boot)
+                       first_n=first_n, boot=boot, on_link=self._on_link)
         self._fed = 0
         self.offline_windows: list[tuple[int, int]] = []
 
     def _on_stop(self, cmd: dict) -> str:
         self.stops.append(dict(cmd, at_ms=self.sim.now_ms))
-        self.console.type("stop()")
-        return "stop() typed at the console at t=%d ms (stage %s)" % (self.sim.now_ms, self.stage())
+        typed = "pstop()" if self.secure else "stop()"
+        self.console.type(typed)
+        return "%s typed at the console at t=%d ms (stage %s)" % (typed, self.sim.now_ms,
+                                                                 self.stage())
+
+    def _on_link(self, frame: bytes) -> None:
+        self.links.append((self.sim.now_ms, frame))
+        self.console.type('link("%s")' % frame.hex())
+
+    def sealed(self) -> bool:
+        """The charger's link is up (its first sealed frame reached the TCU)."""
+        return any(rec[0] == 0xEC and rec[2] in (1, 2) for _, rec in self.sim.telemetry)
 
     def stage(self) -> str | None:
         st = [t for _, t in self.sim.texts if t.startswith("stage ")]
@@ -127,6 +158,8 @@ class SilCharger:
         offline during ``offline_windows`` (simulated ms)."""
         started = False
         while self.sim.now_ms < max_ms:
+            if self.secure and not self.sim.plugged and not started and self.sealed():
+                self.sim.plug()
             self.sim.step()
             if self.sim.now_ms % 100 == 0:
                 self._feed()

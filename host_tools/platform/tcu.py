@@ -19,8 +19,22 @@ packets on the bench) goes into the TCU, which
   the charger (``on_stop``; ``SilCharger`` types ``stop()`` at the firmware's
   console, as the field engineer would) and answers on ``cmd/result``.
 
-The stop topic is **plain** (no authentication) until the security issue
-(C-1..C-4) lands; the command says so in its ``auth`` field.
+With the authenticated link (issue 13, C-2; docs/security.md "C-2 in
+service") the charger's telemetry channel also carries **link frames**
+(first byte ``0xEC``: a handshake message, a sealed telemetry batch of
+``count`` records, a sealed command result).  The TCU cannot open them: it
+gives a sealed batch the next ``count`` record numbers (so sealed and plain
+records share one numbering and the platform's exactly-once store), and
+publishes every link frame, in order, on ``evc/<id>/link`` (QoS 1;
+``seclink.LINK_HDR`` first_n, boot, count, then the frame), resending after
+a reconnect what was not acknowledged.  What the platform sends back on
+``evc/<id>/link/down`` (its handshake REPLY, a sealed stop or VIN
+authorisation) goes to ``on_link`` (``SilCharger`` types ``link("<hex>")``
+at the firmware's console).  Link frames wait in memory, not in the ring:
+a TCU restart loses the unacknowledged ones (the platform sees the gap).
+
+A plain stop on ``cmd/stop`` still goes to ``on_stop``; the charger obeys
+it only when its ``sec.policy`` allows (not under require).
 """
 from __future__ import annotations
 
@@ -36,6 +50,7 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 
 from . import wire as W
+from .seclink import LINK_HDR, LINK_MAGIC
 
 _ENT = struct.Struct("<QI")      # n, boot; then the record (self-delimiting)
 
@@ -107,6 +122,12 @@ class Ring:
             self.acked += 1
         return n
 
+    def reserve(self, count: int) -> int:
+        """The next ``count`` record numbers, for a sealed batch (no entry)."""
+        n = self.next_n
+        self.next_n += count
+        return n
+
     def sync(self) -> None:
         if self._fh:
             self._fh.flush()
@@ -137,12 +158,23 @@ class Ring:
         i = start - self.pending[0][0]
         if i < 0:
             i = 0
+        if i >= len(self.pending) or self.pending[i][0] != start:
+            # numbers reserved for sealed link frames (``reserve``) make
+            # gaps: find the first entry at or after ``start``
+            lo, hi = 0, len(self.pending)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if self.pending[mid][0] < start:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            i = lo
         boot = None
         while i < len(self.pending) and len(out) < max_count:
             e = self.pending[i]
             if boot is None:
                 boot = e[1]
-            elif e[1] != boot:
+            elif e[1] != boot or e[0] != out[-1][0] + 1:
                 break
             out.append(e)
             i += 1
@@ -159,13 +191,19 @@ class Tcu:
 
     def __init__(self, charger_id: int, host: str, port: int, ring_dir, prefix: str = W.PREFIX,
                  batch_max: int = 200, window: int = 16, capacity: int = 2_000_000,
-                 on_stop: Callable[[dict], str] | None = None, first_n: int = 0, boot: int = 0):
+                 on_stop: Callable[[dict], str] | None = None, first_n: int = 0, boot: int = 0,
+                 on_link: Callable[[bytes], None] | None = None):
         self.cid = charger_id
         self.prefix = prefix
         self.ring = Ring(ring_dir, capacity, first_n=first_n, boot=boot)
         self.batch_max = batch_max
         self.window = window
         self.on_stop = on_stop
+        self.on_link = on_link
+        self.link_q: collections.deque = collections.deque()   # (lo, hi, payload) not acknowledged
+        self.link_sent = 0                # link_q entries published since the (re)connect
+        self.link_inflight: dict[int, tuple] = {}
+        self.downlink: collections.deque = collections.deque()
         self.lock = threading.Lock()
         self.connected = False
         self.offline = False
@@ -199,7 +237,7 @@ class Tcu:
     def _on_connect(self, client, userdata, flags, rc, props=None):
         if rc != 0:
             return
-        client.subscribe(self.topic("cmd/stop"), qos=1)
+        client.subscribe([(self.topic("cmd/stop"), 1), (self.topic("link/down"), 1)])
         client.publish(self.topic("state"), json.dumps({"online": True, "next_n": self.ring.next_n}),
                        qos=1, retain=True)
         with self.lock:
@@ -210,6 +248,8 @@ class Tcu:
             self.gen += 1
             self.send_n = self.ring.acked          # resend what was not acknowledged
             self.catchup_until = self.ring.next_n
+            self.link_sent = 0
+            self.link_inflight.clear()
 
     def _on_disconnect(self, client, userdata, flags, rc, props=None):
         with self.lock:
@@ -217,6 +257,10 @@ class Tcu:
 
     def _on_publish(self, client, userdata, mid, rc=None, props=None):
         with self.lock:
+            e = self.link_inflight.pop(mid, None)
+            if e is not None:
+                self._link_acked(e)
+                return
             r = self.inflight.pop(mid, None)
             if r is None:
                 self.early.add(mid)          # PUBACK before pump() registered the mid
@@ -230,7 +274,19 @@ class Tcu:
             a = self.done.pop(a)
         self.ring.ack_to(a)
 
+    def _link_acked(self, e):
+        try:
+            self.link_q.remove(e)
+            self.link_sent -= 1
+        except ValueError:
+            return
+        if e[1] > e[0]:
+            self._acked((e[0], e[1]))
+
     def _on_message(self, client, userdata, msg):
+        if msg.topic.endswith("/link/down"):
+            self.downlink.append(bytes(msg.payload))
+            return
         try:
             cmd = json.loads(msg.payload)
         except ValueError:
@@ -239,7 +295,16 @@ class Tcu:
 
     # ---- charger side (caller's thread) -------------------------------------
     def add(self, rec: bytes) -> int:
+        """A telemetry write of the charger: a record (into the ring), or a
+        link frame (``0xEC``, count, frame: numbered and queued for
+        ``evc/<id>/link``).  -> the record number (the first, for a batch)."""
         with self.lock:
+            if rec[0] == LINK_MAGIC:
+                count = rec[1]
+                lo = self.ring.reserve(count)
+                self.link_q.append((lo, lo + count, LINK_HDR.pack(lo, self.ring.boot, count)
+                                    + bytes(rec[2:])))
+                return lo
             return self.ring.append(rec)
 
     def pump(self) -> int:
@@ -277,6 +342,29 @@ class Tcu:
                     self.inflight[info.mid] = (lo, hi)
                 self.published += 1
                 sent += 1
+        while not self.offline:
+            with self.lock:
+                if not self.connected or self.link_sent >= len(self.link_q):
+                    break
+                e = self.link_q[self.link_sent]
+                self.link_sent += 1
+                gen = self.gen
+            info = self.client.publish(self.topic("link"), e[2], qos=1)
+            with self.lock:
+                if gen != self.gen:
+                    break
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    self.link_sent -= 1
+                    break
+                if info.mid in self.early:
+                    self.early.discard(info.mid)
+                    self._link_acked(e)
+                else:
+                    self.link_inflight[info.mid] = e
+        while self.downlink:
+            f = self.downlink.popleft()
+            if self.on_link is not None:
+                self.on_link(f)
         while self.commands:
             cmd = self.commands.popleft()
             result = "unknown command"
@@ -288,8 +376,8 @@ class Tcu:
         return sent
 
     def backlog(self) -> int:
-        """Records not acknowledged by the broker yet."""
-        return self.ring.next_n - self.ring.acked
+        """Records (and link frames) not acknowledged by the broker yet."""
+        return self.ring.next_n - self.ring.acked + len(self.link_q)
 
     def set_offline(self, offline: bool) -> None:
         """Simulate losing / regaining the network."""

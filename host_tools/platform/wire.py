@@ -40,7 +40,7 @@ BATCH_VERSION = 1
 BATCH_HDR = struct.Struct("<2sBBIQIH")
 BATCH_HDR_SIZE = BATCH_HDR.size          # 22
 F_CATCHUP = 1
-PLAIN_AUTH = "none (plain topic until the security issue C-1..C-4 lands)"
+PLAIN_AUTH = "none (plain topic: the charger obeys it only when its sec.policy is not require)"
 
 
 def topic(charger_id: int, kind: str, prefix: str = PREFIX) -> str:
