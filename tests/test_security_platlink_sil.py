@@ -78,8 +78,8 @@ class Site:
         os.close(master)
         self.sim.unplug()                 # the handshake runs between sessions
         self.term = _Term(slave)
-        self.bms = BmsSimulator(self.sim.bus(), self.p, pack=pack, drive_pack=False)
-        self.sim.step_hooks.append(self.bms.poll)
+        self.pack = pack
+        self.bms = None
         self.ep = S.PlatformEndpoint(self.keys) if keys else None
         self.fed = 0
         self.up = []          # (what, value) of every link frame the platform took
@@ -141,8 +141,14 @@ class Site:
     def seal_up(self, ms=20_000):
         assert self.run(ms, lambda: self.ep.sealed), (self.up, self.type("platlink()"))
 
-    def charge(self):
+    def plug(self):
+        # the vehicle's BMS wakes up when plugged in (its timeouts run from then)
+        self.bms = BmsSimulator(self.sim.bus(), self.p, pack=self.pack, drive_pack=False)
+        self.sim.step_hooks.append(self.bms.poll)
         self.sim.plug()
+
+    def charge(self):
+        self.plug()
         assert self.run(30_000, lambda: self.stage() == "charging"), self.sim.texts[-10:]
 
     def close(self):
@@ -258,7 +264,7 @@ def test_c2_sil_vin_authorisation_only_sealed_under_require(site_factory):
     s.seal_up(5_000)
     out = s.type('pvin("LC2TESTVIN0000021")')
     assert "refused: sec.policy require: sealed authorisation only" in out
-    s.sim.plug()
+    s.plug()
     s.run(15_000, lambda: s.texts("refused VIN"))
     assert any("not authorised by the platform" in t for t in s.texts("refused")), s.sim.texts[-8:]
     assert "charging" not in [t[6:] for t in s.texts("stage ")]

@@ -26,7 +26,7 @@ from . import report as R
 from . import wire as W
 from .broker import BrokerError, Mosquitto
 from .fleet import Fleet, FleetSpec
-from .ingest import Ingestor
+from .ingest import Ingestor, SEALED_AUTH
 from .store import Store
 
 DEMO_DATE = dt.date(2026, 1, 31)
@@ -78,6 +78,21 @@ def demo(a) -> int:
     _say("platform demo: %d SIL chargers %s; charger %d has a failing cell connection (weld), "
          "charger %s goes offline for %d s of its session" % (
              a.chargers, ids, faulty, offline, a.offline_s))
+    link_keys, charger_keys = {}, {}
+    if not a.plain:
+        from host_tools import seckeys
+        from .seclink import load_platform_keys
+        kd = out / "keys"
+        kd.mkdir()
+        for cid in ids:
+            seckeys.new_keys(kd / ("charger-%d.json" % cid), charger_id=cid)
+            charger_keys[cid] = kd / ("charger-%d.json" % cid)
+            link_keys[cid] = load_platform_keys(kd / ("charger-%d.platform.json" % cid))
+        _say("authenticated link (C-2): suite %s, sec.policy %s; keys in %s (the platform's: "
+             "charger-<id>.platform.json); each charger plugs its vehicle in once its link is "
+             "sealed" % (a.suite, a.policy, kd))
+    else:
+        _say("plain link (--plain): telemetry and stop unauthenticated, as before C-2")
     t0 = time.monotonic()
     f_hist, next_n = seed_history(store, ids, vins, a.history_days, DEMO_DATE)
     _, a1h, _, _ = A.analyse(f_hist, build_ref=False)
@@ -93,14 +108,15 @@ def demo(a) -> int:
         return 2
     epoch = int(dt.datetime(DEMO_DATE.year, DEMO_DATE.month, DEMO_DATE.day, 9,
                             tzinfo=dt.timezone.utc).timestamp())
-    ing = Ingestor(store, broker.host, broker.port, flush_s=0.5)
+    ing = Ingestor(store, broker.host, broker.port, flush_s=0.5, link_keys=link_keys)
     _say("mosquitto on %s (loopback only); ingest subscribed to %s/+/telemetry (QoS 1)" % (
         broker.url, W.PREFIX))
     chargers = []
     for i, (cid, vin) in enumerate(zip(ids, vins)):
         c = SilCharger(cid, vin, broker.host, broker.port, out / ("charger-%d" % cid),
                        soc=a.target_soc - 5 - i, target_soc=a.target_soc, seed=i + 1, epoch_s=epoch,
-                       first_n=next_n[cid], boot=1, fault="weld" if cid == faulty else None)
+                       first_n=next_n[cid], boot=1, fault="weld" if cid == faulty else None,
+                       keys=charger_keys.get(cid), policy=a.policy, suite=a.suite)
         if cid == offline:
             c.offline_windows = [(15_000, 15_000 + a.offline_s * 1000)]
         chargers.append(c)
@@ -128,10 +144,13 @@ def demo(a) -> int:
         for x in live:
             if x["in_progress"] and x["charger_id"] not in stopped:
                 stopped[x["charger_id"]] = x
-                _say("ALARM charger %d (in progress): %s %s -> stop sent on %s (plain topic, "
-                     "NOT authenticated)" % (x["charger_id"], x["rule"], x["text"],
-                                             W.topic(x["charger_id"], "cmd/stop")))
-                ing.send_stop(x["charger_id"], alarm=x, reason="%s %s" % (x["rule"], x["metric"]))
+                auth = ing.send_stop(x["charger_id"], alarm=x,
+                                     reason="%s %s" % (x["rule"], x["metric"]))
+                x["stop_auth"] = auth
+                _say("ALARM charger %d (in progress): %s %s -> stop sent on %s: %s" % (
+                    x["charger_id"], x["rule"], x["text"],
+                    W.topic(x["charger_id"], "link/down" if auth == SEALED_AUTH else "cmd/stop"),
+                    auth))
     for c in chargers:
         if not c.drain(30):
             _say("charger %d: %d records not acknowledged" % (c.cid, c.tcu.backlog()))
@@ -151,14 +170,19 @@ def demo(a) -> int:
         gaps = store.ranges.missing(c.cid)
         nal = sum(1 for x in live if x["charger_id"] == c.cid)
         res = [r for cid, r in ing.results if cid == c.cid]
-        stop = ("stopped: " + c.stops[0]["reason"]) if c.stops else "-"
-        _say("%-8d %-18s %-9s %8d %8d %6d %-28s %d" % (c.cid, c.params.vin, c.stage(), c._fed, got,
+        stop = ("stopped: " + c.stops[0]["reason"]) if c.stops else \
+            ("stopped: sealed stop" if c.cid in stopped and c.sealed_commands() else "-")
+        _say("%-8d %-18s %-9s %8d %8d %6d %-28s %d" % (c.cid, c.params.vin, c.stage(), c.emitted, got,
                                                         len(gaps), stop[:28], nal))
-        ok &= got == c._fed and not gaps
+        ok &= got == c.emitted and not gaps
         summary["chargers"].append({"charger_id": c.cid, "vin": c.params.vin, "stage": c.stage(),
-                                    "records": c._fed, "stored": got, "gaps": len(gaps),
+                                    "records": c.emitted, "stored": got, "gaps": len(gaps),
                                     "faulty": c.cid == faulty, "offline": c.cid == offline,
                                     "stops": c.stops, "results": res, "alarms": nal,
+                                    "stop_auth": stopped[c.cid].get("stop_auth") if c.cid in stopped else None,
+                                    "sealed_commands": c.sealed_commands(),
+                                    "link_sealed": ing.sealed(c.cid),
+                                    "link_refused": ing.link_refused.get(c.cid, {}),
                                     "firmware_stop": [t for _, t in c.sim.texts if t.startswith("stop ")]})
     _say("")
     for x in live:
@@ -169,7 +193,12 @@ def demo(a) -> int:
          "partitions" % (store.stats["batches"], store.stats["records"] - hist_rows, store.stats["duplicates"],
             store.stats["invalid"], comp["partitions"]))
     for cid, r in ing.results:
-        _say("cmd/result from %d: %s" % (cid, r.get("result")))
+        _say("cmd/result from %d: %s (%s)" % (cid, r.get("result"), r.get("auth", "plain")))
+    if link_keys:
+        _say("links sealed: %s; sealed frames refused by the platform: %s" % (
+            ", ".join("%d %s" % (c, "yes" if ing.sealed(c) else "NO") for c in ids),
+            ing.link_refused or "none"))
+        ok &= all(ing.sealed(c) for c in ids)
     _say("store: %s   report: %s" % (out / "store", ", ".join(str(p) for p in files[:3])))
     summary["ok"] = bool(ok)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -223,6 +252,11 @@ def main(argv=None) -> int:
     d.add_argument("--offline-s", type=int, default=40)
     d.add_argument("--pace", type=float, default=0.01, help="wall seconds per 100 ms simulated")
     d.add_argument("--every", type=float, default=0.5, help="analysis period, wall seconds")
+    d.add_argument("--plain", action="store_true",
+                   help="no authenticated link (C-2): plain telemetry and a plain stop, as before")
+    d.add_argument("--suite", choices=("sm", "aes"), default="sm", help="C-2 cipher suite")
+    d.add_argument("--policy", choices=("prefer", "require"), default="require",
+                   help="the chargers' sec.policy")
     b = sub.add_parser("bench", help="scale figures on a synthetic fleet")
     from . import bench as B
     B.add_args(b)

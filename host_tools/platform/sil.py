@@ -119,14 +119,25 @@ class SilCharger:
             self.sim.unplug()            # the handshake first (between sessions)
         os.close(master)
         self.console = _Console(slave)
-        self.bms = BmsSimulator(self.sim.bus(), p, pack=self.pack, drive_pack=False)
-        self.sim.step_hooks.append(self.bms.poll)
+        self.bms = None
+        if not self.secure:
+            self._vehicle()
         self.stops: list[dict] = []
         self.links: list = []
         self.tcu = Tcu(charger_id, host, port, self.dir / "ring", on_stop=self._on_stop,
                        first_n=first_n, boot=boot, on_link=self._on_link)
         self._fed = 0
+        self.emitted = 0              # records the charger emitted (plain or in sealed batches)
         self.offline_windows: list[tuple[int, int]] = []
+
+    def _vehicle(self):
+        # the vehicle's BMS wakes up when it is plugged in (its timeouts
+        # run from then on); a weld's onset counts from the plug-in too
+        if isinstance(self.pack, WeldPack):
+            self.pack.onset_s += self.pack.time_s
+            self.pack._r[0] = self.pack._r0
+        self.bms = BmsSimulator(self.sim.bus(), self.params, pack=self.pack, drive_pack=False)
+        self.sim.step_hooks.append(self.bms.poll)
 
     def _on_stop(self, cmd: dict) -> str:
         self.stops.append(dict(cmd, at_ms=self.sim.now_ms))
@@ -139,6 +150,10 @@ class SilCharger:
         self.links.append((self.sim.now_ms, frame))
         self.console.type('link("%s")' % frame.hex())
 
+    def sealed_commands(self) -> int:
+        """Sealed frames from the platform passed to the charger (not REPLYs)."""
+        return sum(1 for _, f in self.links if f[:4] != b"EVR1")
+
     def sealed(self) -> bool:
         """The charger's link is up (its first sealed frame reached the TCU)."""
         return any(rec[0] == 0xEC and rec[2] in (1, 2) for _, rec in self.sim.telemetry)
@@ -150,20 +165,28 @@ class SilCharger:
     def _feed(self):
         tel = self.sim.telemetry
         while self._fed < len(tel):
-            self.tcu.add(tel[self._fed][1])
+            rec = tel[self._fed][1]
+            self.tcu.add(rec)
             self._fed += 1
+            self.emitted += rec[1] if rec[0] == 0xEC else 1
 
     def run(self, max_ms: int = 240_000, pace_s: float = 0.0) -> None:
-        """Until the session is over (or ``max_ms`` simulated).  The TCU is
-        offline during ``offline_windows`` (simulated ms)."""
+        """Until the session is over (or ``max_ms`` simulated after the
+        plug-in; with the link, the vehicle is plugged in once it is sealed).
+        The TCU is offline during ``offline_windows`` (simulated ms after
+        the plug-in)."""
         started = False
-        while self.sim.now_ms < max_ms:
-            if self.secure and not self.sim.plugged and not started and self.sealed():
+        t0 = self.sim.now_ms if not self.secure else None     # plug-in time
+        while t0 is None or self.sim.now_ms - t0 < max_ms:
+            if t0 is None and (self.sealed() or self.sim.now_ms > 300_000):
+                t0 = self.sim.now_ms
+                self._vehicle()
                 self.sim.plug()
             self.sim.step()
             if self.sim.now_ms % 100 == 0:
                 self._feed()
-                off = any(a <= self.sim.now_ms < b for a, b in self.offline_windows)
+                off = t0 is not None and any(a <= self.sim.now_ms - t0 < b
+                                             for a, b in self.offline_windows)
                 if off != self.tcu.offline:
                     self.tcu.set_offline(off)
                 self.tcu.pump()
