@@ -27,6 +27,18 @@ import sys
 
 UPDATE_ROOT = "update"      # on the board's flash: slots.json, slot_a/, slot_b/
 
+# Event log (diag.eventlog.EV_UPDATE, a = action): who/when/what of every
+# update step.  Steps taken before the app exists (the slot selection's
+# roll-back) wait in EVENTS until the app attaches itself (``attach``).
+EV_UPDATE = 19
+UP_INSTALLED = 1            # b: version; text: who (the console role)
+UP_REFUSED = 2              # b: 0; text: who (the console prints the reason)
+UP_ROLLED_BACK = 3          # b: the version that never confirmed; text: "boot"/"failed"
+UP_CONFIRMED = 4            # b: version; text: "boot"
+UP_BUSY = 5                 # refused: a vehicle connected / a session runs; b: stage
+APP = None                  # the running charger.ChargerApp (``attach``)
+EVENTS = []
+
 SLOT = ""                   # the slot directory running now ("" = the image)
 TRIAL = False               # this boot is the trial of a new slot
 HEALTHY = False
@@ -38,6 +50,9 @@ def enter(root=UPDATE_ROOT):
     had = "security.update" in sys.modules
     from security import update
     slot, trial = update.select(root)
+    if update.LAST_ROLLBACK:
+        note(UP_ROLLED_BACK, update.LAST_ROLLBACK, "boot")
+        update.LAST_ROLLBACK = 0
     if not had:
         _forget("security.update")     # a boot loader, not kept in RAM
     SLOT, TRIAL, HEALTHY = slot, trial, not trial
@@ -47,6 +62,38 @@ def enter(root=UPDATE_ROOT):
         if "config" in sys.modules:
             del sys.modules["config"]
     return slot, trial
+
+
+def attach(app):
+    """The app is built: the update's refusal while a vehicle is connected
+    needs its session, and the event log takes the boot's update steps."""
+    global APP
+    APP = app
+    q = EVENTS[:]
+    del EVENTS[:]
+    for e in q:
+        note(*e)
+
+
+def note(action, version, who):
+    """One EV_UPDATE record (queued until the app is attached)."""
+    app = APP
+    if app is None:
+        EVENTS.append((action, version, who))
+        return
+    try:
+        app.log.log(app.rtc_s(), EV_UPDATE, action, version, who)
+    except Exception:
+        pass
+
+
+def _who(app):
+    # the console role that asked (C-1), "console" when roles are off
+    try:
+        from security.roles import ROLE_NAMES
+        return ROLE_NAMES[app.console.gate.auth.role()]
+    except Exception:
+        return "console"
 
 
 def _forget(name):
@@ -70,26 +117,61 @@ def healthy(root=UPDATE_ROOT):
     HEALTHY = True
     if TRIAL:
         from security import update
-        update.confirm(root)
+        st = update.state(root)
+        if update.confirm(root):
+            note(UP_CONFIRMED, st.get("pversion", 0), "boot")
 
 
-def install(path, key_path="keys.json", root=UPDATE_ROOT):
+def install(path, key_path="keys.json", root=UPDATE_ROOT, app=None):
     """The field engineer's update (maintainer console, as Python)::
 
         import bootseq; bootseq.install("fw.evu")
 
-    Verifies the bundle (SM2 + SM3, ~1.1 s on an F405: only with no vehicle
-    connected, the console blocks the control loop meanwhile) and writes it
-    into the inactive slot; the next reset runs it on trial.  Prints the
-    outcome; returns the version, or 0 when the bundle was refused."""
+    Refused while a vehicle is connected or a session runs (the session of
+    the attached app, or ``app``, is not idle): the check (SM2 + SM3, ~1.1 s
+    on an F405) blocks the control loop.  Otherwise verifies the bundle and
+    writes it into the inactive slot; the next reset runs it on trial.
+    Prints the outcome; returns the version, or 0 when refused.  Every
+    outcome is an EV_UPDATE record (who: the console role)."""
+    app = app or APP
+    who = _who(app) if app is not None else "console"
+    st = _stage(app)
+    if st:
+        print("update REFUSED: a vehicle is connected (stage %s): unplug it first "
+              "(the running firmware stays)" % _stage_name(st))
+        note(UP_BUSY, st, who)
+        return 0
     from security import update
     try:
         v = update.install(path, update.load_pub(key_path), root)
     except (update.UpdateError, OSError) as e:
         print("update REFUSED: %s (the running firmware stays)" % e)
+        note(UP_REFUSED, 0, who)
         return 0
     print("update version %d installed: reset (machine.reset()) to run it" % v)
+    note(UP_INSTALLED, v, who)
     return v
+
+
+def _stage(app):
+    # 0 (IDLE: nothing plugged) or the session's stage; a session that
+    # cannot be read counts as running
+    if app is None:
+        return 0
+    try:
+        return app.session.stage
+    except Exception:
+        return -1
+
+
+def _stage_name(st):
+    if st < 0:
+        return "unknown"
+    try:
+        from gbt.stages import STAGE_NAMES
+        return STAGE_NAMES[st]
+    except Exception:
+        return str(st)
 
 
 def _first_call(board, name, fn, root):
@@ -133,7 +215,9 @@ def run(build, start, fail_safe, root=UPDATE_ROOT):
     except Exception:
         if TRIAL and not HEALTHY:
             from security import update
-            update.fail(root)
+            st = update.state(root)
+            if update.fail(root):
+                note(UP_ROLLED_BACK, st.get("pversion", 0), "failed")
         raise
     finally:
         fail_safe(board)

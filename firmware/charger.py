@@ -282,6 +282,8 @@ class ChargerApp:
         self.console = None
         if console:
             self._start_console()
+        import bootseq                    # C-3: update steps logged, refused mid-session
+        bootseq.attach(self)
         # C-2: the authenticated platform link, when the site has one
         # (security/platlink.py: telemetry sealed in batches, the handshake
         # in its own low-priority task, the TCU's console commands)

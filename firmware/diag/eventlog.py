@@ -80,10 +80,12 @@ EV_SESSION = const(15)        # a: telemetry session number; text: VIN tail
 EV_INTRUSION = const(16)      # a: gbt.intrusion kind, b: argument (PGN, stage, address)
 EV_STORE = const(17)          # a: 1 no usable safety record (charging refused), 0 warnings; b: count
 EV_AUTH = const(18)           # a: security.roles AU_* action, b: role; text: command / reason
+EV_UPDATE = const(19)         # a: bootseq UP_* action, b: firmware version; text: who
 
 NAMES = ("?", "boot", "config-error", "stage", "stop", "CEM", "BEM", "trip",
          "risk-raised", "risk-cleared", "lockout", "fail-safe", "operator",
-         "BST", "lockout-cleared", "session", "intrusion", "store", "auth")
+         "BST", "lockout-cleared", "session", "intrusion", "store", "auth",
+         "update")
 
 # operator actions (EV_OPERATOR a)
 OP_START = const(1)

@@ -228,6 +228,9 @@ def install(path, pub, root, log=None):
     return ver
 
 
+LAST_ROLLBACK = 0     # the version ``select`` rolled back at this boot (0: none)
+
+
 def select(root):
     """At boot: the slot directory to run ("" = the image's own modules
     when no slot was ever installed) and whether it is a trial."""
@@ -241,6 +244,8 @@ def select(root):
             if _has_files(d):
                 return d, True
         # the pending firmware never confirmed: roll back
+        global LAST_ROLLBACK
+        LAST_ROLLBACK = st.get("pversion", 0)
         st["pending"] = ""
         st["tries"] = 0
         st["rolled_back"] = st.get("pversion", 0)

@@ -167,6 +167,92 @@ def test_engineer_install_command_with_key_file():
     eq(_boot(d), 2, "reset: v2 runs")
 
 
+class _Session:
+    stage = 0
+
+
+class _Log:
+    def __init__(self):
+        self.recs = []
+
+    def log(self, t, code, a=0, b=0, text=None, sync=True):
+        self.recs.append((t, code, a, b, text))
+
+
+class _App:
+    """What bootseq needs of a running charger.ChargerApp."""
+
+    def __init__(self):
+        self.session = _Session()
+        self.log = _Log()
+        self.console = None
+
+    def rtc_s(self):
+        return 1234
+
+    def updates(self):
+        return [r[2:] for r in self.log.recs if r[1] == bootseq.EV_UPDATE]
+
+
+def _keys(d):
+    import binascii
+    with open(d + "/keys.json", "w") as f:
+        f.write('{"update_pub": "%s"}' % binascii.hexlify(V.PUB).decode())
+    return d + "/keys.json"
+
+
+def test_c3_install_refused_while_a_vehicle_is_connected_and_logged():
+    from gbt.stages import CONNECTED, CHARGING, DONE
+    d = _root("busy")
+    app = _App()
+    bootseq.attach(app)
+    try:
+        _bundle(d, V.APP_V2)
+        before = U.state(d)
+        for st in (CONNECTED, CHARGING, DONE):
+            app.session.stage = st
+            eq(bootseq.install(d + "/in.evu", _keys(d), d), 0, "refused in stage %d" % st)
+            eq(U.state(d), before, "slots unchanged")
+        eq(app.updates(), [(bootseq.UP_BUSY, st, "console") for st in (CONNECTED, CHARGING, DONE)],
+           "each refusal logged: what (busy, stage), who")
+        eq(app.log.recs[0][0], 1234, "when: the record's time")
+        app.session.stage = 0
+        eq(bootseq.install(d + "/in.evu", _keys(d), d), 2, "unplugged: installed")
+        _bundle(d, V.APP_V5_FORGED)
+        eq(bootseq.install(d + "/in.evu", _keys(d), d), 0, "forged: refused")
+        eq(app.updates()[3:], [(bootseq.UP_INSTALLED, 2, "console"), (bootseq.UP_REFUSED, 0, "console")],
+           "install and refusal logged")
+    finally:
+        bootseq.APP = None
+
+
+def test_c3_rollback_and_confirm_go_to_the_event_log():
+    d = _root("evlog")
+    bootseq.APP = None
+    _install(d, V.APP_V2)
+    eq(_boot(d), 2, "v2 on trial, confirmed by its loop")
+    eq(bootseq.EVENTS, [(bootseq.UP_CONFIRMED, 2, "boot")], "confirm queued (no app attached)")
+    _install(d, V.APP_V3_CRASH)
+    del bootseq.EVENTS[:]
+    eq(_boot(d), "crash: v3 broken", "v3's trial raises")
+    eq(bootseq.EVENTS, [(bootseq.UP_ROLLED_BACK, 3, "failed")], "the at-once roll-back queued")
+    _install(d, V.APP_V4)
+    del bootseq.EVENTS[:]
+    sys.path[:] = [p for p in sys.path if "/slot_" not in p]
+    bootseq.enter(d)                        # v4's trial: the board resets during it
+    sys.path[:] = [p for p in sys.path if "/slot_" not in p]
+    del bootseq.EVENTS[:]
+    bootseq.enter(d)                        # ... next boot rolls it back
+    eq(bootseq.EVENTS, [(bootseq.UP_ROLLED_BACK, 4, "boot")], "rolled back at the selection")
+    app = _App()
+    bootseq.attach(app)
+    try:
+        eq(app.updates(), [(bootseq.UP_ROLLED_BACK, 4, "boot")], "written once the app is up")
+        eq(bootseq.EVENTS, [], "queue emptied")
+    finally:
+        bootseq.APP = None
+
+
 def test_slot_selection_cost():
     """Not an assert on time: prints the boot-time cost of the selection
     (ticks_us; on the QEMU image under icount, 1 tick = 1 kinstr)."""
