@@ -4,8 +4,7 @@ C-2): the charger's ephemeral key, ECDH, SM3withSM2 signing and verifying.
 A scalar multiplication costs ~0.5 s on a 168 MHz F405, far above a
 scheduler pass (1 ms, docs/performance.md).  Each operation here is a
 generator that yields after each product of 256-bit numbers and its
-reduction (at most one product a step: the formulas' double products, and
-the products in a return, are steps of their own), so that the caller -- the link task in a
+reduction (one product a step), so that the caller -- the link task in a
 low-priority slot -- runs one step per pass.  ``Op(gen)`` drives one:
 ``step()`` returns True when done, the value is in ``result``.  The arithmetic is the same as
 security/sm2.py (Jacobian, a = -3) and is checked against gmssl on the host.
@@ -69,9 +68,7 @@ def _affine(X, Y, Z):
     yield
     y = Y * z2 % P
     yield
-    y = y * zi % P
-    yield
-    return x, y
+    return x, y * zi % P
 
 
 def _dbl(X, Y, Z):
@@ -84,18 +81,13 @@ def _dbl(X, Y, Z):
     yield
     be = X * g % p
     yield
-    al = (X - d) * (X + d) % p
-    yield
-    al = 3 * al % p
+    al = 3 * (X - d) * (X + d) % p
     yield
     X3 = (al * al - 8 * be) % p
     yield
-    Z3 = (Y + Z) % p
-    Z3 = (Z3 * Z3 - g - d) % p
+    Z3 = ((Y + Z) * (Y + Z) - g - d) % p
     yield
-    gg = g * g % p
-    yield
-    gg = 8 * gg % p
+    gg = 8 * g * g % p
     yield
     Y3 = (al * (4 * be - X3) - gg) % p
     yield
@@ -130,9 +122,7 @@ def _add(X1, Y1, Z1, x2, y2):
     yield
     Y3 = (Y3 - Y1 * HHH) % p
     yield
-    Z3 = Z1 * H % p
-    yield
-    return X3, Y3, Z3
+    return X3, Y3, Z1 * H % p
 
 
 def _mul2(s, a, t, b):
@@ -198,9 +188,7 @@ def sign(d, e, k):
     if not r or r + k == N:
         return None
     inv = yield from _powmod((1 + d) % N, N - 2, N)
-    s = (k - r * d) % N
-    yield
-    s = inv * s % N
+    s = inv * (k - r * d) % N
     if not s:
         return None
     return b32(r) + b32(s)

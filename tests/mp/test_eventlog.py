@@ -152,7 +152,7 @@ def test_text_and_values_are_bounded():
     mptest.eq(log.log(4, E.EV_TRIP, 0, 0, 12345), False, "wrong text type: refused")
     mptest.eq(log.errors, 1, "counted")
     mptest.eq(E.name(E.EV_LOCKOUT), "lockout", "name()")
-    mptest.eq(len(E.NAMES), E.EV_AUTH + 1, "a name for every code (the last code)")
+    mptest.eq(len(E.NAMES), E.EV_UPDATE + 1, "a name for every code (the last code)")
     log.close()
     _clean(d)
 
