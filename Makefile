@@ -26,7 +26,7 @@ help:
 	@echo "make firmware [BOARD=QEMU_M3|PYBV11|NUCLEO_H743ZI]     a flashable image with the charger frozen in"
 	@echo "make sign KEYS=keys.sign.json VERSION=N             a signed update bundle of the firmware (build/update/)"
 	@echo "make fuzz                                              fuzz every security and GB/T parser with 10**6 inputs each"
-	@echo "make platform-demo [ARGS=...]                          SIL chargers -> mosquitto -> Parquet store -> A-1/A-2 alarms -> stop"
+	@echo "make platform-demo [ARGS=...]                          SIL chargers -> sealed link (C-2) -> mosquitto -> Parquet store -> A-1/A-2 alarms -> sealed stop (ARGS=--plain: no link security)"
 	@echo "make platform-bench [ARGS=...]                         platform scale figures on a synthetic fleet (out/platform-bench/)"
 	@echo "make venv                                              build .venv from requirements.txt"
 	@echo "make clean                                             remove build/, out/ and test caches"
