@@ -174,7 +174,9 @@ def demo(a) -> int:
             ("stopped: sealed stop" if c.cid in stopped and c.sealed_commands() else "-")
         _say("%-8d %-18s %-9s %8d %8d %6d %-28s %d" % (c.cid, c.params.vin, c.stage(), c.emitted, got,
                                                         len(gaps), stop[:28], nal))
-        ok &= got == c.emitted and not gaps
+        if got != c.emitted or gaps:
+            ok = False
+            _say("FAIL: charger %d: records lost or duplicated" % c.cid)
         summary["chargers"].append({"charger_id": c.cid, "vin": c.params.vin, "stage": c.stage(),
                                     "records": c.emitted, "stored": got, "gaps": len(gaps),
                                     "faulty": c.cid == faulty, "offline": c.cid == offline,
@@ -198,7 +200,9 @@ def demo(a) -> int:
         _say("links sealed: %s; sealed frames refused by the platform: %s" % (
             ", ".join("%d %s" % (c, "yes" if ing.sealed(c) else "NO") for c in ids),
             ing.link_refused or "none"))
-        ok &= all(ing.sealed(c) for c in ids)
+        if not all(ing.sealed(c) for c in ids):
+            ok = False
+            _say("FAIL: a charger's link never came up")
     _say("store: %s   report: %s" % (out / "store", ", ".join(str(p) for p in files[:3])))
     summary["ok"] = bool(ok)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -208,7 +212,6 @@ def demo(a) -> int:
     broker.close()
     store.close()
     if not ok:
-        _say("FAIL: records lost or duplicated")
         return 1
     return 0
 

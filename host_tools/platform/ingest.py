@@ -87,8 +87,8 @@ class Ingestor:
         if msg.qos:
             with self.lock:
                 self.pending_acks.append(msg.mid)
-            if kind != "telemetry":
-                self._ack_all()
+            if kind not in ("telemetry", "link"):
+                self._ack_all()             # (records: acknowledged once written)
 
     def _link(self, cid: int, payload: bytes) -> None:
         n0, boot, count = S.LINK_HDR.unpack_from(payload)

@@ -102,7 +102,9 @@ class SilCharger:
         self.secure = keys is not None
         if keys is not None:
             (board / "keys.json").write_text(Path(keys).read_text())
-            conf.update({"sec.policy": policy, "sec.suite": suite})
+            # (the REPLY deadline is simulated time: at 10x the wall clock
+            # the default 10 s would be 1 s of MQTT + TCU relay on a loaded host)
+            conf.update({"sec.policy": policy, "sec.suite": suite, "sec.hs_reply_s": 60})
         conf.update(extra_config or {})
         cfg.write_text(json.dumps(conf))
         self.params = BmsParams(capacity_ah=capacity_ah, cells=96, soc=soc, target_soc=target_soc,

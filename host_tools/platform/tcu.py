@@ -243,7 +243,9 @@ class Tcu:
         with self.lock:
             self.connected = True
             self.inflight.clear()
-            self.done.clear()
+            # (``done`` is kept: a range the broker acknowledged stays
+            # acknowledged, and a sealed batch acknowledged before the
+            # reconnect is not sent again to fill it in)
             self.early.clear()
             self.gen += 1
             self.send_n = self.ring.acked          # resend what was not acknowledged
