@@ -88,8 +88,8 @@ def test_offline_for_hours_catches_up_without_loss_or_duplicates(broker, tmp_pat
 
 
 def test_stop_command_is_plain_and_marked_unauthenticated(broker, tmp_path):
-    """The platform's stop (seed 000 4.2.3 b) reaches the charger's TCU on
-    evc/<id>/cmd/stop; until the security issue lands it is a plain topic and
+    """The platform's stop (seed 000 4.2.3 b) to a charger without a sealed
+    link reaches the charger's TCU on evc/<id>/cmd/stop, a plain topic, and
     the command says so; the charger answers on cmd/result."""
     got = []
     store = Store(tmp_path / "s")
@@ -106,3 +106,22 @@ def test_stop_command_is_plain_and_marked_unauthenticated(broker, tmp_path):
     t.close()
     ing.close()
     store.close()
+
+
+def test_c2_ring_numbers_sealed_batches_with_plain_records(tmp_path):
+    """A sealed batch of the C-2 link takes the next record numbers (the TCU
+    cannot open it): plain records before and after it keep one numbering,
+    a ring batch never spans the reserved numbers, and acknowledging the
+    sealed batch's range moves the ring's acknowledged mark past it."""
+    from host_tools.platform.tcu import Ring
+    recs = next(iter(_streams(1).values()))[1][:8]
+    r = Ring(tmp_path / "ring")
+    assert [r.append(x) for x in recs[:3]] == [0, 1, 2]
+    assert r.reserve(4) == 3                      # a sealed batch of 4 records: 3..6
+    assert [r.append(x) for x in recs[3:5]] == [7, 8]
+    assert [e[0] for e in r.take(0, 100)] == [0, 1, 2], "a batch stops at the reserved numbers"
+    assert [e[0] for e in r.take(3, 100)] == [7, 8], "after them: the next plain records"
+    r.ack_to(3)
+    assert [e[0] for e in r.take(3, 100)] == [7, 8]
+    r.ack_to(9)
+    assert r.take(9, 100) == [] and r.acked == 9
