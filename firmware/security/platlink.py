@@ -71,6 +71,7 @@ class PlatformLink:
         self.refused = 0
         self.stops = 0
         self.vin = None             # the VIN the platform authorised last (bytes)
+        self.last_type = 0          # record type of the last sealed command that opened
         self.vin_auths = 0
         self.out = None             # the telemetry channel (install)
         self.sealed_frames = 0
@@ -150,6 +151,7 @@ class PlatformLink:
             self.refused += 1
             self._log(EV_INTRUSION, _IX_OF[rec.last_reject], self.refused)
             return None
+        self.last_type = r[0]
         if r[0] == T_VIN:
             self.vin = r[1]
             self.vin_auths += 1
@@ -279,7 +281,9 @@ class PlatformLink:
         if res is None:
             return "refused (%s)" % (self.records.last_reject if self.records else "no link")
         self._send(0, res)
-        return "accepted: %s" % ("stop" if self.stops and res else "command")
+        t = self.last_type
+        return "accepted: %s" % ("stop" if t == L.T_STOP else "VIN authorisation" if t == T_VIN
+                                 else "unknown command")
 
     def status(self):
         """Console ``platlink()``: the link's state and counters."""
