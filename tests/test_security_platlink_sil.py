@@ -5,7 +5,7 @@ the real app with its scheduler) with the platform link in service, a GB/T
 pycryptodomex / CPython hmac).  The TCU's part is played here: link frames
 from the SIL telemetry channel go to the endpoint, what the endpoint sends
 back is typed at the firmware's console as ``link("<hex>")`` (the TCU's
-relay on a board); tests/platform/test_platform_seclink.py runs the same
+relay on a board); tests/platform/test_platform_demo.py runs the link
 through mosquitto, the TCU and the ingest.
 
 What a user would notice: sealed telemetry opens on the platform and holds
