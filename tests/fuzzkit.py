@@ -43,7 +43,7 @@ def _report(name, n, dt):
             f.write(line + "\n")
 
 
-def fuzz(name, strategy, check, n, per=PER_EXAMPLE, end=None):
+def fuzz(name, strategy, check, n, per=PER_EXAMPLE, end=None, report=True):
     """Run ``check(x)`` on ``n`` hypothesis inputs from ``strategy`` (in
     lists of PER_EXAMPLE per example), then ``end()`` if given (a parser
     that works on many inputs at once); fails if fewer ran."""
@@ -61,7 +61,8 @@ def fuzz(name, strategy, check, n, per=PER_EXAMPLE, end=None):
         done[0] += len(xs)
     t0 = time.time()
     run()
-    _report(name, done[0], time.time() - t0)
+    if report:
+        _report(name, done[0], time.time() - t0)
     assert done[0] >= n, "%s: only %d of %d inputs ran" % (name, done[0], n)
     return done[0]
 
@@ -97,8 +98,8 @@ def fuzz_mp(kind, strategy, encode, n, tmp_path, per=PER_EXAMPLE):
             done[0] += _run_batch(kind, recs, tmp_path)
             recs.clear()
     t0 = time.time()
-    fuzz(kind + " (generated)", strategy, collect, n, per)
+    fuzz(kind, strategy, collect, n, per, report=False)
     if recs:
         done[0] += _run_batch(kind, recs, tmp_path)
-    _report(kind, done[0], time.time() - t0)
+    _report(kind + " (micropython)", done[0], time.time() - t0)
     assert done[0] >= n

@@ -1,19 +1,22 @@
-"""Issue 13, part 5: hypothesis fuzzing of every GB/T-facing parser.
+"""Issue 13, part 5: hypothesis fuzzing of the firmware's parsers of outside input.
 
 On CPython (pure-Python firmware modules, ``micropython.const`` shim as in
 tests/test_security_host.py): the configuration JSON parser
-(``config.parse``), the host's event-log scanner and telemetry record
-decoder.  On the real ``micropython`` (viper modules: ``ptr8`` does not exist
-on CPython): the BMS message decoders (``gbt.dec``), the J1939 TP receiver
-(``gbt.transport``, arbitrary TP.CM/TP.DT sequences) and the SIL link's
-packet reader (``simlink``), in batches through tests/fuzz_mp_driver.py
-(hypothesis generates the inputs here, one micropython process checks
-BATCH of them).  The console command line and the update manifest parsers
-are fuzzed in tests/test_security_host.py.
+(``config.parse`` = ``cfgjson.parse``), the host's event-log scanner (the
+firmware's ``diag.eventlog.scan``) and telemetry record decoder.  On the real
+``micropython`` (viper modules: ``ptr8`` does not exist on CPython): the BMS
+message decoders (``gbt.dec`` with ``gbt.decdetail``), the J1939 TP receiver
+(``gbt.transport``, TP.CM/TP.DT sequences of 1..40 frames), the SIL link's
+packet reader (``simlink``), the platform link's record ``open``
+(``security.linkrec``) and the handshake's reading of the platform's REPLY
+(``security.handshake``): hypothesis generates the inputs here,
+tests/fuzz_mp_driver.py checks 100,000 per micropython process.  The
+console command line and the update bundle parsers are fuzzed in
+tests/test_security_host.py, the host tools in tests/test_fuzz_host.py.
 
-``make test`` runs EVC_FUZZ_EXAMPLES (default 300 here: the micropython batches check ~80 inputs/s) per parser;
-``make fuzz`` 10**6.  A batch failure names the input (hex) that broke the
-parser.
+``make test`` runs EVC_FUZZ_EXAMPLES (default 2,000) per parser, ``make
+fuzz`` 10**6 (tests/fuzzkit.py: 200 inputs per hypothesis example, one draw
+per input).  A batch failure names the input (hex) that broke the parser.
 """
 import json
 import struct
