@@ -25,7 +25,7 @@ help:
 	@echo "make deploy PORT=/dev/ttyACM0 BOARD=stm32 CONFIG=...   precompile and copy to a board (ARGS=--dry-run)"
 	@echo "make firmware [BOARD=QEMU_M3|PYBV11|NUCLEO_H743ZI]     a flashable image with the charger frozen in"
 	@echo "make sign KEYS=keys.sign.json VERSION=N             a signed update bundle of the firmware (build/update/)"
-	@echo "make fuzz                                              fuzz every security and GB/T parser with 10**6 inputs each"
+	@echo "make fuzz [FUZZ_N=1000000]                             fuzz every parser of outside input, FUZZ_N inputs each"
 	@echo "make platform-demo [ARGS=...]                          SIL chargers -> sealed link (C-2) -> mosquitto -> Parquet store -> A-1/A-2 alarms -> sealed stop (ARGS=--plain: no link security)"
 	@echo "make platform-bench [ARGS=...]                         platform scale figures on a synthetic fleet (out/platform-bench/)"
 	@echo "make venv                                              build .venv from requirements.txt"
@@ -70,8 +70,15 @@ sign: $(STAMP)
 	$(PY) -m host_tools.update_bundle sign --keys $(KEYS) --version $(VERSION) $(if $(OUT),--out $(OUT))
 
 # The security parsers under hypothesis with 10**6 inputs each (make test: 20,000)
+# Every parser that reads outside bytes, FUZZ_N hypothesis inputs each, one
+# after the other under nice -n 19 (docs/security.md "Fuzzing"); one line
+# per parser (name, inputs, seconds) in out/fuzz/report.txt.
+FUZZ_N ?= $(or $(EVC_FUZZ_EXAMPLES),1000000)
 fuzz: $(STAMP)
-	EVC_FUZZ_EXAMPLES=$${EVC_FUZZ_EXAMPLES:-1000000} nice $(PY) -m pytest -q -s --durations=0 tests/test_security_host.py tests/test_fuzz_gbt.py -k fuzz
+	@mkdir -p out/fuzz && rm -f out/fuzz/report.txt
+	EVC_FUZZ_EXAMPLES=$(FUZZ_N) EVC_FUZZ_REPORT=out/fuzz/report.txt nice -n 19 $(PY) -m pytest -q -s -p no:cacheprovider \
+	  tests/test_security_host.py tests/test_fuzz_gbt.py tests/test_fuzz_host.py -k fuzz
+	@cat out/fuzz/report.txt
 
 # Validate a configuration file with the firmware's own rules: make config-check CONFIG=config.json
 config-check: $(STAMP)

@@ -6,7 +6,7 @@ hypothesis-generated inputs into one batch file; this driver feeds each to
 the parser in one process and prints ``OK <count>`` or, at the first
 broken input, ``FAIL <index> <why>`` (then the traceback).
 
-    micropython tests/fuzz_mp_driver.py dec|tp|link BATCHFILE
+    micropython tests/fuzz_mp_driver.py dec|tp|link|rec|hs BATCHFILE
 
 Batch file: records ``<u32 LE length> <payload>``, payload per kind:
 
@@ -21,6 +21,8 @@ Batch file: records ``<u32 LE length> <payload>``, payload per kind:
   (``_read_packet``/``_handle``) until the stream ends; the input table
   keeps its size, the receive FIFO never holds more than its depth (64;
   word 1 of ``_q``: private consts are not module attributes).
+* rec:  <mode> <rest>: the platform link's record ``open`` (see run_rec).
+* hs:   the platform's REPLY fed to the charger's handshake (run_hs).
 """
 import struct
 import sys
@@ -41,19 +43,20 @@ def _records(path):
 
 
 def _snapshot(obj):
+    """Every instance attribute's value (arrays/buffers copied).  BmsData
+    keeps all its state in instance attributes, so ``__dict__`` is all of
+    it and far cheaper than ``dir()`` per input."""
     out = []
-    for k in sorted(dir(obj)):
-        if k.startswith("__"):
-            continue
-        v = getattr(obj, k)
-        if isinstance(v, (int, str, bool)) or v is None:
-            out.append((k, v))
-        elif isinstance(v, (bytes, bytearray)):
-            out.append((k, bytes(v)))
+    d = obj.__dict__
+    for k in sorted(d):
+        v = d[k]
+        if isinstance(v, (bytes, bytearray)):
+            v = bytes(v)
         elif hasattr(v, "typecode") or type(v).__name__ == "array":
-            out.append((k, list(v)))
+            v = list(v)
         elif isinstance(v, (list, tuple)):
-            out.append((k, repr(v)))
+            v = repr(v)
+        out.append((k, v))
     return out
 
 
@@ -61,20 +64,23 @@ def run_dec(path):
     from gbt import dec
     from gbt.bmsdata import BmsData
     bms = BmsData()
+    ref = _snapshot(bms)        # the state before the current input
     i = -1
     for i, rec in enumerate(_records(path)):
         if i % 64 == 0:
             bms.reset()
+            ref = _snapshot(bms)
         pgn, n = struct.unpack_from("<IH", rec, 0)
         data = bytearray(rec[6:])
-        before = _snapshot(bms)
         s = dec.decode(pgn, data, n, bms)
         if s not in (dec.OK, dec.E_LEN, dec.E_RANGE, dec.E_UNKNOWN):
             return i, "status %r" % (s,)
         if s != dec.E_UNKNOWN and n > len(data) and s != dec.E_LEN:
             return i, "n %d > %d bytes not E_LEN (%d)" % (n, len(data), s)
-        if s != dec.OK and _snapshot(bms) != before:
+        now = _snapshot(bms)
+        if s != dec.OK and now != ref:
             return i, "rejected message (%d) changed bms" % s
+        ref = now
     return None, i + 1
 
 
@@ -146,9 +152,90 @@ def run_link(path):
     return None, i + 1
 
 
+def run_rec(path):
+    """Platform link record layer ``open`` (records from the platform):
+    payload <mode u8> <rest>.  mode%4 == 0: ``rest`` is the frame; 1: a
+    genuine frame of type rest[0] carrying rest[1:] sealed by the peer;
+    2: that genuine frame with byte rest[0] flipped by rest[1]|1;
+    3: the last genuine frame again (a replay).  Only a genuine fresh frame
+    opens, to exactly what was sealed; anything else is None with a reason."""
+    from security import linkrec as L
+    i = -1
+    for suite in (L.SUITE_SM, L.SUITE_AES):
+        ka, kb = (b"\x11" * 16, b"\x22" * 32), (b"\x33" * 16, b"\x44" * 32)
+        charger = L.RecordLayer(suite, ka, kb)
+        peer = L.RecordLayer(suite, kb, ka)
+        last = None
+        AT[0] = -1
+        for i, rec in enumerate(_records(path)):
+            if not rec:
+                rec = b"\0"
+            mode, rest = rec[0] & 3, rec[1:]
+            want = None
+            if mode == 0 or not rest:
+                frame = rest
+            else:
+                frame = peer.seal(rest[0], rest[1:])
+                want = (rest[0], bytes(rest[1:]))
+                if mode == 2:
+                    b = bytearray(frame)
+                    b[rest[0] % len(b)] ^= (rest[1] if len(rest) > 1 else 0) | 1
+                    frame, want = bytes(b), None
+                elif mode == 3 and last is not None:
+                    frame, want = last, None
+                last = frame
+            n_rej = sum(charger.rejected.values())
+            got = charger.open(frame)
+            if want is not None and got != want:
+                return i, "genuine frame opened as %r" % (got,)
+            if want is None and got is not None:
+                return i, "forged/replayed frame opened: %r" % (got,)
+            if got is None and (sum(charger.rejected.values()) != n_rej + 1 or
+                                charger.last_reject not in (L.REJECT_SHORT, L.REJECT_TAG,
+                                                            L.REJECT_REPLAY)):
+                return i, "refusal not counted"
+    return None, i + 1
+
+
+def run_hs(path):
+    """The charger's handshake reading the platform's REPLY (``feed``), both
+    suites, from WAIT_REPLY each time: nothing forged is accepted (aes: the
+    MAC; sm: feed may only pass to VERIFY with an on-curve Ep)."""
+    from security import handshake as H
+    from security import ecstep as E
+
+    def rng(n):
+        return bytes(range(1, n + 1))
+    keys = {"link_psk": b"\x5a" * 32, "sm2_priv": 7, "sm2_pub": bytes(64),
+            "platform_pub": bytes(64)}
+    hss = []
+    for suite in ("aes", "sm"):
+        hs = H.ChargerHandshake(suite, 3, keys, rng, 10000, 10 ** 9, 0)
+        while hs.stage != H.SEND_HELLO:
+            hs.step(0)
+        hs.take(0)
+        hss.append((suite, hs, dict(hs.__dict__)))
+    i = -1
+    for i, rec in enumerate(_records(path)):
+        for suite, hs, saved in hss:
+            for k in saved:
+                setattr(hs, k, saved[k])
+            ok = hs.feed(rec, 1)
+            if suite == "aes":
+                if ok or hs.stage != H.FAILED or not hs.reason:
+                    return i, "aes reply accepted"
+            elif ok:
+                if hs.stage != H.VERIFY or len(rec) != 148 or rec[:4] != b"EVR1" or \
+                        E.point_of(rec[20:84]) is None:
+                    return i, "sm reply passed to %r" % (hs.stage,)
+            elif hs.stage != H.FAILED or not hs.reason:
+                return i, "sm refusal without a reason"
+    return None, i + 1
+
+
 def main():
     kind, path = sys.argv[1], sys.argv[2]
-    fn = {"dec": run_dec, "tp": run_tp, "link": run_link}[kind]
+    fn = {"dec": run_dec, "tp": run_tp, "link": run_link, "rec": run_rec, "hs": run_hs}[kind]
     try:
         bad, what = fn(path)
     except Exception as e:

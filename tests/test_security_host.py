@@ -11,8 +11,8 @@ tools, and hypothesis fuzzing of the security parsers.
 * Fuzzing: the console's command parser (security.cmdline), the bundle
   header and manifest parsers (security.update) and the key/config parser
   (config.parse) run under CPython on hypothesis inputs: nothing but their
-  documented error escapes.  ``make test`` runs FUZZ_EXAMPLES (default
-  20,000) per parser; ``make fuzz`` runs 10**6 (EVC_FUZZ_EXAMPLES).
+  documented error escapes.  ``make test`` runs EVC_FUZZ_EXAMPLES (default
+  2,000) per parser; ``make fuzz`` runs 10**6 (tests/fuzzkit.py batches them).
 """
 import hashlib
 import hmac
@@ -27,11 +27,12 @@ import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 
 from conftest import run_mp, ROOT
+import fuzzkit
 
 sys.path.insert(0, str(ROOT))
 from host_tools import secsign, seckeys, update_bundle as UB  # noqa: E402
 
-FUZZ = int(os.environ.get("EVC_FUZZ_EXAMPLES", "20000"))
+FUZZ = fuzzkit.count(2000)
 
 
 def _firmware_on_cpython():
@@ -139,18 +140,41 @@ def test_c3_make_sign_and_deploy_verification_refuse_forged_and_tampered(tmp_pat
 
 
 # -- fuzzing (every security parser) -----------------------------------------------
-_FZ = settings(max_examples=FUZZ, deadline=None, derandomize=True,
-               suppress_health_check=list(HealthCheck))
-_tokens = st.sampled_from([b"status", b"print", b"(", b")", b",", b"=", b"'", b'"', b"\\",
-                           b"0x", b"-", b"12", b"True", b"None", b" ", b";", b"\n", b"app",
-                           b".", b"k12", b"cfg_set", b"\x00", b"\xff", b"9" * 13])
-_inputs = st.one_of(st.binary(max_size=600),
-                    st.lists(_tokens, max_size=40).map(b"".join))
+@pytest.fixture
+def cfgjson_imported_once(monkeypatch):
+    """``config.parse`` re-imports cfgjson on every call (the board keeps no
+    copy of it in RAM); 10**6 re-imports cost ~1 ms each here, so the fuzz
+    runs the same cfgjson.parse, imported once."""
+    import cfgjson
+    monkeypatch.setattr(config, "_reader", lambda: cfgjson)
 
 
-@_FZ
-@given(_inputs)
-def test_fuzz_console_command_parser(src):
+# one draw per input: raw bytes or a token soup
+_TOKENS = [b"status", b"print", b"(", b")", b",", b"=", b"'", b'"', b"\\",
+           b"0x", b"-", b"12", b"True", b"None", b" ", b";", b"\n", b"app",
+           b".", b"k12", b"cfg_set", b"\x00", b"\xff", b"9" * 13]
+_NAMES = [b"status", b"cfg_set", b"stop", b"faults", b"print", b"help", b"why", b"x1", b"_"]
+_ARGS = [b"1", b"-12", b"0x1F", b"'h8.ma'", b'"a\\"b"', b"True", b"None", b"False", b"9" * 13,
+         b"k=1", b"n=-0x10", b"app.out", b"'\x00'", b"''", b"1.5", b"x=None", b"status()"]
+
+
+def _command(b):
+    """A call shape: [print(] name(arg, ..., k=v) [)] [;] with literal and
+    non-literal arguments: reaches the accepted path and every refusal."""
+    args = b", ".join(_ARGS[x % len(_ARGS)] for x in b[2:2 + b[1] % 7])
+    c = _NAMES[b[0] % len(_NAMES)] + b"(" + args + b")"
+    if b[1] & 0x80:
+        c = b"print(" + c + b")"
+    return c + (b" ;" if b[1] & 0x40 else b"") + (b" " * (b[0] >> 6))
+
+
+# one draw per input: raw bytes, a token soup or a command-shaped line
+_inputs = st.binary(min_size=3, max_size=600).map(
+    lambda b: bytes(b[1:]) if b[0] < 86 else
+    b"".join(_TOKENS[x % len(_TOKENS)] for x in b[1:41]) if b[0] < 172 else _command(b[1:]))
+
+
+def _check_cmdline(src):
     try:
         name, args, kw, printed = cmdline.parse(src)
     except ValueError:
@@ -159,9 +183,11 @@ def test_fuzz_console_command_parser(src):
     assert all(a is None or isinstance(a, (int, str, bool)) for a in args + tuple(kw.values()))
 
 
-@_FZ
-@given(st.binary(max_size=40))
-def test_fuzz_update_header_parser(head):
+def test_fuzz_console_command_parser():
+    fuzzkit.fuzz("console command line", _inputs, _check_cmdline, FUZZ)
+
+
+def _check_header(head):
     try:
         n = update.parse_header(head)
     except update.UpdateError:
@@ -169,16 +195,35 @@ def test_fuzz_update_header_parser(head):
     assert head[:4] == b"EVU1" and 2 <= n <= 4096
 
 
-_man = st.dictionaries(st.sampled_from(["version", "count", "file0", "size0", "sm30", "file1",
-                                        "size1", "sm31", "x"]),
-                       st.one_of(st.integers(-5, 1 << 23), st.text(max_size=70), st.booleans(),
-                                 st.none(), st.just("00" * 32), st.just("gbt/../x"),
-                                 st.just("a/b/c")))
+def test_fuzz_update_header_parser():
+    # a quarter of the inputs carry the magic: the length check is reached
+    fuzzkit.fuzz("update header", st.binary(max_size=40).map(
+        lambda b: b"EVU1" + b if b[:1] < b"\x40" else b), _check_header, FUZZ)
 
 
-@_FZ
-@given(st.one_of(st.binary(max_size=300), _man.map(lambda d: json.dumps(d).encode())))
-def test_fuzz_update_manifest_and_key_file_parser(text):
+_MAN_KEYS = ["version", "count", "file0", "size0", "sm30", "file1", "size1", "sm31", "x"]
+_MAN_VALS = [-5, 0, 1, 2, 3, 1 << 23, True, None, "", "00" * 32, "gbt/../x", "a/b/c",
+             "/abs", "gbt/dec.mpy", "zz" * 32]
+
+
+def _manifest(b):
+    """One binary draw -> a manifest-shaped JSON object (keys of a real
+    manifest, values of every JSON type, names that must be refused); half
+    start from a valid manifest of 1..3 files that the pairs then alter."""
+    d = {}
+    if b and b[0] & 1:
+        k = 1 + b[0] % 3
+        d = {"version": 1 + b[0] % 5, "count": k}
+        for i in range(k):
+            d["file%d" % i], d["size%d" % i], d["sm3%d" % i] = "gbt/m%d.mpy" % i, 100 * i, "ab" * 32
+        b = b[1:1 + 2 * (b[0] >> 6)]
+    for i in range(0, len(b) - 1, 2):
+        k, v = b[i], b[i + 1]
+        d[_MAN_KEYS[k % len(_MAN_KEYS)]] = _MAN_VALS[v % len(_MAN_VALS)] if v < 200 else v - 210
+    return json.dumps(d).encode()
+
+
+def _check_manifest(text):
     try:
         ver, files = update.parse_manifest(text)
     except update.UpdateError:
@@ -191,6 +236,13 @@ def test_fuzz_update_manifest_and_key_file_parser(text):
         config.parse(text)                     # the key file's parser
     except ValueError:
         pass
+
+
+def test_fuzz_update_manifest_and_key_file_parser(cfgjson_imported_once):
+    fuzzkit.fuzz("update manifest + key file",
+                 st.binary(min_size=1, max_size=300).map(
+                     lambda b: bytes(b[1:]) if b[0] < 64 else _manifest(b[1:])),
+                 _check_manifest, FUZZ)
 
 
 # -- C-2 platform link: ciphers and sealed records against the references ------

@@ -139,7 +139,8 @@ def days_from_civil(y, m, d):
 
 def record_offsets(buf, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Offsets and types of concatenated records (a TCU batch: no garbage
-    between records; a record whose header is wrong ends the walk)."""
+    between records; a record whose header is wrong, or that the batch cuts
+    short, ends the walk: ``Store.add_batch`` counts the rest invalid)."""
     mv = memoryview(buf)
     n = len(mv)
     offs, types = [], []
@@ -148,7 +149,8 @@ def record_offsets(buf, count: int | None = None) -> tuple[np.ndarray, np.ndarra
     magic = FW.MAGIC
     while off + 4 <= n:
         t = mv[off + 2]
-        if mv[off] != magic or not 0 < t < len(sizes) or mv[off + 3] != sizes[t]:
+        if mv[off] != magic or not 0 < t < len(sizes) or mv[off + 3] != sizes[t] \
+                or off + sizes[t] > n:
             break
         offs.append(off)
         types.append(t)
