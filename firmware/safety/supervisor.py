@@ -28,7 +28,7 @@ Components (each a class with its own state, made once here):
 ``prot`` (``safety.protections``), ``trip`` (``safety.trip``), ``lock``
 (``safety.lockout``), ``risk``/``events`` (``safety.risk``), ``run`` (the
 check tick, ``safety.checkrun``), ``latches`` (persistence, start
-admission and the operator's latch commands, ``safety.lockout``); the
+admission and the operator's latch commands, ``safety.latches``); the
 common protection tick is viper (``safety.interlock._ptick``).
 
 The app sets: ``charging`` (bool), ``vin`` (bytes-like, may be None),
@@ -51,7 +51,8 @@ from safety.risk import (RiskTable, Events, name_of,
 from safety.protections import Protections, cst_fault_of, cst_error_of
 from safety.trip import TripPath, IDLE, POWER_OFF, SAFE
 from safety.interlock import ALLOW as _ALLOW, _ptick
-from safety.lockout import Lockout, Latches, L_ESTOP, L_CONTACTOR
+from safety.lockout import Lockout, L_ESTOP, L_CONTACTOR
+from safety.latches import Latches
 from safety.checkrun import CheckRunner
 
 NA = const(-1)
