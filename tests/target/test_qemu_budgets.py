@@ -44,8 +44,14 @@ LIMIT = {
     # instance dicts), ~480 function objects, ~35 classes, the TP buffer and
     # the SIL board's CAN FIFO; trimming a hot object's table to its size
     # step costs CPU (docs/performance.md, "Target optimisations: heap").
-    # Guarded at the achieved figure + 5 % so that it cannot grow.
-    "heap_charging_bytes": 55_000,
+    # Guarded at the achieved figure + 5 % so that it cannot grow: 55,000
+    # until round 3 (issues 12/13) spent 5.6 KB on structure and security:
+    # module splits to <= 400 lines (each module a globals dict; diag,
+    # transport, decoders, config reader, safety checks/latches/conditions,
+    # telemetry clock), the boot sequence resident (bootseq, 528 B), the
+    # transmitter's methods -> achieved 57,936 B (docs/performance.md,
+    # round 3).  Re-guarded at that + 3.5 %.
+    "heap_charging_bytes": 60_000,
 }
 
 
