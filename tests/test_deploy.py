@@ -427,8 +427,8 @@ def test_mpy_dry_run_prints_exact_commands(dry):
         shlex.join(mp + ["fs", "cp", "-r"] + [str(out / d) for d in
                                               ("diag", "gbt", "rt", "safety", "security", "stm32")] + [":."]),
         shlex.join(mp + ["fs", "cp"] + [str(out / f) for f in
-                                        ("board.mpy", "cfgjson.mpy", "charger.mpy", "config.mpy",
-                                         "store.mpy")]
+                                        ("appbuild.mpy", "appcore.mpy", "board.mpy", "bootseq.mpy",
+                                         "cfgjson.mpy", "charger.mpy", "config.mpy", "store.mpy")]
                    + [":."]),
         shlex.join(mp + ["fs", "cp", str(cfg), ":config.json"]),
         shlex.join(mp + ["fs", "cp", "boards/stm32/main.py", ":main.py"]),

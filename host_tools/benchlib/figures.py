@@ -37,16 +37,16 @@ BUS_FPS = 1900           # saturated 250 kbit/s bus, 29-bit ids, 8 data bytes
 
 
 def _schema_default(key: str) -> int:
-    """A default from the firmware's CONFIG_SCHEMA source (firmware/charger.py;
+    """A default from the firmware's CONFIG_SCHEMA source (firmware/appcore.py;
     the protection tick in firmware/rt/scheduler.py), so the bench follows a
     change of the task table."""
     import re
-    for f in ("charger.py", "rt/scheduler.py"):
+    for f in ("appcore.py", "rt/scheduler.py"):
         src = (ROOT / "firmware" / f).read_text()
         m = re.search(r'\("%s",\s*(\d+)' % re.escape(key), src)
         if m:
             return int(m.group(1))
-    raise RuntimeError("no %s in firmware/charger.py or firmware/rt/scheduler.py" % key)
+    raise RuntimeError("no %s in firmware/appcore.py or firmware/rt/scheduler.py" % key)
 
 
 FAST_TICK_MS = _schema_default("sched.protect_ms")   # the protection tick (5 ms)

@@ -14,7 +14,7 @@ Time conventions (what the numbers in the assertions mean):
   firmware's session task runs at 10 ms + 1 (its frames are stamped ...1);
   the BMS simulator and raw frames from a test are stamped at the step
   boundary (...0) and reach the firmware's CAN task ``RX_LAT`` later.
-  The task periods are read from the firmware's schema (charger.py), so the
+  The task periods are read from the firmware's schema (appcore.py), so the
   latencies follow a change of the task table.
 * ``TICK`` = 10 ms (one session tick).  A timeout measured from a charger
   frame is exact to the tick; measured from a BMS frame it also carries the
@@ -46,14 +46,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _sched_default(key: str) -> int:
-    """A task period from the firmware's schema (firmware/charger.py; the
+    """A task period from the firmware's schema (firmware/appcore.py; the
     protection tick, which the trip path also reads, in firmware/rt/scheduler.py)."""
-    for f in ("charger.py", "rt/scheduler.py"):
+    for f in ("appcore.py", "rt/scheduler.py"):
         src = (ROOT / "firmware" / f).read_text()
         m = re.search(r'\("%s",\s*(\d+)' % re.escape(key), src)
         if m:
             return int(m.group(1))
-    raise AssertionError("no %s in firmware/charger.py or firmware/rt/scheduler.py" % key)
+    raise AssertionError("no %s in firmware/appcore.py or firmware/rt/scheduler.py" % key)
 
 
 CHARGER = 0x56
