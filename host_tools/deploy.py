@@ -78,11 +78,13 @@ FIRMWARE = ROOT / "firmware"
 BOARDS_DIR = ROOT / "boards"
 BOARDS = BOARDS_DIR             # (old name, kept for callers)
 
-# Board packages per family: (package name on the board, source dir, files).
+# Board packages per family: (package name on the board, source dir, files);
+# the board's own package (its main.py) last.
 # Kept in step with boards/<b>/manifest.py (tests/test_deploy.py compares them).
 BOARD_PACKAGES = {
-    "stm32": [("stm32", BOARDS_DIR / "stm32", ["board.py", "pins.py", "fastprot.py", "main.py"])],
-    "esp32": [("stm32", BOARDS_DIR / "stm32", ["board.py", "fastprot.py"]),
+    "stm32": [("pinboard", BOARDS_DIR / "pinboard", ["board.py", "fastprot.py"]),
+              ("stm32", BOARDS_DIR / "stm32", ["board.py", "pins.py", "can.py", "main.py"])],
+    "esp32": [("pinboard", BOARDS_DIR / "pinboard", ["board.py", "fastprot.py"]),
               ("esp32b", BOARDS_DIR / "esp32", ["board.py", "pins.py", "mcp2515.py", "main.py"])],
 }
 

@@ -33,7 +33,7 @@ for _name in sorted(os.listdir(_FW)):
         module(_name, base_path=_FW)
 
 # Shared, port-independent board parts (PinBoard, the interrupt trip path).
-package("stm32", files=["board.py", "fastprot.py"], base_path="..")
+package("pinboard", files=["board.py", "fastprot.py"], base_path="..")
 
 _stage = tempfile.mkdtemp(prefix="evcharger-esp32b-")
 os.mkdir(os.path.join(_stage, "esp32b"))

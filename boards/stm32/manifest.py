@@ -33,4 +33,6 @@ for _name in sorted(os.listdir(_FW)):
         module(_name, base_path=_FW)
 
 # This board package, imported as `stm32.board`, `stm32.pins`, ...
-package("stm32", files=["board.py", "pins.py", "fastprot.py", "main.py"], base_path="..")
+package("stm32", files=["board.py", "pins.py", "can.py", "main.py"], base_path="..")
+# The port-independent pin board it builds on (shared with the ESP32 board).
+package("pinboard", files=["board.py", "fastprot.py"], base_path="..")

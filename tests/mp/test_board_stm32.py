@@ -11,7 +11,7 @@ import config
 import board as contract
 from stm32.board import Stm32Board
 from stm32 import pins as P
-from stm32.fastprot import raw_max, TRIP_OV
+from pinboard.fastprot import raw_max, TRIP_OV
 
 BMS_ID = 0x181156F4          # BCS-like id, DA 0x56, SA 0xF4
 
