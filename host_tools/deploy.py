@@ -85,7 +85,8 @@ BOARD_PACKAGES = {
     "stm32": [("pinboard", BOARDS_DIR / "pinboard", ["board.py", "fastprot.py"]),
               ("stm32", BOARDS_DIR / "stm32", ["board.py", "pins.py", "can.py", "main.py"])],
     "esp32": [("pinboard", BOARDS_DIR / "pinboard", ["board.py", "fastprot.py"]),
-              ("esp32b", BOARDS_DIR / "esp32", ["board.py", "pins.py", "mcp2515.py", "main.py"])],
+              ("esp32b", BOARDS_DIR / "esp32", ["board.py", "pins.py", "mcp2515.py", "mcp2515spi.py",
+                                                "main.py"])],
 }
 
 # ---- heap figures ------------------------------------------------------------

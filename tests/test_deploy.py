@@ -488,7 +488,7 @@ def test_esp32_layout(tmp_path):
     assert rc == 0, lines
     out = tmp_path / "esp32"
     assert sorted(p.name for p in (out / "esp32b").iterdir()) == [
-        "board.mpy", "main.mpy", "mcp2515.mpy", "pins.mpy"]
+        "board.mpy", "main.mpy", "mcp2515.mpy", "mcp2515spi.mpy", "pins.mpy"]
     assert sorted(p.name for p in (out / "pinboard").iterdir()) == ["board.mpy", "fastprot.mpy"]
     assert not (out / "stm32").exists()             # the ESP32 needs nothing of the STM32 board
     mp = [l for l in lines if l.startswith(MPREMOTE)]

@@ -37,6 +37,6 @@ package("pinboard", files=["board.py", "fastprot.py"], base_path="..")
 
 _stage = tempfile.mkdtemp(prefix="evcharger-esp32b-")
 os.mkdir(os.path.join(_stage, "esp32b"))
-for _f in ("board.py", "pins.py", "mcp2515.py", "main.py"):
+for _f in ("board.py", "pins.py", "mcp2515.py", "mcp2515spi.py", "main.py"):
     shutil.copy(_f, os.path.join(_stage, "esp32b", _f))
 package("esp32b", base_path=_stage)
