@@ -14,8 +14,10 @@ for _name in sorted(os.listdir(_FW)):
     elif _name.endswith(".py"):
         module(_name, base_path=_FW)
 
-# The SIL link wire format (shared with the unix SIL board).
+# The SIL link: the board on it and its wire format (shared with the unix
+# SIL board).
 module("simlink.py", base_path="../simlink")
+module("simwire.py", base_path="../simlink")
 
 # This board package, imported as `qemu.board`, `qemu.main`, ...
 package("qemu", files=["board.py", "semihost.py", "ramdisk.py", "main.py"], base_path="..")
