@@ -24,13 +24,8 @@ import tempfile
 
 include("$(PORT_DIR)/boards/manifest.py")
 
-_FW = "../../firmware"
-for _name in sorted(os.listdir(_FW)):
-    _p = os.path.join(_FW, _name)
-    if os.path.isdir(_p) and any(f.endswith(".py") for f in os.listdir(_p)):
-        package(_name, base_path=_FW)
-    elif _name.endswith(".py"):
-        module(_name, base_path=_FW)
+# Every firmware package and top-level module.
+include("../manifest_firmware.py")
 
 # Shared, port-independent board parts (PinBoard, the interrupt trip path).
 package("pinboard", files=["board.py", "fastprot.py"], base_path="..")

@@ -3,16 +3,8 @@
 # Paths are relative to this file.
 import os
 
-_FW = "../../firmware"
-
-# Every firmware package (gbt, rt, safety, diag, ...) and top-level module
-# (board.py, config.py, charger.py, ...), under the names they are imported by.
-for _name in sorted(os.listdir(_FW)):
-    _p = os.path.join(_FW, _name)
-    if os.path.isdir(_p) and any(f.endswith(".py") for f in os.listdir(_p)):
-        package(_name, base_path=_FW)
-    elif _name.endswith(".py"):
-        module(_name, base_path=_FW)
+# Every firmware package and top-level module.
+include("../manifest_firmware.py")
 
 # The SIL link: the board on it and its wire format (shared with the unix
 # SIL board).
