@@ -9,7 +9,7 @@ protection task)."""
 from board import Inputs
 from rt.clock import SimClock
 from bmsscript import ScriptedBms, Plant
-from doubles import SupervisorBoard
+from doubles import SupervisorBoard, tmpdir  # noqa: F401  (tmpdir: for the tests)
 import charger
 
 
@@ -141,18 +141,3 @@ class Rig:
 
     def stage(self):
         return self.app.session.stage_name()
-
-
-def tmpdir(name):
-    import os
-    d = "/tmp/mp_alloc_" + name
-    try:
-        os.mkdir(d)
-    except OSError:
-        pass
-    for f in os.listdir(d):
-        try:
-            os.remove(d + "/" + f)
-        except OSError:
-            pass
-    return d

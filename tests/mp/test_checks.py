@@ -10,7 +10,7 @@ from safety.checks import Ctx, TRUE, FALSE, INACTIVE
 from safety.supervisor import Supervisor
 from gbt.stages import CHARGING
 from safety import risk
-from doubles import SupervisorBoard, MemStore
+from doubles import SupervisorBoard, MemStore, supervise, live_inputs
 
 
 def normal_bms(b):
@@ -34,12 +34,7 @@ def normal_bms(b):
 
 
 def normal_inp(inp):
-    inp.v_inside = 4000
-    inp.v_outside = 4000
-    inp.i_out = 2000
-    inp.cc1_mv = 4000
-    inp.insulation_kohm = 5000
-    inp.k12_fb = 1
+    live_inputs(inp, i_out=2000)                # 400 V, 200 A, K1/K2 closed
 
 
 def ctx():
@@ -337,16 +332,7 @@ def make(cfg=None):
     return sup, inp, out, bms, clk
 
 
-def run(sup, t0, t1, hook=None):
-    t = t0
-    while t < t1:
-        if hook:
-            hook(t)
-        sup.protect_tick(t)
-        if t % 100 == 0:
-            sup.check_tick(t)
-        t += 2
-    return t
+run = supervise          # the supervisor's ticks, 2 ms apart (doubles)
 
 
 def test_persistence_5s_then_stop_request():

@@ -97,15 +97,9 @@ def test_link_board_converts_the_harness_epoch_once():
 
 
 def _app(epoch_s, name):
-    import os
     import charger
-    d = "/tmp/mp_rtc_" + name
-    try:
-        os.mkdir(d)
-    except OSError:
-        pass
-    for f in os.listdir(d):
-        os.remove(d + "/" + f)
+    from doubles import tmpdir
+    d = tmpdir("rtc_" + name)
     b = _Link.make(epoch_s)
     app = charger.ChargerApp(b, "/nonexistent-config.json", state_dir=d)
     return b, app
