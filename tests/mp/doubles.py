@@ -11,8 +11,8 @@ board's flash in RAM (littlefs), able to lose power mid-write;
 ``FakeModule`` stands in for a module in ``sys.modules`` (a board's
 ``main.py`` starting a fake charger); ``supervise`` runs the supervisor's
 ticks as the app's task table does; ``contract_passes`` runs a board's
-per-tick calls under ``micropython.heap_lock()``; ``tmpdir`` an empty
-state directory.
+per-tick calls under ``micropython.heap_lock()``; ``lockstep`` the SIL
+board's lock-step loop; ``tmpdir`` an empty state directory.
 """
 
 
@@ -307,3 +307,17 @@ def tmpdir(name):
         except OSError:
             pass
     return d
+
+
+def lockstep(clock, sched, until, run_due):
+    """The SIL board's lock-step loop in miniature: every scheduler pass
+    that falls due up to ``until``, each at its own time (``run_due``: the
+    app's or the scheduler's, bound before any heap lock), then the clock
+    to ``until``.  Allocates nothing itself."""
+    while True:
+        nd = sched.next_due()
+        if nd > until:
+            break
+        clock.advance_to(nd)
+        run_due()
+    clock.advance_to(until)

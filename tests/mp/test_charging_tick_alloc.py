@@ -15,6 +15,7 @@ from mptest import eq, true
 from bmsscript import bcl, bcs, bsm
 from gbt import ids
 from apprig import Rig, tmpdir as _tmpdir
+from doubles import lockstep
 
 
 def tp_frames(pgn, payload):
@@ -94,6 +95,7 @@ def test_charging_tick_allocates_nothing():
     bms.bmt_probes = 0
     rec0 = b.records
     now = r.now
+    run_due = app.run_due
     steps = 1200                                   # 12 s, 1200 control ticks
     micropython.heap_lock()
     try:
@@ -112,13 +114,7 @@ def test_charging_tick_allocates_nothing():
             else:
                 b.rxq = q_none
             b.rx_i = 0
-            while True:
-                nd = sched.next_due()
-                if nd > now:
-                    break
-                clock.advance_to(nd)
-                app.run_due()
-            clock.advance_to(now)
+            lockstep(clock, sched, now, run_due)
     finally:
         micropython.heap_unlock()
     r.now = now
