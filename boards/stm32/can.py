@@ -4,6 +4,7 @@
 ``send(data, id)`` argument order).  Per-frame calls allocate nothing.
 """
 import machine
+from micropython import const
 import board as _contract
 
 
@@ -20,10 +21,17 @@ def _fill(frame, can_id, data):
     frame.dlc = n
 
 
+_NONE = const(0)        # _next: the receive FIFO is empty
+_DATA = const(1)        # an extended data frame, in _rxl
+_OTHER = const(2)       # a frame GB/T never uses (standard id, remote): dropped
+
+
 class _Adapter:
     """What both adapters share: the transmit buffer and its views (one per
-    length, made once), the frame counters, the state mapping (the port's
-    four state values in ``_states``: active, warning, passive, bus-off)."""
+    length, made once), the receive loop (the port's ``_next`` reads a frame
+    into ``_rxl``: id at 0, data at ``_data_at``), the frame counters, the
+    state mapping (the port's four state values in ``_states``: active,
+    warning, passive, bus-off)."""
 
     def __init__(self, states):
         self._txb = bytearray(8)
@@ -42,6 +50,20 @@ class _Adapter:
         for k in range(n):
             tb[k] = buf[k]
         return self._txv[n]
+
+    def recv(self, frame):
+        l = self._rxl
+        for _ in range(8):      # skip (bounded) frames GB/T never uses
+            k = self._next(l)
+            if k == _NONE:
+                return False
+            if k == _OTHER:
+                self.rx_dropped += 1
+                continue
+            _fill(frame, l[0], l[self._data_at])
+            self.rx_frames += 1
+            return True
+        return False
 
     def state(self):
         s = self.can.state()
@@ -83,7 +105,8 @@ class MachineCan(_Adapter):
         self._rtr = C.FLAG_RTR
         self._ovr = C.RECV_ERR_OVERRUN
         self._s_off = C.STATE_BUS_OFF
-        self._rxl = [0, memoryview(bytearray(8)), 0, 0]
+        self._rxl = [0, memoryview(bytearray(8)), 0, 0]     # id, data, flags, errors
+        self._data_at = 1
         self._cnt = [0] * 8
 
     def send(self, can_id, buf, n):
@@ -100,21 +123,15 @@ class MachineCan(_Adapter):
         self.tx_frames += 1
         return True
 
-    def recv(self, frame):
-        l = self._rxl
-        for _ in range(8):      # skip (bounded) frames GB/T never uses
-            if self.can.recv(l) is None:
-                return False
-            if l[3] & self._ovr:
-                self.overruns += 1
-            fl = l[2]
-            if not (fl & self._ext) or (fl & self._rtr):
-                self.rx_dropped += 1
-                continue
-            _fill(frame, l[0], l[1])
-            self.rx_frames += 1
-            return True
-        return False
+    def _next(self, l):
+        if self.can.recv(l) is None:
+            return _NONE
+        if l[3] & self._ovr:
+            self.overruns += 1
+        fl = l[2]
+        if not (fl & self._ext) or (fl & self._rtr):
+            return _OTHER
+        return _DATA
 
     def counters(self, out):
         c = self.can.get_counters(self._cnt)
@@ -143,7 +160,8 @@ class PybCan(_Adapter):
         for i, m in filters:
             self.can.setfilter(bank, C.MASK32, 0, (i, m), extframe=True)
             bank += 1
-        self._rxl = [0, 0, 0, 0, memoryview(bytearray(8))]
+        self._rxl = [0, 0, 0, 0, memoryview(bytearray(8))]  # id, ext, rtr, fmi, data
+        self._data_at = 4
         self._info = [0] * 8
 
     def send(self, can_id, buf, n):
@@ -162,23 +180,17 @@ class PybCan(_Adapter):
         self.tx_frames += 1
         return True
 
-    def recv(self, frame):
-        l = self._rxl
+    def _next(self, l):
         c = self.can
-        for _ in range(8):
-            if not c.any(0):
-                return False
-            try:
-                c.recv(0, l, timeout=0)
-            except OSError:
-                return False
-            if not l[1] or l[2]:
-                self.rx_dropped += 1
-                continue
-            _fill(frame, l[0], l[4])
-            self.rx_frames += 1
-            return True
-        return False
+        if not c.any(0):
+            return _NONE
+        try:
+            c.recv(0, l, timeout=0)
+        except OSError:
+            return _NONE
+        if not l[1] or l[2]:
+            return _OTHER
+        return _DATA
 
     def counters(self, out):
         i = self.can.info(self._info)
