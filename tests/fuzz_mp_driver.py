@@ -54,6 +54,8 @@ def _snapshot(obj):
             out.append((k, list(v)))
         elif isinstance(v, (list, tuple)):
             out.append((k, repr(v)))
+        elif hasattr(v, "__dict__"):          # a value object (BmsData.cells, .end)
+            out.append((k, _snapshot(v)))
     return out
 
 

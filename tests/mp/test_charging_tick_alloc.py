@@ -91,8 +91,8 @@ def test_charging_tick_allocates_nothing():
     ab_sent0 = tp.aborts_sent
     ab_rcvd0 = tp.aborts_rcvd
     bms = app.bms
-    bms.bmv_cells = 0
-    bms.bmt_probes = 0
+    bms.cells.bmv_cells = 0
+    bms.cells.bmt_probes = 0
     rec0 = b.records
     now = r.now
     run_due = app.run_due
@@ -127,7 +127,7 @@ def test_charging_tick_allocates_nothing():
        "protect every sched.protect_ms")
     true(runs[names.index("slow")] >= 11, "slow task ran under the lock too")
     eq(tp.completed - bcs0, steps // 25 + 3, "every BCS, BMV, BMT, BSP reassembled")
-    eq((bms.bmv_cells, bms.bmt_probes), (96, 10), "BMV and BMT decoded under the lock")
+    eq((bms.cells.bmv_cells, bms.cells.bmt_probes), (96, 10), "BMV and BMT decoded under the lock")
     eq(tp.aborts_rcvd - ab_rcvd0, 1, "the BMS's Abort handled")
     eq(tp.aborts_sent - ab_sent0, 1, "the charger's Abort (oversized RTS) sent")
     true(b.n_tx - n_tx0 >= steps // 5 + 2 * steps // 25, "CCS + CTS + EndOfMsgAck sent")

@@ -35,11 +35,11 @@ def setup():
     b.meas_i = 2000
     b.max_cell_v = 460
     b.cell_max_v = 400
-    b.bmv_max_v = 400
-    b.cell_min_v = 390
+    b.cells.bmv_max_v = 400
+    b.cells.cell_min_v = 390
     b.max_temp = 55
     b.temp_max = 30
-    b.bmt_max = 30
+    b.cells.bmt_max = 30
     b.soc = 80
     b.bcp_soc = 800
     b.energy = 600
@@ -87,9 +87,9 @@ class Plant:
             inp.k12_fb = 0
         if t % 1000 == 0:
             # cells rise (dV never zero for S-9), temperature creeps up
-            bms.bmv_max_v += 2
-            bms.cell_max_v = bms.bmv_max_v
-            bms.cell_min_v += 2
+            bms.cells.bmv_max_v += 2
+            bms.cell_max_v = bms.cells.bmv_max_v
+            bms.cells.cell_min_v += 2
         if self.phase == 1 and t == self.t0 + 1000:
             bms.meas_v = 3800          # S-5 -> level II
             inp.t_gun_pos = 850        # H-6 derate
