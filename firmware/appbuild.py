@@ -1,5 +1,6 @@
 """What ``charger.ChargerApp`` runs once, while it is built: the task
-table, the records of the store's state at boot, the console start.
+table, the state directory, the records of the store's state at boot, the
+console start.
 
 Loaded by the app's ``__init__`` and dropped from ``sys.modules`` when the
 app is built: its functions and its module dict are garbage then (on a
@@ -112,3 +113,13 @@ def start_console(app):
         _roles(app.console, app, d)
     app.console.start()
     app.sched.add("console", app._console, cfg["sched.console_ms"], 5)
+
+
+def mkdir(path):
+    """The state directory (exists already, or a read-only FS: the store
+    then reports it)."""
+    import os
+    try:
+        os.mkdir(path)
+    except OSError:
+        pass

@@ -79,7 +79,7 @@ class ChargerApp:
         self._utc_off_s = cfg["charger.utc_offset_min"] * 60   # (changes at the next boot)
         self.sched = s = Scheduler(self.clock)
         send = board.can_send
-        _mkdir(state_dir)
+        appbuild.mkdir(state_dir)
         self.log = _evlog.EventLog(state_dir, cfg["log.file_bytes"], cfg["log.files"])
         self.log.log(self.rtc_s(), _evlog.EV_BOOT, 0 if errors else 1, 0)
         for i, e in enumerate(errors):
@@ -376,14 +376,6 @@ class ChargerApp:
             self.event("sched", "%s runs=%d total_us=%d wcet_us=%d overruns=%d alloc=%d" % (
                 t.name, t.runs, t.total_us, t.wcet_us, t.overruns, t.alloc_bytes))
         self.board.bye(0, why)
-
-
-def _mkdir(path):
-    import os
-    try:
-        os.mkdir(path)
-    except OSError:
-        pass       # exists (or a read-only FS: the store then reports it)
 
 
 def main(board, config_path="config.json", console=False, state_dir="state"):
