@@ -12,7 +12,9 @@ board's flash in RAM (littlefs), able to lose power mid-write;
 ``main.py`` starting a fake charger); ``supervise`` runs the supervisor's
 ticks as the app's task table does; ``contract_passes`` runs a board's
 per-tick calls under ``micropython.heap_lock()``; ``lockstep`` the SIL
-board's lock-step loop; ``tmpdir`` an empty state directory.
+board's lock-step loop; ``live_inputs`` / ``charging_bms`` what a healthy
+charge measures and what its BMS reports; ``tmpdir`` an empty state
+directory.
 """
 
 
@@ -321,3 +323,29 @@ def lockstep(clock, sched, until, run_due):
         clock.advance_to(nd)
         run_due()
     clock.advance_to(until)
+
+
+def charging_bms(b, soc=50, max_cell_v=420, cell_min_v=395):
+    """What a healthy BMS reports while charging (250 A / 750 V allowed,
+    200 A / 410 V asked, CC, 400 V / 200 A measured, cells 4.00 V against
+    ``max_cell_v``, the lowest ``cell_min_v``, 30 degC against 55, SOC
+    ``soc`` %, 60 kWh) into the ``BmsData`` ``b``: no check has a reason
+    to act."""
+    b.max_i = 2500
+    b.req_i = 2000
+    b.max_v = 7500
+    b.req_v = 4100
+    b.req_mode = 2          # CC
+    b.meas_v = 4000
+    b.meas_i = 2000
+    b.max_cell_v = max_cell_v
+    b.cell_max_v = 400
+    b.cells.bmv_max_v = 400
+    b.cells.cell_min_v = cell_min_v
+    b.max_temp = 55
+    b.temp_max = 30
+    b.cells.bmt_max = 30
+    b.soc = soc
+    b.bcp_soc = soc * 10
+    b.energy = 600          # 60.0 kWh
+    return b

@@ -10,27 +10,11 @@ from safety.checks import Ctx, TRUE, FALSE, INACTIVE
 from safety.supervisor import Supervisor
 from gbt.stages import CHARGING
 from safety import risk
-from doubles import SupervisorBoard, MemStore, supervise, live_inputs
+from doubles import SupervisorBoard, MemStore, supervise, live_inputs, charging_bms
 
 
 def normal_bms(b):
-    b.max_i = 2500        # 250 A
-    b.req_i = 2000
-    b.max_v = 7500
-    b.req_v = 4100
-    b.req_mode = 2        # CC
-    b.meas_v = 4000
-    b.meas_i = 2000
-    b.max_cell_v = 420    # 4.20 V
-    b.cell_max_v = 400
-    b.cells.bmv_max_v = 400
-    b.cells.cell_min_v = 395
-    b.max_temp = 55
-    b.temp_max = 30
-    b.cells.bmt_max = 30
-    b.soc = 50
-    b.bcp_soc = 500
-    b.energy = 600        # 60.0 kWh
+    charging_bms(b)                             # 4.20 V cell limit, SOC 50 %
 
 
 def normal_inp(inp):

@@ -14,7 +14,7 @@ from safety.supervisor import Supervisor
 from gbt.stages import CHARGING
 from safety import risk
 from safety.trip import SAFE
-from doubles import SupervisorBoard, MemStore, supervise
+from doubles import SupervisorBoard, MemStore, supervise, charging_bms
 
 
 CFG = {"s9.interval_ms": 1000, "s11.sample_ms": 1000, "risk.events": 16}
@@ -24,25 +24,7 @@ def setup():
     clk = SimClock()
     inp = Inputs()
     out = Outputs()
-    bms = BmsData()
-    b = bms
-    b.max_i = 2500
-    b.req_i = 2000
-    b.max_v = 7500
-    b.req_v = 4100
-    b.req_mode = 2
-    b.meas_v = 4000
-    b.meas_i = 2000
-    b.max_cell_v = 460
-    b.cell_max_v = 400
-    b.cells.bmv_max_v = 400
-    b.cells.cell_min_v = 390
-    b.max_temp = 55
-    b.temp_max = 30
-    b.cells.bmt_max = 30
-    b.soc = 80
-    b.bcp_soc = 800
-    b.energy = 600
+    bms = charging_bms(BmsData(), soc=80, max_cell_v=460, cell_min_v=390)
     inp.v_inside = 4000
     inp.v_outside = 4000
     inp.i_out = 2000
