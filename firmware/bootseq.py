@@ -223,6 +223,20 @@ def run(build, start, fail_safe, root=UPDATE_ROOT):
         fail_safe(board)
 
 
+def boot(build, fail_safe, config_path):
+    """A pin board's ``/main.py`` (boards/stm32, boards/esp32): ``run`` with
+    the board built from ``config_path`` (``build(config_path)``) and the
+    charger started on it with the field console."""
+    run(lambda: build(config_path), lambda b: _charger(b, config_path), fail_safe)
+
+
+def _charger(board, config_path):
+    import charger               # from the selected slot (enter)
+    # console=True: the field engineer's mpremote reaches the running
+    # charger on the REPL port (Ctrl-C no longer interrupts main.py).
+    charger.main(board, config_path, console=True)
+
+
 # ---- fail safe shared by the boards with real pins ---------------------------
 def pins_off(load_pins):
     """Power stage, K1/K2, K3/K4 off using only ``machine`` and the pin map

@@ -34,8 +34,8 @@ BOARDS = ROOT / "boards"
 # What each board imports before the application loads config.json
 # (host names: the ESP32 package is ``esp32`` here, ``esp32b`` on the board).
 BOARD_IMPORTS = {
-    "stm32": ["stm32.fastprot", "stm32.board"],
-    "esp32": ["stm32.fastprot", "stm32.board", "esp32.board"],
+    "stm32": ["pinboard.fastprot", "pinboard.board", "stm32.board"],
+    "esp32": ["pinboard.fastprot", "pinboard.board", "esp32.board"],
     "unix": [],
 }
 

@@ -40,7 +40,7 @@ def max_file() -> int:
 
 def schema(board: str = "unix") -> list:
     imports = {"unix": "", "stm32": "import stm32.board",
-               "esp32": "import stm32.board\nimport esp32.board"}[board]
+               "esp32": "import esp32.board"}[board]
     return json.loads(_run(imports)[-1])
 
 

@@ -56,6 +56,8 @@ def _snapshot(obj):
             v = list(v)
         elif isinstance(v, (list, tuple)):
             v = repr(v)
+        elif hasattr(v, "__dict__"):          # a value object (BmsData.cells, .end)
+            v = _snapshot(v)
         out.append((k, v))
     return out
 
@@ -120,6 +122,7 @@ def run_tp(path):
 
 def run_link(path):
     import simlink as L
+    import simwire as W
 
     class Board(L.LinkBoard):
         def __init__(self, stream):
@@ -145,7 +148,7 @@ def run_link(path):
             except OSError:
                 break                       # the stream ended: link closed
             t = b._handle(b.last_type, n)
-            if b.last_type == L.T_STEP and not 0 <= t < (1 << 30):
+            if b.last_type == W.T_STEP and not 0 <= t < (1 << 30):
                 return i, "step target %r" % t
         if len(b.inputs) != n_in or b._q[1] > 64:
             return i, "inputs %d queue %d" % (len(b.inputs), b._q[1])

@@ -296,6 +296,18 @@ class Bench:
                 return t
         return None
 
+    def stuck_estop(self):
+        """E-stop mid-charge while the measured current stays at 200 A (the
+        power stage not responding).  Returns (t0, the time K1/K2 were
+        commanded open, the time the plant's contacts were apart)."""
+        self.wait_charging()
+        assert self.run_until(lambda: self.plant.i > 95, 10000)
+        t0 = self.fine_steps(1)
+        self.sim.override("i_out", 2000)
+        self.sim.override("estop", 1)
+        self.run(150)
+        return t0, self.out_change("k12", 0, t0), self.plant_k12_open(t0)
+
     def plant_k12_open(self, after: int) -> Optional[int]:
         """First time >= after when the plant's K1/K2 contacts are physically
         open (the plant's own log of contact changes; if they were open

@@ -32,7 +32,9 @@ def test_mpy_cross_compiles(src, tmp_path):
     # a board's own package on its board; simlink on the QEMU board (and
     # as source on the unix port)
     rel = src.relative_to(ROOT).parts
-    if rel[0] == "boards":
+    if rel[0] == "boards" and rel[1] == "pinboard":     # the STM32 and ESP32 boards'
+        archs = [ARCH["stm32"], ARCH["esp32"]]
+    elif rel[0] == "boards":
         archs = [ARCH.get(rel[1], ARCH["qemu"])]
     else:
         archs = sorted(set(ARCH.values()))
@@ -63,7 +65,7 @@ def test_firmware_modules_import_on_micropython(tmp_path):
     assert r.stdout.count("OK ") == len(mods)
 
 
-@pytest.mark.parametrize("board", ["unix", "stm32", "esp32"])
+@pytest.mark.parametrize("board", ["unix", "stm32", "esp32", "pinboard"])
 def test_board_modules_import_on_micropython(board, tmp_path):
     """The SIL board's modules are flat (boards/unix on the path); the STM32
     and ESP32 glue are packages (``stm32.board``) so that their ``board.py``

@@ -260,8 +260,11 @@ for line in sys.stdin.read().split():
     d = bytes.fromhex(hexdata)
     st = m.decode(int(pgn), d, len(d), b)
     print(pgn, st)
-for k in sorted(b.__dict__):
-    v = getattr(b, k)
+f = dict(b.__dict__)
+for g in (b.cells, b.end):          # the value objects' fields too
+    f.update(g.__dict__)
+for k in sorted(f):
+    v = f[k]
     if isinstance(v, int):
         print(k, v)
 """

@@ -357,8 +357,8 @@ def test_mpy_refused_where_the_heap_is_too_small(tmp_path, fakes, board, args, h
     msg = lines[0]
     name = "PYBV11" if board != "esp32" else "esp32"
     assert msg.startswith("deploy: --mpy refused for %s: installed as .mpy files, importing "
-                          "the charger needs a GC heap of at least 228,476 bytes" % name), msg
-    assert "188,512 bytes stay allocated after `import charger`" in msg
+                          "the charger needs a GC heap of at least 253,776 bytes" % name), msg
+    assert "194,240 bytes stay allocated after `import charger`" in msg
     assert "heap is %s bytes" % heap in msg
     assert ("Flash the image instead" in msg) == (board != "esp32")
     assert ("--psram" in msg) == (board == "esp32")
@@ -425,10 +425,11 @@ def test_mpy_dry_run_prints_exact_commands(dry):
         shlex.join(mp + ["exec", 'print("STAGE", app.session.stage if "app" in globals() else -1)']),
         shlex.join(mp + ["run", str(b / "stm32.clean.py")]),
         shlex.join(mp + ["fs", "cp", "-r"] + [str(out / d) for d in
-                                              ("diag", "gbt", "rt", "safety", "security", "stm32")] + [":."]),
+                                              ("diag", "gbt", "pinboard", "rt", "safety", "security",
+                                               "stm32")] + [":."]),
         shlex.join(mp + ["fs", "cp"] + [str(out / f) for f in
-                                        ("board.mpy", "bootseq.mpy", "cfgjson.mpy", "charger.mpy", "config.mpy",
-                                         "store.mpy")]
+                                        ("appbuild.mpy", "appcore.mpy", "board.mpy", "bootseq.mpy",
+                                         "cfgjson.mpy", "charger.mpy", "config.mpy", "store.mpy")]
                    + [":."]),
         shlex.join(mp + ["fs", "cp", str(cfg), ":config.json"]),
         shlex.join(mp + ["fs", "cp", "boards/stm32/main.py", ":main.py"]),
@@ -441,9 +442,11 @@ def test_mpy_dry_run_prints_exact_commands(dry):
     expected_cross = [shlex.join([MPY_CROSS, "-march=armv7m", "-o", str(out / (m + ".mpy")),
                                   "-s", m + ".py", "firmware/%s.py" % m]) for m in _fw_modules()]
     expected_cross += [shlex.join([MPY_CROSS, "-march=armv7m",
-                                   "-o", str(out / "stm32" / (f + ".mpy")), "-s",
-                                   "stm32/%s.py" % f, "boards/stm32/%s.py" % f])
-                       for f in ("board", "pins", "fastprot", "main")]
+                                   "-o", str(out / pkg / (f + ".mpy")), "-s",
+                                   "%s/%s.py" % (pkg, f), "boards/%s/%s.py" % (pkg, f)])
+                       for pkg, files in (("pinboard", ("board", "fastprot")),
+                                          ("stm32", ("board", "pins", "can", "main")))
+                       for f in files]
     assert [l for l in lines if l.startswith(MPY_CROSS)] == expected_cross
     # the heap gate passed (H743: 468,968 B), then the configuration was
     # checked with the firmware's validation, before anything was compiled
@@ -461,7 +464,8 @@ def test_build_has_an_mpy_for_every_module(dry):
     out = tmp / "build" / "stm32"
     built = sorted(p.relative_to(out).with_suffix("").as_posix() for p in out.rglob("*"))
     built = [m for m in built if (out / (m + ".mpy")).is_file()]
-    want = sorted(_fw_modules() + ["stm32/board", "stm32/pins", "stm32/fastprot", "stm32/main"])
+    want = sorted(_fw_modules() + ["stm32/board", "stm32/pins", "stm32/can", "stm32/main",
+                                   "pinboard/board", "pinboard/fastprot"])
     assert built == want
     assert not list(out.rglob("*.py"))              # compiled only
     # the compiled tree alone (no sources) imports on micropython: the same
@@ -484,8 +488,9 @@ def test_esp32_layout(tmp_path):
     assert rc == 0, lines
     out = tmp_path / "esp32"
     assert sorted(p.name for p in (out / "esp32b").iterdir()) == [
-        "board.mpy", "main.mpy", "mcp2515.mpy", "pins.mpy"]
-    assert sorted(p.name for p in (out / "stm32").iterdir()) == ["board.mpy", "fastprot.mpy"]
+        "board.mpy", "main.mpy", "mcp2515.mpy", "mcp2515spi.mpy", "pins.mpy"]
+    assert sorted(p.name for p in (out / "pinboard").iterdir()) == ["board.mpy", "fastprot.mpy"]
+    assert not (out / "stm32").exists()             # the ESP32 needs nothing of the STM32 board
     mp = [l for l in lines if l.startswith(MPREMOTE)]
     assert mp[-1] == shlex.join([MPREMOTE, "connect", PORT, "fs", "cp", "boards/esp32/main.py",
                                  ":main.py"])                  # no reset with --no-reset
@@ -553,9 +558,11 @@ def test_config_check_board_specific_settings(tmp_path):
 def test_board_packages_match_manifests():
     stm = (BOARDS / "stm32" / "manifest.py").read_text()
     m = re.search(r'package\("stm32", files=\[([^\]]*)\]', stm)
+    assert eval("[%s]" % m.group(1)) == deploy.BOARD_PACKAGES["stm32"][1][2]
+    m = re.search(r'package\("pinboard", files=\[([^\]]*)\]', stm)
     assert eval("[%s]" % m.group(1)) == deploy.BOARD_PACKAGES["stm32"][0][2]
     esp = (BOARDS / "esp32" / "manifest.py").read_text()
-    m = re.search(r'package\("stm32", files=\[([^\]]*)\]', esp)
+    m = re.search(r'package\("pinboard", files=\[([^\]]*)\]', esp)
     assert eval("[%s]" % m.group(1)) == deploy.BOARD_PACKAGES["esp32"][0][2]
     m = re.search(r'for _f in \(([^)]*)\):', esp)
     assert list(eval("(%s)" % m.group(1))) == deploy.BOARD_PACKAGES["esp32"][1][2]
@@ -602,7 +609,7 @@ def test_real_deploy_into_a_running_console(tmp_path):
         err.close()
     assert not (board_fs / "gbt" / "session.py").exists()       # stale source removed
     assert (board_fs / "gbt" / "session.mpy").is_file()
-    assert (board_fs / "stm32" / "fastprot.mpy").is_file()
+    assert (board_fs / "pinboard" / "fastprot.mpy").is_file()
     assert json.loads((board_fs / "config.json").read_text()) == {"h8.ma": 25}
     assert (board_fs / "main.py").read_text() == (BOARDS / "stm32" / "main.py").read_text()
     built = tmp_path / "build" / "stm32"

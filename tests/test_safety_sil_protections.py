@@ -108,13 +108,7 @@ def _stuck_estop(tmp_path, plant_params=None, config=None):
     cfg = {"lockout.enable": 0}
     cfg.update(config or {})
     b = Bench(tmp_path / "state", config=cfg, plant_params=plant_params)
-    b.wait_charging()
-    assert b.run_until(lambda: b.plant.i > 95, 10000)
-    t0 = b.fine_steps(1)
-    b.sim.override("i_out", 2000)
-    b.sim.override("estop", 1)
-    b.run(150)
-    return b, t0, b.out_change("k12", 0, t0), b.plant_k12_open(t0)
+    return (b,) + b.stuck_estop()
 
 
 def test_issue10_item03_contacts_open_within_100ms(tmp_path):

@@ -1,4 +1,4 @@
-"""ESP32 control board: ``PinBoard`` (boards/stm32/board.py) + an MCP2515.
+"""ESP32 control board: ``PinBoard`` (boards/pinboard/board.py) + an MCP2515.
 
 Mainline MicroPython has no TWAI (on-chip CAN) driver for the ESP32, so CAN
 goes through an MCP2515 on SPI with our driver (mcp2515.py).  Everything
@@ -7,13 +7,13 @@ bus-off recovery -- is the port-independent ``PinBoard``; the pin map is
 pins.py in this package.
 
 On the board this package is installed as ``esp32b`` (``esp32`` is the
-name of a built-in module of the ESP32 port), next to ``stm32/board.py``
-and ``stm32/fastprot.py`` (the shared, port-independent parts); imports
+name of a built-in module of the ESP32 port), next to ``pinboard/board.py``
+and ``pinboard/fastprot.py`` (the shared, port-independent parts); imports
 inside this package are relative so its name does not matter.
 """
 import time
 import machine
-from stm32.board import PinBoard
+from pinboard.board import PinBoard
 from .mcp2515 import MCP2515, MODE_NORMAL
 
 

@@ -24,19 +24,14 @@ import tempfile
 
 include("$(PORT_DIR)/boards/manifest.py")
 
-_FW = "../../firmware"
-for _name in sorted(os.listdir(_FW)):
-    _p = os.path.join(_FW, _name)
-    if os.path.isdir(_p) and any(f.endswith(".py") for f in os.listdir(_p)):
-        package(_name, base_path=_FW)
-    elif _name.endswith(".py"):
-        module(_name, base_path=_FW)
+# Every firmware package and top-level module.
+include("../manifest_firmware.py")
 
 # Shared, port-independent board parts (PinBoard, the interrupt trip path).
-package("stm32", files=["board.py", "fastprot.py"], base_path="..")
+package("pinboard", files=["board.py", "fastprot.py"], base_path="..")
 
 _stage = tempfile.mkdtemp(prefix="evcharger-esp32b-")
 os.mkdir(os.path.join(_stage, "esp32b"))
-for _f in ("board.py", "pins.py", "mcp2515.py", "main.py"):
+for _f in ("board.py", "pins.py", "mcp2515.py", "mcp2515spi.py", "main.py"):
     shutil.copy(_f, os.path.join(_stage, "esp32b", _f))
 package("esp32b", base_path=_stage)

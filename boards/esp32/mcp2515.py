@@ -4,8 +4,8 @@ Mainline MicroPython has no driver for the ESP32's TWAI controller, so the
 ESP32 board uses an MCP2515 (+ transceiver) on SPI.  This driver is ours:
 
 - reset, bit timing computed for the crystal (8 MHz and 16 MHz give
-  250 kbit/s at 16 TQ, sample point 87.5 %), configuration / normal /
-  loopback / listen-only modes;
+  250 kbit/s at 16 TQ, sample point 87.5 %; ``mcp2515spi.bit_timing``),
+  configuration / normal / loopback / listen-only modes;
 - extended-id transmit through TXB0..TXB2 (``send``);
 - receive from RXB0/RXB1 with RXB0 -> RXB1 rollover into a software ring
   (``poll``), popped into the caller's preallocated slot (``recv_into``);
@@ -16,7 +16,8 @@ ESP32 board uses an MCP2515 (+ transceiver) on SPI.  This driver is ours:
 
 Hot paths (``send``, ``poll``, ``recv_into``, ``state``, ``counters``)
 allocate nothing: every SPI transaction is a ``spi.write_readinto`` over
-preallocated buffers through memoryviews made once in ``__init__``.
+preallocated buffers through memoryviews made once (the SPI register
+access, ``mcp2515spi.Mcp2515Spi``, is the base class).
 
 Transmit order: the chip sends the pending buffer with the highest TXP
 priority first (ties: highest buffer number first), so ``send`` gives each
@@ -36,13 +37,11 @@ chip when it finishes, so SPI transactions never interleave.
 """
 from micropython import const
 import time
+from .mcp2515spi import Mcp2515Spi, bit_timing
 
-# SPI instructions
+# SPI instructions (READ, BIT MODIFY, READ STATUS: mcp2515spi.py)
 _RESET = const(0xC0)
-_READ = const(0x03)
-_WRITE = const(0x02)
-_BIT_MODIFY = const(0x05)
-_READ_STATUS = const(0xA0)
+_WRITE = const(0x02)        # (multi-byte writes: CNF3..1, masks, filters)
 _LOAD_TX = const(0x40)
 _READ_RX = const(0x90)
 
@@ -73,39 +72,9 @@ STATE_STOPPED = const(4)
 
 _FILTER_ADDR = (0x00, 0x04, 0x08, 0x10, 0x14, 0x18)
 _MASK_ADDR = (0x20, 0x24)
-_BUF = const(24)
 
 
-def bit_timing(osc_hz, bitrate, sample_permille=875, sjw=1):
-    """CNF1, CNF2, CNF3 for ``bitrate`` with an ``osc_hz`` crystal.
-
-    TQ = 2 * (BRP + 1) / Fosc; a bit is 1 (sync) + PRSEG + PHSEG1 + PHSEG2
-    TQ.  Prefers 16 TQ per bit, then 17..25, then 15..8; the sample point is
-    after PRSEG + PHSEG1.  Raises ValueError if no exact setting exists."""
-    for ntq in (16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 15, 14, 13, 12, 11, 10, 9, 8):
-        d = 2 * bitrate * ntq
-        if osc_hz % d:
-            continue
-        brp = osc_hz // d - 1
-        if brp > 63:
-            continue
-        sp = (ntq * sample_permille + 500) // 1000
-        ps2 = ntq - sp
-        if ps2 < 2:
-            ps2 = 2
-        tseg1 = ntq - 1 - ps2
-        if ps2 > 8 or tseg1 < 2 or tseg1 > 16 or tseg1 < ps2:
-            continue
-        ps1 = tseg1 - 1 if tseg1 - 1 < 8 else 8
-        prop = tseg1 - ps1
-        s = sjw if sjw <= ps2 else ps2
-        if s > 4:
-            s = 4
-        return ((s - 1) << 6) | brp, 0x80 | ((ps1 - 1) << 3) | (prop - 1), ps2 - 1
-    raise ValueError("no MCP2515 bit timing for %d bit/s at %d Hz" % (bitrate, osc_hz))
-
-
-class MCP2515:
+class MCP2515(Mcp2515Spi):
     """``MCP2515(spi, cs, osc_hz=8000000, bitrate=250000, sample_permille=875,
     sjw=1, int_pin=None, rx_depth=16)``; then ``init(mode, filters)``.
 
@@ -115,16 +84,8 @@ class MCP2515:
 
     def __init__(self, spi, cs, osc_hz=8000000, bitrate=250000, sample_permille=875,
                  sjw=1, int_pin=None, rx_depth=16):
-        self.spi = spi
-        self.cs = cs
-        cs.value(1)
+        Mcp2515Spi.__init__(self, spi, cs)
         self.cnf = bit_timing(osc_hz, bitrate, sample_permille, sjw)
-        self._tx = bytearray(_BUF)
-        self._rx = bytearray(_BUF)
-        mt = memoryview(self._tx)
-        mr = memoryview(self._rx)
-        self._tv = [mt[:k] for k in range(_BUF + 1)]
-        self._rv = [mr[:k] for k in range(_BUF + 1)]
         self._depth = rx_depth
         self._ids = [0] * rx_depth
         self._dlc = bytearray(rx_depth)
@@ -132,8 +93,6 @@ class MCP2515:
         self._head = 0
         self._n = 0
         self._txp = bytearray(3)
-        self._busy = 0
-        self._pending = 0
         self.mode = MODE_CONFIG
         self.tec = 0
         self.rec = 0
@@ -149,57 +108,6 @@ class MCP2515:
         self.irq_cb = self._on_irq      # bound once (no allocation per IRQ)
         self._filters = None
         self._want_mode = MODE_NORMAL
-
-    # ------------------------------------------------------------ SPI
-    def _xfer(self, n):
-        cs = self.cs
-        cs.value(0)
-        self.spi.write_readinto(self._tv[n], self._rv[n])
-        cs.value(1)
-
-    def _read(self, addr, n):
-        """Read ``n`` registers from ``addr``; values at ``self._rx[2:2+n]``."""
-        t = self._tx
-        t[0] = _READ
-        t[1] = addr
-        for k in range(n):
-            t[2 + k] = 0
-        self._xfer(2 + n)
-
-    def _write(self, addr, v):
-        t = self._tx
-        t[0] = _WRITE
-        t[1] = addr
-        t[2] = v
-        self._xfer(3)
-
-    def _modify(self, addr, mask, v):
-        t = self._tx
-        t[0] = _BIT_MODIFY
-        t[1] = addr
-        t[2] = mask
-        t[3] = v
-        self._xfer(4)
-
-    def _status(self):
-        t = self._tx
-        t[0] = _READ_STATUS
-        t[1] = 0
-        self._xfer(2)
-        return self._rx[1]
-
-    def read_register(self, addr):
-        self._busy = 1
-        self._read(addr, 1)
-        v = self._rx[2]
-        self._end()
-        return v
-
-    def _end(self):
-        self._busy = 0
-        if self._pending:
-            self._pending = 0
-            self.poll()
 
     # ------------------------------------------------------------ set-up
     def reset(self):
@@ -471,6 +379,6 @@ class MCP2515:
         128 x 11 recessive bits; this is the hard recovery)."""
         self.init(self._want_mode, self._filters)
 
-    # board-adapter names (boards/stm32/board.py PinBoard)
+    # board-adapter names (boards/pinboard/board.py PinBoard)
     def recv(self, frame):
         return self.recv_into(frame)

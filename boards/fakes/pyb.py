@@ -9,7 +9,7 @@ MicroPython: ``send(data, id, *, timeout=0, rtr=False, extframe=False)``
 extframe=False)``, ``restart()``.  ``pyb.Pin`` is ``machine.Pin``.
 """
 import machine
-from machine import CanCore
+from fakecan import CanCore
 
 Pin = machine.Pin
 cans = []
@@ -95,39 +95,16 @@ class CAN:
         return list
 
     def state(self):
-        c = self.core
-        if not c.enabled:
-            return CAN.STOPPED
-        lv = c._state_level()
-        if lv == 3:
-            return CAN.BUS_OFF
-        if lv == 2:
-            return CAN.ERROR_PASSIVE
-        if lv == 1:
-            return CAN.ERROR_WARNING
-        return CAN.ERROR_ACTIVE
+        return self.core.t_state(_STATES)
 
     def info(self, list=None):
-        if list is None:
-            list = [0] * 8
-        c = self.core
-        list[0] = c.tec
-        list[1] = c.rec
-        list[2] = 0
-        list[3] = 0
-        list[4] = 0
-        list[5] = c.tx_pending
-        list[6] = c.rx_n
-        list[7] = 0
-        return list
+        return self.core.t_info(list, 0)
 
     def restart(self):
-        c = self.core
-        c.bus_off = False
-        c.tec = 0
-        c.rec = 0
-        c.tx_pending = 0
-        c.restarts += 1
+        self.core.t_restart()
 
     def rxcallback(self, fifo, fun):
         self.cb = fun
+
+
+_STATES = (CAN.STOPPED, CAN.ERROR_ACTIVE, CAN.ERROR_WARNING, CAN.ERROR_PASSIVE, CAN.BUS_OFF)

@@ -3,19 +3,13 @@
 # Paths are relative to this file.
 import os
 
-_FW = "../../firmware"
+# Every firmware package and top-level module.
+include("../manifest_firmware.py")
 
-# Every firmware package (gbt, rt, safety, diag, ...) and top-level module
-# (board.py, config.py, charger.py, ...), under the names they are imported by.
-for _name in sorted(os.listdir(_FW)):
-    _p = os.path.join(_FW, _name)
-    if os.path.isdir(_p) and any(f.endswith(".py") for f in os.listdir(_p)):
-        package(_name, base_path=_FW)
-    elif _name.endswith(".py"):
-        module(_name, base_path=_FW)
-
-# The SIL link wire format (shared with the unix SIL board).
+# The SIL link: the board on it and its wire format (shared with the unix
+# SIL board).
 module("simlink.py", base_path="../simlink")
+module("simwire.py", base_path="../simlink")
 
 # This board package, imported as `qemu.board`, `qemu.main`, ...
 package("qemu", files=["board.py", "semihost.py", "ramdisk.py", "main.py"], base_path="..")

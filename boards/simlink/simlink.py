@@ -1,8 +1,8 @@
 """The SIL link: a board whose CAN, IO and time come from a host harness.
 
-The wire format (``docs/sil-link.md``) is small and fixed so that any
-program can drive the firmware.  ``LinkBoard`` speaks it over any byte
-transport; two boards use it:
+The wire format (``docs/sil-link.md``; its packets: ``simwire.py``) is
+small and fixed so that any program can drive the firmware.  ``LinkBoard``
+speaks it over any byte transport; two boards use it:
 
 * ``boards/unix/sil_board.py``: the MicroPython unix port, transport = a TCP
   socket on loopback, lock-step or real time;
@@ -22,38 +22,13 @@ import gc
 import struct
 import time
 import micropython
-
-import micropython
 from array import array
 from micropython import const
 from board import Board, CAN_ERROR_ACTIVE
 from rt.clock import SimClock, ticks_diff
 from rt.calendar import from_unix
-
-PROTOCOL_VERSION = const(1)
-
-# host -> firmware
-T_STEP = const(0x01)
-T_FRAME = const(0x02)
-T_INPUT = const(0x03)
-T_STOP = const(0x04)
-T_INJECT = const(0x05)
-T_CAN_STATE = const(0x06)
-T_STATS = const(0x07)
-# firmware -> host
-T_HELLO = const(0x80)
-T_ACK = const(0x81)
-T_FRAME_OUT = const(0x82)
-T_OUTPUT = const(0x83)
-T_TEXT = const(0x84)
-T_TELEMETRY = const(0x85)
-T_BYE = const(0x86)
-T_STATS_OUT = const(0x87)
-
-# STATS flags
-STATS_RESET = const(1)        # reset the statistics after the snapshot
-STATS_COLLECT = const(2)      # gc.collect() before reading the heap figures
-STATS_HEAP_WATCH = const(4)   # from now on, sample gc.mem_alloc() after every STEP
+import simwire as _wire
+from simwire import copy as _copy, frame_out as _frame_out, output as _output
 
 _INJECT_INPUTS = const(2)  # INJECT code: read_inputs raises from now on
 _RXQ = const(64)          # CAN receive FIFO depth (frames)
@@ -66,7 +41,6 @@ _Q_OVR = const(3)
 _Q_SLOTS = const(4)
 _N_IN = const(12)
 _N_OUT = const(7)
-_EXT_TOP = const(0x80)        # bit 31 of the id field (extended frame), in its top byte
 _OBUF = const(1024)         # output buffer: one write per STEP; the largest packet (TEXT) is 262 B
 
 
@@ -112,57 +86,6 @@ def _changed(out, sent) -> int:
 
 
 @micropython.viper
-def _copy(dst, doff: int, src, soff: int, n: int):
-    """dst[doff:doff + n] = src[soff:soff + n] (no slice objects)."""
-    d = ptr8(dst)
-    s = ptr8(src)
-    i = 0
-    while i < n:
-        d[doff + i] = s[soff + i]
-        i += 1
-
-
-@micropython.viper
-def _frame_out(ob, o: int, t: int, cid: int, buf, n: int):
-    """FRAME_OUT at ob[o]: type, length 17, <I t> <I id | EXT> <B n> <8 data>
-    (bytes past ``n`` zero)."""
-    b = ptr8(ob)
-    d = ptr8(buf)
-    b[o] = T_FRAME_OUT
-    b[o + 1] = 17
-    b[o + 2] = t
-    b[o + 3] = t >> 8
-    b[o + 4] = t >> 16
-    b[o + 5] = t >> 24
-    b[o + 6] = cid
-    b[o + 7] = cid >> 8
-    b[o + 8] = cid >> 16
-    b[o + 9] = (cid >> 24) | _EXT_TOP
-    b[o + 10] = n
-    i = 0
-    while i < 8:
-        b[o + 11 + i] = d[i] if i < n else 0
-        i += 1
-
-
-@micropython.viper
-def _output(ob, o: int, t: int, idx: int, val: int):
-    """OUTPUT at ob[o]: type, length 9, <I t> <B idx> <i val>."""
-    b = ptr8(ob)
-    b[o] = T_OUTPUT
-    b[o + 1] = 9
-    b[o + 2] = t
-    b[o + 3] = t >> 8
-    b[o + 4] = t >> 16
-    b[o + 5] = t >> 24
-    b[o + 6] = idx
-    b[o + 7] = val
-    b[o + 8] = val >> 8
-    b[o + 9] = val >> 16
-    b[o + 10] = val >> 24
-
-
-@micropython.viper
 def _push(q, r, off: int):
     """Append the FRAME payload at r[off] (<I id> <B dlc> <8 data>) to the
     FIFO ``q`` (see _Q_*), or count an overrun if it is full."""
@@ -189,6 +112,13 @@ def _push(q, r, off: int):
 
 class LinkBoard(Board):
     name = "link"
+    # the packets it sends and reads (the wire format: simwire.py)
+    hello = _wire.hello
+    send_text = _wire.send_text
+    send_record = _wire.send_record
+    send_stats = _wire.send_stats
+    bye = _wire.bye
+    _handle = _wire.handle
 
     def __init__(self, lockstep=True, epoch_s=1767225600, clock=None):
         self.lockstep = lockstep
@@ -221,7 +151,7 @@ class LinkBoard(Board):
         self.app = None
         self.inject = 0
         self.last_type = 0
-        self.ack = bytearray(6)
+        self.ack = _wire.ack_packet()
         self.rec_hdr = bytearray(6)
         self.rec_hdr_mv = memoryview(self.rec_hdr)
         self._stb = bytearray(64)  # STATS packets (send_stats)
@@ -295,39 +225,9 @@ class LinkBoard(Board):
                 raise OSError("SIL link closed")
             got += r
 
-    def hello(self, name):
-        b = bytearray(2 + 6 + len(name))
-        b[0] = T_HELLO
-        b[1] = 6 + len(name)
-        struct.pack_into("<BBI", b, 2, PROTOCOL_VERSION, 0 if self.lockstep else 1,
-                         self.clock.ticks_ms())
-        b[8:] = name
-        self._write(memoryview(b))
-        self.flush()
-
-    def send_text(self, kind, text):
-        """Event text to the harness (not hot path: allocates)."""
-        t = ("%s %s" % (kind, text)).encode()[:250]
-        b = bytearray(6 + len(t))
-        b[0] = T_TEXT
-        b[1] = 4 + len(t)
-        struct.pack_into("<I", b, 2, self.clock.ticks_ms())
-        b[6:] = t
-        self._write(memoryview(b))
-
     def record_sink(self, cfg, state_dir):
         """Board contract: telemetry goes to the harness, not to a file."""
         return self.send_record
-
-    def send_record(self, mv):
-        """A telemetry record (P-6, a memoryview of <= 250 bytes) onto the
-        SIL telemetry channel; on boards this is a UART."""
-        hdr = self.rec_hdr
-        hdr[0] = T_TELEMETRY
-        hdr[1] = 4 + len(mv)
-        struct.pack_into("<I", hdr, 2, self.clock.ticks_ms())
-        self._write(self.rec_hdr_mv)
-        self._write(mv)
 
     # ---- Board: CAN ---------------------------------------------------------
     @micropython.viper
@@ -440,93 +340,6 @@ class LinkBoard(Board):
         self._out(3, 1)
 
     # ---- packet handling ----------------------------------------------------
-    def _handle(self, typ, n):
-        """Apply one received packet whose payload is in rbuf[0:n].
-        Returns the STEP target for T_STEP, else -1."""
-        r = self.rbuf
-        if typ == T_FRAME:
-            self._enqueue(0)
-        elif typ == T_INPUT:
-            idx = r[0]
-            if idx < _N_IN:
-                # i32 LE; built from a signed top byte so that a value in
-                # the small-int range (+-2**30) never passes through a long
-                # int on a 32-bit port (no heap)
-                top = r[4]
-                if top & 0x80:
-                    top -= 256
-                self.inputs[idx] = r[1] | (r[2] << 8) | (r[3] << 16) | (top << 24)
-        elif typ == T_STEP:
-            return r[0] | (r[1] << 8) | (r[2] << 16) | ((r[3] & 0x3F) << 24)
-        elif typ == T_STOP:
-            self.stop = True
-        elif typ == T_INJECT:
-            self.inject = r[0]
-            if self.app is not None:
-                self.app.inject_fault = r[0]
-        elif typ == T_CAN_STATE:
-            self.state = r[0]
-        elif typ == T_STATS:
-            self.stats_req = r[0] if n else 0
-        return -1
-
-    def send_stats(self, flags):
-        """Answer STATS: one STATS_OUT packet with the board/scheduler totals
-        (index 0xFF) and one per task, then (flags bit 0) reset the
-        scheduler statistics and ``loop_us``.  Benchmarks only; it runs
-        between passes, so no task is charged, and it allocates nothing
-        (buffer and task names made once): the bench asks every simulated
-        second, and its garbage used to fill the heap during a charge, in
-        which the firmware does not collect -- slowing down every call that
-        takes its frame from the heap (docs/performance.md)."""
-        if flags & STATS_COLLECT:
-            gc.collect()
-        if flags & STATS_HEAP_WATCH:
-            self.heap_watch = True
-        app = self.app
-        now = self.clock.ticks_ms()
-        b = self._stb
-        sched = app.sched if app is not None else None
-        b[0] = T_STATS_OUT
-        b[1] = 4 + 1 + 10 * 4
-        struct.pack_into("<IBIIIIIIIIII", b, 2, now, 0xFF,
-                         sched.passes if sched else 0,
-                         sched.pass_wcet_us if sched else 0,
-                         self.loop_us, gc.mem_alloc(), gc.mem_free(),
-                         self.rx_frames - self._st_rx, self.rx_overruns - self._st_ovr,
-                         app.rx_backlog_max if app is not None else 0,
-                         len(sched.tasks) if sched else 0,
-                         self.heap_peak)
-        self._write_n(b, 2 + b[1])
-        if sched:
-            tasks = sched.tasks
-            names = self._stnames
-            if len(names) != len(tasks):
-                names = self._stnames = [t.name.encode()[:16] for t in tasks]
-            k = 0
-            for t in tasks:
-                name = names[k]
-                n = len(name)
-                b[0] = T_STATS_OUT
-                b[1] = 4 + 1 + 7 * 4 + n
-                struct.pack_into("<IBIIIIIII", b, 2, now, k, t.runs, t.total_us,
-                                 t.wcet_us, t.overruns, t.alloc_bytes, t.alloc_max,
-                                 t.late_max_ms)
-                for j in range(n):
-                    b[35 + j] = name[j]
-                self._write_n(b, 2 + b[1])
-                k += 1
-            if flags & STATS_RESET:
-                sched.reset_stats()
-        if flags & STATS_RESET:
-            self.loop_us = 0
-            self.heap_peak = 0
-            self._st_rx = self.rx_frames
-            self._st_ovr = self.rx_overruns
-            if app is not None:
-                app.rx_backlog_max = 0
-        self.flush()
-
     def _read_packet(self):
         self._read_exact(2)
         typ = self.rbuf[0]
@@ -546,8 +359,6 @@ class LinkBoard(Board):
         sched = app.sched
         ack = self.ack
         ack_mv = memoryview(ack)
-        ack[0] = T_ACK
-        ack[1] = 4
         cpu_us = time.ticks_us
         self.app = app
         while not self.stop:
@@ -580,16 +391,3 @@ class LinkBoard(Board):
             self._write(ack_mv)
             self.flush()
         app.shutdown("host stop")
-
-    def bye(self, code, text):
-        t = text.encode()[:200]
-        b = bytearray(3 + len(t))
-        b[0] = T_BYE
-        b[1] = 1 + len(t)
-        b[2] = code
-        b[3:] = t
-        try:
-            self._write(memoryview(b))
-            self.flush()
-        except OSError:
-            pass

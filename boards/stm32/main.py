@@ -43,16 +43,10 @@ def build(config_path=CONFIG_PATH):
     return Stm32Board(cfg)
 
 
-def _app(board, config_path):
-    import charger               # from the selected slot (bootseq.enter)
-    # console=True: the field engineer's mpremote reaches the running
-    # charger on the REPL port (Ctrl-C no longer interrupts main.py).
-    charger.main(board, config_path, console=True)
-
-
 def run(config_path=CONFIG_PATH):
-    """Slot selection, trial/rollback, then the charger (firmware/bootseq.py)."""
-    bootseq.run(lambda: build(config_path), lambda b: _app(b, config_path), fail_safe)
+    """Slot selection, trial/rollback, then the charger with the field
+    console (firmware/bootseq.py ``boot``)."""
+    bootseq.boot(build, fail_safe, config_path)
 
 
 if __name__ == "__main__":

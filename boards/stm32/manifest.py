@@ -15,22 +15,14 @@
 #
 # plus config.json.  See docs/boards.md.  Paths below are relative to this
 # file (manifestfile.py runs it with this directory as the current one).
-import os
 
 # The port's own frozen modules (asyncio, ...).
 include("$(PORT_DIR)/boards/manifest.py")
 
-_FW = "../../firmware"
-
-# Every firmware package (gbt, rt, safety, diag, ...) and top-level module
-# (board.py, config.py, charger.py, ...), under the names they are imported
-# by: `import gbt.messages`, `import config`.
-for _name in sorted(os.listdir(_FW)):
-    _p = os.path.join(_FW, _name)
-    if os.path.isdir(_p) and any(f.endswith(".py") for f in os.listdir(_p)):
-        package(_name, base_path=_FW)
-    elif _name.endswith(".py"):
-        module(_name, base_path=_FW)
+# Every firmware package and top-level module.
+include("../manifest_firmware.py")
 
 # This board package, imported as `stm32.board`, `stm32.pins`, ...
-package("stm32", files=["board.py", "pins.py", "fastprot.py", "main.py"], base_path="..")
+package("stm32", files=["board.py", "pins.py", "can.py", "main.py"], base_path="..")
+# The port-independent pin board it builds on (shared with the ESP32 board).
+package("pinboard", files=["board.py", "fastprot.py"], base_path="..")

@@ -1,6 +1,6 @@
 """The field engineer's commands at the diagnostics console (requirement D-1).
 
-``install(console, app)`` (called by ``charger.ChargerApp._start_console``)
+``install(console, app)`` (called by ``appbuild.start_console``)
 puts these names into the console namespace; ``help()`` lists them::
 
     status() risks() faults(n=20) can() sched(reset=False) why()
@@ -276,9 +276,10 @@ class Diag(ConfigCommands, OperatorCommands, CanCommands):
                 L.append("  %s: %s" % (label, w))
         if s.cem:
             L.append("  timeouts reported (CEM): %s" % cem_names(s.cem))
-        if app.bms.bst_reason not in (-1, 0):
+        e = app.bms.end
+        if e.bst_reason not in (-1, 0):
             L.append("  BMS BST reason 0x%02x fault 0x%04x error 0x%02x" % (
-                app.bms.bst_reason, app.bms.bst_fault, app.bms.bst_error))
+                e.bst_reason, e.bst_fault, e.bst_error))
         if sup.tripped:
             reason("protection", "tripped: %s" % sup.trip_name)
         if not app.halted and (st == IDLE or st == CONNECTED or st == DONE):

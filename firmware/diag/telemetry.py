@@ -277,17 +277,18 @@ class Telemetry:
         flags = ((b.st_cell_v & 3) | ((b.st_soc & 3) << 2) | ((b.st_oc & 3) << 4)
                  | ((b.st_ot & 3) << 6) | ((b.st_ins & 3) << 8) | ((b.st_conn & 3) << 10)
                  | ((b.permit & 1) << 12))
+        c = b.cells
         struct.pack_into(P_STATUS, self.buf, HDR_SIZE, b.meas_v, b.meas_i, b.soc,
-                         b.cell_max_v, b.cell_max_no, b.cell_max_group, b.cell_min_v,
-                         b.cell_min_no, b.temp_max, b.temp_max_no, b.temp_min,
+                         b.cell_max_v, b.cell_max_no, b.cell_max_group, c.cell_min_v,
+                         c.cell_min_no, b.temp_max, b.temp_max_no, b.temp_min,
                          b.temp_min_no, b.remain_min, i.v_outside, i.i_out, flags)
         self._emit(T_STATUS, now)
 
     def _end(self, now):
-        b = self.bms
-        struct.pack_into(P_END, self.buf, HDR_SIZE, b.end_soc, b.end_cell_min_v,
-                         b.end_cell_max_v, b.end_temp_min, b.end_temp_max,
-                         b.bst_reason, b.bst_fault, b.bst_error)
+        e = self.bms.end
+        struct.pack_into(P_END, self.buf, HDR_SIZE, e.end_soc, e.end_cell_min_v,
+                         e.end_cell_max_v, e.end_temp_min, e.end_temp_max,
+                         e.bst_reason, e.bst_fault, e.bst_error)
         self._emit(T_END, now)
 
     def _event(self, now, code, a, b):

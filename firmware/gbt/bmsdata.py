@@ -10,6 +10,14 @@ Currents are stored as positive *charging* current (0.1 A): the wire
 format uses -400 A offset with negative = charge, so
 ``charge_dA = 4000 - raw``.
 Temperatures are stored in whole degC (wire offset -50 already removed).
+
+Most fields are attributes of ``BmsData`` itself (what the session, the
+control loop and the checks read every tick: one attribute load).  Two
+groups of fields live in small value objects, each the content of
+messages read rarely: ``bms.cells`` (``CellDetail``: the optional BMV/BMT
+extremes) and ``bms.end`` (``EndOfCharge``: BST, the vehicle's stop cause,
+and BSD, its statistics).  Both are made once with the ``BmsData`` and
+reset in place with it: nothing allocates.
 """
 
 import micropython
@@ -45,32 +53,51 @@ def _zero(b, n: int):
         i += 1
 
 
+class CellDetail:
+    """BMV / BMT (optional): extremes over all cells / probes."""
+
+    def reset(self):
+        self.bmv_cells = 0           # cells with a value in the last BMV
+        self.cell_min_v = NA         # 0.01 V lowest cell seen in BMV
+        self.cell_min_no = NA
+        self.bmv_max_v = NA          # 0.01 V highest cell seen in BMV
+        self.bmt_probes = 0
+        self.bmt_min = NA            # degC
+        self.bmt_max = NA            # degC
+
+    __init__ = reset
+
+
+class EndOfCharge:
+    """BST (the vehicle's stop cause, raw 2-bit codes as on the wire) and
+    BSD (its end-of-charge statistics)."""
+
+    def reset(self):
+        # BST
+        self.bst_reason = NA
+        self.bst_fault = NA
+        self.bst_error = NA
+        # BSD
+        self.end_soc = NA            # 1 %
+        self.end_cell_min_v = NA     # 0.01 V
+        self.end_cell_max_v = NA     # 0.01 V
+        self.end_temp_min = NA       # degC
+        self.end_temp_max = NA       # degC
+
+    __init__ = reset
+
+
 class BmsData:
     def __init__(self):
         self.vin = bytearray(17)
+        self.cells = CellDetail()    # BMV / BMT
+        self.end = EndOfCharge()     # BST / BSD
         self.reset()
 
     def reset(self):
-        # BHM
-        self.bhm_max_v = NA          # 0.1 V, max permitted total charging voltage
-        # BRM
-        self.brm_len = 0             # bytes actually received (8..49)
-        self.brm_version = NA        # 3-byte version as int, 0x000101 = V1.1
-        self.batt_type = NA          # 1..8, 0xFF other
-        self.rated_ah = NA           # 0.1 Ah
-        self.rated_v = NA            # 0.1 V
-        self.vin_len = 0             # 0 = no VIN sent
-        _zero(self.vin, 17)
-        # BCP
-        self.max_cell_v = NA         # 0.01 V, max permitted cell charging voltage
-        self.max_i = NA              # 0.1 A (charge), max permitted charging current
-        self.energy = NA             # 0.1 kWh nominal total energy
-        self.max_v = NA              # 0.1 V, max permitted total charging voltage
-        self.max_temp = NA           # degC, max permitted temperature
-        self.bcp_soc = NA            # 0.1 %
-        self.bcp_v = NA              # 0.1 V, present battery voltage
-        # BRO
-        self.bro = NA                # 0x00 / 0xAA
+        # The per-tick messages' fields first: a key the instance's hash
+        # table got early is found with fewer probes (BCL/BCS/BSM are read
+        # by the control loop and the checks every tick)
         # BCL
         self.req_v = NA              # 0.1 V demand
         self.req_i = NA              # 0.1 A (charge) demand
@@ -95,26 +122,30 @@ class BmsData:
         self.st_ins = 0
         self.st_conn = 0
         self.permit = 1              # BSM charging permitted: 1 yes, 0 pause
-        # BMV / BMT (optional, derived extremes over all cells / probes)
-        self.bmv_cells = 0
-        self.cell_min_v = NA         # 0.01 V lowest cell seen in BMV
-        self.cell_min_no = NA
-        self.bmv_max_v = NA          # 0.01 V highest cell seen in BMV
-        self.bmt_probes = 0
-        self.bmt_min = NA            # degC
-        self.bmt_max = NA            # degC
-        # BST (raw fields, 2-bit codes as on the wire)
-        self.bst_reason = NA
-        self.bst_fault = NA
-        self.bst_error = NA
-        # BSD
-        self.end_soc = NA            # 1 %
-        self.end_cell_min_v = NA     # 0.01 V
-        self.end_cell_max_v = NA     # 0.01 V
-        self.end_temp_min = NA       # degC
-        self.end_temp_max = NA       # degC
+        # BRO
+        self.bro = NA                # 0x00 / 0xAA
         # BEM (raw 4 bytes as int, little-endian)
         self.bem = NA
+        # BCP
+        self.max_cell_v = NA         # 0.01 V, max permitted cell charging voltage
+        self.max_i = NA              # 0.1 A (charge), max permitted charging current
+        self.energy = NA             # 0.1 kWh nominal total energy
+        self.max_v = NA              # 0.1 V, max permitted total charging voltage
+        self.max_temp = NA           # degC, max permitted temperature
+        self.bcp_soc = NA            # 0.1 %
+        self.bcp_v = NA              # 0.1 V, present battery voltage
+        # BHM
+        self.bhm_max_v = NA          # 0.1 V, max permitted total charging voltage
+        # BRM
+        self.brm_len = 0             # bytes actually received (8..49)
+        self.brm_version = NA        # 3-byte version as int, 0x000101 = V1.1
+        self.batt_type = NA          # 1..8, 0xFF other
+        self.rated_ah = NA           # 0.1 Ah
+        self.rated_v = NA            # 0.1 V
+        self.vin_len = 0             # 0 = no VIN sent
+        _zero(self.vin, 17)
+        self.cells.reset()           # BMV / BMT
+        self.end.reset()             # BST / BSD
 
     def vin_str(self):
         """VIN as text for records (allocates: not for the hot path)."""

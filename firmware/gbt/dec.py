@@ -281,9 +281,10 @@ def dec_bst(data, n, bms):
     the wire with untrusted (10) fields replaced by the previous value."""
     if _bad_len(data, n, 4):
         return E_LEN
-    bms.bst_reason = _merge2(bms.bst_reason, data[0], 4)
-    bms.bst_fault = _merge2(bms.bst_fault, _u16(data, 1), 8)
-    bms.bst_error = _merge2(bms.bst_error, data[3], 4)
+    e = bms.end
+    e.bst_reason = _merge2(e.bst_reason, data[0], 4)
+    e.bst_fault = _merge2(e.bst_fault, _u16(data, 1), 8)
+    e.bst_error = _merge2(e.bst_error, data[3], 4)
     return OK
 
 
@@ -296,14 +297,15 @@ def dec_bsd(data, n, bms):
     hi = _u16(data, 3)
     if (lo != 0xFFFF and lo > _CELL_MAX) or (hi != 0xFFFF and hi > _CELL_MAX):
         return E_RANGE
+    e = bms.end
     t = data[0]
-    bms.end_soc = NA if t == 0xFF else t
-    bms.end_cell_min_v = NA if lo == 0xFFFF else lo
-    bms.end_cell_max_v = NA if hi == 0xFFFF else hi
+    e.end_soc = NA if t == 0xFF else t
+    e.end_cell_min_v = NA if lo == 0xFFFF else lo
+    e.end_cell_max_v = NA if hi == 0xFFFF else hi
     t = data[5]
-    bms.end_temp_min = NA if t == 0xFF else t - _T_OFFSET
+    e.end_temp_min = NA if t == 0xFF else t - _T_OFFSET
     t = data[6]
-    bms.end_temp_max = NA if t == 0xFF else t - _T_OFFSET
+    e.end_temp_max = NA if t == 0xFF else t - _T_OFFSET
     return OK
 
 

@@ -83,41 +83,44 @@ def dec_bmv(data, n, bms):
     """BMV (2..512 bytes, 2 per cell).  Bits 13-16 (group) are masked off
     before the voltage is used; the cell number is the position in the
     message (1-based).  0xFFF = cell not available (skipped); any cell
-    > 24 V -> E_RANGE.  Fills bmv_cells (valid cells), cell_min_v,
-    cell_min_no (first lowest), bmv_max_v."""
+    > 24 V -> E_RANGE.  Fills ``bms.cells``: bmv_cells (valid cells),
+    cell_min_v, cell_min_no (first lowest), bmv_max_v."""
     if n > _BMV_MAX or (n & 1) or B.bad_len(data, n, 2):
         return B.E_LEN
     r = _SCAN
     if not _cells(data, n, r):
         return B.E_RANGE
     cnt = r[0]
-    bms.bmv_cells = cnt
+    c = bms.cells
+    c.bmv_cells = cnt
     if cnt:
-        bms.cell_min_v = r[1]
-        bms.cell_min_no = (r[2] >> 1) + 1
-        bms.bmv_max_v = r[3]
+        c.cell_min_v = r[1]
+        c.cell_min_no = (r[2] >> 1) + 1
+        c.bmv_max_v = r[3]
     else:
-        bms.cell_min_v = B.NA
-        bms.cell_min_no = B.NA
-        bms.bmv_max_v = B.NA
+        c.cell_min_v = B.NA
+        c.cell_min_no = B.NA
+        c.bmv_max_v = B.NA
     return B.OK
 
 
 def dec_bmt(data, n, bms):
     """BMT (1..128 bytes, 1 per probe, -50 degC).  0xFF = probe not
-    available (skipped).  Fills bmt_probes (valid), bmt_min, bmt_max."""
+    available (skipped).  Fills ``bms.cells``: bmt_probes (valid), bmt_min,
+    bmt_max."""
     if n > B.BMT_MAX or B.bad_len(data, n, 1):
         return B.E_LEN
     r = _SCAN
     _probes(data, n, r)
     cnt = r[0]
-    bms.bmt_probes = cnt
+    c = bms.cells
+    c.bmt_probes = cnt
     if cnt:
-        bms.bmt_min = r[1] - B.T_OFFSET
-        bms.bmt_max = r[2] - B.T_OFFSET
+        c.bmt_min = r[1] - B.T_OFFSET
+        c.bmt_max = r[2] - B.T_OFFSET
     else:
-        bms.bmt_min = B.NA
-        bms.bmt_max = B.NA
+        c.bmt_min = B.NA
+        c.bmt_max = B.NA
     return B.OK
 
 

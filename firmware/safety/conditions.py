@@ -150,8 +150,8 @@ def _max_cell(ctx):
     v = NA
     if not ctx.stale & STALE_BCS:
         v = b.cell_max_v
-    if not ctx.stale & STALE_BMV and b.bmv_max_v > v:
-        v = b.bmv_max_v
+    if not ctx.stale & STALE_BMV and b.cells.bmv_max_v > v:
+        v = b.cells.bmv_max_v
     return v
 
 
@@ -171,11 +171,11 @@ def _s8(self, ctx, now):
     b = ctx.bms
     if ctx.stale & STALE_BMV:
         return self.na("BMV stale")
-    lo = b.cell_min_v
+    lo = b.cells.cell_min_v
     if lo < 0:
         return self.na("BMV cell_min_v NA")
     # prefer max and min from the same BMV snapshot
-    hi = b.bmv_max_v
+    hi = b.cells.bmv_max_v
     if hi < 0:
         if ctx.stale & STALE_BCS:
             return self.na("cell max NA (BCS stale)")
@@ -217,7 +217,7 @@ def _s9(self, ctx, now):
         self.v2 = NA
         return self.na("SOC <= soc_min")
     hi = _max_cell(ctx)
-    lo = b.cell_min_v
+    lo = b.cells.cell_min_v
     if hi < 0 or lo < 0:
         self.v2 = NA
         return self.na("cell max/min NA")
@@ -262,8 +262,8 @@ def _s10(self, ctx, now):
     if not ctx.stale & STALE_BSM and b.temp_max != NA:
         t = b.temp_max
         have = 1
-    if not ctx.stale & STALE_BMT and b.bmt_max != NA and (not have or b.bmt_max > t):
-        t = b.bmt_max
+    if not ctx.stale & STALE_BMT and b.cells.bmt_max != NA and (not have or b.cells.bmt_max > t):
+        t = b.cells.bmt_max
         have = 1
     if not have:
         return self.na("BSM/BMT temp max NA")

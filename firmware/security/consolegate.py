@@ -1,6 +1,6 @@
 """Console roles enforced at the console's input (issue 13, C-1).
 
-``install(console, diag, app)`` (from ``ChargerApp._start_console`` when
+``install(console, diag, app)`` (from ``appbuild.start_console`` when
 ``console.auth`` is 1) sets ``console.gate``: every command the console
 receives -- friendly REPL, paste mode, raw REPL, raw paste, i.e. every
 ``mpremote exec/eval/fs/run`` -- is shown to the gate before anything is

@@ -36,20 +36,20 @@ TARGET_NOTE = ('unix-port figures (development machine); MCU figures and the bud
 BUS_FPS = 1900           # saturated 250 kbit/s bus, 29-bit ids, 8 data bytes
 
 
-def _schema_default(key: str) -> int:
-    """A default from the firmware's CONFIG_SCHEMA source (firmware/charger.py;
-    the protection tick in firmware/rt/scheduler.py), so the bench follows a
-    change of the task table."""
+def schema_default(key: str) -> int:
+    """A default from the firmware's CONFIG_SCHEMA source (firmware/appcore.py;
+    the protection tick in firmware/rt/scheduler.py), so the bench (and the
+    conformance suite's latencies) follow a change of the task table."""
     import re
-    for f in ("charger.py", "rt/scheduler.py"):
+    for f in ("appcore.py", "rt/scheduler.py"):
         src = (ROOT / "firmware" / f).read_text()
         m = re.search(r'\("%s",\s*(\d+)' % re.escape(key), src)
         if m:
             return int(m.group(1))
-    raise RuntimeError("no %s in firmware/charger.py or firmware/rt/scheduler.py" % key)
+    raise RuntimeError("no %s in firmware/appcore.py or firmware/rt/scheduler.py" % key)
 
 
-FAST_TICK_MS = _schema_default("sched.protect_ms")   # the protection tick (5 ms)
+FAST_TICK_MS = schema_default("sched.protect_ms")   # the protection tick (5 ms)
 
 
 def _med(xs):
@@ -332,7 +332,7 @@ def can_ingest(runs: int, base: dict, rate: int | None = None) -> dict:
     starts to fall behind (on the unix port; the MCU figure is the target
     bench's)."""
     if rate is None:
-        drain = _schema_default("can.rx_burst") * 1000 // _schema_default("sched.can_ms")
+        drain = schema_default("can.rx_burst") * 1000 // schema_default("sched.can_ms")
         rate = min(5000, drain * 9 // 10)
     mixes = {"bms": _bms_frames(), "foreign": _foreign_frames()}
     out = {}

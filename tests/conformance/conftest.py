@@ -14,7 +14,7 @@ Time conventions (what the numbers in the assertions mean):
   firmware's session task runs at 10 ms + 1 (its frames are stamped ...1);
   the BMS simulator and raw frames from a test are stamped at the step
   boundary (...0) and reach the firmware's CAN task ``RX_LAT`` later.
-  The task periods are read from the firmware's schema (charger.py), so the
+  The task periods are read from the firmware's schema (appcore.py), so the
   latencies follow a change of the task table.
 * ``TICK`` = 10 ms (one session tick).  A timeout measured from a charger
   frame is exact to the tick; measured from a BMS frame it also carries the
@@ -30,7 +30,6 @@ Time conventions (what the numbers in the assertions mean):
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import can
@@ -41,27 +40,18 @@ from host_tools.bms.params import BmsParams
 from host_tools.bms.scenario import Scenario
 from host_tools.bms.simulator import BmsSimulator
 from host_tools.sil import Plant, Simulation
+# task periods from the firmware's schema source (appcore.py, rt/scheduler.py)
+from host_tools.benchlib.figures import schema_default
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _sched_default(key: str) -> int:
-    """A task period from the firmware's schema (firmware/charger.py; the
-    protection tick, which the trip path also reads, in firmware/rt/scheduler.py)."""
-    for f in ("charger.py", "rt/scheduler.py"):
-        src = (ROOT / "firmware" / f).read_text()
-        m = re.search(r'\("%s",\s*(\d+)' % re.escape(key), src)
-        if m:
-            return int(m.group(1))
-    raise AssertionError("no %s in firmware/charger.py or firmware/rt/scheduler.py" % key)
 
 
 CHARGER = 0x56
 BMS = 0xF4
 STEP = 10                                   # SIL lock-step, ms
-TICK = _sched_default("sched.session_ms")   # session tick (offset 1 ms), ms
-PROTECT_MS = _sched_default("sched.protect_ms")   # input read + output write (offset 0)
-CAN_MS = _sched_default("sched.can_ms")     # CAN receive task (offset 0)
+TICK = schema_default("sched.session_ms")   # session tick (offset 1 ms), ms
+PROTECT_MS = schema_default("sched.protect_ms")   # input read + output write (offset 0)
+CAN_MS = schema_default("sched.can_ms")     # CAN receive task (offset 0)
 # A frame stamped at a step boundary reaches the firmware in the next step; the
 # CAN task that runs exactly at the boundary belonged to the previous step, so
 # the first CAN task to see it runs CAN_MS later.

@@ -9,7 +9,7 @@ protection task)."""
 from board import Inputs
 from rt.clock import SimClock
 from bmsscript import ScriptedBms, Plant
-from doubles import SupervisorBoard
+from doubles import SupervisorBoard, lockstep, tmpdir  # noqa: F401  (tmpdir: for the tests)
 import charger
 
 
@@ -103,6 +103,7 @@ class Rig:
     def __init__(self, state_dir):
         self.board = b = FakeBoard()
         self.app = charger.ChargerApp(b, "/nonexistent-config.json", state_dir=state_dir)
+        self._run_due = self.app.run_due        # bound once
         self.now = 0
         self.plant = Plant()
         self.ev = ScriptedBms(self)
@@ -129,30 +130,7 @@ class Rig:
         self._passes(self.now)
 
     def _passes(self, target):
-        clock = self.board.clock
-        sched = self.app.sched
-        while True:
-            nd = sched.next_due()
-            if nd > target:
-                break
-            clock.advance_to(nd)
-            self.app.run_due()
-        clock.advance_to(target)
+        lockstep(self.board.clock, self.app.sched, target, self._run_due)
 
     def stage(self):
         return self.app.session.stage_name()
-
-
-def tmpdir(name):
-    import os
-    d = "/tmp/mp_alloc_" + name
-    try:
-        os.mkdir(d)
-    except OSError:
-        pass
-    for f in os.listdir(d):
-        try:
-            os.remove(d + "/" + f)
-        except OSError:
-            pass
-    return d

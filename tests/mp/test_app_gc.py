@@ -4,9 +4,9 @@ delay the protection tick by that much, so it happens with no session in
 progress (IDLE, CONNECTED, DONE: every output off), once at plug-in
 (CONNECTED) so that the session starts with a collected heap, and inside a
 session (LOCKING .. FINISH) only once the app's own allocations reach
-16 KB (``charger._GC_CHARGING``).  ``ChargerApp`` on the in-process rig
+16 KB (``appcore._GC_CHARGING``).  ``ChargerApp`` on the in-process rig
 (tests/mp/apprig.py) against the scripted BMS; ``gc.collect`` counted by
-``app.gc_runs``."""
+``app.heap.runs``."""
 import mptest
 from mptest import eq, true
 from apprig import Rig, tmpdir
@@ -21,14 +21,14 @@ def test_collections_only_outside_the_session():
     runs = []                       # (stage, gc_runs) after every step
     for _ in range(3000):
         r.step()
-        runs.append((r.stage(), app.gc_runs))
+        runs.append((r.stage(), app.heap.runs))
         if r.stage() == "charging":
             break
     eq(r.stage(), "charging", "reached charging")
     # a few texts' worth of allocations while charging: still no collection
     for _ in range(300):
         r.step()
-        runs.append((r.stage(), app.gc_runs))
+        runs.append((r.stage(), app.heap.runs))
     prev = 0
     for st, n in runs:
         if n != prev:
@@ -39,12 +39,12 @@ def test_collections_only_outside_the_session():
     true(lock and lock[0] >= 1, "collected before the session (at plug-in or before)")
     true(not conn or lock[0] > min(conn) or lock[0] >= 1, "plug-in collection")
     # the 16 KB rule still applies in a session (the heap running low)
-    n0 = app.gc_runs
-    app._gc_note(16384)            # charger._GC_CHARGING
+    n0 = app.heap.runs
+    app.heap.note(16384)           # appcore._GC_CHARGING
     for _ in range(110):            # > one slow period (1 s)
         r.step()
     eq(r.stage(), "charging", "still charging")
-    eq(app.gc_runs, n0 + 1, "one collection once 16 KB were allocated")
+    eq(app.heap.runs, n0 + 1, "one collection once 16 KB were allocated")
 
 
 def test_plug_in_collection_in_connected():
@@ -54,14 +54,14 @@ def test_plug_in_collection_in_connected():
     app = r.app
     seen = None
     for _ in range(3000):
-        before = app.gc_runs
+        before = app.heap.runs
         r.step()
-        if app.gc_runs > before and r.stage() in ("connected", "locking"):
+        if app.heap.runs > before and r.stage() in ("connected", "locking"):
             seen = r.stage()
         if r.stage() == "handshake":
             break
-    true(seen is not None, "a collection at plug-in (runs %d)" % app.gc_runs)
-    eq(app._gc_plug, False, "done once")
+    true(seen is not None, "a collection at plug-in (runs %d)" % app.heap.runs)
+    eq(app.heap.plug, False, "done once")
 
 
 if __name__ == "__main__":

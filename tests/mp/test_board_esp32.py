@@ -3,12 +3,12 @@ driver talking to the register model, bus-off, ADC scaling, force_safe,
 protection wiring, main.py fail-safe, and allocation-freedom per tick."""
 import sys
 sys.path.insert(0, "boards")
-import micropython
 import machine
 import mptest
 import config
 import board as contract
 from mcp2515_model import MCP2515Model
+from doubles import FakeModule, contract_passes
 from esp32.board import Esp32Board
 from esp32 import pins as P
 
@@ -112,29 +112,11 @@ def test_protection_soft_timer_trips():
 
 def test_per_tick_calls_allocate_nothing():
     b, m = make()
-    f = contract.CanFrame()
-    inp = contract.Inputs()
-    out = contract.Outputs()
-    cnt = [0] * 5
     buf = bytearray(8)
     for k in range(4):
         m.t_inject(BMS + (k << 8), buf)
-    micropython.heap_lock()
-    try:
-        for _ in range(4):
-            b.can_recv(f)
-            b.can_send(0x1801F456, buf, 8)
-            b.read_inputs(inp)
-            b.write_outputs(out)
-            b.can_state()
-            b.can_counters(cnt)
-    finally:
-        micropython.heap_unlock()
+    cnt = contract_passes(b, 4, buf)
     mptest.eq((cnt[2], cnt[3]), (4, 4), "tx, rx counted")
-
-
-class _Mod:
-    pass
 
 
 def test_main_safe_when_mcp2515_missing():
@@ -142,13 +124,8 @@ def test_main_safe_when_mcp2515_missing():
     for pid in (14, 15, 16):
         machine.Pin(pid, machine.Pin.OUT, value=1)
     import esp32.main as em
-    mod = _Mod()
-    mod.main = lambda board, path: None
-    sys.modules["charger"] = mod
-    try:
+    with FakeModule("charger", main=lambda board, path: None):
         mptest.raises(OSError, em.run, "none.json")   # no chip on the SPI bus
-    finally:
-        del sys.modules["charger"]
     mptest.eq([machine.level(p) for p in (14, 15, 16)], [0, 0, 0], "outputs off")
 
 
@@ -165,13 +142,8 @@ def test_main_safe_when_app_raises():
         machine.set_adc(3, 32768)
         raise ValueError("bug")
 
-    mod = _Mod()
-    mod.main = app
-    sys.modules["charger"] = mod
-    try:
+    with FakeModule("charger", main=app):
         mptest.raises(ValueError, em.run, "none.json")
-    finally:
-        del sys.modules["charger"]
     mptest.true(isinstance(seen[0], Esp32Board), "board handed to the app")
     mptest.eq((machine.level(14), machine.level(15)), (0, 0), "safe")
 

@@ -3,7 +3,6 @@ the pyb.CAN fallback, ADC scaling, outputs, force_safe, trip latch, WDT,
 main.py fail-safe, and allocation-freedom of the per-tick calls."""
 import sys
 sys.path.insert(0, "boards")
-import micropython
 import machine
 import pyb
 import mptest
@@ -11,7 +10,8 @@ import config
 import board as contract
 from stm32.board import Stm32Board
 from stm32 import pins as P
-from stm32.fastprot import raw_max, TRIP_OV
+from pinboard.fastprot import raw_max, TRIP_OV
+from doubles import FakeModule, contract_passes
 
 BMS_ID = 0x181156F4          # BCS-like id, DA 0x56, SA 0xF4
 
@@ -291,26 +291,11 @@ def test_watchdog_starts_in_idle_and_is_fed_by_it():
 def test_per_tick_calls_allocate_nothing():
     b = make()
     cf = can_fake(b)
-    f = contract.CanFrame()
-    inp = contract.Inputs()
-    out = contract.Outputs()
-    cnt = [0] * 5
     buf = bytearray(b"\x01\x02\x03\x04\x05\x06\x07\x08")
     for k in range(6):
         cf.core.t_inject(BMS_ID + (k << 8), buf)
-    b.can_recv(f)                        # the fake's first recv builds its views
-    micropython.heap_lock()
-    try:
-        for _ in range(5):
-            b.can_recv(f)
-            b.can_send(0x1801F456, buf, 8)
-            b.read_inputs(inp)
-            b.write_outputs(out)
-            b.can_state()
-            b.can_counters(cnt)
-            b.hw_trip()
-    finally:
-        micropython.heap_unlock()
+    b.can_recv(contract.CanFrame())      # the fake's first recv builds its views
+    cnt = contract_passes(b, 5, buf, b.hw_trip)
     mptest.eq(cnt[2], 5, "tx frames counted")
     mptest.eq(cnt[3], 6, "rx frames counted")
 
@@ -329,14 +314,8 @@ def test_rtc_s_in_the_firmware_epoch():
     mptest.true(C.civil(b.rtc_s())[0] >= 2026, "a date of this decade")
 
 
-class _Mod:
-    pass
-
-
 def _fake_charger(fn):
-    mod = _Mod()
-    mod.main = fn
-    sys.modules["charger"] = mod
+    return FakeModule("charger", main=fn)
 
 
 def test_main_leaves_outputs_safe_when_app_raises():
@@ -350,11 +329,8 @@ def test_main_leaves_outputs_safe_when_app_raises():
         machine.set_adc("A2", 32768)
         raise RuntimeError("boom")
 
-    _fake_charger(app)
-    try:
+    with _fake_charger(app):
         mptest.raises(RuntimeError, m.run, "nonexistent.json")
-    finally:
-        del sys.modules["charger"]
     mptest.eq(seen[0][1], "nonexistent.json", "config path passed")
     mptest.true(isinstance(seen[0][0], Stm32Board), "board passed")
     mptest.eq((machine.level("B0"), machine.level("B1"), machine.level("B2")), (0, 0, 0),
@@ -370,11 +346,8 @@ def test_main_safe_on_keyboard_interrupt():
         machine.set_adc("A2", 32768)
         raise KeyboardInterrupt
 
-    _fake_charger(app)
-    try:
+    with _fake_charger(app):
         mptest.raises(KeyboardInterrupt, m.run, "nonexistent.json")
-    finally:
-        del sys.modules["charger"]
     mptest.eq((machine.level("B0"), machine.level("B1")), (0, 0), "Ctrl-C leaves it off")
 
 

@@ -15,6 +15,7 @@ from mptest import eq, true
 from bmsscript import bcl, bcs, bsm
 from gbt import ids
 from apprig import Rig, tmpdir as _tmpdir
+from doubles import lockstep
 
 
 def tp_frames(pgn, payload):
@@ -90,10 +91,11 @@ def test_charging_tick_allocates_nothing():
     ab_sent0 = tp.aborts_sent
     ab_rcvd0 = tp.aborts_rcvd
     bms = app.bms
-    bms.bmv_cells = 0
-    bms.bmt_probes = 0
+    bms.cells.bmv_cells = 0
+    bms.cells.bmt_probes = 0
     rec0 = b.records
     now = r.now
+    run_due = app.run_due
     steps = 1200                                   # 12 s, 1200 control ticks
     micropython.heap_lock()
     try:
@@ -112,13 +114,7 @@ def test_charging_tick_allocates_nothing():
             else:
                 b.rxq = q_none
             b.rx_i = 0
-            while True:
-                nd = sched.next_due()
-                if nd > now:
-                    break
-                clock.advance_to(nd)
-                app.run_due()
-            clock.advance_to(now)
+            lockstep(clock, sched, now, run_due)
     finally:
         micropython.heap_unlock()
     r.now = now
@@ -131,7 +127,7 @@ def test_charging_tick_allocates_nothing():
        "protect every sched.protect_ms")
     true(runs[names.index("slow")] >= 11, "slow task ran under the lock too")
     eq(tp.completed - bcs0, steps // 25 + 3, "every BCS, BMV, BMT, BSP reassembled")
-    eq((bms.bmv_cells, bms.bmt_probes), (96, 10), "BMV and BMT decoded under the lock")
+    eq((bms.cells.bmv_cells, bms.cells.bmt_probes), (96, 10), "BMV and BMT decoded under the lock")
     eq(tp.aborts_rcvd - ab_rcvd0, 1, "the BMS's Abort handled")
     eq(tp.aborts_sent - ab_sent0, 1, "the charger's Abort (oversized RTS) sent")
     true(b.n_tx - n_tx0 >= steps // 5 + 2 * steps // 25, "CCS + CTS + EndOfMsgAck sent")

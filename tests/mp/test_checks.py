@@ -10,36 +10,15 @@ from safety.checks import Ctx, TRUE, FALSE, INACTIVE
 from safety.supervisor import Supervisor
 from gbt.stages import CHARGING
 from safety import risk
-from doubles import SupervisorBoard, MemStore
+from doubles import SupervisorBoard, MemStore, supervise, live_inputs, charging_bms
 
 
 def normal_bms(b):
-    b.max_i = 2500        # 250 A
-    b.req_i = 2000
-    b.max_v = 7500
-    b.req_v = 4100
-    b.req_mode = 2        # CC
-    b.meas_v = 4000
-    b.meas_i = 2000
-    b.max_cell_v = 420    # 4.20 V
-    b.cell_max_v = 400
-    b.bmv_max_v = 400
-    b.cell_min_v = 395
-    b.max_temp = 55
-    b.temp_max = 30
-    b.bmt_max = 30
-    b.soc = 50
-    b.bcp_soc = 500
-    b.energy = 600        # 60.0 kWh
+    charging_bms(b)                             # 4.20 V cell limit, SOC 50 %
 
 
 def normal_inp(inp):
-    inp.v_inside = 4000
-    inp.v_outside = 4000
-    inp.i_out = 2000
-    inp.cc1_mv = 4000
-    inp.insulation_kohm = 5000
-    inp.k12_fb = 1
+    live_inputs(inp, i_out=2000)                # 400 V, 200 A, K1/K2 closed
 
 
 def ctx():
@@ -167,20 +146,20 @@ def test_s7_cell_over_from_bcs_or_bmv():
     c.bms.cell_max_v = 423
     mptest.eq(ev(S7, c)[0], TRUE, "4.23")
     c.bms.cell_max_v = NA
-    c.bms.bmv_max_v = 425
+    c.bms.cells.bmv_max_v = 425
     mptest.eq(ev(S7, c)[0], TRUE, "from BMV only")
-    c.bms.bmv_max_v = NA
+    c.bms.cells.bmv_max_v = NA
     r, k = ev(S7, c)
     mptest.eq((r, k.why), (INACTIVE, "cell max (BCS/BMV) NA"), "both NA")
 
 
 def test_s8_spread():
     c = ctx()
-    c.bms.bmv_max_v = 415
+    c.bms.cells.bmv_max_v = 415
     mptest.eq(ev(S8, c)[0], FALSE, "0.20 V")
-    c.bms.bmv_max_v = 416
+    c.bms.cells.bmv_max_v = 416
     mptest.eq(ev(S8, c)[0], TRUE, "0.21 V")
-    c.bms.cell_min_v = NA
+    c.bms.cells.cell_min_v = NA
     r, k = ev(S8, c)
     mptest.eq((r, k.why), (INACTIVE, "BMV cell_min_v NA"), "no BMV: inactive")
 
@@ -193,23 +172,23 @@ def test_s9_dqdv_no_division_by_zero():
     mptest.eq(k.eval(c, 30000), INACTIVE, "running")
     # one minute later: +3.33 Ah, highest cell +0.05 V, lowest +0.00 V
     c.cah = 333
-    c.bms.bmv_max_v = 405
+    c.bms.cells.bmv_max_v = 405
     mptest.eq(k.eval(c, 60000), INACTIVE, "dV1 = 0: not evaluable")
     mptest.eq(k.why, "dV too small", "why")
     # next minute: both move, dQ/dV2 = 66.6, dQ/dV1 = 166.5 Ah/V: 99.9 apart
     c.cah = 666
-    c.bms.bmv_max_v = 410
-    c.bms.cell_min_v = 397
+    c.bms.cells.bmv_max_v = 410
+    c.bms.cells.cell_min_v = 397
     mptest.eq(k.eval(c, 120000), FALSE, "99.9 Ah/V <= 100")
     mptest.eq(k.value, 999, "value 0.1 Ah/V")
     mptest.eq(k.eval(c, 150000), FALSE, "holds between samples")
     c.cah = 1000
-    c.bms.bmv_max_v = 415
-    c.bms.cell_min_v = 398     # dQ 3.34 Ah: /0.05 = 66.8, /0.01 -> below min_dv
+    c.bms.cells.bmv_max_v = 415
+    c.bms.cells.cell_min_v = 398     # dQ 3.34 Ah: /0.05 = 66.8, /0.01 -> below min_dv
     mptest.eq(k.eval(c, 180000), INACTIVE, "dV1 0.01 < min_dv")
     c.cah = 1400
-    c.bms.bmv_max_v = 420
-    c.bms.cell_min_v = 400     # 4.00 Ah: /0.05 = 80, /0.02 = 200 -> 120 Ah/V
+    c.bms.cells.bmv_max_v = 420
+    c.bms.cells.cell_min_v = 400     # 4.00 Ah: /0.05 = 80, /0.02 = 200 -> 120 Ah/V
     mptest.eq(k.eval(c, 240000), TRUE, "120 Ah/V > 100")
     c.bms.soc = 60
     mptest.eq(k.eval(c, 250000), INACTIVE, "SOC <= 70")
@@ -224,8 +203,8 @@ def test_s9_negative_and_huge_dv_no_exception():
     k = S9({"s9.interval_ms": 1000})
     k.eval(c, 0)
     c.cah = 10 ** 6
-    c.bms.bmv_max_v = 0
-    c.bms.cell_min_v = 65535
+    c.bms.cells.bmv_max_v = 0
+    c.bms.cells.cell_min_v = 65535
     r = k.eval(c, 1000)
     mptest.true(r in (TRUE, FALSE, INACTIVE), "defined")
 
@@ -237,9 +216,9 @@ def test_s10_overtemp():
     c.bms.temp_max = 56
     mptest.eq(ev(S10, c)[0], TRUE, "56")
     c.bms.temp_max = NA
-    c.bms.bmt_max = 57
+    c.bms.cells.bmt_max = 57
     mptest.eq(ev(S10, c)[0], TRUE, "BMT only")
-    c.bms.bmt_max = NA
+    c.bms.cells.bmt_max = NA
     mptest.eq(ev(S10, c)[0], INACTIVE, "both NA")
     c.bms.temp_max = 10
     c.bms.max_temp = NA
@@ -337,16 +316,8 @@ def make(cfg=None):
     return sup, inp, out, bms, clk
 
 
-def run(sup, t0, t1, hook=None):
-    t = t0
-    while t < t1:
-        if hook:
-            hook(t)
-        sup.protect_tick(t)
-        if t % 100 == 0:
-            sup.check_tick(t)
-        t += 2
-    return t
+run = supervise          # the supervisor's ticks, 2 ms apart (doubles)
+_CELL_FIELDS = ("bmv_max_v", "cell_min_v", "bmt_max")     # BmsData.cells (BMV/BMT)
 
 
 def test_persistence_5s_then_stop_request():
@@ -387,10 +358,10 @@ def test_short_condition_never_raises():
 
 def test_release_after_release_time():
     sup, inp, out, bms, clk = make({"risk.release_ms": 3000})
-    bms.cell_min_v = 370       # S-8 spread 0.30 V
+    bms.cells.cell_min_v = 370       # S-8 spread 0.30 V
     run(sup, 0, 6000)
     mptest.eq(sup.check_diag(8)[0], "RAISED", "raised")
-    bms.cell_min_v = 395
+    bms.cells.cell_min_v = 395
     run(sup, 6000, 8900)
     mptest.eq(sup.check_diag(8)[0], "RAISED", "still raised before release")
     run(sup, 8900, 9200)
@@ -404,9 +375,9 @@ def test_release_after_release_time():
 
 def test_raised_stays_raised_when_input_vanishes():
     sup, inp, out, bms, clk = make({"risk.release_ms": 1000})
-    bms.cell_min_v = 370
+    bms.cells.cell_min_v = 370
     run(sup, 0, 6000)
-    bms.cell_min_v = NA
+    bms.cells.cell_min_v = NA
     run(sup, 6000, 10000)
     st = sup.check_diag(8)
     mptest.eq(st[0], "RAISED", "no evidence it is gone")
@@ -504,7 +475,7 @@ def test_fuzz_checks_never_raise():
             for f in fields:
                 r = random.getrandbits(3)
                 v = edges[random.getrandbits(4) % len(edges)] if r == 0 else random.getrandbits(12)
-                setattr(bms, f, v)
+                setattr(bms.cells if f in _CELL_FIELDS else bms, f, v)
             for f in ins:
                 setattr(inp, f, random.getrandbits(15) - 1000)
             sup.stale = random.getrandbits(7) if n % 5 == 0 else 0

@@ -8,6 +8,7 @@ import os
 
 import mptest
 from diag import eventlog as E
+from doubles import RamBdev
 
 _BASE = "/tmp/_mp_evlog"
 
@@ -257,36 +258,8 @@ def test_log_is_small_and_float_free():
         _clean(d)
 
 
-class _RamDisk:
-    """A block device in RAM (the board's flash) for VfsLfs2."""
-
-    def __init__(self, blocks=64, size=512):
-        self.size = size
-        self.data = bytearray(blocks * size)
-        self.blocks = blocks
-
-    def readblocks(self, n, buf, off=0):
-        a = n * self.size + off
-        for i in range(len(buf)):
-            buf[i] = self.data[a + i]
-
-    def writeblocks(self, n, buf, off=None):
-        a = n * self.size + (off or 0)
-        for i in range(len(buf)):
-            self.data[a + i] = buf[i]
-
-    def ioctl(self, op, arg):
-        if op == 4:
-            return self.blocks
-        if op == 5:
-            return self.size
-        if op == 6:
-            return 0
-        return None
-
-
 def test_on_littlefs_like_a_board():
-    bdev = _RamDisk()
+    bdev = RamBdev(64, 512)          # the board's flash in RAM (doubles)
     os.VfsLfs2.mkfs(bdev)
     os.mount(os.VfsLfs2(bdev), "/_lfs")
     try:

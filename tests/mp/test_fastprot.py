@@ -1,4 +1,4 @@
-"""Hard-protection interrupt path (boards/stm32/fastprot.py) on the fakes.
+"""Hard-protection interrupt path (boards/pinboard/fastprot.py) on the fakes.
 
 Time is counted in timer periods (the fake Timer fires on demand), so every
 assertion about "within N ms" is exact and independent of the host."""
@@ -8,7 +8,7 @@ import micropython
 import machine
 import mptest
 import config
-from stm32.fastprot import FastProt, TRIP_OV, TRIP_OC, TRIP_ESTOP, scale, raw_max
+from pinboard.fastprot import FastProt, TRIP_OV, TRIP_OC, TRIP_ESTOP, scale, raw_max
 
 V_SCALE = (11000, 65535, 0)        # 0..1100.0 V
 I_SCALE = (5000, 65535, -2500)     # +-250 A around mid-scale

@@ -20,9 +20,20 @@ def enc(fn, *args, **kw):
     return bytes(BUF[:n])
 
 
+def fields(bms):
+    """Every field of a ``BmsData`` as (name, value), the value objects'
+    (``cells``, ``end``) included."""
+    for k, v in bms.__dict__.items():
+        if hasattr(v, "__dict__"):
+            for kk, vv in v.__dict__.items():
+                yield kk, vv
+        else:
+            yield k, v
+
+
 def snap(bms):
     d = {}
-    for k, v in bms.__dict__.items():
+    for k, v in fields(bms):
         d[k] = bytes(v) if isinstance(v, bytearray) else v
     return d
 
@@ -265,14 +276,15 @@ def test_dec_bmv_extremes_and_groups():
     b = BmsData()
     # groups 1,1,2,2: a naive 16-bit read would see 41 V and more
     d = cells(0x1000 | 330, 0x1000 | 331, 0x2000 | 329, 0x2000 | 335)
+    c = b.cells
     mptest.eq(m.dec_bmv(d, 8, b), m.OK)
-    mptest.eq((b.bmv_cells, b.cell_min_v, b.cell_min_no, b.bmv_max_v), (4, 329, 3, 335))
+    mptest.eq((c.bmv_cells, c.cell_min_v, c.cell_min_no, c.bmv_max_v), (4, 329, 3, 335))
     # not-available cells are skipped; first lowest wins
     d = cells(0xFFFF, 320, 0x3FFF, 320, 2400)
     mptest.eq(m.dec_bmv(d, 10, b), m.OK)
-    mptest.eq((b.bmv_cells, b.cell_min_v, b.cell_min_no, b.bmv_max_v), (3, 320, 2, 2400))
+    mptest.eq((c.bmv_cells, c.cell_min_v, c.cell_min_no, c.bmv_max_v), (3, 320, 2, 2400))
     mptest.eq(m.dec_bmv(cells(0xFFFF), 2, b), m.OK)
-    mptest.eq((b.bmv_cells, b.cell_min_v, b.cell_min_no, b.bmv_max_v), (0, NA, NA, NA))
+    mptest.eq((c.bmv_cells, c.cell_min_v, c.cell_min_no, c.bmv_max_v), (0, NA, NA, NA))
 
 
 def test_dec_bmv_256_cells_and_rejects():
@@ -287,7 +299,8 @@ def test_dec_bmv_256_cells_and_rejects():
         d[2 * k] = v & 0xFF
         d[2 * k + 1] = (v >> 8) | ((k // 16) << 4)
     mptest.eq(m.dec_bmv(d, 512, b), m.OK)
-    mptest.eq((b.bmv_cells, b.cell_min_v, b.cell_min_no, b.bmv_max_v), (256, 301, 201, 399))
+    c = b.cells
+    mptest.eq((c.bmv_cells, c.cell_min_v, c.cell_min_no, c.bmv_max_v), (256, 301, 201, 399))
     before = snap(b)
     d[100] = 0x61
     d[101] = 0x09                      # cell 51 = 24.01 V
@@ -303,15 +316,16 @@ def test_dec_bmv_256_cells_and_rejects():
 
 def test_dec_bmt():
     b = BmsData()
+    c = b.cells
     mptest.eq(m.dec_bmt(hx("46 FF 41 50 3C"), 5, b), m.OK)
-    mptest.eq((b.bmt_probes, b.bmt_min, b.bmt_max), (4, 10, 30))
+    mptest.eq((c.bmt_probes, c.bmt_min, c.bmt_max), (4, 10, 30))
     mptest.eq(m.dec_bmt(hx("00 FE"), 2, b), m.OK)
-    mptest.eq((b.bmt_probes, b.bmt_min, b.bmt_max), (2, -50, 204))
+    mptest.eq((c.bmt_probes, c.bmt_min, c.bmt_max), (2, -50, 204))
     mptest.eq(m.dec_bmt(hx("FF FF"), 2, b), m.OK)
-    mptest.eq((b.bmt_probes, b.bmt_min, b.bmt_max), (0, NA, NA))
+    mptest.eq((c.bmt_probes, c.bmt_min, c.bmt_max), (0, NA, NA))
     mptest.eq(m.dec_bmt(bytearray(129), 129, b), m.E_LEN)
     mptest.eq(m.dec_bmt(bytearray(128), 128, b), m.OK)
-    mptest.eq((b.bmt_probes, b.bmt_min), (128, -50))
+    mptest.eq((c.bmt_probes, c.bmt_min), (128, -50))
 
 
 def test_dec_bsp():
@@ -323,30 +337,32 @@ def test_dec_bsp():
 
 def test_dec_bst_untrusted_keeps_previous():
     b = BmsData()
+    e = b.end
     # SOC target reached; insulation fault; no error; fill bits 5-8 of byte 4
     mptest.eq(m.dec_bst(hx("01 01 00 F0"), 4, b), m.OK)
-    mptest.eq((b.bst_reason, b.bst_fault, b.bst_error), (0x01, 0x0001, 0xF0))
+    mptest.eq((e.bst_reason, e.bst_fault, e.bst_error), (0x01, 0x0001, 0xF0))
     # reason field 1 untrusted (10) + field 4 set; fault field 1 untrusted,
     # field 8 set; error field 1 untrusted
     mptest.eq(m.dec_bst(hx("42 02 40 F2"), 4, b), m.OK)
-    mptest.eq((b.bst_reason, b.bst_fault, b.bst_error), (0x41, 0x4001, 0xF0))
+    mptest.eq((e.bst_reason, e.bst_fault, e.bst_error), (0x41, 0x4001, 0xF0))
     b2 = BmsData()
     mptest.eq(m.dec_bst(hx("02 00 00 F0"), 4, b2), m.OK)
-    mptest.eq(b2.bst_reason, 0, "untrusted with no previous = normal")
+    mptest.eq(b2.end.bst_reason, 0, "untrusted with no previous = normal")
     mptest.eq(m.dec_bst(hx("02 00 00"), 3, b2), m.E_LEN)
 
 
 def test_dec_bsd():
     b = BmsData()
+    e = b.end
     mptest.eq(m.dec_bsd(hx("5F 48 01 9E 01 37 3C"), 7, b), m.OK)
-    mptest.eq((b.end_soc, b.end_cell_min_v, b.end_cell_max_v, b.end_temp_min, b.end_temp_max),
+    mptest.eq((e.end_soc, e.end_cell_min_v, e.end_cell_max_v, e.end_temp_min, e.end_temp_max),
               (95, 328, 414, 5, 10))
     mptest.eq(m.dec_bsd(hx("FF FF FF FF FF FF FF"), 7, b), m.OK)
-    mptest.eq((b.end_soc, b.end_cell_min_v, b.end_cell_max_v, b.end_temp_min, b.end_temp_max),
+    mptest.eq((e.end_soc, e.end_cell_min_v, e.end_cell_max_v, e.end_temp_min, e.end_temp_max),
               (NA, NA, NA, NA, NA))
     mptest.eq(m.dec_bsd(hx("65 48 01 61 09 37 3C"), 7, b), m.E_RANGE, "max cell 24.01 V")
     mptest.eq(m.dec_bsd(hx("65 48 01 9E 01 37 3C"), 7, b), m.OK)
-    mptest.eq(b.end_soc, 101, "SOC > 100 passes")
+    mptest.eq(e.end_soc, 101, "SOC > 100 passes")
     mptest.eq(m.dec_bsd(hx("65 48 01 9E 01 37"), 6, b), m.E_LEN)
 
 
@@ -413,16 +429,17 @@ def fill(rng, buf, n):
 
 
 def check_bms(b, what):
-    for k, v in b.__dict__.items():
+    for k, v in fields(b):
         if isinstance(v, int):
             mptest.true(-SMALL <= v < SMALL, "%s: %s=%d not a 31-bit small int" % (what, k, v))
     # invariants a user of BmsData relies on after any accepted input
     mptest.true(b.req_i == NA or 0 <= b.req_i <= 4000, what + " req_i")
     mptest.true(b.req_mode in (NA, 1, 2), what + " req_mode")
     mptest.true(b.max_i == NA or 0 <= b.max_i <= 4000, what + " max_i")
+    f_all = dict(fields(b))
     for f in ("cell_max_v", "cell_min_v", "bmv_max_v", "max_cell_v", "end_cell_min_v",
               "end_cell_max_v"):
-        v = getattr(b, f)
+        v = f_all[f]
         mptest.true(v == NA or 0 <= v <= 2400, what + " " + f)
     mptest.true(b.bro in (NA, 0, 0xAA), what + " bro")
     mptest.true(b.permit in (0, 1), what + " permit")

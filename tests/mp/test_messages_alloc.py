@@ -87,7 +87,8 @@ def test_decoders_heap_locked():
     mptest.eq([st[i] for i in range(0, len(st), 3)], [0, 2, 0, 0, 2, 0, 2, 0, 2, 0, 2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 3])
     mptest.eq(st[2], m.E_LEN)
     mptest.eq(b.vin_str(), "LSVAM4187C2184847")
-    mptest.eq((b.bmv_cells, b.cell_min_v, b.bmv_max_v, b.bmt_min, b.bmt_max),
+    c = b.cells
+    mptest.eq((c.bmv_cells, c.cell_min_v, c.bmv_max_v, c.bmt_min, c.bmt_max),
               (256, 0x150, 0x157, 10, 18))
 
 

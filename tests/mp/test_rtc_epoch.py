@@ -14,6 +14,7 @@ import micropython
 import mptest
 from mptest import eq, true
 from rt import calendar as C
+from doubles import lockstep
 
 # 2026-03-14 23:59:50 UTC as the harness gives it (Unix seconds): the app
 # below crosses midnight under the heap lock
@@ -97,15 +98,9 @@ def test_link_board_converts_the_harness_epoch_once():
 
 
 def _app(epoch_s, name):
-    import os
     import charger
-    d = "/tmp/mp_rtc_" + name
-    try:
-        os.mkdir(d)
-    except OSError:
-        pass
-    for f in os.listdir(d):
-        os.remove(d + "/" + f)
+    from doubles import tmpdir
+    d = tmpdir("rtc_" + name)
     b = _Link.make(epoch_s)
     app = charger.ChargerApp(b, "/nonexistent-config.json", state_dir=d)
     return b, app
@@ -123,14 +118,10 @@ def test_app_slow_and_records_tasks_heap_locked_with_a_2026_date():
     clock = b.clock
     t = 0
 
+    run_due = app.run_due
+
     def run_to(target):
-        while True:
-            nd = sched.next_due()
-            if nd > target:
-                break
-            clock.advance_to(nd)
-            app.run_due()
-        clock.advance_to(target)
+        lockstep(clock, sched, target, run_due)
 
     run_to(3000)                       # warm-up: first RTC read, first GC
     b.olen = 0

@@ -4,6 +4,7 @@ import random
 import mptest
 from rt.clock import SimClock, TicksClock, ticks_diff
 from rt.scheduler import Scheduler
+from doubles import lockstep
 
 
 class Recorder:
@@ -20,13 +21,7 @@ class Recorder:
 
 def _drive(clock, sched, until):
     # the SIL board's lock-step loop in miniature: jump to the next due time
-    while True:
-        nd = sched.next_due()
-        if nd > until:
-            break
-        clock.advance_to(nd)
-        sched.run_due()
-    clock.advance_to(until)
+    lockstep(clock, sched, until, sched.run_due)
 
 
 def test_raising_task_does_not_stay_due():

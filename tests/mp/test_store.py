@@ -4,78 +4,9 @@ import mptest
 import os
 import gc
 from store import Store, crc32, HDR_LEN
+from doubles import RamBdev
 
 MP = "/sfs"
-
-
-class RamBdev:
-    """Block device with the extended interface that can 'lose power' at
-    write/erase operation number ``fail_at`` (1-based, counted from
-    ``ops = 0``):
-      raise  the operation raises OSError, nothing more is applied
-      drop   that and every later operation is silently not applied
-      torn   half of that operation is applied, the rest dropped"""
-
-    def __init__(self, nblocks=24, bs=512, image=None):
-        self.bs = bs
-        self.n = nblocks
-        if image is not None:
-            self.data = bytearray(image)
-        else:
-            self.data = bytearray(b"\xff" * (nblocks * bs))
-        self.ops = 0
-        self.fail_at = 0
-        self.mode = "raise"
-        self.dead = False
-
-    def _gate(self):
-        self.ops += 1
-        if self.dead:
-            return 0
-        if self.fail_at and self.ops >= self.fail_at:
-            self.dead = True
-            if self.mode == "raise":
-                raise OSError(5)
-            return 2 if self.mode == "torn" else 0
-        return 1
-
-    def readblocks(self, blk, buf, off=0):
-        a = blk * self.bs + off
-        try:
-            buf[:] = memoryview(self.data)[a:a + len(buf)]
-        except MemoryError:
-            # called from a GC finaliser (heap locked) closing a file the
-            # 'power loss' left open: copy without allocating
-            d = self.data
-            for i in range(len(buf)):
-                buf[i] = d[a + i]
-
-    def writeblocks(self, blk, buf, off=None):
-        if off is None:
-            off = 0
-        g = self._gate()
-        if not g:
-            return
-        a = blk * self.bs + off
-        n = len(buf) if g == 1 else len(buf) // 2
-        d = self.data
-        for i in range(n):      # no allocation: may run from a GC finaliser
-            d[a + i] = buf[i]
-
-    def ioctl(self, op, arg):
-        if op == 4:
-            return self.n
-        if op == 5:
-            return self.bs
-        if op == 6:
-            g = self._gate()
-            if g:
-                a = arg * self.bs
-                n = self.bs if g == 1 else self.bs // 2
-                for i in range(n):
-                    self.data[a + i] = 0xFF
-            return 0
-        return 0
 
 
 def mount(bd):

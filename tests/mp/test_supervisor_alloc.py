@@ -14,7 +14,7 @@ from safety.supervisor import Supervisor
 from gbt.stages import CHARGING
 from safety import risk
 from safety.trip import SAFE
-from doubles import SupervisorBoard, MemStore
+from doubles import SupervisorBoard, MemStore, supervise, charging_bms
 
 
 CFG = {"s9.interval_ms": 1000, "s11.sample_ms": 1000, "risk.events": 16}
@@ -24,25 +24,7 @@ def setup():
     clk = SimClock()
     inp = Inputs()
     out = Outputs()
-    bms = BmsData()
-    b = bms
-    b.max_i = 2500
-    b.req_i = 2000
-    b.max_v = 7500
-    b.req_v = 4100
-    b.req_mode = 2
-    b.meas_v = 4000
-    b.meas_i = 2000
-    b.max_cell_v = 460
-    b.cell_max_v = 400
-    b.bmv_max_v = 400
-    b.cell_min_v = 390
-    b.max_temp = 55
-    b.temp_max = 30
-    b.bmt_max = 30
-    b.soc = 80
-    b.bcp_soc = 800
-    b.energy = 600
+    bms = charging_bms(BmsData(), soc=80, max_cell_v=460, cell_min_v=390)
     inp.v_inside = 4000
     inp.v_outside = 4000
     inp.i_out = 2000
@@ -57,10 +39,23 @@ def setup():
     return sup, inp, out, bms, board
 
 
-def drive(sup, inp, out, bms, t0, t1, phase):
-    """Session-like commands and slowly moving BMS values; no allocation."""
-    t = t0
-    while t < t1:
+class Plant:
+    """Session-like commands and slowly moving BMS values, one step per
+    supervisor tick (``step``: bound once, before the heap is locked)."""
+
+    def __init__(self, sup, inp, out, bms):
+        self.sup = sup
+        self.inp = inp
+        self.out = out
+        self.bms = bms
+        self.t0 = 0
+        self.phase = 0
+
+    def step(self, t):
+        sup = self.sup              # (one at a time: a 4-tuple would allocate)
+        inp = self.inp
+        out = self.out
+        bms = self.bms
         if not sup.tripped:
             out.k12 = 1
             out.pwr_en = 1
@@ -74,27 +69,32 @@ def drive(sup, inp, out, bms, t0, t1, phase):
             inp.k12_fb = 0
         if t % 1000 == 0:
             # cells rise (dV never zero for S-9), temperature creeps up
-            bms.bmv_max_v += 2
-            bms.cell_max_v = bms.bmv_max_v
-            bms.cell_min_v += 2
-        if phase == 1 and t == t0 + 1000:
+            bms.cells.bmv_max_v += 2
+            bms.cell_max_v = bms.cells.bmv_max_v
+            bms.cells.cell_min_v += 2
+        if self.phase == 1 and t == self.t0 + 1000:
             bms.meas_v = 3800          # S-5 -> level II
             inp.t_gun_pos = 850        # H-6 derate
-        if phase == 2 and t == t0:
+        if self.phase == 2 and t == self.t0:
             bms.max_i = 1800           # S-3: 200 A > 100.5 % of 180 A -> level III
-        sup.protect_tick(t)
-        if t % 100 == 0:
-            sup.check_tick(t)
-        t += 2
-    return t
+
+
+def drive(plant, step, t0, t1, phase):
+    """``plant`` from ``t0`` to ``t1`` in ``phase`` (``step`` its bound
+    ``step``); no allocation."""
+    plant.t0 = t0
+    plant.phase = phase
+    return supervise(plant.sup, t0, t1, step)
 
 
 def test_ticks_allocation_free_all_checks_active():
     sup, inp, out, bms, board = setup()
     sup.charging = True
+    p = Plant(sup, inp, out, bms)
+    step = p.step
     micropython.heap_lock()
     try:
-        t = drive(sup, inp, out, bms, 0, 8000, 0)
+        t = drive(p, step, 0, 8000, 0)
     finally:
         micropython.heap_unlock()
     mptest.eq(sup.failed, False, "no MemoryError (would be fail-safe): %r" % (sup.last_exc,))
@@ -104,9 +104,9 @@ def test_ticks_allocation_free_all_checks_active():
                     "S-%d active, got %s (%s)" % (i, st[0], st[1]))
     micropython.heap_lock()
     try:
-        t = drive(sup, inp, out, bms, t, t + 7000, 1)
+        t = drive(p, step, t, t + 7000, 1)
         n_after_stop = sup.events.seq
-        t = drive(sup, inp, out, bms, t, t + 7000, 2)
+        t = drive(p, step, t, t + 7000, 2)
         # ring wraps many times: nothing allocates
         for k in range(40):
             sup.events.add(t, risk.EV_RAISE, 1, 2, k)
@@ -129,10 +129,7 @@ def test_idle_ticks_allocation_free():
     inp.cc1_mv = 12000
     micropython.heap_lock()
     try:
-        for t in range(0, 2000, 2):
-            sup.protect_tick(t)
-            if t % 100 == 0:
-                sup.check_tick(t)
+        supervise(sup, 0, 2000)
     finally:
         micropython.heap_unlock()
     mptest.eq(sup.failed, False, "no MemoryError: %r" % (sup.last_exc,))

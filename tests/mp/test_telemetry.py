@@ -130,8 +130,8 @@ def plant(t, bms, inp, out):
         bms.cell_max_v = 372 + k // 6000
         bms.cell_max_no = 17
         bms.cell_max_group = 1
-        bms.cell_min_v = 366 + k // 6000
-        bms.cell_min_no = 42
+        bms.cells.cell_min_v = 366 + k // 6000
+        bms.cells.cell_min_no = 42
         bms.temp_max = 28 + k // 10000
         bms.temp_max_no = 5
         bms.temp_min = 24
@@ -140,12 +140,12 @@ def plant(t, bms, inp, out):
     if t == T_END:
         out.i_set = 0
         inp.i_out = 0
-        bms.end_soc = 40
-        bms.end_cell_min_v = 368
-        bms.end_cell_max_v = 381
-        bms.end_temp_min = 24
-        bms.end_temp_max = 34
-        bms.bst_reason = 1
+        bms.end.end_soc = 40
+        bms.end.end_cell_min_v = 368
+        bms.end.end_cell_max_v = 381
+        bms.end.end_temp_min = 24
+        bms.end.end_temp_max = 34
+        bms.end.bst_reason = 1
 
 
 def run(clock, tel, bms, inp, out, until=T_STOP, step=50):

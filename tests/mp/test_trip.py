@@ -18,7 +18,7 @@ from safety.supervisor import Supervisor
 from gbt.stages import CHARGING
 from safety.trip import TripPath, IDLE, POWER_OFF, BLEED, SAFE, k_command_ms
 from safety import risk
-from doubles import SupervisorBoard, MemStore
+from doubles import SupervisorBoard, MemStore, live_inputs
 
 
 class Plant:
@@ -56,15 +56,8 @@ class Plant:
 
 
 def charging_inputs(inp):
-    inp.v_inside = 4000
-    inp.v_outside = 4000
-    inp.i_out = 2000
-    inp.cc1_mv = 4000
-    inp.insulation_kohm = 5000
-    inp.t_gun_pos = 400
-    inp.t_gun_neg = 400
+    live_inputs(inp, i_out=2000, t_gun=400)     # 200 A, gun pins at 40 degC
     inp.estop = 0
-    inp.k12_fb = 1
     inp.leakage_ma = 0
     inp.mains_ok = 1
 

@@ -91,15 +91,8 @@ def test_estop_trip_on_the_target(tmp_path):
     to be apart (physically, in the plant) within 100 ms, CST fault."""
     b = Bench(tmp_path / "state", config={"lockout.enable": 0}, target="qemu")
     try:
-        b.wait_charging()
-        assert b.run_until(lambda: b.plant.i > 95, 10000)
-        t0 = b.fine_steps(1)
-        b.sim.override("i_out", 2000)
-        b.sim.override("estop", 1)
-        b.run(150)
+        t0, k_cmd, k_phys = b.stuck_estop()
         p_off = b.out_change("pwr_en", 0, t0)
-        k_cmd = b.out_change("k12", 0, t0)
-        k_phys = b.plant_k12_open(t0)
         assert p_off is not None and p_off - t0 <= 5
         assert k_cmd is not None and 70 <= k_cmd - t0 <= 75, k_cmd
         assert k_phys is not None and k_phys - t0 <= 100, k_phys
