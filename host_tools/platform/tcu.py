@@ -30,8 +30,10 @@ publishes every link frame, in order, on ``evc/<id>/link`` (QoS 1;
 a reconnect what was not acknowledged.  What the platform sends back on
 ``evc/<id>/link/down`` (its handshake REPLY, a sealed stop or VIN
 authorisation) goes to ``on_link`` (``SilCharger`` types ``link("<hex>")``
-at the firmware's console).  Link frames wait in memory, not in the ring:
-a TCU restart loses the unacknowledged ones (the platform sees the gap).
+at the firmware's console).  Link frames wait on disk like the records
+(``linklog.LinkLog``): after a TCU restart the unacknowledged ones are sent
+again, in order, and the record numbers given to sealed batches are not
+given again.
 
 A plain stop on ``cmd/stop`` still goes to ``on_stop``; the charger obeys
 it only when its ``sec.policy`` allows (not under require).
@@ -50,6 +52,7 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 
 from . import wire as W
+from .linklog import LinkLog
 from .seclink import LINK_HDR, LINK_MAGIC
 
 _ENT = struct.Struct("<QI")      # n, boot; then the record (self-delimiting)
@@ -200,7 +203,7 @@ class Tcu:
         self.window = window
         self.on_stop = on_stop
         self.on_link = on_link
-        self.link_q: collections.deque = collections.deque()   # (lo, hi, payload) not acknowledged
+        self.link_q: collections.deque = collections.deque()   # (lo, hi, payload, k) not acknowledged
         self.link_sent = 0                # link_q entries published since the (re)connect
         self.link_inflight: dict[int, tuple] = {}
         self.downlink: collections.deque = collections.deque()
@@ -211,6 +214,14 @@ class Tcu:
         self.done: dict[int, int] = {}                    # lo -> hi, acknowledged but not contiguous
         self.early: set = set()
         self.gen = 0
+        # the link frames of before a restart: queued again, their numbers kept
+        self.links = LinkLog(ring_dir)
+        self.ring.next_n = max(self.ring.next_n, self.links.next_n)
+        for lo, hi in self.links.done:
+            if lo >= self.ring.acked:
+                self._acked((lo, hi))
+        for k, lo, hi, payload in self.links.queued:
+            self.link_q.append((lo, hi, payload, k))
         self.send_n = self.ring.acked
         self.catchup_until = self.ring.next_n
         self.published = 0
@@ -284,6 +295,7 @@ class Tcu:
             return
         if e[1] > e[0]:
             self._acked((e[0], e[1]))
+        self.links.ack(e[3], self.done.items())
 
     def _on_message(self, client, userdata, msg):
         if msg.topic.endswith("/link/down"):
@@ -304,8 +316,9 @@ class Tcu:
             if rec[0] == LINK_MAGIC:
                 count = rec[1]
                 lo = self.ring.reserve(count)
-                self.link_q.append((lo, lo + count, LINK_HDR.pack(lo, self.ring.boot, count)
-                                    + bytes(rec[2:])))
+                payload = LINK_HDR.pack(lo, self.ring.boot, count) + bytes(rec[2:])
+                k = self.links.add(lo, lo + count, self.ring.boot, payload)
+                self.link_q.append((lo, lo + count, payload, k))
                 return lo
             return self.ring.append(rec)
 
@@ -411,3 +424,4 @@ class Tcu:
         self.client.disconnect()
         self.client.loop_stop()
         self.ring.close()
+        self.links.close()

@@ -125,3 +125,97 @@ def test_c2_ring_numbers_sealed_batches_with_plain_records(tmp_path):
     assert [e[0] for e in r.take(3, 100)] == [7, 8]
     r.ack_to(9)
     assert r.take(9, 100) == [] and r.acked == 9
+
+
+def _link_frame(count, body):
+    from host_tools.platform.seclink import LINK_MAGIC
+    return bytes([LINK_MAGIC, count]) + body
+
+
+def test_c2_tcu_restart_keeps_unacknowledged_link_frames_and_their_numbers(broker, tmp_path):
+    """C-2: a TCU restarted while sealed link frames wait for the broker
+    sends them after the restart, in order, with the record numbers they had;
+    a plain record after the restart does not reuse a sealed batch's numbers
+    (the platform would drop it as a duplicate), and the backlog empties."""
+    import paho.mqtt.client as mqtt
+    from host_tools.platform.seclink import LINK_HDR
+    cid = 77
+    got = {"link": [], "telemetry": []}
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-sub")
+    sub.on_message = lambda c, u, m: got[m.topic.split("/")[-1]].append(bytes(m.payload))
+    sub.connect(broker.host, broker.port)
+    sub.subscribe([(W.topic(cid, "link"), 1), (W.topic(cid, "telemetry"), 1)])
+    sub.loop_start()
+    recs = next(iter(_streams(1).values()))[1][:8]
+    t = Tcu(cid, broker.host, broker.port, tmp_path / "ring")
+    assert _wait(lambda: t.connected)
+    t.set_offline(True)
+    assert [t.add(r) for r in recs[:3]] == [0, 1, 2]
+    assert t.add(_link_frame(4, b"sealed batch of 4 records")) == 3
+    assert [t.add(r) for r in recs[3:5]] == [7, 8]
+    assert t.add(_link_frame(2, b"sealed batch of 2 records")) == 9
+    t.pump()
+    assert t.backlog() == 11 + 2
+    t.close()                                    # the TCU restarts, still offline
+    t = Tcu(cid, broker.host, broker.port, tmp_path / "ring")
+    assert t.backlog() == 13, "the ring and both link frames came back from disk"
+    assert t.add(recs[5]) == 11, "the next plain record does not reuse the sealed numbers 9..10"
+    assert t.drain(30)
+    assert _wait(lambda: len(got["link"]) >= 2)
+    heads = [LINK_HDR.unpack_from(p) + (p[LINK_HDR.size:],) for p in got["link"]]
+    assert [(h[0], h[2], h[3]) for h in heads[:2]] == [(3, 4, b"sealed batch of 4 records"),
+                                                      (9, 2, b"sealed batch of 2 records")]
+    nums = set()
+    for p in got["telemetry"]:
+        _, lo, _, cnt, _, _ = W.unpack_batch(p)
+        nums.update(range(lo, lo + cnt))
+    assert nums == {0, 1, 2, 7, 8, 11}
+    assert t.ring.acked == 12 and t.backlog() == 0
+    t.close()
+    sub.loop_stop()
+    sub.disconnect()
+
+
+def test_c2_sealed_range_acknowledged_out_of_order_survives_a_restart(tmp_path):
+    """A sealed batch the broker acknowledged before the plain records in
+    front of it: after a TCU restart its range still counts as acknowledged,
+    so once the plain records are acknowledged the ring's mark passes it
+    (before, the mark stopped at the batch for good and the ring grew)."""
+    recs = next(iter(_streams(1).values()))[1][:6]
+    t = Tcu(5, "127.0.0.1", 9, tmp_path / "ring")     # no broker: stays offline
+    for r in recs[:2]:
+        t.add(r)
+    t.add(_link_frame(3, b"sealed"))                  # numbers 2..4
+    t.add(recs[2])                                    # 5
+    t._link_acked(t.link_q[0])                        # its PUBACK (paho callback)
+    assert t.ring.acked == 0 and t.backlog() == 6
+    t.close()
+    t = Tcu(5, "127.0.0.1", 9, tmp_path / "ring")
+    assert t.backlog() == 6 and not t.link_q
+    t._acked((0, 2))                                  # the plain records' PUBACK
+    assert t.ring.acked == 5, "the mark passes the sealed range acknowledged before the restart"
+    t.close()
+
+
+def test_c2_link_log_stays_small_and_survives_a_torn_tail(tmp_path):
+    """The TCU's link log is rewritten once nothing waits (a day of sealed
+    batches does not pile up on its flash), keeps the numbers and the
+    acknowledged ranges a restart needs, and a write cut off mid-frame
+    (power cut) loses only that frame."""
+    from host_tools.platform.linklog import LinkLog
+    log = LinkLog(tmp_path)
+    for i in range(600):
+        k = log.add(10 * i, 10 * i + 10, 0, b"x" * 200)
+        log.ack(k, {6000: 6010}.items())
+    log.close()
+    assert (tmp_path / "link.log").stat().st_size < 40_000, "rewritten (600 frames would be 149 KB)"
+    log = LinkLog(tmp_path)
+    assert log.next_n == 6010 and log.queued == [] and (6000, 6010) in log.done
+    log.add(6010, 6012, 1, b"kept")
+    log.add(6012, 6014, 1, b"torn frame")
+    log.close()
+    data = (tmp_path / "link.log").read_bytes()
+    (tmp_path / "link.log").write_bytes(data[:-4])
+    log = LinkLog(tmp_path)
+    assert [e[3] for e in log.queued] == [b"kept"] and log.next_n == 6012
+    log.close()
