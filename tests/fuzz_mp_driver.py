@@ -6,7 +6,7 @@ hypothesis-generated inputs into one batch file; this driver feeds each to
 the parser in one process and prints ``OK <count>`` or, at the first
 broken input, ``FAIL <index> <why>`` (then the traceback).
 
-    micropython tests/fuzz_mp_driver.py dec|tp|link|rec|hs BATCHFILE
+    micropython tests/fuzz_mp_driver.py dec|tp|link|rec|hs|plink BATCHFILE
 
 Batch file: records ``<u32 LE length> <payload>``, payload per kind:
 
@@ -23,6 +23,8 @@ Batch file: records ``<u32 LE length> <payload>``, payload per kind:
   word 1 of ``_q``: private consts are not module attributes).
 * rec:  <mode> <rest>: the platform link's record ``open`` (see run_rec).
 * hs:   the platform's REPLY fed to the charger's handshake (run_hs).
+* plink: <mode> <rest>: the console's ``link("<text>")`` of a sealed link
+  (what the TCU types; see run_plink).
 """
 import struct
 import sys
@@ -236,9 +238,95 @@ def run_hs(path):
     return None, i + 1
 
 
+def run_plink(path):
+    """The console's ``link(text)`` on a sealed link under require (the
+    TCU types what the platform sent).  <mode> <rest>, mode & 7:
+    0: ``rest`` as text (latin-1: anything, hex or not); 1: ``rest`` in hex;
+    2, 3, 4: a genuine command of type rest[0] % 8 carrying rest[1:], sealed
+    by the platform (2: in hex, 3: in upper-case hex, 4: with the byte
+    rest[0] flipped); 5: the last genuine command again (a replay);
+    6: ``EVR1`` + ``rest`` in hex (a REPLY with no handshake waiting);
+    7: hex with ``rest[0] % 3`` characters cut off the end.
+    Always a text answer, never an exception; only a genuine fresh command
+    is obeyed (a stop stops, a VIN is taken) and answered with a sealed
+    result the platform opens; ``platlink()``'s status always prints."""
+    from binascii import hexlify
+    from security import linkrec as L
+    from security import platlink as P
+    ka, kb = (b"\x11" * 16, b"\x22" * 32), (b"\x33" * 16, b"\x44" * 32)
+    i = -1
+    for suite in (L.SUITE_SM, L.SUITE_AES):
+        stops = [0]
+
+        def stop():
+            stops[0] += 1
+        link = P.PlatformLink("require", None, stop, lambda code, a, b: None)
+        link.records = L.RecordLayer(suite, ka, kb)
+        peer = L.RecordLayer(suite, kb, ka)
+        outs = [0, None]            # frames sent, the last one
+
+        def out(frame):
+            outs[0] += 1
+            outs[1] = frame
+        link.out = out
+        link._ticks = lambda: 0
+        link.errors = 0
+        last = None
+        AT[0] = -1
+        for i, rec in enumerate(_records(path)):
+            AT[0] = i
+            if not rec:
+                rec = b"\0"
+            mode, rest = rec[0] & 7, rec[1:]
+            want = None
+            if mode == 0:
+                text = "".join(chr(c) for c in rest)
+            elif mode == 1 or not rest:
+                text = hexlify(rest).decode()
+            elif mode in (2, 3, 4):
+                t = rest[0] % 8
+                frame = peer.seal(t, rest[1:])
+                want = (t, bytes(rest[1:]))
+                if mode == 4:
+                    b = bytearray(frame)
+                    b[rest[0] % len(b)] ^= 1
+                    frame, want = bytes(b), None
+                else:
+                    last = frame
+                text = hexlify(frame).decode()
+                if mode == 3:
+                    text = text.upper()
+            elif mode == 5:
+                text = hexlify(last or b"").decode()
+            elif mode == 6:
+                text = hexlify(b"EVR1" + rest).decode()
+            else:
+                text = hexlify(rest).decode()
+                text = text[:len(text) - rest[0] % 3]
+            n_stops, n_out, vin = stops[0], outs[0], link.vin
+            ans = link.link(text)
+            if not isinstance(ans, str) or not isinstance(link.status(), str):
+                return i, "no text answer: %r" % (ans,)
+            if want is not None:
+                if not ans.startswith("accepted") or outs[0] != n_out + 1:
+                    return i, "genuine command %r answered %r" % (want, ans)
+                r = peer.open(outs[1][2:])
+                if r is None or r[0] != L.T_RESULT or outs[1][0] != P.LINK_MAGIC:
+                    return i, "result does not open: %r" % (r,)
+                if stops[0] != n_stops + (want[0] == L.T_STOP):
+                    return i, "stop obeyed %d times for %r" % (stops[0] - n_stops, want)
+                if want[0] == P.T_VIN and link.vin != want[1]:
+                    return i, "VIN not taken"
+            elif ans.startswith("accepted") or stops[0] != n_stops or outs[0] != n_out \
+                    or link.vin != vin:
+                return i, "forged/replayed input obeyed: %r -> %r" % (text[:40], ans)
+    return None, i + 1
+
+
 def main():
     kind, path = sys.argv[1], sys.argv[2]
-    fn = {"dec": run_dec, "tp": run_tp, "link": run_link, "rec": run_rec, "hs": run_hs}[kind]
+    fn = {"dec": run_dec, "tp": run_tp, "link": run_link, "rec": run_rec, "hs": run_hs,
+          "plink": run_plink}[kind]
     try:
         bad, what = fn(path)
     except Exception as e:

@@ -8,8 +8,9 @@ firmware's ``diag.eventlog.scan``) and telemetry record decoder.  On the real
 message decoders (``gbt.dec`` with ``gbt.decdetail``), the J1939 TP receiver
 (``gbt.transport``, TP.CM/TP.DT sequences of 1..40 frames), the SIL link's
 packet reader (``simlink``), the platform link's record ``open``
-(``security.linkrec``) and the handshake's reading of the platform's REPLY
-(``security.handshake``): hypothesis generates the inputs here,
+(``security.linkrec``), the handshake's reading of the platform's REPLY
+(``security.handshake``) and the console's ``link("<text>")`` that carries
+both (``security.platlink``): hypothesis generates the inputs here,
 tests/fuzz_mp_driver.py checks 100,000 per micropython process.  The
 console command line and the update bundle parsers are fuzzed in
 tests/test_security_host.py, the host tools in tests/test_fuzz_host.py.
@@ -168,6 +169,11 @@ _hs_in = st.one_of(st.binary(max_size=200),
 
 def test_fuzz_platform_handshake_reply(tmp_path):
     fuzz_mp("hs", _hs_in, lambda b: b, FUZZ, tmp_path, per=40)
+
+
+# ---- security.platlink: the console's link("<text>") on a sealed link ------------------
+def test_fuzz_platform_link_console_input(tmp_path):
+    fuzz_mp("plink", st.binary(max_size=120), lambda b: b, FUZZ, tmp_path)
 
 
 # ---- CPython parsers -----------------------------------------------------------------
