@@ -20,12 +20,7 @@ real-time loop must avoid.  Resident (a late pass can come at any time);
 allocates nothing.  Each run goes through ``Scheduler._exec`` (the task
 with its statistics).
 """
-from micropython import const
 from rt.clock import ticks_diff, ticks_add, cpu_us
-
-# "no task due before": an initial value for the earliest-due search that
-# any real due time beats (ticks_diff stays exact up to 2**29 ms)
-_FAR = const(1 << 28)
 
 
 def _pend(s, t, due):
@@ -89,7 +84,9 @@ def run(s, now):
 def scan(s, now):
     """Scan mode: test every task's due time (the general case)."""
     ran = 0
-    best = ticks_add(now, _FAR)
+    # "no task due before": a start for the earliest-due search that any
+    # real due time beats (ticks_diff stays exact up to 2**29 ms)
+    best = ticks_add(now, 1 << 28)
     p0 = cpu_us()
     for t in s.tasks:
         d = t._nd

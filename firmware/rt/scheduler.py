@@ -23,12 +23,11 @@ array (``_T``), written by machine code.  Ticks arithmetic is modulo 2**30
 differences below 2**29 ms are exact on every port.  ``run_due`` allocates
 nothing.
 """
-import gc
-import sys
 import time
 import micropython
 from array import array
 from micropython import const
+from gc import mem_alloc as _mem_alloc
 from rt.clock import ticks_diff, ticks_add, cpu_us, TicksClock
 from rt.schedscan import run as _general
 import config
@@ -40,7 +39,6 @@ CONFIG_SCHEMA = (
 )
 config.register(CONFIG_SCHEMA)
 
-_mem_alloc = gc.mem_alloc
 _cpu = time.ticks_us
 _MASK = const(0x3FFFFFFF)    # 2**30 - 1: counters and tick differences
 _HALF = const(0x20000000)    # 2**29
@@ -54,8 +52,8 @@ _OVR = const(4)
 _LATE = const(5)
 _DL = const(6)
 _TW = const(8)
-_TFIELDS = {"last_us": _LAST, "total_us": _TOTAL, "wcet_us": _WCET, "runs": _RUNS,
-            "overruns": _OVR, "late_max_ms": _LATE}
+# the statistics' names, in field order (_LAST .. _LATE)
+_TFIELDS = ("last_us", "total_us", "wcet_us", "runs", "overruns", "late_max_ms")
 
 # scheduler state in _S
 _K = const(0)        # byte offset in _tb of the next slot (gap, group)
@@ -94,9 +92,8 @@ class Task:
         # instances look the class up first -- MicroPython's special
         # accessors --, 5x the cost of a plain store.)
         s = self._sched
-        f = _TFIELDS.get(name)
-        if f is not None:
-            return s._T[self._i * _TW + f]
+        if name in _TFIELDS:
+            return s._T[self._i * _TW + _TFIELDS.index(name)]
         if name == "next_due":
             return s._task_due(self)
         raise AttributeError(name)
@@ -187,6 +184,7 @@ class Scheduler:
         self._set_slow()
         if not self.tasks or not self.table:
             return
+        import sys
         from rt import schedtable
         r = schedtable.build(self.tasks, base)
         del sys.modules["rt.schedtable"]        # build-time code: dropped

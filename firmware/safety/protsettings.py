@@ -10,10 +10,8 @@ sends them in the charger's stop frame).
 """
 from micropython import const
 import config
-from safety.risk import H1, H2, H3, H5, H6, H10
 
 # CST masks (values of gbt.messages; local so this module stands alone)
-_F_OVERTEMP = const(0x001)
 _F_CONNECTOR = const(0x004)
 _F_NO_ENERGY = const(0x040)
 _F_ESTOP = const(0x100)
@@ -67,20 +65,23 @@ if _cross not in config.CROSS_CHECKS:
     config.CROSS_CHECKS.append(_cross)
 
 
+# (codes: safety.risk's H1..H10, 101..110, written out as the kernel
+# ``safety.protections._hprot`` returns them)
 def cst_fault_of(code):
     """CST fault mask for hard-protection code (no allocation)."""
-    if code == H3:
+    if code == 103:                     # H-3 E-stop
         return _F_ESTOP
-    if code == H5 or code == H6:
+    if code == 105 or code == 106:      # H-5 CC1, H-6 gun temperature
         return _F_CONNECTOR
-    if code == H10:
+    if code == 110:                     # H-10 mains
         return _F_NO_ENERGY
     return _F_OTHER
 
 
 def cst_error_of(code):
-    if code == H1:
+    """CST error mask for hard-protection code (no allocation)."""
+    if code == 101:                     # H-1 overvoltage
         return _E_VOLTAGE
-    if code == H2:
+    if code == 102:                     # H-2 overcurrent
         return _E_CURRENT
     return 0
