@@ -122,7 +122,7 @@ class Scheduler:
         # to be computed (scan mode, after add/start).  A board loop may
         # read it directly and call next_due() only when it is None.
         self.next_ms = None
-        # table mode (see the module docstring)
+        # table mode (the layout: rt.schedtable.build)
         self._tb = None         # gap, group per slot | group starts | members
         self._base = 0          # ticks ms of the current hyperperiod's origin
         self._hyper = 0         # hyperperiod, ms
