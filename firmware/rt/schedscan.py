@@ -23,17 +23,6 @@ with its statistics).
 from rt.clock import ticks_diff, ticks_add, cpu_us
 
 
-def _pend(s, t, due):
-    i = t._i
-    if not s._rflag[i]:
-        s._rflag[i] = 1
-        s._rdue[i] = due
-        s._npend += 1
-    if s.next_ms is None or ticks_diff(due, s.next_ms) < 0:
-        s.next_ms = due
-    s._set_slow()
-
-
 def run(s, now):
     """The pass at ``now`` (ticks ms) on the general path; returns the
     number of tasks run."""
@@ -71,10 +60,13 @@ def run(s, now):
             try:
                 s._exec(t, now, ticks_diff(now, dues[i]))
             except BaseException:
-                # the due tasks after this one run at the next call
+                # the due tasks after this one stay pending: they run at the
+                # next call, which is due at the earliest of them
                 for u in tasks:
-                    if flag[u._i]:
-                        _pend(s, u, dues[u._i])
+                    d = dues[u._i]
+                    if flag[u._i] and ticks_diff(d, s.next_ms) < 0:
+                        s.next_ms = d
+                s._set_slow()
                 raise
     s._set_slow()
     s._pass_done(p0)
