@@ -15,9 +15,7 @@ long outputs (cfg()) never fill the pty buffer.
 import json
 import os
 import re
-import select
 import sys
-import threading
 import time
 
 import pytest
@@ -25,46 +23,13 @@ import pytest
 from host_tools.bms.battery import BatteryPack
 from host_tools.bms.params import BmsParams
 from host_tools.bms.simulator import BmsSimulator
+from host_tools.platform.sil import Terminal
 from host_tools.sil import Plant, Simulation
 
 if not sys.platform.startswith("linux"):
     pytest.skip("needs Linux pseudo-terminals", allow_module_level=True)
 
 PROMPT = b"\r\n>>> "
-
-
-class Terminal:
-    """The engineer's side of the pty: a reader thread collects everything."""
-
-    def __init__(self, fd):
-        self.fd = fd
-        self.buf = b""
-        self.lock = threading.Lock()
-        self.running = True
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self):
-        while self.running:
-            r, _, _ = select.select([self.fd], [], [], 0.05)
-            if r:
-                try:
-                    data = os.read(self.fd, 65536)
-                except OSError:
-                    time.sleep(0.01)
-                    continue
-                with self.lock:
-                    self.buf += data
-
-    def take(self):
-        with self.lock:
-            b, self.buf = self.buf, b""
-        return b
-
-    def close(self):
-        self.running = False
-        self.thread.join(timeout=2)
-        os.close(self.fd)
 
 
 class Bench:
@@ -97,7 +62,7 @@ class Bench:
         """Type a command, step until the next prompt; return the output text
         (without the echoed command and the prompt), lines split."""
         self.term.take()
-        os.write(self.term.fd, line.encode() + b"\r")
+        self.term.type(line)
         out = b""
         for _ in range(max_steps):
             self.sim.step()
@@ -107,10 +72,8 @@ class Bench:
             if k >= 0:
                 # what follows the prompt (e.g. trace lines that the reader
                 # thread collected with it) goes back for the next take()
-                rest = out[k + 6:]
+                self.term.put_back(out[k + 6:])
                 out = out[:k + 6]
-                with self.term.lock:
-                    self.term.buf = rest + self.term.buf
                 break
         else:
             raise AssertionError("no prompt after %r: %r" % (line, out[-500:]))

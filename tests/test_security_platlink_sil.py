@@ -15,8 +15,6 @@ and is an intrusion event; with the link off or without keys a plain
 vehicle still charges."""
 import json
 import os
-import select
-import threading
 import time
 
 import pytest
@@ -26,34 +24,9 @@ from host_tools.bms.battery import BatteryPack
 from host_tools.bms.params import BmsParams
 from host_tools.bms.simulator import BmsSimulator
 from host_tools.platform import seclink as S
+from host_tools.platform.sil import Terminal
 from host_tools.sil import Plant, Simulation
 from host_tools.telemetry import decode_record
-
-
-class _Term:
-    def __init__(self, fd):
-        self.fd = fd
-        self.buf = b""
-        self.lock = threading.Lock()
-        self.running = True
-        self.t = threading.Thread(target=self._read, daemon=True)
-        self.t.start()
-
-    def _read(self):
-        while self.running:
-            r, _, _ = select.select([self.fd], [], [], 0.02)
-            if r:
-                try:
-                    d = os.read(self.fd, 65536)
-                except OSError:
-                    return
-                with self.lock:
-                    self.buf += d
-
-    def take(self):
-        with self.lock:
-            b, self.buf = self.buf, b""
-        return b.decode(errors="replace")
 
 
 class Site:
@@ -77,7 +50,7 @@ class Site:
                               state_dir=str(tmp / "state"), board_dir=str(board))
         os.close(master)
         self.sim.unplug()                 # the handshake runs between sessions
-        self.term = _Term(slave)
+        self.term = Terminal(slave)
         self.pack = pack
         self.bms = None
         self.ep = S.PlatformEndpoint(self.keys) if keys else None
@@ -106,16 +79,16 @@ class Site:
                 self.down(ans)
 
     def down(self, frame):
-        os.write(self.term.fd, b'link("' + frame.hex().encode() + b'")\r')
+        self.term.type('link("%s")' % frame.hex())
 
     def type(self, line, ms=300):
         self.term.take()
-        os.write(self.term.fd, line.encode() + b"\r")
+        self.term.type(line)
         out = ""
         for _ in range(ms // 10):
             self.step()
             time.sleep(0.001)
-            out += self.term.take()
+            out += self.term.take().decode(errors="replace")
         return out
 
     def step(self):
@@ -153,9 +126,7 @@ class Site:
 
     def close(self):
         self.sim.close()
-        self.term.running = False
-        self.term.t.join(timeout=2)
-        os.close(self.term.fd)
+        self.term.close()
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ from board import Board, CAN_ERROR_ACTIVE
 from rt.clock import SimClock, ticks_diff
 from rt.calendar import from_unix
 import simwire as _wire
-from simwire import copy as _copy, frame_out as _frame_out, output as _output
+from simwire import frame_out as _frame_out, output as _output
+from gbt.transport import _copy   # the firmware's machine-code byte copy (one copy of it)
 
 _INJECT_INPUTS = const(2)  # INJECT code: read_inputs raises from now on
 _RXQ = const(64)          # CAN receive FIFO depth (frames)

@@ -5,8 +5,8 @@ the packets the board sends and the packet reader.
 ``self`` as its methods (``hello``, ``send_text``, ``send_record``,
 ``send_stats``, ``bye``, ``_handle``), so the wire format is in one place
 and the board in another; the per-tick encoders (``frame_out``,
-``output``, ``copy``) are machine code: a driver's send is C on a real
-board, and the link's cost should not hide the firmware's.
+``output``) are machine code: a driver's send is C on a real board, and
+the link's cost should not hide the firmware's.
 """
 import gc
 import struct
@@ -39,17 +39,6 @@ STATS_COLLECT = const(2)      # gc.collect() before reading the heap figures
 STATS_HEAP_WATCH = const(4)   # from now on, sample gc.mem_alloc() after every STEP
 
 _EXT_TOP = const(0x80)        # bit 31 of the id field (extended frame), in its top byte
-
-
-@micropython.viper
-def copy(dst, doff: int, src, soff: int, n: int):
-    """dst[doff:doff + n] = src[soff:soff + n] (no slice objects)."""
-    d = ptr8(dst)
-    s = ptr8(src)
-    i = 0
-    while i < n:
-        d[doff + i] = s[soff + i]
-        i += 1
 
 
 @micropython.viper

@@ -1,35 +1,18 @@
-"""A time-triggered cooperative scheduler.
+"""A time-triggered cooperative scheduler: the run time.
 
 Tasks have a fixed period and an offset (so that tasks of the same period do
 not all land on the same tick).  Each pass runs every task that is due, in
 the order they were added (add the protection tick first: order is
 priority).  A task that starts later than its deadline (by default its
-period) counts as an overrun; a task is never run twice to catch up, since
-a catch-up burst is exactly what a real-time loop must avoid.  A task that
-raises has already been given its next slot (the exception propagates to
-the caller, the H-9 handler, and the task is not re-run at once); the tasks
-after it in the same pass still run, at the next call.
+period) counts as an overrun.  A task that raises has already been given
+its next slot (the exception propagates to the caller, the H-9 handler);
+the tasks after it in the same pass still run, at the next call.
 
-**Cyclic table.**  The periods and offsets are fixed at ``start``, so the
-pattern of due tasks repeats every hyperperiod (the least common multiple of
-the periods: 1,000 ms with the charger's defaults, 310 passes).  ``start``
-precomputes it once: per pass, the gap to the next pass and the group of
-tasks to run (task indices in priority order), all in one ``bytearray``
-(``_tb``).  A pass looks its group up instead of testing every task's due
-time, and the pass itself (``run_at``) is a ``@micropython.viper`` function:
-machine-code integer work, generic calls only for the tasks and the clock.
-Which task runs when is exactly what the per-task scan gives
-(tests/mp/test_scheduler.py runs both side by side, pass by pass, late
-calls and raising tasks included).  The scan stays as the general case: a
-hyperperiod over ``_HMAX`` ms or ``_SMAX`` passes, a gap between passes over
-255 ms, a task added after ``start``, a task whose offset is not below its
-period, ``alloc_stats``.
-
-Late passes (the loop was busy past the next slot) take the general path as
-the scan would: each due task runs once, its lateness counted
-(``late_max_ms``, an overrun if late by its deadline or more), and the table
-resumes at the first slot after ``now``.  Late within a slot: the same
-statistics, in the fast path.
+``start`` builds a cyclic table of one hyperperiod (``rt.schedtable``,
+build-time code, dropped afterwards); the pass, ``run_at``, is machine code
+(``@micropython.viper``) that looks its group of tasks up in the table.
+What the table cannot run by itself takes the general path
+(``rt.schedscan``: scan mode, late calls, pending tasks, ``alloc_stats``).
 
 Per task, execution time is measured with ``time.ticks_us`` around the
 call: last, worst, total (modulo 2**30), runs, overruns, worst lateness --
@@ -40,12 +23,13 @@ array (``_T``), written by machine code.  Ticks arithmetic is modulo 2**30
 differences below 2**29 ms are exact on every port.  ``run_due`` allocates
 nothing.
 """
-import gc
 import time
 import micropython
 from array import array
 from micropython import const
+from gc import mem_alloc as _mem_alloc
 from rt.clock import ticks_diff, ticks_add, cpu_us, TicksClock
+from rt.schedscan import run as _general
 import config
 
 # Declared here, not with the app's other sched.* settings: the trip path
@@ -55,15 +39,9 @@ CONFIG_SCHEMA = (
 )
 config.register(CONFIG_SCHEMA)
 
-_mem_alloc = gc.mem_alloc
 _cpu = time.ticks_us
-# "no task due before": an initial value for the earliest-due search that
-# any real due time beats (ticks_diff stays exact up to 2**29 ms)
-_FAR = const(1 << 28)
 _MASK = const(0x3FFFFFFF)    # 2**30 - 1: counters and tick differences
 _HALF = const(0x20000000)    # 2**29
-_HMAX = const(60000)         # longest hyperperiod (ms) a table is built for
-_SMAX = const(1500)          # most passes per hyperperiod in a table
 
 # per task in _T (8 ints each)
 _LAST = const(0)
@@ -74,8 +52,8 @@ _OVR = const(4)
 _LATE = const(5)
 _DL = const(6)
 _TW = const(8)
-_TFIELDS = {"last_us": _LAST, "total_us": _TOTAL, "wcet_us": _WCET, "runs": _RUNS,
-            "overruns": _OVR, "late_max_ms": _LATE}
+# the statistics' names, in field order (_LAST .. _LATE)
+_TFIELDS = ("last_us", "total_us", "wcet_us", "runs", "overruns", "late_max_ms")
 
 # scheduler state in _S
 _K = const(0)        # byte offset in _tb of the next slot (gap, group)
@@ -90,12 +68,6 @@ _LGAP = const(8)     # gap after the running pass's slot
 _PASSES = const(9)
 _PWCET = const(10)
 _SN = const(12)
-
-
-def _gcd(a, b):
-    while b:
-        a, b = b, a % b
-    return a
 
 
 class Task:
@@ -120,9 +92,8 @@ class Task:
         # instances look the class up first -- MicroPython's special
         # accessors --, 5x the cost of a plain store.)
         s = self._sched
-        f = _TFIELDS.get(name)
-        if f is not None:
-            return s._T[self._i * _TW + f]
+        if name in _TFIELDS:
+            return s._T[self._i * _TW + _TFIELDS.index(name)]
         if name == "next_due":
             return s._task_due(self)
         raise AttributeError(name)
@@ -151,7 +122,7 @@ class Scheduler:
         # to be computed (scan mode, after add/start).  A board loop may
         # read it directly and call next_due() only when it is None.
         self.next_ms = None
-        # table mode (see the module docstring)
+        # table mode (the layout: rt.schedtable.build)
         self._tb = None         # gap, group per slot | group starts | members
         self._base = 0          # ticks ms of the current hyperperiod's origin
         self._hyper = 0         # hyperperiod, ms
@@ -205,67 +176,31 @@ class Scheduler:
         self._build(now)
         self.started = True
 
-    # ------------------------------------------------------------ the table
+    # ------------------------------------------------------- table mode
     def _build(self, base):
-        """Precompute one hyperperiod from the tasks' next due times."""
+        """The cyclic table from the tasks' next due times (or none: scan)."""
         self._tb = None
         self.next_ms = None
         self._set_slow()
-        tasks = self.tasks
-        if not tasks or not self.table:
+        if not self.tasks or not self.table:
             return
-        h = 1
-        for t in tasks:
-            p = t.period
-            if p <= 0:
-                return
-            ph = ticks_diff(t._nd, base)
-            if not 0 <= ph < p:
-                return              # first due not within its period: scan
-            h = h * p // _gcd(h, p)
-            if h > _HMAX:
-                return
-        marks = {}
-        for t in tasks:
-            t._phase = o = ticks_diff(t._nd, base)
-            bit = 1 << t._i
-            while o < h:
-                marks[o] = marks.get(o, 0) | bit
-                o += t.period
-        offs = sorted(marks)
-        if len(offs) > _SMAX:
+        import sys
+        from rt import schedtable
+        r = schedtable.build(self.tasks, base)
+        del sys.modules["rt.schedtable"]        # build-time code: dropped
+        delattr(sys.modules["rt"], "schedtable")
+        if r is None:
             return
-        gidx = {}
-        groups = []
-        slots = []
-        for j, o in enumerate(offs):
-            m = marks[o]
-            g = gidx.get(m)
-            if g is None:
-                g = gidx[m] = len(groups)
-                groups.append([t._i for t in tasks if m & (1 << t._i)])
-            gap = (offs[j + 1] if j + 1 < len(offs) else offs[0] + h) - o
-            if gap > 255 or g > 255:
-                return
-            slots.append(gap)
-            slots.append(g)
-        starts = [0]
-        members = []
-        for g in groups:
-            members.extend(g)
-            starts.append(len(members))
-        if len(members) > 255:
-            return
+        tb, self._hyper, first, gs, gt = r
         S = self._S
-        S[_N2] = len(slots)
-        S[_GS] = len(slots)
-        S[_GT] = len(slots) + len(starts)
+        S[_N2] = gs
+        S[_GS] = gs
+        S[_GT] = gt
         S[_K] = 0
         S[_BUSY] = 0
-        self._tb = bytearray(slots + starts + members)
-        self._hyper = h
+        self._tb = tb
         self._base = base
-        self.next_ms = ticks_add(base, offs[0])
+        self.next_ms = ticks_add(base, first)
         self._set_slow()
 
     def _due_at(self, t, ref):
@@ -340,10 +275,10 @@ class Scheduler:
         The common pass -- table mode, due, not past the next slot -- runs
         here; anything else (late by a slot or more, tasks pending from a
         pass a task raised in, scan mode, alloc_stats) takes
-        ``_run_general``."""
+        the general path (``rt.schedscan``)."""
         S = ptr32(self._S)
         if S[_SLOW] | S[_BUSY]:
-            return int(self._run_general(now))
+            return int(_general(self, now))
         n = int(now)
         due = int(self.next_ms)
         d = ((n - due + _HALF) & _MASK) - _HALF
@@ -353,7 +288,7 @@ class Scheduler:
         k = S[_K]
         gap = tb[k]
         if d >= gap:
-            return int(self._run_general(now))    # missed a slot or more
+            return int(_general(self, now))    # missed a slot or more
         g = tb[k + 1]
         k += 2
         if k == S[_N2]:
@@ -375,7 +310,7 @@ class Scheduler:
                 m += 1
         # until the group is done, ``next_ms`` stays at this pass's time: a
         # task that raises leaves _BUSY set and the caller's next call (at
-        # once) runs the rest of the group through _run_general
+        # once) runs the rest of the group on the general path
         S[_GRP] = g
         S[_LGAP] = gap
         S[_BUSY] = 1
@@ -411,17 +346,7 @@ class Scheduler:
         self.next_ms = (due + gap) & int(self._pmask)
         return end - j
 
-    # ----------------------------------------------------- the general path
-    def _pend(self, t, due):
-        i = t._i
-        if not self._rflag[i]:
-            self._rflag[i] = 1
-            self._rdue[i] = due
-            self._npend += 1
-        if self.next_ms is None or ticks_diff(due, self.next_ms) < 0:
-            self.next_ms = due
-        self._set_slow()
-
+    # ----------------------------------- used by the general path (rt.schedscan)
     def _exec(self, t, now, late):
         """One task run with its statistics (general path)."""
         T = self._T
@@ -455,61 +380,22 @@ class Scheduler:
         if d > S[_PWCET]:
             S[_PWCET] = d
 
-    def _run_general(self, now):
-        if self._tb is None:
-            return self._run_scan(now)
+    def _pend_rest(self):
+        """Table mode, after a task raised in a pass: the rest of its group
+        is pending, due at that pass's time."""
         S = self._S
-        tasks = self.tasks
-        flag = self._rflag
-        dues = self._rdue
-        tn = self._tnext()
         if S[_BUSY]:
-            # a task raised in the last pass: the rest of its group is due
             tb = self._tb
+            flag = self._rflag
             due = self.next_ms
             gt = S[_GT]
             for j in range(S[_POS] + 1, tb[S[_GS] + S[_GRP] + 1]):
-                t = tasks[tb[gt + j]]
-                if not flag[t._i]:
-                    flag[t._i] = 1
-                    dues[t._i] = due
+                i = tb[gt + j]
+                if not flag[i]:
+                    flag[i] = 1
+                    self._rdue[i] = due
                     self._npend += 1
             S[_BUSY] = 0
-        # due: the pending tasks, and every task due in the slots up to
-        # ``now`` (once each, at its first missed due time)
-        if ticks_diff(now, tn) >= 0:
-            for t in tasks:
-                i = t._i
-                if not flag[i]:
-                    d = self._due_at(t, tn)
-                    if ticks_diff(now, d) >= 0:
-                        flag[i] = 1
-                        dues[i] = d
-                        self._npend += 1
-            tn = self._advance(now, tn)
-        self._tn = self.next_ms = tn
-        if not self._npend:
-            self._set_slow()
-            return 0
-        ran = 0
-        p0 = cpu_us()
-        for t in tasks:
-            i = t._i
-            if flag[i]:
-                flag[i] = 0
-                self._npend -= 1
-                ran += 1
-                try:
-                    self._exec(t, now, ticks_diff(now, dues[i]))
-                except BaseException:
-                    # the due tasks after this one run at the next call
-                    for u in tasks:
-                        if flag[u._i]:
-                            self._pend(u, dues[u._i])
-                    raise
-        self._set_slow()
-        self._pass_done(p0)
-        return ran
 
     def _advance(self, now, tn):
         """Table mode: the first slot after ``now``, from slot time ``tn``."""
@@ -532,37 +418,6 @@ class Scheduler:
                 k = 0
                 self._base = ticks_add(self._base, h)
             S[_K] = k
-
-    def _run_scan(self, now):
-        """Scan mode: test every task's due time (the general case)."""
-        ran = 0
-        best = ticks_add(now, _FAR)
-        p0 = cpu_us()
-        for t in self.tasks:
-            d = t._nd
-            late = ticks_diff(now, d)
-            if late < 0:
-                if ticks_diff(d, best) < 0:
-                    best = d
-                continue
-            # Next slot on the fixed grid (skip slots already missed), set
-            # before the call: a task that raises must not stay due, or the
-            # next pass would re-run it at once, forever (H-9 then holds the
-            # outputs safe, the other tasks -- console -- must keep running).
-            p = t.period
-            nd = ticks_add(d, p)
-            if ticks_diff(now, nd) >= 0:
-                missed = ticks_diff(now, nd) // p + 1
-                nd = ticks_add(nd, missed * p)
-            t._nd = nd
-            self._exec(t, now, late)
-            ran += 1
-            if ticks_diff(nd, best) < 0:
-                best = nd
-        self.next_ms = best
-        if ran:
-            self._pass_done(p0)
-        return ran
 
     def reset_stats(self):
         T = self._T

@@ -21,21 +21,18 @@ H-7 watches the contactor feedback against the command that was applied
 (``track_k``): still closed ``h7.open_ms`` after an open command = welded;
 still open ``h7.close_ms`` after a close command = failed to close; a
 disagreement must persist ``h7.deb_ms`` (contact bounce).
+
+The settings (``h1.*`` .. ``h10.*``) and the CST codes of each trip are
+declared in ``safety.protsettings``; this module is the evaluation: the
+state arrays built from the settings and the kernel that runs every tick.
 """
 import micropython
 from array import array
 from micropython import const
 import config
-from safety.risk import H1, H2, H3, H4, H5, H6, H7, H8, H9, H10
-
-# CST masks (values of gbt.messages; local so this module stands alone)
-_F_OVERTEMP = const(0x001)
-_F_CONNECTOR = const(0x004)
-_F_NO_ENERGY = const(0x040)
-_F_ESTOP = const(0x100)
-_F_OTHER = const(0x400)
-_E_CURRENT = const(0x01)
-_E_VOLTAGE = const(0x04)
+# the settings read below (declared there) and the CST codes of a trip
+# (re-exported: the supervisor's import)
+from safety.protsettings import cst_fault_of, cst_error_of  # noqa: F401
 
 K_OK = const(0)
 K_WELDED = const(1)
@@ -82,71 +79,6 @@ _LIM = const(48)
 _STN = const(50)
 _ACT = const(11)
 _MASK = const(0x3FFFFFFF)    # ticks ms differences (modulo 2**30: exact below 2**29 ms)
-
-CONFIG_SCHEMA = (
-    ("h1.permille", 1100, 1000, 1500, "0.1 %", "H-1: trip above this per mille of rating.max_v"),
-    ("h1.deb_ms", 0, 0, 8, "ms", "H-1 debounce (action time budget 10 ms)"),
-    ("h2.permille", 1200, 1000, 2000, "0.1 %", "H-2: trip above this per mille of rating.max_i"),
-    ("h2.deb_ms", 0, 0, 50, "ms", "H-2 debounce"),
-    ("h3.deb_ms", 0, 0, 50, "ms", "H-3 E-stop debounce (latched until reset)"),
-    ("h4.ohm_per_v", 100, 10, 1000, "ohm/V", "H-4: trip below this * rating.max_v (GB/T 18487.1 fault level 100 ohm/V)"),
-    ("h4.deb_ms", 0, 0, 50, "ms", "H-4 debounce"),
-    ("h5.lo_mv", 3200, 0, 12000, "mV", "H-5: CC1 valid band low (state 3 = 4 V -0.8 V)"),
-    ("h5.hi_mv", 4800, 0, 12000, "mV", "H-5: CC1 valid band high (state 3 = 4 V +0.8 V)"),
-    ("h5.deb_ms", 10, 0, 40, "ms", "H-5 debounce (budget: I < 5 A within 50 ms of CC1 leaving 4 V)"),
-    ("h6.derate_t", 800, 0, 2000, "0.1 degC", "H-6: gun temperature where derating starts"),
-    ("h6.trip_t", 900, 0, 2000, "0.1 degC", "H-6: gun temperature trip (above)"),
-    ("h6.min_dA", 0, 0, 10000, "0.1 A", "H-6: current limit reached at trip_t"),
-    ("h6.sensor_lo", -400, -1000, 0, "0.1 degC", "H-6: gun sensor plausible low (below = sensor fault, trip)"),
-    ("h6.sensor_hi", 2000, 500, 3000, "0.1 degC", "H-6: gun sensor plausible high (above = sensor fault, trip)"),
-    ("h6.deb_ms", 0, 0, 1000, "ms", "H-6 trip debounce"),
-    ("h7.enable", 1, 0, 1, "-", "H-7: contactor feedback supervision on"),
-    ("h7.open_ms", 100, 10, 1000, "ms", "H-7: K1/K2 feedback must read open this long after an open command"),
-    ("h7.close_ms", 100, 10, 1000, "ms", "H-7: K1/K2 feedback must read closed this long after a close command"),
-    ("h7.deb_ms", 10, 0, 100, "ms", "H-7: feedback disagreement must persist this long (contact bounce)"),
-    ("h7.v_check", 0, 0, 1, "-", "H-7: also call welded if inside follows outside after open (needs inside discharge)"),
-    ("h7.weld_dv", 100, 1, 1000, "0.1 V", "H-7: |v_inside - v_outside| below this counts as 'follows'"),
-    ("h7.live_dv", 600, 0, 10000, "0.1 V", "H-7: voltages above this count as live"),
-    ("h8.ma", 30, 1, 1000, "mA", "H-8: residual current trip above (seed 002: 30 mA)"),
-    ("h8.deb_ms", 0, 0, 50, "ms", "H-8 debounce (seed 002: act within 100 ms)"),
-    ("h10.enable", 1, 0, 1, "-", "H-10: trip on AC mains loss while the output is live"),
-    ("h10.deb_ms", 20, 0, 500, "ms", "H-10 debounce"),
-)
-config.register(CONFIG_SCHEMA)
-
-
-def _cross(c):
-    if c["h5.lo_mv"] >= c["h5.hi_mv"]:
-        return "h5.lo_mv must be below h5.hi_mv"
-    if c["h6.derate_t"] >= c["h6.trip_t"]:
-        return "h6.derate_t must be below h6.trip_t"
-    if c["h6.trip_t"] >= c["h6.sensor_hi"]:
-        return "h6.trip_t must be below h6.sensor_hi"
-    return None
-
-
-if _cross not in config.CROSS_CHECKS:
-    config.CROSS_CHECKS.append(_cross)
-
-
-def cst_fault_of(code):
-    """CST fault mask for hard-protection code (no allocation)."""
-    if code == H3:
-        return _F_ESTOP
-    if code == H5 or code == H6:
-        return _F_CONNECTOR
-    if code == H10:
-        return _F_NO_ENERGY
-    return _F_OTHER
-
-
-def cst_error_of(code):
-    if code == H1:
-        return _E_VOLTAGE
-    if code == H2:
-        return _E_CURRENT
-    return 0
-
 
 class Protections:
     def __init__(self, c):

@@ -54,13 +54,19 @@ class WeldPack(BatteryPack):
             self._r[0] = self._r0 * (1.0 + self.growth_per_s * (self.time_s - self.onset_s))
 
 
-class _Console:
-    """The TCU's end of the firmware console (a pty): drains what the
-    firmware prints, types commands."""
+class Terminal:
+    """The far end of the firmware console's pseudo-terminal: where a TCU
+    wired to the console, an engineer or a test types.  A reader thread
+    drains everything the firmware prints (a full pty makes the firmware
+    drop console output); ``take`` returns what came since the last take.
+    ``keep``: the most bytes kept (the oldest go first), for a reader that
+    never takes (0: no bound)."""
 
-    def __init__(self, fd):
+    def __init__(self, fd, keep: int = 0):
         self.fd = fd
-        self.out = bytearray()
+        self.keep = keep
+        self.buf = bytearray()
+        self.lock = threading.Lock()
         self.running = True
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -70,10 +76,26 @@ class _Console:
             r, _, _ = select.select([self.fd], [], [], 0.05)
             if r:
                 try:
-                    self.out += os.read(self.fd, 65536)
+                    data = os.read(self.fd, 65536)
                 except OSError:
                     time.sleep(0.01)
-                del self.out[:-20000]
+                    continue
+                with self.lock:
+                    self.buf += data
+                    if self.keep:
+                        del self.buf[:-self.keep]
+
+    def take(self) -> bytes:
+        """What the firmware printed since the last ``take``."""
+        with self.lock:
+            b = bytes(self.buf)
+            del self.buf[:]
+        return b
+
+    def put_back(self, data: bytes) -> None:
+        """Output taken but not used: the next ``take`` starts with it."""
+        with self.lock:
+            self.buf[:0] = data
 
     def type(self, line: str) -> None:
         os.write(self.fd, line.encode() + b"\r")
@@ -120,7 +142,7 @@ class SilCharger:
         if self.secure:
             self.sim.unplug()            # the handshake first (between sessions)
         os.close(master)
-        self.console = _Console(slave)
+        self.console = Terminal(slave, keep=20000)
         self.bms = None
         if not self.secure:
             self._vehicle()

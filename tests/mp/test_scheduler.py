@@ -246,4 +246,19 @@ def test_no_table_for_long_gaps_or_late_tasks():
     mptest.eq(a.t[3], 15, "a at 15")
 
 
+def test_table_builder_is_not_kept_in_ram():
+    # rt.schedtable runs once, at start: a board must not keep its code and
+    # globals in the heap for the life of the app; a second start loads it again
+    import sys
+    import rt
+    for k in range(2):
+        s = Scheduler(SimClock())
+        r = Recorder(10)
+        s.add("a", r.fn, 5)
+        s.start(0)
+        mptest.true(s._tb is not None, "start %d: table built" % k)
+        mptest.true("rt.schedtable" not in sys.modules, "start %d: dropped from sys.modules" % k)
+        mptest.true(not hasattr(rt, "schedtable"), "start %d: dropped from the rt package" % k)
+
+
 mptest.main(globals())
