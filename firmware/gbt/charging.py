@@ -21,14 +21,10 @@ _PGN_BSM = const(0x1300)
 
 class Charging:
     def __init__(self, sess):
+        # (the session's collaborators are read through ``s``, not copied
+        # here: each copy would be an instance-table slot; the tick reads
+        # each once, as it would its own)
         self.s = sess
-        self.c = sess.c
-        self.tx = sess.tx
-        self.bms = sess.bms
-        self.inp = sess.inp
-        self.out = sess.out
-        self.ctl = sess.ctl
-        self.end = sess.end
         self.enter(0)
 
     def enter(self, now):
@@ -53,8 +49,9 @@ class Charging:
     # ``ticks_diff`` is the port's own (called), so wrapping ticks stay right.
     @micropython.viper
     def tick(self, now: int, dt: int):
-        c = self.c
-        tx = self.tx
+        s = self.s
+        c = s.c
+        tx = s.tx
         # The BCL/BCS timers run from the entry into CHARGING (``enter``);
         # the first CRO 0xAA really sent restarts them (spec 4.2: "from CRO
         # 0xAA sent / the last BCL"), unless a message came later.  CCS
@@ -63,16 +60,15 @@ class Charging:
         if not self.armed:
             self._arm_timers(now)
         if int(ticks_diff(now, self.t_bcl)) >= int(c.bcl_ms):
-            self.end.rehandshake(now, m.CEM_BCL, W.WHY_BCL_TO)
+            self.s.end.rehandshake(now, m.CEM_BCL, W.WHY_BCL_TO)
             return
         if int(ticks_diff(now, self.t_bcs)) >= int(c.bcs_ms):
-            self.end.rehandshake(now, m.CEM_BCS, W.WHY_BCS_TO)
+            self.s.end.rehandshake(now, m.CEM_BCS, W.WHY_BCS_TO)
             return
-        b = self.bms
-        inp = self.inp
-        out = self.out
-        ctl = self.ctl
-        s = self.s
+        b = s.bms
+        inp = s.inp
+        out = s.out
+        ctl = s.ctl
         v = int(inp.v_outside)
         i_meas = int(inp.i_out)
         if i_meas < 0:
@@ -110,7 +106,7 @@ class Charging:
             self._target(now, dt)
 
     def _arm_timers(self, now):
-        tx = self.tx
+        tx = self.s.tx
         t0 = tx.aa_sent_ms(tx_.CRO)
         if t0 >= 0:
             self.armed = 1
@@ -125,51 +121,53 @@ class Charging:
         """BSM permit 00: True if the pause lasted too long (stopped)."""
         if self.t_pause < 0:
             self.t_pause = now
-        elif ticks_diff(now, self.t_pause) >= self.c.pause_ms:
-            self.end.stop(now, m.CST_R_CONDITION, 0, 0, W.WHY_PAUSE, True)
+        elif ticks_diff(now, self.t_pause) >= self.s.c.pause_ms:
+            self.s.end.stop(now, m.CST_R_CONDITION, 0, 0, W.WHY_PAUSE, True)
             return True
         return False
 
     def _target(self, now, dt):
-        c = self.c
-        self.end.stop(now, m.CST_R_CONDITION, 0, 0, W.WHY_TARGET, True)
+        s = self.s
+        c = s.c
+        s.end.stop(now, m.CST_R_CONDITION, 0, 0, W.WHY_TARGET, True)
         # The first CST goes out in this tick: start the stop ramp in it
         # too, or 200 A needs 110 ms (figure A.6: <= 5 A 100 ms after CST).
-        self.out.i_set = self.ctl.ramp(0, dt, c.ramp_stop, c.ramp_stop)
+        s.out.i_set = s.ctl.ramp(0, dt, c.ramp_stop, c.ramp_stop)
 
     # -- messages (BCL, BCS, BSM first: they come all the time) -------------
     def on_message(self, now, pgn):
         if pgn == _PGN_BCL:
             self.t_bcl = now
             self.bcl_seen = 1
-            if not self.flowing and self.tx.aa_sent_ms(tx_.CRO) >= 0:
+            if not self.flowing and self.s.tx.aa_sent_ms(tx_.CRO) >= 0:
                 self._flow(now)
         elif pgn == _PGN_BCS:
             self.t_bcs = now
             self.bcs_seen = 1
-            if not self.flowing and self.tx.aa_sent_ms(tx_.CRO) >= 0:
+            if not self.flowing and self.s.tx.aa_sent_ms(tx_.CRO) >= 0:
                 self._flow(now)
         elif pgn == _PGN_BSM:
-            b = self.bms
+            b = self.s.bms
             if b.st_oc or b.st_cell_v or b.st_soc or b.st_ot or b.st_ins or b.st_conn:
                 self._bsm_stop(now)
         elif pgn == _PGN_BRO:
-            if self.bms.bro == 0x00:
-                self.end.stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_BRO_DROP, True)
+            if self.s.bms.bro == 0x00:
+                self.s.end.stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_BRO_DROP, True)
         else:
             self.s._on_common(now, pgn)
 
     def _flow(self, now):
         """First BCL/BCS once CRO 0xAA has been sent: CRO off, CCS on."""
         self.flowing = 1
-        self.tx.stop(tx_.CRO)
-        self.tx.start(tx_.CCS, now)
+        tx = self.s.tx
+        tx.stop(tx_.CRO)
+        tx.start(tx_.CCS, now)
 
     def _bsm_stop(self, now):
-        b = self.bms
+        b = self.s.bms
         err = 0
         if b.st_oc:
             err |= m.CST_E_CURRENT
         if b.st_cell_v:
             err |= m.CST_E_VOLTAGE
-        self.end.stop(now, m.CST_R_FAULT, m.CST_F_OTHER, err, W.WHY_BSM, True)
+        self.s.end.stop(now, m.CST_R_FAULT, m.CST_F_OTHER, err, W.WHY_BSM, True)

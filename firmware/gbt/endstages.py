@@ -22,10 +22,7 @@ from time import ticks_diff
 
 from gbt import enc as m      # (not gbt.messages: its re-exports cost heap)
 from gbt import chargertx as tx_
-from gbt.stages import (RECOGNITION, PARAMETER, PRECHARGE, CHARGING,
-                        REHANDSHAKE, STOPPING, STATISTICS, FINISH, DONE,
-                        IDLE, CONNECTED, LOCKING, WHY_NONE, WHY_COMM, WHY_BST_TO,
-                        WHY_BSD_TO, WHY_BLEED)
+from gbt import stages as W
 from micropython import const
 
 _PGN_BSD = const(0x1C00)
@@ -34,11 +31,6 @@ _PGN_BSD = const(0x1C00)
 class EndStages:
     def __init__(self, sess):
         self.s = sess
-        self.c = sess.c
-        self.tx = sess.tx
-        self.inp = sess.inp
-        self.out = sess.out
-        self.ctl = sess.ctl
         self.ccs_off_n = -1               # CCS count when K1/K2 opened in STOPPING
         self.cst_n0 = 0                   # CST count at the stop
         self.csd_n0 = -1                  # CSD count when CSD started (-1: not yet)
@@ -63,64 +55,65 @@ class EndStages:
     # -- K1/K2 ------------------------------------------------------------
     def _k(self):
         # = session.k_closed(): out.k12, unless a trip was reported
-        return self.out.k12 and self.s.trip_why is WHY_NONE
+        return self.s.out.k12 and self.s.trip_why is W.WHY_NONE
 
     def open_k12(self):
-        out = self.out
+        out = self.s.out
         out.pwr_en = 0
         out.i_set = 0
         out.v_set = 0
         out.k12 = 0
-        self.ctl.drop()
+        self.s.ctl.drop()
 
     # -- entry points ------------------------------------------------------
     def stop(self, now, reason, fault, error, why, exchange=True):
         """Begin the end path; the first cause wins (later ones are ignored)."""
         s = self.s
         st = s.stage
-        if st == IDLE or st == CONNECTED or st == DONE:
+        if st == W.IDLE or st == W.CONNECTED or st == W.DONE:
             return
-        if st == STOPPING or st == STATISTICS or st == FINISH:
+        if st == W.STOPPING or st == W.STATISTICS or st == W.FINISH:
             return
         s.stop_why = why
-        tx = self.tx
+        tx = self.s.tx
         ccs = tx.on[tx_.CCS]
         self.ccs_off_n = -1
         tx.stop_all()
-        if ccs and st == CHARGING:
+        if ccs and st == W.CHARGING:
             # CCS goes on, on its own period, while the current ramps down
             # (until K1/K2 open): the BMS sees the charger's current fall
             # (GB/T 27930 lets CCS run until the charger has stopped).
             tx.keep(tx_.CCS)
         tx.set_cst(reason, fault, error)
         self.t_stop = now
-        if st == LOCKING:                 # no CHM yet: nobody to tell
+        if st == W.LOCKING:               # no CHM yet: nobody to tell
             self.exchange = 0
             self.finish(now, 0)
             return
         self.cst_n0 = tx.sent[tx_.CST]
         tx.start(tx_.CST, now)
         self.exchange = 1 if (exchange and self.brm_ever) else 0
-        s.goto(STOPPING, now)
+        s.goto(W.STOPPING, now)
 
     def rehandshake(self, now, bits, why):
         s = self.s
         st = s.stage
-        if st != RECOGNITION and st != PARAMETER and st != PRECHARGE and st != CHARGING:
+        if st != W.RECOGNITION and st != W.PARAMETER and st != W.PRECHARGE \
+                and st != W.CHARGING:
             return
         s.timeout_why = why
         s.cem |= bits
-        tx = self.tx
+        tx = self.s.tx
         tx.stop_all()
         tx.set_cem(bits)
         if bits:
             tx.start(tx_.CEM, now)
-        self.comm_lost = 1 if s.rehandshakes >= self.c.rehs_max else 0
-        s.goto(REHANDSHAKE, now)
+        self.comm_lost = 1 if s.rehandshakes >= self.s.c.rehs_max else 0
+        s.goto(W.REHANDSHAKE, now)
 
     def finish(self, now, cem_bits):
         """Into FINISH: CEM for a BST/BSD timeout, else CSD off."""
-        tx = self.tx
+        tx = self.s.tx
         tx.stop(tx_.CCS)
         if cem_bits:
             tx.stop(tx_.CST)
@@ -133,7 +126,7 @@ class EndStages:
         self.aux_done = 0
         if self._k():                     # LOCKING path / safety net
             self.open_k12()
-        self.s.goto(FINISH, now)
+        self.s.goto(W.FINISH, now)
 
     def on_message(self, now, pgn):
         """STOPPING / STATISTICS: BSD noted; the rest as in every stage."""
@@ -142,6 +135,10 @@ class EndStages:
         else:
             self.s._on_common(now, pgn)
 
+    def on_other(self, now, pgn):
+        """REHANDSHAKE / FINISH: as in every stage (a BSD is not theirs)."""
+        self.s._on_common(now, pgn)
+
     # -- per-tick handlers -------------------------------------------------
     def _current_down(self, now, dt, t0):
         """Ramp to 0 and open K1/K2 below i_off (or after open_wait_ms).
@@ -149,48 +146,48 @@ class EndStages:
         no bytecode frame passes the 11 words kept on the C stack; a bigger
         one is taken from the GC heap at each call, docs/performance.md.)"""
         if not self._k():
-            out = self.out
+            out = self.s.out
             out.pwr_en = 0                # e.g. pre-charge output on, K1/K2 open
             out.i_set = 0
             out.v_set = 0
             return True
-        if self._ramp_down(dt) <= self.c.i_off and self.inp.i_out <= self.c.i_off:
+        if self._ramp_down(dt) <= self.s.c.i_off and self.s.inp.i_out <= self.s.c.i_off:
             self.open_k12()
             return True
-        if ticks_diff(now, t0) >= self.c.open_wait_ms:
+        if ticks_diff(now, t0) >= self.s.c.open_wait_ms:
             self.s.open_forced += 1
             self.open_k12()
             return True
         return False
 
     def _ramp_down(self, dt):
-        c = self.c
-        ctl = self.ctl
+        c = self.s.c
+        ctl = self.s.ctl
         i = ctl.ramp(0, dt, c.ramp_stop, c.ramp_stop)
-        self.out.i_set = i
-        inp = self.inp
+        self.s.out.i_set = i
+        inp = self.s.inp
         ctl.integrate(inp.v_outside, inp.i_out, dt, False)
         self.s.energy_wh = ctl.energy_wh
         return i
 
     def exit_rehandshake(self, now):
-        self.tx.stop(tx_.CEM)
+        self.s.tx.stop(tx_.CEM)
 
     def tick_rehandshake(self, now, dt):
         s = self.s
         if not self._current_down(now, dt, s.stage_entered_ms):
             return
-        if ticks_diff(now, s.stage_entered_ms) < self.c.cem_hold_ms:
+        if ticks_diff(now, s.stage_entered_ms) < self.s.c.cem_hold_ms:
             return
         if self.comm_lost:
-            self.tx.stop(tx_.CEM)
-            s.stop_why = WHY_COMM
+            self.s.tx.stop(tx_.CEM)
+            s.stop_why = W.WHY_COMM
             s.need_replug = 1
             self.t_stop = now
             self.finish(now, 0)
             return
         s.rehandshakes += 1
-        s.goto(RECOGNITION, now)
+        s.goto(W.RECOGNITION, now)
 
     def tick_stopping(self, now, dt):
         self._stopping(now, dt)
@@ -201,10 +198,10 @@ class EndStages:
         if (self._current_down(now, dt, self.t_stop) and self.need_bleed
                 and not self.bleed_started):
             self._bleed_start(now)
-        tx = self.tx
+        tx = self.s.tx
         if tx.on[tx_.CCS]:
-            v = self.inp.v_outside
-            i = self.inp.i_out
+            v = self.s.inp.v_outside
+            i = self.s.inp.i_out
             tx.set_ccs_out(v if v > 0 else 0, i if i > 0 else 0)
             if not self._k():
                 # output off: one more CCS shows it (the current the BMS
@@ -225,10 +222,10 @@ class EndStages:
         # waits for the CST answer before its statistics (K1/K2 may already
         # be open in the very tick of the stop, e.g. before charging).
         if self.bst_seen and tx.sent[tx_.CST] != self.cst_n0:
-            self.s.goto(STATISTICS, now)
+            self.s.goto(W.STATISTICS, now)
             return
-        if ticks_diff(now, tx.cst_started_ms()) >= self.c.bst_ms:
-            self.s.stop_detail = WHY_BST_TO
+        if ticks_diff(now, tx.cst_started_ms()) >= self.s.c.bst_ms:
+            self.s.stop_detail = W.WHY_BST_TO
             self.finish(now, m.CEM_BST)
 
     def enter_statistics(self, now):
@@ -236,15 +233,15 @@ class EndStages:
         # sequence; GB/T 34658 DN4002 caps it at cst_max_ms from the first.
         self.csd_n0 = -1                  # -1: CSD not started yet
         self.t_tail = -1
-        self.tx.stop(tx_.CCS)
+        self.s.tx.stop(tx_.CCS)
         if self.bsd_seen:
             self._csd_on(now)
 
     def _csd_on(self, now):
         """BSD received: CST off, CSD on (its first frame in this tick)."""
-        tx = self.tx
+        tx = self.s.tx
         tx.stop(tx_.CST)
-        tx.set_csd(self.ctl.minutes(), self.ctl.energy_wh // 100)
+        tx.set_csd(self.s.ctl.minutes(), self.s.ctl.energy_wh // 100)
         self.csd_n0 = tx.sent[tx_.CSD]
         tx.start(tx_.CSD, now)
 
@@ -255,20 +252,20 @@ class EndStages:
 
     def _statistics(self, now):
         if not self.exchange:             # connector removed meanwhile
-            self.tx.stop(tx_.CST)
+            self.s.tx.stop(tx_.CST)
             self.finish(now, 0)
             return
         if self.bsd_seen and self.csd_n0 < 0:
             self._csd_on(now)
             return
-        if self.bsd_seen and self.tx.sent[tx_.CSD] != self.csd_n0:
+        if self.bsd_seen and self.s.tx.sent[tx_.CSD] != self.csd_n0:
             if self.t_tail < 0:
                 self.t_tail = now
-            if ticks_diff(now, self.t_tail) >= self.c.csd_tail_ms:
+            if ticks_diff(now, self.t_tail) >= self.s.c.csd_tail_ms:
                 self.finish(now, 0)
             return
-        if ticks_diff(now, self.t_stop) >= self.c.bsd_ms:
-            self.s.stop_detail = WHY_BSD_TO
+        if ticks_diff(now, self.t_stop) >= self.s.c.bsd_ms:
+            self.s.stop_detail = W.WHY_BSD_TO
             self.finish(now, m.CEM_BSD)
 
     def tick_finish(self, now, dt):
@@ -277,37 +274,37 @@ class EndStages:
             self._bleed_tick(now)
 
     def _finish(self, now):
-        c = self.c
-        out = self.out
+        c = self.s.c
+        out = self.s.out
         if not self.aux_done:
-            if self.tx.on[tx_.CEM] and ticks_diff(now, self.s.stage_entered_ms) < c.cem_hold_ms:
+            if self.s.tx.on[tx_.CEM] and ticks_diff(now, self.s.stage_entered_ms) < c.cem_hold_ms:
                 return
-            self.tx.stop(tx_.CEM)
+            self.s.tx.stop(tx_.CEM)
             out.k34 = 0                   # aux power off: CSD sent + BSD in (or timed out)
             self.aux_done = 1
         if self.bleeding:
             return
-        if self._k() or self.inp.v_outside >= c.unlock_v:
+        if self._k() or self.s.inp.v_outside >= c.unlock_v:
             return                        # keep the gun locked while it is live
         out.lock = 0
-        self.s.goto(DONE, now)
+        self.s.goto(W.DONE, now)
 
     # -- bleed at the end (only ever on in STOPPING, STATISTICS, FINISH) -------
     def _bleed_start(self, now):
-        self.out.bleed = 1
+        self.s.out.bleed = 1
         self.bleeding = 1
         self.bleed_started = 1
         self.t_bleed = now
 
     def _bleed_tick(self, now):
-        inp = self.inp
+        inp = self.s.inp
         v = inp.v_outside
         if self._k() and inp.v_inside > v:
             v = inp.v_inside
-        if v < self.c.bleed_v:
-            self.out.bleed = 0
+        if v < self.s.c.bleed_v:
+            self.s.out.bleed = 0
             self.bleeding = 0
-        elif ticks_diff(now, self.t_bleed) >= self.c.bleed_ms:
-            self.out.bleed = 0            # a bleeder is not rated for a battery
+        elif ticks_diff(now, self.t_bleed) >= self.s.c.bleed_ms:
+            self.s.out.bleed = 0            # a bleeder is not rated for a battery
             self.bleeding = 0
-            self.s.fault_why = WHY_BLEED
+            self.s.fault_why = W.WHY_BLEED

@@ -13,13 +13,14 @@ from time import ticks_diff
 from gbt import enc as m      # (not gbt.messages: its re-exports cost heap)
 from gbt import dec as _dec
 from gbt import chargertx as tx_
-from gbt.stages import PARAMETER, PRECHARGE, CHARGING
 from gbt import stages as W
 from micropython import const
 
 _CHECK = const(0)
 _RAMP = const(1)
 _E_RANGE = const(2)
+_BRO_SEEN = const(1)    # a BRO came (not 0xAA)
+_BRO_AA = const(2)      # the last BRO was 0xAA
 _PGN_BRM = const(0x0200)
 _PGN_BCP = const(0x0600)
 _PGN_BRO = const(0x0900)
@@ -28,20 +29,13 @@ _PGN_BRO = const(0x0900)
 class Exchange:
     def __init__(self, sess):
         self.s = sess
-        self.c = sess.c
-        self.inp = sess.inp
-        self.out = sess.out
-        self.bms = sess.bms
-        self.tx = sess.tx
-        self.end = sess.end
         self.reset()
 
     def reset(self):
         """A new handshake attempt (first one or a re-handshake)."""
         self.brm = 0                      # BRM accepted in this attempt
         self.bcp = 0                      # BCP accepted
-        self.bro_seen = 0
-        self.bro_aa = 0
+        self.bro = 0                      # last BRO: 0 none yet, _BRO_SEEN, _BRO_AA
         self.cml_n = 0                    # CML / CTS sent-counters at PARAMETER entry
         self.cts_n = 0
         self.rej = 0                      # BCP rejected: CML once, then CST
@@ -54,14 +48,14 @@ class Exchange:
     # -- RECOGNITION -------------------------------------------------------
     def enter_recognition(self, now):
         self.reset()
-        tx = self.tx
+        tx = self.s.tx
         tx.stop_all()
         tx.crm_new()
         tx.start(tx_.CRM, now)
         self.t = now
 
     def exit_recognition(self, now):
-        self.tx.stop(tx_.CRM)
+        self.s.tx.stop(tx_.CRM)
 
     def on_recognition(self, now, pgn):
         if pgn == _PGN_BRM:
@@ -80,37 +74,37 @@ class Exchange:
             self._bcp_range(now)          # a field out of range: incompatible
 
     def tick_recognition(self, now, dt):
-        c = self.c
-        tx = self.tx
+        c = self.s.c
+        tx = self.s.tx
         if self.rej:
             self._tick_rejected(now)
         elif not self.brm:
             if ticks_diff(now, self.t) >= c.brm_ms:
-                self.end.rehandshake(now, m.CEM_BRM, W.WHY_BRM_TO)
+                self.s.end.rehandshake(now, m.CEM_BRM, W.WHY_BRM_TO)
         elif not self.bcp:
             t0 = tx.aa_sent_ms(tx_.CRM)
             if t0 >= 0 and ticks_diff(now, t0) >= c.bcp_ms:
-                self.end.rehandshake(now, m.CEM_BCP, W.WHY_BCP_TO)
+                self.s.end.rehandshake(now, m.CEM_BCP, W.WHY_BCP_TO)
         elif tx.aa_sent_ms(tx_.CRM) >= 0:
             # BCP came before CRM 0xAA went out (same receive pass as the
             # BRM): the BMS must see CRM 0xAA at least once first.
-            self.s.goto(PARAMETER, now)
+            self.s.goto(W.PARAMETER, now)
 
     def _tick_rejected(self, now):
         # BCP incompatible: the BMS gets the charger's limits (one CML),
         # then CST (GB/T 27930-2023 A practice), no re-handshake.
-        tx = self.tx
+        tx = self.s.tx
         if not tx.on[tx_.CML]:
             self._rej_cml(now)            # once CRM 0xAA has gone out
         elif tx.sent[tx_.CML] + tx.fail[tx_.CML] != self.rej_n:
-            self.end.stop(now, m.CST_R_FAULT, m.CST_F_NO_ENERGY, self.rej_err,
+            self.s.end.stop(now, m.CST_R_FAULT, m.CST_F_NO_ENERGY, self.rej_err,
                           self.rej_why, True)
 
     def _on_brm(self, now):
         self.brm = 1
-        self.end.brm_ever = 1
+        self.s.end.brm_ever = 1
         s = self.s
-        bms = self.bms
+        bms = self.s.bms
         if s.vin_check is not None and bms.vin_len:
             r = s.vin_check(bms.vin_str())
             if isinstance(r, tuple):
@@ -119,13 +113,13 @@ class Exchange:
             else:
                 ok = r
             if not ok:
-                self.end.stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_VIN, True)
+                self.s.end.stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_VIN, True)
                 return
-        self.tx.set_aa(tx_.CRM, 1)
+        self.s.tx.set_aa(tx_.CRM, 1)
 
     def _on_bcp(self, now):
-        c = self.c
-        b = self.bms
+        c = self.s.c
+        b = self.s.bms
         err = 0
         if b.max_v < c.min_v or b.bcp_v < c.min_v or b.bcp_v > c.max_v:
             err |= m.CST_E_VOLTAGE        # also catches NA (-1)
@@ -135,8 +129,8 @@ class Exchange:
             self._bcp_reject(now, err, W.WHY_BCP)
             return
         self.bcp = 1
-        if self.tx.aa_sent_ms(tx_.CRM) >= 0:
-            self.s.goto(PARAMETER, now)
+        if self.s.tx.aa_sent_ms(tx_.CRM) >= 0:
+            self.s.goto(W.PARAMETER, now)
         # else: tick_recognition enters PARAMETER after the first CRM 0xAA
 
     def _bcp_range(self, now):
@@ -153,8 +147,8 @@ class Exchange:
         self._bcp_reject(now, err, W.WHY_BCP_RANGE)
 
     def _bcp_reject(self, now, err, why):
-        if self.c.bcp_retry:
-            self.end.rehandshake(now, 0, why)
+        if self.s.c.bcp_retry:
+            self.s.end.rehandshake(now, 0, why)
             return
         self.rej = 1
         self.rej_err = err
@@ -162,7 +156,7 @@ class Exchange:
         self._rej_cml(now)
 
     def _rej_cml(self, now):
-        tx = self.tx
+        tx = self.s.tx
         if tx.aa_sent_ms(tx_.CRM) < 0:
             return                        # CRM 0xAA first (tick_recognition)
         self.rej_n = tx.sent[tx_.CML] + tx.fail[tx_.CML]
@@ -171,49 +165,48 @@ class Exchange:
 
     # -- PARAMETER ---------------------------------------------------------
     def enter_parameter(self, now):
-        tx = self.tx
+        tx = self.s.tx
         self.cml_n = tx.sent[tx_.CML]
         self.cts_n = tx.sent[tx_.CTS]
         tx.start(tx_.CML, now)
-        if self.c.cts_enable:
+        if self.s.c.cts_enable:
             tx.start(tx_.CTS, now)
         self.t = now
 
     def exit_parameter(self, now):
-        tx = self.tx
+        tx = self.s.tx
         tx.stop(tx_.CML)
         tx.stop(tx_.CTS)
 
     def _cml_out(self):
         """CML (and CTS if enabled) sent at least once in this PARAMETER stage."""
-        tx = self.tx
+        tx = self.s.tx
         return (tx.sent[tx_.CML] != self.cml_n
-                and (not self.c.cts_enable or tx.sent[tx_.CTS] != self.cts_n))
+                and (not self.s.c.cts_enable or tx.sent[tx_.CTS] != self.cts_n))
 
     def on_parameter(self, now, pgn):
         if pgn == _PGN_BRO:
-            self.bro_seen = 1
-            self.bro_aa = 1 if self.bms.bro == 0xAA else 0
-            if self.bro_aa and self._cml_out():
-                self.s.goto(PRECHARGE, now)
+            self.bro = _BRO_AA if self.s.bms.bro == 0xAA else _BRO_SEEN
+            if self.bro == _BRO_AA and self._cml_out():
+                self.s.goto(W.PRECHARGE, now)
             # else: tick_parameter goes on once CML (and CTS) went out
         else:
             self.s._on_common(now, pgn)
 
     def tick_parameter(self, now, dt):
-        c = self.c
-        if self.bro_aa and self._cml_out():
+        c = self.s.c
+        if self.bro == _BRO_AA and self._cml_out():
             # BRO 0xAA came in the receive pass that finished the BCP,
             # before any CML: go on only once the BMS has seen CML.
-            self.s.goto(PRECHARGE, now)
+            self.s.goto(W.PRECHARGE, now)
             return
         el = ticks_diff(now, self.t)
-        if (not self.bro_seen and el >= c.bro_ms) or el >= c.bro_aa_ms:
-            self.end.rehandshake(now, m.CEM_BRO, W.WHY_BRO_TO)
+        if (not self.bro and el >= c.bro_ms) or el >= c.bro_aa_ms:
+            self.s.end.rehandshake(now, m.CEM_BRO, W.WHY_BRO_TO)
 
     # -- PRECHARGE ---------------------------------------------------------
     def enter_precharge(self, now):
-        tx = self.tx
+        tx = self.s.tx
         tx.set_aa(tx_.CRO, 0)
         tx.start(tx_.CRO, now)
         self.t = now
@@ -221,8 +214,8 @@ class Exchange:
 
     def on_precharge(self, now, pgn):
         if pgn == _PGN_BRO:
-            if self.bms.bro == 0x00:
-                self.end.stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_BRO_DROP, True)
+            if self.s.bms.bro == 0x00:
+                self.s.end.stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_BRO_DROP, True)
         else:
             self.s._on_common(now, pgn)
 
@@ -230,31 +223,31 @@ class Exchange:
         if self.sub == _CHECK:            # battery voltage plausible?
             self._pre_check(now)
             return
-        vb = self.inp.v_outside
-        self.out.v_set = vb - self.c.pre_below      # follow the battery
-        if vb - self.c.pre_hi <= self.inp.v_inside <= vb - self.c.pre_lo:
+        vb = self.s.inp.v_outside
+        self.s.out.v_set = vb - self.s.c.pre_below      # follow the battery
+        if vb - self.s.c.pre_hi <= self.s.inp.v_inside <= vb - self.s.c.pre_lo:
             self._pre_close(now)
-        elif ticks_diff(now, self.t) >= self.c.pre_ms:
+        elif ticks_diff(now, self.t) >= self.s.c.pre_ms:
             self._pre_fail(now)
 
     def _pre_fail(self, now):
-        f = m.CST_F_PRECHARGE if self.c.profile == m.PROFILE_2023A else m.CST_F_OTHER
-        self.end.stop(now, m.CST_R_FAULT, f, 0, W.WHY_PRECHARGE, True)
+        f = m.CST_F_PRECHARGE if self.s.c.profile == m.PROFILE_2023A else m.CST_F_OTHER
+        self.s.end.stop(now, m.CST_R_FAULT, f, 0, W.WHY_PRECHARGE, True)
 
     def _pre_check(self, now):
-        c = self.c
-        vb = self.inp.v_outside
-        ref = self.bms.bcp_v
+        c = self.s.c
+        vb = self.s.inp.v_outside
+        ref = self.s.bms.bcp_v
         tol = ref * c.vchk_pct // 1000
-        if ref - tol <= vb <= ref + tol and c.min_v <= vb <= c.max_v and vb <= self.bms.max_v:
+        if ref - tol <= vb <= ref + tol and c.min_v <= vb <= c.max_v and vb <= self.s.bms.max_v:
             self._pre_start(now, vb)
         elif ticks_diff(now, self.t) >= c.vchk_ms:
-            self.end.stop(now, m.CST_R_FAULT, m.CST_F_OTHER, m.CST_E_VOLTAGE,
+            self.s.end.stop(now, m.CST_R_FAULT, m.CST_F_OTHER, m.CST_E_VOLTAGE,
                           W.WHY_BATT_V, True)
 
     def _pre_start(self, now, vb):
-        c = self.c
-        out = self.out
+        c = self.s.c
+        out = self.s.out
         out.v_set = vb - c.pre_below
         out.i_set = c.pre_i
         out.pwr_en = 1
@@ -262,9 +255,9 @@ class Exchange:
         self.t = now
 
     def _pre_close(self, now):
-        self.out.k12 = 1
-        self.end.need_bleed = 1           # the interface is live from here on
-        self.tx.set_aa(tx_.CRO, 1)
+        self.s.out.k12 = 1
+        self.s.end.need_bleed = 1           # the interface is live from here on
+        self.s.tx.set_aa(tx_.CRO, 1)
         # every charging-stage timeout runs from here (Charging.enter;
         # restarted at the first CRO 0xAA really sent, Charging.tick)
-        self.s.goto(CHARGING, now)
+        self.s.goto(W.CHARGING, now)

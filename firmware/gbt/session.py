@@ -32,12 +32,11 @@ from gbt import ids
 from gbt import enc as m      # (not gbt.messages: its re-exports cost heap)
 from gbt.chargertx import ChargerTx
 from gbt.control import Control
-from gbt.intrusion import IX_BCP_LATE, IX_BRM_LATE, IX_STAGE_MSG
-from gbt.sessioncfg import SessionConfig, CONFIG_SCHEMA  # noqa: F401
-from gbt.stages import (IDLE, CONNECTED, LOCKING, HANDSHAKE, INSULATION,
-                        RECOGNITION, PARAMETER, PRECHARGE, CHARGING,
-                        REHANDSHAKE, STOPPING, STATISTICS, FINISH, DONE,
-                        STAGE_NAMES)
+from gbt import intrusion as ix_
+from gbt.sessioncfg import SessionConfig
+# (the per-tick check needs only these two; the rest as ``W.NAME``: every
+# imported name is a slot in this module's globals)
+from gbt.stages import LOCKING, FINISH
 from gbt import stages as W
 from gbt.startstages import StartStages
 from gbt.exchange import Exchange
@@ -46,6 +45,14 @@ from gbt.endstages import EndStages
 from micropython import const
 
 _OK = const(0)
+_START = const(1)       # operator start (``_pend`` bits)
+_STOP = const(2)        # operator stop
+_UNPLUG = const(4)      # plug_event(plugged=False)
+_ENTER = const(0)       # offsets into the stage table (``_tab``, 14 stages each)
+_TICK = const(14)
+_EXIT = const(28)
+_MSG = const(42)
+_OBJ = const(56)
 _PGN_BST = const(0x1900)
 _PGN_BEM = const(0x1E00)
 
@@ -73,47 +80,56 @@ class ChargerSession:
         self.vin_check = None         # app: fn(vin_str) -> bool or (ok, reason)
         self.start_gate = None        # app: fn() -> (ok, reason), asked once per start
         self.refused = None           # reason the last start was refused
-        self.stage = IDLE
+        self.stage = W.IDLE
         self.stage_entered_ms = 0
         # ``charging``, ``energy_wh``, ``charge_min`` are plain attributes,
         # kept up to date where they change, not properties: a property on
         # the class makes *every* attribute store on the instance look the
         # name up through the class first (MicroPython), ~1.2 instead of
         # ~0.1 kinstr per ``self.x = ...`` on the target (docs/performance.md).
-        self.charging = False     # energy may flow (CHARGING): the supervisor follows it
+        self.charging = False     # energy may flow (CHARGING)
         self.energy_wh = 0        # = ctl.energy_wh
         self.charge_min = 0       # = ctl.minutes()
         self._last = -1
         self._cc1_in = -1
         self._cc1_out = -1
-        self._pend_start = 0
-        self._pend_stop = 0
-        self._pend_unplug = 0
+        self._pend = 0                # _START | _STOP | _UNPLUG asked for, not yet acted on
         # the stage objects (one per stage group), made once
         self.end = end = EndStages(self)
         st = StartStages(self)
         self.exchange = ex = Exchange(self)
         self.charge = ch = Charging(self)
-        common = self._on_common
-        wait = self._tick_waiting
-        # per stage number: enter(now), tick(now, dt), exit(now), on_message(now, pgn)
-        enters = (None, None, st.enter_locking, st.enter_handshake,
-                        st.enter_insulation, ex.enter_recognition, ex.enter_parameter,
-                        ex.enter_precharge, ch.enter, None, None, end.enter_statistics,
-                        None, None)
-        ticks = (wait, wait, st.tick_locking, st.tick_handshake, st.tick_insulation,
-                       ex.tick_recognition, ex.tick_parameter, ex.tick_precharge, ch.tick,
-                       end.tick_rehandshake, end.tick_stopping, end.tick_statistics,
-                       end.tick_finish, wait)
-        exits = (None, None, None, None, None, ex.exit_recognition,
-                       ex.exit_parameter, None, None, end.exit_rehandshake, None,
-                       None, None, None)
-        msgs = (common, common, common, st.on_message, st.on_message,
-                      ex.on_recognition, ex.on_parameter, ex.on_precharge, ch.on_message,
-                      common, end.on_message, end.on_message, common, common)
-        self._tab = (enters, ticks, exits, msgs)
-        self._tick = wait             # ticks[stage], msgs[stage]: switched by goto
+        # Per stage number: the object that runs it and its enter(obj, now),
+        # tick(obj, now, dt), exit(obj, now), on_message(obj, now, pgn).  The
+        # tables hold the classes' own functions (no bound method is made:
+        # each would be 16 B of heap), called with the stage object.
+        S, T, X, C, E = ChargerSession, StartStages, Exchange, Charging, EndStages
+        common = S._on_common
+        wait = S._tick_waiting
+        # One flat tuple, made in one piece (no intermediate tuples left as
+        # garbage in the heap): per stage number, at the offsets _ENTER,
+        # _TICK, _EXIT, _MSG, _OBJ + stage.
+        self._tab = (
+            # enter(obj, now)
+            None, None, T.enter_locking, T.enter_handshake, T.enter_insulation,
+            X.enter_recognition, X.enter_parameter, X.enter_precharge, C.enter,
+            None, None, E.enter_statistics, None, None,
+            # tick(obj, now, dt)
+            wait, wait, T.tick_locking, T.tick_handshake, T.tick_insulation,
+            X.tick_recognition, X.tick_parameter, X.tick_precharge, C.tick,
+            E.tick_rehandshake, E.tick_stopping, E.tick_statistics, E.tick_finish, wait,
+            # exit(obj, now)
+            None, None, None, None, None, X.exit_recognition, X.exit_parameter,
+            None, None, E.exit_rehandshake, None, None, None, None,
+            # on_message(obj, now, pgn)
+            common, common, common, T.on_message, T.on_message, X.on_recognition,
+            X.on_parameter, X.on_precharge, C.on_message, E.on_other, E.on_message,
+            E.on_message, E.on_other, common,
+            # the object that runs the stage
+            self, self, st, st, st, ex, ex, ex, ch, end, end, end, end, self)
+        self._tick = wait             # this stage's tick, on_message, object: set by goto
         self._msg = common
+        self._so = self
         if link is not None:
             link.set_handler(self.on_message)   # bound methods made once
             link.set_gate(self._gate)
@@ -121,19 +137,18 @@ class ChargerSession:
 
     # -- public API --------------------------------------------------------
     def operator_start(self):
-        self._pend_start = 1
+        self._pend |= _START
         self.refused = None
 
     def operator_stop(self):
-        self._pend_stop = 1
-        self._pend_start = 0
+        self._pend = (self._pend & _UNPLUG) | _STOP
 
     def plug_event(self, now, plugged):
         """Extra plug information (e.g. an interrupt-driven detector):
         ``plugged`` False ends a session at once, without the CC1 debounce.
         Plug-in is always decided from ``inp.cc1_mv``."""
         if not plugged:
-            self._pend_unplug = 1
+            self._pend |= _UNPLUG
 
     def request_stop(self, now, reason, fault, error, why):
         """Controlled stop (level II): ramp down, CST with these masks."""
@@ -158,7 +173,7 @@ class ChargerSession:
                       why if isinstance(why, str) else W.WHY_TRIP, True)
 
     def stage_name(self):
-        return STAGE_NAMES[self.stage]
+        return W.STAGE_NAMES[self.stage]
 
     def k_closed(self):
         """K1/K2 closed as far as the session is concerned: ``out.k12``
@@ -169,17 +184,18 @@ class ChargerSession:
     def goto(self, stage, now):
         """Leave the current stage (its exit), enter ``stage`` (its enter)."""
         tab = self._tab
-        x = tab[2][self.stage]
+        x = tab[_EXIT + self.stage]
         if x is not None:
-            x(now)
+            x(self._so, now)
+        self._so = so = tab[_OBJ + stage]
         self.stage = stage
-        self.charging = stage == CHARGING
+        self.charging = stage == W.CHARGING
         self.stage_entered_ms = now
-        self._tick = tab[1][stage]
-        self._msg = tab[3][stage]
-        e = tab[0][stage]
+        self._tick = tab[_TICK + stage]
+        self._msg = tab[_MSG + stage]
+        e = tab[_ENTER + stage]
         if e is not None:
-            e(now)
+            e(so, now)
 
     # -- bookkeeping -------------------------------------------------------
     def _reset_plug(self):
@@ -223,10 +239,10 @@ class ChargerSession:
             self._cc1_in = -1
             if self._cc1_out < 0:
                 self._cc1_out = now
-        if (self._pend_unplug or self._pend_stop or self._cc1_out >= 0) and \
+        if (self._pend > _START or self._cc1_out >= 0) and \
                 LOCKING <= self.stage <= FINISH:
             self._global(now)             # (nothing to do otherwise: skip the call)
-        self._tick(now, dt)               # the current stage's (bound once)
+        self._tick(self._so, now, dt)     # the current stage's (set by goto)
         self.tx.service(now)
 
     def _plugged(self, now):
@@ -234,54 +250,53 @@ class ChargerSession:
 
     def _tick_waiting(self, now, dt):
         st = self.stage
-        if st == IDLE:
-            self._pend_stop = 0
+        if st == W.IDLE:
+            self._pend &= ~_STOP
             if self._plugged(now):
                 self._reset_plug()
                 self.refused = None
-                self.goto(CONNECTED, now)
+                self.goto(W.CONNECTED, now)
             return
-        if st == DONE:
+        if st == W.DONE:
             if self._cc1_out >= 0 and ticks_diff(now, self._cc1_out) >= self.c.replug_ms:
                 self.tx.stop_all()
-                self.goto(IDLE, now)
-                self._pend_start = 0
-            elif self._pend_start and not self.need_replug and self._plugged(now):
+                self.goto(W.IDLE, now)
+                self._pend &= ~_START
+            elif self._pend & _START and not self.need_replug and self._plugged(now):
                 # a new session on the same plug: through CONNECTED, so the
                 # start gate (lockout, latched faults) is asked again
                 self._reset_plug()
-                self.goto(CONNECTED, now)
+                self.goto(W.CONNECTED, now)
                 return
-            self._pend_start = 0
+            self._pend &= ~_START
             return
         # CONNECTED
         if self._cc1_out >= 0:
-            self.goto(IDLE, now)
+            self.goto(W.IDLE, now)
             return
-        if self._pend_stop:
-            self._pend_stop = 0
-            self._pend_start = 0
-        elif self._pend_start or (self.c.auto_start and self.refused is None):
+        if self._pend & _STOP:
+            self._pend &= _UNPLUG
+        elif self._pend & _START or (self.c.auto_start and self.refused is None):
             gate = self.start_gate
             if gate is not None:
                 ok, why = gate()
                 if not ok:
                     # Stay CONNECTED; an operator start (or a re-plug) asks again.
                     self.refused = why
-                    self._pend_start = 0
+                    self._pend &= ~_START
                     return
             self.refused = None
-            self._pend_start = 0
+            self._pend &= ~_START
             self.goto(LOCKING, now)
 
     def _global(self, now):
         """Connector removed / operator stop: the same in every active stage."""
-        if self._pend_unplug or (self._cc1_out >= 0 and
-                                 ticks_diff(now, self._cc1_out) >= self.c.cc1_lost_ms):
-            self._pend_unplug = 0
+        if self._pend & _UNPLUG or (self._cc1_out >= 0 and
+                                    ticks_diff(now, self._cc1_out) >= self.c.cc1_lost_ms):
+            self._pend &= ~_UNPLUG
             self._unplugged(now)
-        if self._pend_stop:
-            self._pend_stop = 0
+        if self._pend & _STOP:
+            self._pend &= ~_STOP
             self.end.stop(now, m.CST_R_MANUAL, 0, 0, W.WHY_OPERATOR, True)
 
     def _unplugged(self, now):
@@ -289,7 +304,7 @@ class ChargerSession:
         end = self.end
         end.exchange = 0                  # CAN goes with the connector
         st = self.stage
-        if st == STOPPING or st == STATISTICS or st == FINISH:
+        if st == W.STOPPING or st == W.STATISTICS or st == FINISH:
             return
         self.ctl.drop()
         self.out.i_set = 0
@@ -310,15 +325,15 @@ class ChargerSession:
         st = self.stage
         ex = self.exchange
         if pgn == ids.PGN_BCP:
-            if st == RECOGNITION and ex.brm and not ex.bcp and not ex.rej:
+            if st == W.RECOGNITION and ex.brm and not ex.bcp and not ex.rej:
                 return True
-            if ex.bcp and st != RECOGNITION and st != PARAMETER and st != REHANDSHAKE:
-                self.link.ix.note(now, IX_BCP_LATE, pgn)
+            if ex.bcp and st != W.RECOGNITION and st != W.PARAMETER and st != W.REHANDSHAKE:
+                self.link.ix.note(now, ix_.IX_BCP_LATE, pgn)
             return False
-        if st == RECOGNITION and not ex.brm:
+        if st == W.RECOGNITION and not ex.brm:
             return True
-        if ex.bcp and st != RECOGNITION and st != REHANDSHAKE:
-            self.link.ix.note(now, IX_BRM_LATE, pgn)
+        if ex.bcp and st != W.RECOGNITION and st != W.REHANDSHAKE:
+            self.link.ix.note(now, ix_.IX_BRM_LATE, pgn)
         return False
 
     def on_message(self, now, pgn, status):
@@ -327,10 +342,10 @@ class ChargerSession:
         # takes it; what every stage does alike is ``_on_common``.
         if status != _OK:
             self.rx_bad += 1
-            if self.stage == RECOGNITION:
+            if self.stage == W.RECOGNITION:
                 self.exchange.on_bad(now, pgn, status)
             return
-        self._msg(now, pgn)
+        self._msg(self._so, now, pgn)
 
     def _on_common(self, now, pgn):
         """BST and BEM in any stage (the stage handlers pass on what they
@@ -338,23 +353,23 @@ class ChargerSession:
         st = self.stage
         if pgn == _PGN_BST:
             self.end.bst_seen = 1
-            if HANDSHAKE <= st <= REHANDSHAKE:
+            if W.HANDSHAKE <= st <= W.REHANDSHAKE:
                 # From the handshake on (EN+ checks BST in handshake and cable
                 # check too): an insulation test stops like charging (output
                 # off, K1/K2 open, bleed).  A BMS that sent BST is in the
                 # protocol, BRM or not: the full end, CST until BSD, then CSD.
                 self.end.stop(now, m.CST_R_BMS, 0, 0, W.WHY_BMS, True)
                 self.end.exchange = 1
-            elif st < HANDSHAKE:
+            elif st < W.HANDSHAKE:
                 # no session to stop (aux power off): not from a vehicle
-                self.link.ix.note(now, IX_STAGE_MSG, pgn)
+                self.link.ix.note(now, ix_.IX_STAGE_MSG, pgn)
         elif pgn == _PGN_BEM:
-            if RECOGNITION <= st <= CHARGING and _bem_timeout(self.bms.bem):
+            if W.RECOGNITION <= st <= W.CHARGING and _bem_timeout(self.bms.bem):
                 self.end.rehandshake(now, 0, W.WHY_BEM)
-            elif (st == HANDSHAKE or st == INSULATION) and _bem_timeout(self.bms.bem):
+            elif (st == W.HANDSHAKE or st == W.INSULATION) and _bem_timeout(self.bms.bem):
                 # A re-handshake restarts at CRM 0x00, which needs a passed
                 # insulation test: end instead (output off, K1/K2 open,
                 # bleed, CST fault); a new start repeats the handshake.
                 self.end.stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_BEM, False)
-            elif st < HANDSHAKE:
-                self.link.ix.note(now, IX_STAGE_MSG, pgn)
+            elif st < W.HANDSHAKE:
+                self.link.ix.note(now, ix_.IX_STAGE_MSG, pgn)

@@ -10,7 +10,6 @@ from time import ticks_diff
 
 from gbt import enc as m      # (not gbt.messages: its re-exports cost heap)
 from gbt import chargertx as tx_
-from gbt.stages import HANDSHAKE, INSULATION, RECOGNITION
 from gbt import stages as W
 from micropython import const
 
@@ -23,18 +22,12 @@ _PGN_BHM = const(0x2700)
 class StartStages:
     def __init__(self, sess):
         self.s = sess
-        self.c = sess.c
-        self.inp = sess.inp
-        self.out = sess.out
-        self.bms = sess.bms
-        self.tx = sess.tx
-        self.end = sess.end
         self.t = 0                        # stage (or insulation step) start
         self.sub = _UP
         self.bhm = 0                      # a BHM came (this plug session)
 
     def _stop(self, now, fault, error, why):
-        self.end.stop(now, m.CST_R_FAULT, fault, error, why, False)
+        self.s.end.stop(now, m.CST_R_FAULT, fault, error, why, False)
 
     def on_message(self, now, pgn):
         """HANDSHAKE / INSULATION: a BHM (late in INSULATION: it may lower
@@ -49,21 +42,21 @@ class StartStages:
         # (every plug session passes here before its handshake: nothing
         # from an earlier one is left)
         self.bhm = 0
-        self.out.lock = 1
+        self.s.out.lock = 1
         self.t = now
         self.sub = _UP
 
     def tick_locking(self, now, dt):
-        c = self.c
-        if self.inp.lock_fb or not c.lock_fb:
-            self.s.goto(HANDSHAKE, now)
+        c = self.s.c
+        if self.s.inp.lock_fb or not c.lock_fb:
+            self.s.goto(W.HANDSHAKE, now)
         elif ticks_diff(now, self.t) >= c.lock_ms:
             self._stop(now, m.CST_F_CONNECTOR, 0, W.WHY_LOCK)
 
     # -- HANDSHAKE ---------------------------------------------------------
     def enter_handshake(self, now):
-        self.out.k34 = 1                  # auxiliary power (K3/K4)
-        self.tx.start(tx_.CHM, now)
+        self.s.out.k34 = 1                  # auxiliary power (K3/K4)
+        self.s.tx.start(tx_.CHM, now)
         self.t = now
         self.sub = _UP
 
@@ -74,19 +67,19 @@ class StartStages:
     def tick_handshake(self, now, dt):
         if self.bhm:
             self._bhm_in(now)
-        elif ticks_diff(now, self.t) >= self.c.bhm_ms:
+        elif ticks_diff(now, self.t) >= self.s.c.bhm_ms:
             self._no_bhm(now)
 
     def _bhm_in(self, now):
-        c = self.c
-        v = self.bms.bhm_max_v
+        c = self.s.c
+        v = self.s.bms.bhm_max_v
         if v < c.min_v:
             self._ins_fail(now, m.CST_E_VOLTAGE, W.WHY_BHM_LOW)
             return
         self._insulation(now, v if v < c.max_v else c.max_v)
 
     def _no_bhm(self, now):
-        c = self.c
+        c = self.s.c
         if not c.bhm_legacy:
             self._stop(now, m.CST_F_OTHER, 0, W.WHY_NO_BHM)
             return
@@ -100,17 +93,17 @@ class StartStages:
             self._insulation(now, v)
         elif self._selfcheck_ok(now):
             self.s.ins_skipped = 1
-            self.s.goto(RECOGNITION, now)     # (CHM off: recognition starts clean)
+            self.s.goto(W.RECOGNITION, now)     # (CHM off: recognition starts clean)
 
     def _ins_fail(self, now, error, why):
         """Stop with the self-check fault of the profile (no exchange)."""
-        f = m.CST_F_SELFCHECK if self.c.profile == m.PROFILE_2023A else m.CST_F_OTHER
+        f = m.CST_F_SELFCHECK if self.s.c.profile == m.PROFILE_2023A else m.CST_F_OTHER
         self._stop(now, f, error, why)
 
     def _selfcheck_ok(self, now):
         """Voltage outside K1/K2 below ``selfcheck_v`` before any output;
         else stop (nothing may be live on the gun yet)."""
-        if self.inp.v_outside >= self.c.selfcheck_v:
+        if self.s.inp.v_outside >= self.s.c.selfcheck_v:
             self._ins_fail(now, m.CST_E_VOLTAGE, W.WHY_SELFCHECK)
             return False
         return True
@@ -119,12 +112,12 @@ class StartStages:
         if not self._selfcheck_ok(now):
             return
         self.s.ins_test_v = test_v
-        self.s.goto(INSULATION, now)
+        self.s.goto(W.INSULATION, now)
 
     # -- INSULATION --------------------------------------------------------
     def enter_insulation(self, now):
-        c = self.c
-        out = self.out
+        c = self.s.c
+        out = self.s.out
         # The bleeder is on since boot (safe state): it would load the test
         # voltage and falsify the insulation reading, so it goes off first.
         out.bleed = 0
@@ -149,39 +142,39 @@ class StartStages:
         """A BHM during the test (late, after a no-BHM start, or a new
         value): never test above the vehicle's limit once it is known.
         True if the session stopped."""
-        bv = self.bms.bhm_max_v
+        bv = self.s.bms.bhm_max_v
         s = self.s
         if 0 <= bv < s.ins_test_v:
-            if bv < self.c.min_v:
+            if bv < self.s.c.min_v:
                 self._ins_fail(now, m.CST_E_VOLTAGE, W.WHY_BHM_LOW)
                 return True
             s.ins_test_v = bv
-            self.out.v_set = bv
+            self.s.out.v_set = bv
             self.sub = _UP                # settle at the new voltage, then measure
             self.t = now
         return False
 
     def _ins_up(self, now, el):
-        c = self.c
+        c = self.s.c
         tv = self.s.ins_test_v
-        if tv - c.ins_v_tol <= self.inp.v_inside <= tv + c.ins_v_tol:
-            self.out.k12 = 1              # vehicle contactors are still open
-            self.end.need_bleed = 1       # live until the test's own bleed opens K1/K2
+        if tv - c.ins_v_tol <= self.s.inp.v_inside <= tv + c.ins_v_tol:
+            self.s.out.k12 = 1              # vehicle contactors are still open
+            self.s.end.need_bleed = 1       # live until the test's own bleed opens K1/K2
             self.sub = _MEASURE
             self.t = now
         elif el >= c.ins_ramp_ms:
             self._ins_fail(now, 0, W.WHY_INS_VOLT)
 
     def _ins_measure(self, now, el):
-        c = self.c
-        r = self.inp.insulation_kohm
+        c = self.s.c
+        r = self.s.inp.insulation_kohm
         if el >= c.ins_settle_ms and r >= 0:
             self._ins_measured(now, r)
         elif el >= c.ins_timeout_ms:
             self._ins_fail(now, 0, W.WHY_INS_NOREAD)
 
     def _ins_measured(self, now, r):
-        c = self.c
+        c = self.s.c
         s = self.s
         # ohm/V = r * 1000 / (tv / 10) = r * 10000 / tv
         tv = s.ins_test_v
@@ -192,7 +185,7 @@ class StartStages:
             return
         if r <= c.ins_ok_ohm_v:
             s.ins_warn = 1                # 100..500 ohm/V: warning, allowed
-        out = self.out
+        out = self.s.out
         out.pwr_en = 0
         out.v_set = 0
         out.i_set = 0
@@ -201,18 +194,18 @@ class StartStages:
         self.t = now
 
     def _ins_bleed(self, now, el):
-        inp = self.inp
+        inp = self.s.inp
         v = inp.v_inside if inp.v_inside > inp.v_outside else inp.v_outside
-        if v < self.c.bleed_v:
+        if v < self.s.c.bleed_v:
             self._ins_open()
-            self.s.goto(RECOGNITION, now)     # (CHM off: recognition starts clean)
-        elif el >= self.c.bleed_ms:
+            self.s.goto(W.RECOGNITION, now)     # (CHM off: recognition starts clean)
+        elif el >= self.s.c.bleed_ms:
             self._ins_open()
             self.s.fault_why = W.WHY_BLEED
             self._ins_fail(now, 0, W.WHY_BLEED)
 
     def _ins_open(self):
-        out = self.out
+        out = self.s.out
         out.bleed = 0
         out.k12 = 0
-        self.end.need_bleed = 0           # discharged by the test's own bleed
+        self.s.end.need_bleed = 0           # discharged by the test's own bleed
