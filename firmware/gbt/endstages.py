@@ -53,10 +53,6 @@ class EndStages:
         self.t_bleed = 0
 
     # -- K1/K2 ------------------------------------------------------------
-    def _k(self):
-        # = session.k_closed(): out.k12, unless a trip was reported
-        return self.s.out.k12 and self.s.trip_why is W.WHY_NONE
-
     def open_k12(self):
         out = self.s.out
         out.pwr_en = 0
@@ -74,7 +70,6 @@ class EndStages:
             return
         if st == W.STOPPING or st == W.STATISTICS or st == W.FINISH:
             return
-        s.stop_why = why
         tx = self.s.tx
         ccs = tx.on[tx_.CCS]
         self.ccs_off_n = -1
@@ -84,7 +79,7 @@ class EndStages:
             # (until K1/K2 open): the BMS sees the charger's current fall
             # (GB/T 27930 lets CCS run until the charger has stopped).
             tx.keep(tx_.CCS)
-        tx.set_cst(reason, fault, error)
+        s.stoprec.stopped(reason, fault, error, why)   # (CST says this)
         self.t_stop = now
         if st == W.LOCKING:               # no CHM yet: nobody to tell
             self.exchange = 0
@@ -101,7 +96,7 @@ class EndStages:
         if st != W.RECOGNITION and st != W.PARAMETER and st != W.PRECHARGE \
                 and st != W.CHARGING:
             return
-        s.timeout_why = why
+        s.stoprec.timeout = why
         s.cem |= bits
         tx = self.s.tx
         tx.stop_all()
@@ -124,7 +119,7 @@ class EndStages:
         else:
             tx.stop(tx_.CSD)
         self.aux_done = 0
-        if self._k():                     # LOCKING path / safety net
+        if self.s.k_closed():              # LOCKING path / safety net
             self.open_k12()
         self.s.goto(W.FINISH, now)
 
@@ -145,7 +140,7 @@ class EndStages:
         (Every tick of the end stages: its steps are small methods so that
         no bytecode frame passes the 11 words kept on the C stack; a bigger
         one is taken from the GC heap at each call, docs/performance.md.)"""
-        if not self._k():
+        if not self.s.k_closed():
             out = self.s.out
             out.pwr_en = 0                # e.g. pre-charge output on, K1/K2 open
             out.i_set = 0
@@ -181,7 +176,7 @@ class EndStages:
             return
         if self.comm_lost:
             self.s.tx.stop(tx_.CEM)
-            s.stop_why = W.WHY_COMM
+            s.stoprec.why = W.WHY_COMM
             s.need_replug = 1
             self.t_stop = now
             self.finish(now, 0)
@@ -189,8 +184,16 @@ class EndStages:
         s.rehandshakes += 1
         s.goto(W.RECOGNITION, now)
 
-    def tick_stopping(self, now, dt):
-        self._stopping(now, dt)
+    def tick_end(self, now, dt):
+        """STOPPING, STATISTICS, FINISH: the stage's step, then the end
+        bleed (which runs on across the three)."""
+        st = self.s.stage
+        if st == W.STOPPING:
+            self._stopping(now, dt)
+        elif st == W.STATISTICS:
+            self._statistics(now)
+        else:
+            self._finish(now)
         if self.bleeding:
             self._bleed_tick(now)
 
@@ -203,7 +206,7 @@ class EndStages:
             v = self.s.inp.v_outside
             i = self.s.inp.i_out
             tx.set_ccs_out(v if v > 0 else 0, i if i > 0 else 0)
-            if not self._k():
+            if not self.s.k_closed():
                 # output off: one more CCS shows it (the current the BMS
                 # must see fall), then CCS ends
                 if self.ccs_off_n < 0:
@@ -213,7 +216,7 @@ class EndStages:
                     return                # wait for that CCS before statistics
                 tx.stop(tx_.CCS)
                 self.ccs_off_n = -1
-        if self._k():
+        if self.s.k_closed():
             return
         if not self.exchange:
             self.finish(now, 0)
@@ -225,7 +228,7 @@ class EndStages:
             self.s.goto(W.STATISTICS, now)
             return
         if ticks_diff(now, tx.cst_started_ms()) >= self.s.c.bst_ms:
-            self.s.stop_detail = W.WHY_BST_TO
+            self.s.stoprec.detail = W.WHY_BST_TO
             self.finish(now, m.CEM_BST)
 
     def enter_statistics(self, now):
@@ -245,11 +248,6 @@ class EndStages:
         self.csd_n0 = tx.sent[tx_.CSD]
         tx.start(tx_.CSD, now)
 
-    def tick_statistics(self, now, dt):
-        self._statistics(now)
-        if self.bleeding:
-            self._bleed_tick(now)
-
     def _statistics(self, now):
         if not self.exchange:             # connector removed meanwhile
             self.s.tx.stop(tx_.CST)
@@ -265,13 +263,8 @@ class EndStages:
                 self.finish(now, 0)
             return
         if ticks_diff(now, self.t_stop) >= self.s.c.bsd_ms:
-            self.s.stop_detail = W.WHY_BSD_TO
+            self.s.stoprec.detail = W.WHY_BSD_TO
             self.finish(now, m.CEM_BSD)
-
-    def tick_finish(self, now, dt):
-        self._finish(now)
-        if self.bleeding:
-            self._bleed_tick(now)
 
     def _finish(self, now):
         c = self.s.c
@@ -284,7 +277,7 @@ class EndStages:
             self.aux_done = 1
         if self.bleeding:
             return
-        if self._k() or self.s.inp.v_outside >= c.unlock_v:
+        if self.s.k_closed() or self.s.inp.v_outside >= c.unlock_v:
             return                        # keep the gun locked while it is live
         out.lock = 0
         self.s.goto(W.DONE, now)
@@ -299,7 +292,7 @@ class EndStages:
     def _bleed_tick(self, now):
         inp = self.s.inp
         v = inp.v_outside
-        if self._k() and inp.v_inside > v:
+        if self.s.k_closed() and inp.v_inside > v:
             v = inp.v_inside
         if v < self.s.c.bleed_v:
             self.s.out.bleed = 0
@@ -307,4 +300,4 @@ class EndStages:
         elif ticks_diff(now, self.t_bleed) >= self.s.c.bleed_ms:
             self.s.out.bleed = 0            # a bleeder is not rated for a battery
             self.bleeding = 0
-            self.s.fault_why = W.WHY_BLEED
+            self.s.stoprec.bleed = W.WHY_BLEED

@@ -28,7 +28,6 @@ Hot path (CHARGING tick and the BCL/BCS/BSM handlers) allocates nothing.
 """
 from time import ticks_diff
 
-from gbt import ids
 from gbt import enc as m      # (not gbt.messages: its re-exports cost heap)
 from gbt.chargertx import ChargerTx
 from gbt.control import Control
@@ -53,6 +52,7 @@ _TICK = const(14)
 _EXIT = const(28)
 _MSG = const(42)
 _OBJ = const(56)
+_PGN_BCP = const(0x0600)
 _PGN_BST = const(0x1900)
 _PGN_BEM = const(0x1E00)
 
@@ -74,7 +74,10 @@ class ChargerSession:
         self.out = out
         self.bms = bms
         self.link = link
-        self.tx = ChargerTx(send, c)
+        # why the session stopped (shared with the transmitter: CST; the
+        # console and the app's event log read it)
+        self.stoprec = rec = W.StopRecord()
+        self.tx = ChargerTx(send, c, rec)
         self.ctl = Control(c)
         self.i_cap = c.max_i          # app: supervisor current limit (0.1 A), every tick
         self.vin_check = None         # app: fn(vin_str) -> bool or (ok, reason)
@@ -97,7 +100,7 @@ class ChargerSession:
         # the stage objects (one per stage group), made once
         self.end = end = EndStages(self)
         st = StartStages(self)
-        self.exchange = ex = Exchange(self)
+        ex = Exchange(self)
         self.charge = ch = Charging(self)
         # Per stage number: the object that runs it and its enter(obj, now),
         # tick(obj, now, dt), exit(obj, now), on_message(obj, now, pgn).  The
@@ -117,7 +120,7 @@ class ChargerSession:
             # tick(obj, now, dt)
             wait, wait, T.tick_locking, T.tick_handshake, T.tick_insulation,
             X.tick_recognition, X.tick_parameter, X.tick_precharge, C.tick,
-            E.tick_rehandshake, E.tick_stopping, E.tick_statistics, E.tick_finish, wait,
+            E.tick_rehandshake, E.tick_end, E.tick_end, E.tick_end, wait,
             # exit(obj, now)
             None, None, None, None, None, X.exit_recognition, X.exit_parameter,
             None, None, E.exit_rehandshake, None, None, None, None,
@@ -158,8 +161,9 @@ class ChargerSession:
         """The supervisor has already cut the output (and owns K1/K2 from
         now on): report CST (fault) and finish the end stage.  Called every
         pass while the trip lasts; only the first call opens K1/K2 here."""
-        first = self.trip_why is W.WHY_NONE
-        self.trip_why = why
+        rec = self.stoprec
+        first = rec.trip is W.WHY_NONE
+        rec.trip = why
         out = self.out
         out.pwr_en = 0
         out.i_set = 0
@@ -167,10 +171,27 @@ class ChargerSession:
         self.ctl.drop()
         if first and out.k12:
             self.end.open_k12()
-        # The supervisor passes its numeric trip cause: ``stop_why`` stays a
-        # text (the app logs ``stop_why[:8]``), the code is in ``trip_why``.
+        # The supervisor passes its numeric trip cause: the stop's ``why``
+        # stays a text (the app logs ``why[:8]``), the code is in ``trip``.
         self.end.stop(now, m.CST_R_FAULT, fault, error,
                       why if isinstance(why, str) else W.WHY_TRIP, True)
+
+    def __getattr__(self, name):
+        # The stop record's fields under the session names the app and the
+        # tests read (``stop_why`` ...).  Only asked for a name the instance
+        # and its class do not have: no cost on any other attribute, unlike
+        # a property (which slows every store on the instance).
+        if name == "stop_why":
+            return self.stoprec.why
+        if name == "stop_detail":
+            return self.stoprec.detail
+        if name == "timeout_why":
+            return self.stoprec.timeout
+        if name == "trip_why":
+            return self.stoprec.trip
+        if name == "fault_why":
+            return self.stoprec.bleed
+        raise AttributeError(name)
 
     def stage_name(self):
         return W.STAGE_NAMES[self.stage]
@@ -179,7 +200,7 @@ class ChargerSession:
         """K1/K2 closed as far as the session is concerned: ``out.k12``
         until a trip is reported (``on_trip``); from then on the supervisor
         holds or opens them and the session counts them open."""
-        return self.out.k12 and self.trip_why is W.WHY_NONE
+        return self.out.k12 and self.stoprec.trip is W.WHY_NONE
 
     def goto(self, stage, now):
         """Leave the current stage (its exit), enter ``stage`` (its enter)."""
@@ -207,11 +228,7 @@ class ChargerSession:
         self.ctl.reset()
         self.energy_wh = 0
         self.charge_min = 0
-        self.stop_why = W.WHY_NONE
-        self.stop_detail = W.WHY_NONE     # BST/BSD timeout after the stop
-        self.timeout_why = W.WHY_NONE     # cause of the last re-handshake
-        self.trip_why = W.WHY_NONE
-        self.fault_why = W.WHY_NONE       # bleed failure at the end
+        self.stoprec.clear()
         self.vin_why = None
         self.cem = 0                      # every CEM bit sent this plug session
         self.rehandshakes = 0
@@ -222,7 +239,7 @@ class ChargerSession:
         self.ins_skipped = 0              # no BHM: insulation test skipped (no_bhm_ins_v 0)
         self.open_forced = 0
         self.rx_bad = 0
-        self.exchange.reset()
+        self._tab[_OBJ + W.RECOGNITION].reset()     # (the Exchange)
         self.end.reset()
 
     # -- the tick ------------------------------------------------------------
@@ -323,8 +340,8 @@ class ChargerSession:
         parameter stage) and anything during a re-handshake hold are
         dropped quietly.  Allocation-free."""
         st = self.stage
-        ex = self.exchange
-        if pgn == ids.PGN_BCP:
+        ex = self._tab[_OBJ + W.RECOGNITION]        # (the Exchange)
+        if pgn == _PGN_BCP:
             if st == W.RECOGNITION and ex.brm and not ex.bcp and not ex.rej:
                 return True
             if ex.bcp and st != W.RECOGNITION and st != W.PARAMETER and st != W.REHANDSHAKE:
@@ -343,7 +360,7 @@ class ChargerSession:
         if status != _OK:
             self.rx_bad += 1
             if self.stage == W.RECOGNITION:
-                self.exchange.on_bad(now, pgn, status)
+                self._so.on_bad(now, pgn, status)        # (the Exchange)
             return
         self._msg(self._so, now, pgn)
 

@@ -26,9 +26,6 @@ class StartStages:
         self.sub = _UP
         self.bhm = 0                      # a BHM came (this plug session)
 
-    def _stop(self, now, fault, error, why):
-        self.s.end.stop(now, m.CST_R_FAULT, fault, error, why, False)
-
     def on_message(self, now, pgn):
         """HANDSHAKE / INSULATION: a BHM (late in INSULATION: it may lower
         the test voltage); the rest as in every stage."""
@@ -51,7 +48,7 @@ class StartStages:
         if self.s.inp.lock_fb or not c.lock_fb:
             self.s.goto(W.HANDSHAKE, now)
         elif ticks_diff(now, self.t) >= c.lock_ms:
-            self._stop(now, m.CST_F_CONNECTOR, 0, W.WHY_LOCK)
+            self.s.end.stop(now, m.CST_R_FAULT, m.CST_F_CONNECTOR, 0, W.WHY_LOCK, False)
 
     # -- HANDSHAKE ---------------------------------------------------------
     def enter_handshake(self, now):
@@ -81,7 +78,7 @@ class StartStages:
     def _no_bhm(self, now):
         c = self.s.c
         if not c.bhm_legacy:
-            self._stop(now, m.CST_F_OTHER, 0, W.WHY_NO_BHM)
+            self.s.end.stop(now, m.CST_R_FAULT, m.CST_F_OTHER, 0, W.WHY_NO_BHM, False)
             return
         # No BHM (a 2011-generation BMS, or it is lost): the vehicle's
         # voltage limit is unknown, so never the rated voltage.  Test at
@@ -98,7 +95,7 @@ class StartStages:
     def _ins_fail(self, now, error, why):
         """Stop with the self-check fault of the profile (no exchange)."""
         f = m.CST_F_SELFCHECK if self.s.c.profile == m.PROFILE_2023A else m.CST_F_OTHER
-        self._stop(now, f, error, why)
+        self.s.end.stop(now, m.CST_R_FAULT, f, error, why, False)
 
     def _selfcheck_ok(self, now):
         """Voltage outside K1/K2 below ``selfcheck_v`` before any output;
@@ -201,7 +198,7 @@ class StartStages:
             self.s.goto(W.RECOGNITION, now)     # (CHM off: recognition starts clean)
         elif el >= self.s.c.bleed_ms:
             self._ins_open()
-            self.s.fault_why = W.WHY_BLEED
+            self.s.stoprec.bleed = W.WHY_BLEED
             self._ins_fail(now, 0, W.WHY_BLEED)
 
     def _ins_open(self):
