@@ -2,8 +2,8 @@
 finish, and the end-of-session bleed.
 
 One object (``EndStages``), made once by ``gbt.session.ChargerSession``,
-owns these stages' timers and sub-states; the session calls its bound
-methods through its stage tables.  The paths, with the spec clauses behind
+owns these stages' timers and sub-states; the session calls its
+functions through its stage table.  The paths, with the spec clauses behind
 them, are drawn in docs/session.md:
 
 * ``stop``: every end (BST, operator, supervisor, trip, target, fault,
@@ -63,7 +63,8 @@ class EndStages:
 
     # -- entry points ------------------------------------------------------
     def stop(self, now, reason, fault, error, why, exchange=True):
-        """Begin the end path; the first cause wins (later ones are ignored)."""
+        """Begin the end path; the first cause wins (later ones are ignored):
+        it alone writes the stop record (CST masks and cause)."""
         s = self.s
         st = s.stage
         if st == W.IDLE or st == W.CONNECTED or st == W.DONE:
@@ -79,7 +80,11 @@ class EndStages:
             # (until K1/K2 open): the BMS sees the charger's current fall
             # (GB/T 27930 lets CCS run until the charger has stopped).
             tx.keep(tx_.CCS)
-        s.stoprec.stopped(reason, fault, error, why)   # (CST says this)
+        r = s.stoprec                     # (CST says this)
+        r.reason = reason
+        r.fault = fault
+        r.error = error
+        r.why = why
         self.t_stop = now
         if st == W.LOCKING:               # no CHM yet: nobody to tell
             self.exchange = 0

@@ -13,9 +13,11 @@ the old stage's exit and the new one's enter.  The stages are objects made
 once (``gbt.startstages``: lock, handshake, insulation; ``gbt.exchange``:
 recognition, parameter, pre-charge; ``gbt.charging``; ``gbt.endstages``:
 re-handshake, stop, statistics, finish), each owning its timers and
-sub-states.  Their enter/tick/exit/message methods are bound once into
-tables indexed by the stage number: a tick is one call through
-``self._tick``, nothing is looked up or allocated per tick.
+sub-states.  One table made once holds, per stage number, the classes'
+enter/tick/exit/message functions and the object that runs the stage
+(``goto`` picks the row): a tick is one call through ``self._tick``,
+nothing is looked up or allocated per tick.  Why the session stopped is
+the stop record ``stoprec`` (``gbt.stages.StopRecord``).
 
 Discrete outputs (contactors, aux, lock, bleed, enable) are written only
 when the session changes them, set-points every control tick: a safety
@@ -355,7 +357,7 @@ class ChargerSession:
 
     def on_message(self, now, pgn, status):
         # Runs for every valid BMS message, repeats included (gbt.link):
-        # the current stage's handler (bound once, switched by ``goto``)
+        # the current stage's handler (switched by ``goto``)
         # takes it; what every stage does alike is ``_on_common``.
         if status != _OK:
             self.rx_bad += 1

@@ -66,9 +66,12 @@ class StopRecord:
     """Why the current (or last) plug session stopped: one preallocated
     object, made by the session and shared with the transmitter (CST is
     encoded from ``reason``/``fault``/``error``), the console and the
-    app's event log.  Written by the end path (``gbt.endstages``: the first
-    cause wins, ``stopped``), by ``ChargerSession.on_trip`` (``trip``) and
-    by the bleed checks (``bleed``); ``clear`` at every new plug session.
+    app's event log.  Written by the end path (``gbt.endstages``:
+    ``EndStages.stop`` alone writes the masks and the cause, the first
+    cause wins), by ``ChargerSession.on_trip`` (``trip``) and by the bleed
+    checks (``bleed``); ``clear`` at every new plug session.  (No setter
+    method: a method is one more function object on the heap, 32 B
+    measured on the target.)
     The supervisor keeps its own masks: what it *asks* the session to send
     (``Supervisor.cst_*``), which a stop already under way does not change.
     The session's ``stop_why``, ``stop_detail``, ``timeout_why``,
@@ -86,10 +89,3 @@ class StopRecord:
         self.bleed = WHY_NONE      # bleed failure (insulation test or end)
 
     __init__ = clear
-
-    def stopped(self, reason, fault, error, why):
-        """The session's stop: CST masks and cause, together."""
-        self.reason = reason
-        self.fault = fault
-        self.error = error
-        self.why = why
