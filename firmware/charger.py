@@ -234,12 +234,12 @@ class ChargerApp:
         q = pump.logq
         self.event("stage", STAGE_NAMES[sess.stage])
         q.append((now_s, _evlog.EV_STAGE, sess.stage, prev if prev >= 0 else 0, None))
-        if sess.stop_why and sess.stage in (STOPPING, REHANDSHAKE, DONE) and \
-                sess.stop_why is not pump.logged_why:
-            pump.logged_why = sess.stop_why
-            self.event("stop", sess.stop_why)
-            tx = sess.tx
-            q.append((now_s, _evlog.EV_STOP, tx.cst_reason, tx.cst_fault, sess.stop_why[:8]))
+        rec = sess.stoprec
+        if rec.why and sess.stage in (STOPPING, REHANDSHAKE, DONE) and \
+                rec.why is not pump.logged_why:
+            pump.logged_why = rec.why
+            self.event("stop", rec.why)
+            q.append((now_s, _evlog.EV_STOP, rec.reason, rec.fault, rec.why[:8]))
         if sess.stage == CONNECTED:
             pump.logged_why = None
             self.heap.plug = True         # collect before the session starts (_records)

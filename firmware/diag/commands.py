@@ -117,7 +117,7 @@ class Diag(ConfigCommands, OperatorCommands, CanCommands):
             cell, num(b.temp_max), "yes" if b.permit else "PAUSE", num(b.remain_min)))
         L.append("energy  %d Wh  %d min  VIN %s" % (s.energy_wh, s.charge_min,
                                                   b.vin_str() or "-"))
-        L.append("stop    %s" % (s.stop_why or "-"))
+        L.append("stop    %s" % (s.stoprec.why or "-"))
         if s.refused:
             L.append("refused %s" % s.refused)
         if app.halted:
@@ -264,11 +264,12 @@ class Diag(ConfigCommands, OperatorCommands, CanCommands):
             L.append("session running: stage %s" % STAGE_NAMES[st])
         if s.refused:
             reason("start refused", s.refused)
-        if s.stop_why:
+        r = s.stoprec
+        if r.why:
             L.append("stopped: %s  (CST reason 0x%02x fault 0x%03x error 0x%02x)" % (
-                s.stop_why, s.tx.cst_reason, s.tx.cst_fault, s.tx.cst_error))
-        for label, w in (("detail", s.stop_detail), ("trip", s.trip_why),
-                         ("timeout", s.timeout_why), ("fault", s.fault_why),
+                r.why, r.reason, r.fault, r.error))
+        for label, w in (("detail", r.detail), ("trip", r.trip),
+                         ("timeout", r.timeout), ("fault", r.bleed),
                          ("VIN", s.vin_why)):
             if isinstance(w, int):
                 w = name_of(w) if w else ""      # the supervisor's cause code

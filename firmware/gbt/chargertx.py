@@ -4,7 +4,7 @@ One slot per charger message (CHM, CRM, CTS, CML, CRO, CCS, CST, CSD, CEM),
 each with its own period, on/off flag, next due time and preallocated
 8-byte buffer (a board may queue the buffer, so messages never share one).
 The session decides *which* messages are on and sets their content through
-methods (``set_aa``, ``set_cst``, ``set_ccs`` ...); ``service(now)`` (called at the end
+methods (``set_aa``, ``set_ccs`` ...; CST from the stop record); ``service(now)`` (called at the end
 of every session tick) sends what is due.  A slot starts sending at the tick
 it is switched on, then keeps a fixed grid (``due += period``), so a content
 change (CRM 0x00 -> 0xAA, CRO 0x00 -> 0xAA) never disturbs the period.
@@ -56,8 +56,9 @@ def _localtime():
 
 
 class ChargerTx:
-    def __init__(self, send, c):
+    def __init__(self, send, c, stoprec):
         self._send = send
+        self.stoprec = stoprec          # CST content (gbt.stages.StopRecord)
         self.c = c
         self.period = [c.chm_ms, c.crm_ms, c.cts_ms, c.cml_ms, c.cro_ms,
                        c.ccs_ms, c.cst_ms, c.csd_ms, c.cem_ms]
@@ -69,7 +70,6 @@ class ChargerTx:
         self.bufs = [bytearray(8) for _ in range(_N_MSG)]
         self.dlc = [8] * _N_MSG         # DLC of the frame in bufs[i]
         self.ccs_dlc = 7 if c.profile == m.PROFILE_2023A else 8
-        self.profile = c.profile
         self.datetime = _localtime     # CTS source: () -> (y, mo, d, h, mi, s)
         self._next = -1                # earliest due of the slots that are on (-1: recompute)
         self.reset()
@@ -89,9 +89,6 @@ class ChargerTx:
         self.ccs_i = 0
         self.ccs_min = 0
         self.ccs_permit = 1
-        self.cst_reason = 0
-        self.cst_fault = 0
-        self.cst_error = 0
         self.cst_t0 = -1
         self.csd_min = 0
         self.csd_energy = 0
@@ -122,12 +119,6 @@ class ChargerTx:
     def cst_started_ms(self):
         """When the first CST frame of this stop went out (-1: none)."""
         return self.cst_t0
-
-    def set_cst(self, reason, fault, error):
-        """CST content (encoded at the next ``start(CST)``)."""
-        self.cst_reason = reason
-        self.cst_fault = fault
-        self.cst_error = error
 
     def set_cem(self, bits):
         """CEM content (encoded at the next ``start(CEM)``)."""
@@ -235,8 +226,8 @@ class ChargerTx:
     def _enc(self, i, b):
         c = self.c
         if i == CST:
-            return m.enc_cst(b, self.cst_reason, self.cst_fault, self.cst_error,
-                             self.profile)
+            r = self.stoprec
+            return m.enc_cst(b, r.reason, r.fault, r.error, c.profile)
         if i == CHM:
             return m.enc_chm(b)
         if i == CRM:

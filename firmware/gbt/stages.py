@@ -2,8 +2,8 @@
 
 Kept apart from ``gbt.session`` so that the console, telemetry and the
 tests can name stages and stop causes without importing the state machine.
-The texts are module constants: assigning one to ``session.stop_why`` on the
-hot path only stores a reference (no allocation).  Stage flow and the end
+The texts are module constants: assigning one to the stop record
+(``StopRecord``) on the hot path only stores a reference (no allocation).  Stage flow and the end
 paths: docs/session.md.
 """
 from micropython import const
@@ -60,3 +60,32 @@ WHY_BCL_TO = "BCL timeout"
 WHY_BCS_TO = "BCS timeout"
 WHY_BEM = "BEM received"
 WHY_STOP_REQ = "supervisor stop"
+
+
+class StopRecord:
+    """Why the current (or last) plug session stopped: one preallocated
+    object, made by the session and shared with the transmitter (CST is
+    encoded from ``reason``/``fault``/``error``), the console and the
+    app's event log.  Written by the end path (``gbt.endstages``:
+    ``EndStages.stop`` alone writes the masks and the cause, the first
+    cause wins), by ``ChargerSession.on_trip`` (``trip``) and by the bleed
+    checks (``bleed``); ``clear`` at every new plug session.  (No setter
+    method: a method is one more function object on the heap, 32 B
+    measured on the target.)
+    The supervisor keeps its own masks: what it *asks* the session to send
+    (``Supervisor.cst_*``), which a stop already under way does not change.
+    The session's ``stop_why``, ``stop_detail``, ``timeout_why``,
+    ``trip_why``, ``fault_why`` read these fields (``why``, ``detail``,
+    ``timeout``, ``trip``, ``bleed``)."""
+
+    def clear(self):
+        self.reason = 0            # CST masks of this stop (what CST says)
+        self.fault = 0
+        self.error = 0
+        self.why = WHY_NONE        # the stop's cause (text)
+        self.detail = WHY_NONE     # BST/BSD timeout after the stop
+        self.timeout = WHY_NONE    # cause of the last re-handshake
+        self.trip = WHY_NONE       # the supervisor's trip code, once reported
+        self.bleed = WHY_NONE      # bleed failure (insulation test or end)
+
+    __init__ = clear

@@ -286,8 +286,8 @@ def test_bsm_pause_longer_than_10_min_ends():
     t_first = None
     while b.stage() == "charging" and b.now < 700000:
         b.step()
-        if t_first is None and b.session._t_pause >= 0:
-            t_first = b.session._t_pause
+        if t_first is None and b.session.charge.t_pause >= 0:
+            t_first = b.session.charge.t_pause
     b.capture = True
     eq(b.stage(), "stopping", "stopped")
     eq(b.session.stop_why, W.WHY_PAUSE, "why")
