@@ -410,33 +410,3 @@ class Supervisor:
         (1..10, ``Protections``), for the console."""
         p = self.prot
         return p.on[h], p.active[h], p.value[h], p.limit[h]
-
-    def report(self):
-        """Lines for the console (allocates)."""
-        L = []
-        L.append("tripped=%s cause=%s stop_request=%s limit=%d dA failed=%s"
-                 % (self.tripped, self.trip_name or "-", name_of(self.stop_request)
-                    if self.stop_request else "-", self.current_limit, self.failed))
-        if self.trip.t_cause != NA:
-            t = self.trip
-            L.append("trip: state=%s pwr_off=+%d ms k12_open=+%d ms safe_v=+%d ms"
-                     % (("IDLE", "POWER_OFF", "BLEED", "SAFE")[t.state], t.latency(t.t_pwr_off),
-                        t.latency(t.t_k12_open), t.latency(t.t_safe_v)))
-        for i in range(1, 14):
-            st, why, since, v, lim = self.check_diag(i)
-            L.append("S-%d L%d %-8s since=%d value=%d limit=%d %s"
-                     % (i, self.risk.level[i], st, since, v, lim, why))
-        p = self.prot
-        for h in range(1, 11):
-            if h == 9:
-                continue
-            L.append("H-%d active=%d on=%d value=%d limit=%d"
-                     % (h, p.active[h], p.on[h], p.value[h], p.limit[h]))
-        L.append("latched=0x%02x confirm=%s lockout entries=%d"
-                 % (self.lock.latched, name_of(self.lock.confirm) if self.lock.confirm else "-",
-                    len(self.lock.entries)))
-        s = self.events.oldest()
-        while s < self.events.seq:
-            L.append("ev %s" % self.events.text(s))
-            s += 1
-        return L
