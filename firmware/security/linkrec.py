@@ -45,7 +45,6 @@ REJECT_REPLAY = "replay"
 # does units while their sum stays within the step budget (``Sealer.budget``,
 # ``sec.seal_kinstr``), at least one.
 STEP_COST = const(8)
-BEGIN_COST = const(25)      # ``begin`` of a 220-byte batch with the caller's bookkeeping
 _UNIT = {SUITE_SM: (10, 42, 48), SUITE_AES: (10, 33, 39)}
 
 _P_IDLE = const(0)

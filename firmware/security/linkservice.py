@@ -316,10 +316,10 @@ class PlatformLink:
             self._sent()
 
     def seal_task(self, now):
-        """The sealing task (``sec.seal_ms``): one step of the batch being
-        sealed (a new batch begun when the last is out), or the sealed
-        frame out onto the channel (a run of its own: the board's write
-        copies the frame).  Skips the passes in which the records task ran
+        """The sealing task (``sec.seal_ms``): a run either begins the next
+        batch (copies it into the frame buffer, writes the header), or does
+        one step of the batch being sealed, or puts the sealed frame out
+        onto the channel (the board's write copies it).  Skips the passes in which the records task ran
         (its own pass is the longest of a session: the event-log commit)."""
         rec = self.records
         if rec is None or (not self._nc and not rec.sealer.busy and not self._ready):
@@ -336,11 +336,10 @@ class PlatformLink:
                 self._sent()
                 return
             s = rec.sealer
-            b = self.seal_kinstr
             if not s.busy:
-                self._load()
-                b -= L.BEGIN_COST       # the run's budget holds the copy too
-            if s.step(b if b > 0 else 1):
+                self._load()            # a run of its own: the copy and the header
+                return
+            if s.step(self.seal_kinstr):
                 self._ready = True
         except Exception as e:
             self._failed(now, e)
