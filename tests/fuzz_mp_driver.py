@@ -252,7 +252,7 @@ def run_plink(path):
     result the platform opens; ``platlink()``'s status always prints."""
     from binascii import hexlify
     from security import linkrec as L
-    from security import platlink as P
+    from security import linkservice as P
     ka, kb = (b"\x11" * 16, b"\x22" * 32), (b"\x33" * 16, b"\x44" * 32)
     i = -1
     for suite in (L.SUITE_SM, L.SUITE_AES):

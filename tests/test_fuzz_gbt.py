@@ -10,7 +10,7 @@ message decoders (``gbt.dec`` with ``gbt.decdetail``), the J1939 TP receiver
 packet reader (``simlink``), the platform link's record ``open``
 (``security.linkrec``), the handshake's reading of the platform's REPLY
 (``security.handshake``) and the console's ``link("<text>")`` that carries
-both (``security.platlink``): hypothesis generates the inputs here,
+both (``security.linkservice``): hypothesis generates the inputs here,
 tests/fuzz_mp_driver.py checks 100,000 per micropython process.  The
 console command line and the update bundle parsers are fuzzed in
 tests/test_security_host.py, the host tools in tests/test_fuzz_host.py.
@@ -171,7 +171,7 @@ def test_fuzz_platform_handshake_reply(tmp_path):
     fuzz_mp("hs", _hs_in, lambda b: b, FUZZ, tmp_path, per=40)
 
 
-# ---- security.platlink: the console's link("<text>") on a sealed link ------------------
+# ---- security.linkservice: the console's link("<text>") on a sealed link ------------------
 def test_fuzz_platform_link_console_input(tmp_path):
     fuzz_mp("plink", st.binary(max_size=120), lambda b: b, FUZZ, tmp_path)
 

@@ -20,6 +20,7 @@ sequence number is not above the last accepted one (``replay``: replayed
 or reordered).  The caller turns a refusal into an intrusion event."""
 import struct
 import micropython
+from array import array
 from micropython import const
 
 SUITE_SM = const(1)
@@ -36,30 +37,173 @@ REJECT_TAG = "tag"
 REJECT_REPLAY = "replay"
 
 
-def hmac_sm3(key, *parts):
-    """HMAC (RFC 2104) over SM3, block 64 bytes."""
-    from security.sm3 import SM3, sm3
-    if len(key) > 64:
-        key = sm3(key)
-    ip = bytearray(64)
-    op = bytearray(64)
-    for i in range(len(key)):
-        ip[i] = key[i]
-        op[i] = key[i]
-    for i in range(64):
-        ip[i] ^= 0x36
-        op[i] ^= 0x5C
-    h = SM3(ip)
-    for p in parts:
-        h.update(p)
-    return SM3(op).update(h.digest()).digest()
+# Work of a seal step, in kinstr of the QEMU target (``ticks_us`` under
+# ``-icount shift=0``; host_tools/secbench.py --seal, "seal unit" rows):
+# a step's own cost (the call, the blocks loop), then per unit one CTR
+# block (cipher block + XOR), one compression of the HMAC's hash, one
+# padding or outer-hash unit (a compression + building its block).  A step
+# does units while their sum stays within the step budget (``Sealer.budget``,
+# ``sec.seal_kinstr``), at least one.
+STEP_COST = const(8)
+_UNIT = {SUITE_SM: (10, 42, 48), SUITE_AES: (10, 33, 39)}
+
+_P_IDLE = const(0)
+_P_CTR = const(1)
+_P_MAC = const(2)       # full blocks of header + ciphertext, then the first padded block
+_P_TAIL2 = const(3)     # the length-only block (when the tail was 56..63 bytes)
+_P_OUTER = const(4)     # the outer hash, tag into the frame
 
 
-def _mac_fn(suite):
+@micropython.viper
+def _copy(dst: ptr8, do: int, src: ptr8, so: int, n: int):
+    """dst[do:do+n] = src[so:so+n], ascending (a move down the same buffer is safe)."""
+    i = 0
+    while i < n:
+        dst[do + i] = src[so + i]
+        i += 1
+
+
+@micropython.viper
+def _fill(dst: ptr8, o: int, n: int, x: int):
+    i = 0
+    while i < n:
+        dst[o + i] = x
+        i += 1
+
+
+@micropython.viper
+def _xor(buf: ptr8, o: int, ks: ptr8, n: int):
+    """buf[o:o+n] ^= ks[0:n] (n <= 16)."""
+    k = 0
+    while k < n:
+        buf[o + k] = buf[o + k] ^ ks[k]
+        k += 1
+
+
+@micropython.viper
+def _words(dst: ptr32, src: ptr32, n: int):
+    i = 0
+    while i < n:
+        dst[i] = src[i]
+        i += 1
+
+
+@micropython.viper
+def _be(dst: ptr8, o: int, v: ptr32, n: int):
+    """The first ``n`` words of ``v`` big-endian into dst[o:o+4n]."""
+    i = 0
+    while i < n:
+        x = uint(v[i])
+        dst[o] = x >> 24
+        dst[o + 1] = x >> 16
+        dst[o + 2] = x >> 8
+        dst[o + 3] = x
+        o += 4
+        i += 1
+
+
+def _pack_seq(buf, off, seq):
+    # a sequence number below 2**30 is a small int on every port: packed
+    # without the big-integer masks (which would allocate on a 32-bit board)
+    if seq <= 0x3FFFFFFF:
+        struct.pack_into(">II", buf, off, 0, seq)
+    else:
+        struct.pack_into(">II", buf, off, (seq >> 32) & 0xFFFFFFFF, seq & 0xFFFFFFFF)
+
+
+def _hash(suite):
+    """(compression function, IV) of the suite's hash."""
     if suite == SUITE_SM:
-        return hmac_sm3
-    from security.hmac256 import hmac_sha256
-    return hmac_sha256
+        from security.sm3 import _compress, _IV
+        return _compress, _IV
+    from security.sha256 import _compress, IV
+    return _compress, IV
+
+
+class Mac:
+    """HMAC (RFC 2104) over SM3 (suite sm) or SHA-256 (suite aes), block 64
+    bytes.  The key's inner and outer chaining values are computed once
+    (at link-up); a message is hashed in place (buffer + offset), one
+    compression per call, so that a seal can be cut into steps.  Nothing
+    is allocated after ``__init__``."""
+
+    def __init__(self, suite, key):
+        comp, iv = _hash(suite)
+        if len(key) > 64:
+            if suite == SUITE_SM:
+                from security.sm3 import sm3
+                key = sm3(key)
+            else:
+                from security.hmac256 import sha256
+                key = sha256(key)
+        self._comp = comp
+        self._w = array("I", bytes(4 * 68))     # message schedule (SM3: 68 words)
+        self.v = array("I", iv)                 # running chaining value
+        self._ki = array("I", iv)
+        self._ko = array("I", iv)
+        blk = bytearray(64)
+        self._blk = blk                         # padding / outer block
+        nk = len(key)
+        for x, st in ((0x36, self._ki), (0x5C, self._ko)):
+            for i in range(64):
+                blk[i] = (key[i] if i < nk else 0) ^ x
+            comp(st, blk, 0, self._w)
+
+    def start(self):
+        _words(self.v, self._ki, 8)
+
+    def block(self, buf, off):
+        """One full 64-byte block of the message, buf[off:off+64]."""
+        self._comp(self.v, buf, off, self._w)
+
+    def tail(self, unit, buf, off, k, n):
+        """Padding of an ``n``-byte message whose last ``k`` (< 64) bytes are
+        buf[off:off+k]: unit 0 compresses them with the 0x80 marker (and
+        the length when k < 56), unit 1 the length-only block (k >= 56)."""
+        blk = self._blk
+        if unit == 0:
+            _copy(blk, 0, buf, off, k)
+            blk[k] = 0x80
+            _fill(blk, k + 1, 63 - k, 0)
+            if k >= 56:
+                self._comp(self.v, blk, 0, self._w)
+                return
+        else:
+            _fill(blk, 0, 56, 0)
+        bits = (64 + n) * 8                 # the key block counts (ipad)
+        struct.pack_into(">II", blk, 56, 0, bits)
+        self._comp(self.v, blk, 0, self._w)
+
+    def finish(self, out, off, words):
+        """The outer hash; its first ``words`` 32-bit words into out[off:]."""
+        blk = self._blk
+        _be(blk, 0, self.v, 8)
+        blk[32] = 0x80
+        _fill(blk, 33, 31, 0)
+        blk[62] = 0x03                      # length 64 + 32 bytes = 768 bits
+        _words(self.v, self._ko, 8)
+        self._comp(self.v, blk, 0, self._w)
+        _be(out, off, self.v, words)
+
+    def mac_into(self, buf, off, n, out, o, words):
+        """All of it at once: HMAC of buf[off:off+n] into out[o:o+4*words]."""
+        self.start()
+        full = n >> 6
+        for i in range(full):
+            self.block(buf, off + 64 * i)
+        k = n - 64 * full
+        self.tail(0, buf, off + 64 * full, k, n)
+        if k >= 56:
+            self.tail(1, buf, off + 64 * full, k, n)
+        self.finish(out, o, words)
+
+
+def hmac_sm3(key, *parts):
+    """HMAC (RFC 2104) over SM3, 32 bytes (the record layer's MAC, whole)."""
+    msg = b"".join(parts)
+    out = bytearray(32)
+    Mac(SUITE_SM, key).mac_into(msg, 0, len(msg), out, 0, 8)
+    return bytes(out)
 
 
 def _cipher(suite, key):
@@ -72,51 +216,190 @@ def _cipher(suite, key):
     raise ValueError("unknown suite %r" % (suite,))
 
 
-@micropython.viper
-def _xor(dst: ptr8, src: ptr8, ks: ptr8, i: int, n: int):
-    """dst[i:i+n] = src[i:i+n] ^ ks[0:n] (n <= 16)."""
-    k = 0
-    while k < n:
-        dst[i + k] = src[i + k] ^ ks[k]
-        k += 1
-
-
 class CTR:
-    """Counter mode over a forward block cipher (``encrypt_into``); the
-    counter and keystream blocks are preallocated."""
+    """Counter mode over a forward block cipher (``encrypt_into``), in place
+    and block by block; the counter and keystream blocks are preallocated."""
 
     def __init__(self, cipher):
         self._c = cipher
         self._ctr = bytearray(16)
         self._ks = bytearray(16)
 
+    def start(self, seq):
+        """The counter block of record ``seq`` (block index set per block)."""
+        _pack_seq(self._ctr, 0, seq)
+
+    def blocks(self, buf, off, n, i, count):
+        """XOR keystream blocks i .. i+count-1 onto the ``n``-byte text at
+        buf[off:off+n], in place (the last block may be partial)."""
+        ctr = self._ctr
+        ks = self._ks
+        c = self._c
+        end = i + count
+        while i < end:
+            struct.pack_into(">I", ctr, 12, i)
+            c.encrypt_into(ctr, ks)
+            k = n - 16 * i
+            _xor(buf, off + 16 * i, ks, k if k < 16 else 16)
+            i += 1
+
     def crypt_into(self, seq, src, dst):
         """XOR ``src`` with the keystream of record ``seq`` into ``dst``
         (same length; may be the same buffer).  Encrypts and decrypts."""
-        ctr = self._ctr
-        ks = self._ks
-        struct.pack_into(">IIII", ctr, 0, (seq >> 32) & 0xFFFFFFFF, seq & 0xFFFFFFFF, 0, 0)
         n = len(src)
-        i = 0
-        blk = 0
-        while i < n:
-            struct.pack_into(">I", ctr, 12, blk)
-            self._c.encrypt_into(ctr, ks)
-            k = n - i if n - i < 16 else 16
-            _xor(dst, src, ks, i, k)
-            i += k
-            blk += 1
+        if dst is not src:
+            _copy(dst, 0, src, 0, n)
+        self.start(seq)
+        self.blocks(dst, 0, n, 0, (n + 15) >> 4)
 
 
 class Direction:
-    """One direction of the link: its cipher key, MAC key and sequence."""
+    """One direction of the link: its cipher (key schedule done here, once),
+    its MAC (keyed chaining values, once) and its sequence number."""
 
     def __init__(self, suite, enc_key, mac_key):
         self.suite = suite
-        self._ctr = CTR(_cipher(suite, enc_key))
-        self._mac_key = bytes(mac_key)
-        self._mac = _mac_fn(suite)
+        self.ctr = CTR(_cipher(suite, enc_key))
+        self.mac = Mac(suite, mac_key)
         self.seq = 0                # last sent (tx) or last accepted (rx)
+
+
+class Sealer:
+    """Seals one record at a time into a caller's buffer, in steps of
+    bounded work (``budget`` kinstr of the target, see ``_UNIT``): the CTR
+    blocks, then the HMAC's compressions over header + ciphertext in place,
+    then the outer hash.  ``begin`` takes the sequence number, writes the
+    header and copies the payload (it need not stay unchanged after
+    ``begin``); ``step`` returns True once the frame is complete.  Nothing
+    is allocated by ``begin`` or ``step``.  ``RecordLayer.seal`` is this
+    run to completion: one implementation for the stepped and the one-shot
+    seal, so the frames are the same bytes."""
+
+    def __init__(self, layer):
+        self._l = layer
+        d = layer.tx
+        self._ctr = d.ctr
+        self._mac = d.mac
+        u = _UNIT[layer.suite]
+        self._cb = u[0]
+        self._hc = u[1]
+        self._hp = u[2]
+        self.budget = 50            # kinstr of the target a step (sec.seal_kinstr)
+        self.busy = False
+        self.out = None
+        self.off = 0
+        self.n = 0
+        self.largest = 0            # the largest step so far, in units' cost (kinstr)
+        self._ph = _P_IDLE
+        self._i = 0
+        self._nb = 0
+        self._m = 0
+
+    def begin(self, rtype, src, so, n, out, off):
+        """Start sealing src[so:so+n] as record ``rtype`` into
+        out[off:off+HEADER+n+TAG]."""
+        if self.busy:
+            raise RuntimeError("sealer busy")
+        if n > MAX_PAYLOAD:
+            raise ValueError("record payload too long")
+        lay = self._l
+        d = lay.tx
+        d.seq += 1
+        out[off] = lay.suite
+        out[off + 1] = rtype
+        _pack_seq(out, off + 2, d.seq)
+        struct.pack_into(">H", out, off + 10, n)
+        _copy(out, off + HEADER, src, so, n)
+        self._ctr.start(d.seq)
+        self.out = out
+        self.off = off
+        self.n = n
+        self._nb = (n + 15) >> 4
+        self._m = HEADER + n
+        self._i = 0
+        if self._nb:
+            self._ph = _P_CTR
+        else:
+            self._ph = _P_MAC
+            self._mac.start()
+        self.busy = True
+
+    def step(self, budget=0):
+        """One step (of ``budget`` kinstr, default ``self.budget``); True
+        once the frame is complete (then not busy)."""
+        left = (budget or self.budget) - STEP_COST
+        spent = STEP_COST
+        first = True
+        while True:
+            if self._ph == _P_CTR:
+                k = left // self._cb
+                if k <= 0:
+                    if not first:
+                        break
+                    k = 1
+                i = self._i
+                if k > self._nb - i:
+                    k = self._nb - i
+                self._ctr.blocks(self.out, self.off + HEADER, self.n, i, k)
+                i += k
+                if i == self._nb:
+                    i = 0
+                    self._ph = _P_MAC
+                    self._mac.start()
+                self._i = i
+                c = k * self._cb
+            else:
+                c = self._hc if (self._ph == _P_MAC and self._i < self._m >> 6) else self._hp
+                if c > left and not first:
+                    break
+                if self._hash_unit():
+                    spent += c
+                    if spent > self.largest:
+                        self.largest = spent
+                    return True
+            first = False
+            spent += c
+            left -= c
+        if spent > self.largest:
+            self.largest = spent
+        return False
+
+    def finish(self):
+        """The rest of the frame at once (a command result must follow the
+        batch being sealed: sequence numbers in order on the wire)."""
+        if self._ph == _P_CTR:
+            self._ctr.blocks(self.out, self.off + HEADER, self.n, self._i, self._nb - self._i)
+            self._i = 0
+            self._ph = _P_MAC
+            self._mac.start()
+        while self.busy:
+            self._hash_unit()
+
+    def _hash_unit(self):
+        """One compression of the HMAC; True when the tag is in the frame."""
+        ph = self._ph
+        out = self.out
+        o = self.off
+        i = self._i
+        m = self._m
+        full = m >> 6
+        if ph == _P_MAC:
+            if i < full:
+                self._mac.block(out, o + 64 * i)
+                self._i = i + 1
+                return False
+            k = m - 64 * full
+            self._mac.tail(0, out, o + 64 * full, k, m)
+            self._ph = _P_TAIL2 if k >= 56 else _P_OUTER
+            return False
+        if ph == _P_TAIL2:
+            self._mac.tail(1, out, o + 64 * full, m - 64 * full, m)
+            self._ph = _P_OUTER
+            return False
+        self._mac.finish(out, o + m, TAG >> 2)
+        self._ph = _P_IDLE
+        self.busy = False
+        return True
 
 
 class RecordLayer:
@@ -126,22 +409,21 @@ class RecordLayer:
         self.tx = Direction(suite, tx_keys[0], tx_keys[1])
         self.rx = Direction(suite, rx_keys[0], rx_keys[1])
         self.suite = suite
+        self.sealer = Sealer(self)
+        self._tag = bytearray(TAG)
         self.rejected = {REJECT_SHORT: 0, REJECT_TAG: 0, REJECT_REPLAY: 0}
         self.last_reject = None
 
     def seal(self, rtype, payload):
-        """The sealed frame (bytes) carrying ``payload`` as record ``rtype``."""
+        """The sealed frame (bytes) carrying ``payload`` as record ``rtype``
+        (the stepped sealer run to completion)."""
         n = len(payload)
         if n > MAX_PAYLOAD:
             raise ValueError("record payload too long")
-        d = self.tx
-        d.seq += 1
         out = bytearray(HEADER + n + TAG)
-        struct.pack_into(">BBIIH", out, 0, self.suite, rtype,
-                         (d.seq >> 32) & 0xFFFFFFFF, d.seq & 0xFFFFFFFF, n)
-        mv = memoryview(out)
-        d._ctr.crypt_into(d.seq, payload, mv[HEADER:HEADER + n])
-        out[HEADER + n:] = d._mac(d._mac_key, mv[:HEADER + n])[:TAG]
+        s = self.sealer
+        s.begin(rtype, payload, 0, n, out, 0)
+        s.finish()
         return bytes(out)
 
     def _refuse(self, why):
@@ -159,14 +441,16 @@ class RecordLayer:
         if len(frame) != HEADER + n + TAG:
             return self._refuse(REJECT_SHORT)
         d = self.rx
-        mv = memoryview(frame)
-        if suite != self.suite or not equal(d._mac(d._mac_key, mv[:HEADER + n])[:TAG],
-                                             mv[HEADER + n:]):
+        if suite != self.suite:
+            return self._refuse(REJECT_TAG)
+        tag = self._tag
+        d.mac.mac_into(frame, 0, HEADER + n, tag, 0, TAG >> 2)
+        if not equal(tag, memoryview(frame)[HEADER + n:]):
             return self._refuse(REJECT_TAG)
         seq = (hi << 32) | lo
         if seq <= d.seq:
             return self._refuse(REJECT_REPLAY)
         d.seq = seq
         out = bytearray(n)
-        d._ctr.crypt_into(seq, mv[HEADER:HEADER + n], out)
+        d.ctr.crypt_into(seq, memoryview(frame)[HEADER:HEADER + n], out)
         return rtype, bytes(out)

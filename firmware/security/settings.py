@@ -31,6 +31,14 @@ SEC_SCHEMA = (
      "the link is not sealed"),
     ("sec.link_ms", 50, 10, 1000, "ms",
      "Platform link task period (handshake steps, sealing telemetry batches)"),
+    ("sec.seal_ms", 5, 1, 100, "ms",
+     "Platform link: period of the sealing task, one step of the telemetry batch being "
+     "sealed per run, none in the records task's pass (at 5 ms: 180 steps a second; "
+     "charging needs ~90 at sec.seal_kinstr 50)"),
+    ("sec.seal_kinstr", 45, 10, 1000, "kinstr",
+     "Platform link: work of one sealing step, in thousands of instructions of the "
+     "QEMU target (CTR blocks and hash compressions at their measured cost, at least "
+     "one unit; 50 = ~0.7 ms of a 168 MHz F405, inside a 1 ms pass)"),
     ("sec.batch_fill", 160, 32, 220, "bytes",
      "Platform link: seal a telemetry batch once this many bytes of records wait "
      "(a sealed frame carries at most 220)"),

@@ -16,14 +16,16 @@ _IV = (0x7380166F, 0x4914B2B9, 0x172442D7, 0xDA8A0600,
 
 
 @micropython.viper
-def _compress(v: ptr32, blk: ptr8, w: ptr32):
-    """One 64-byte block ``blk`` into the state ``v`` (8 words); ``w``: 68
-    words of scratch."""
+def _compress(v: ptr32, blk: ptr8, off: int, w: ptr32):
+    """One 64-byte block ``blk[off:off + 64]`` into the state ``v`` (8
+    words); ``w``: 68 words of scratch.  (The offset lets the record layer
+    hash a frame in place, block by block, without a view per block.)"""
     M = uint(0xFFFFFFFF)
     j = 0
     while j < 16:
-        w[j] = (uint(blk[4 * j]) << 24) | (uint(blk[4 * j + 1]) << 16) | \
-            (uint(blk[4 * j + 2]) << 8) | uint(blk[4 * j + 3])
+        k = off + 4 * j
+        w[j] = (uint(blk[k]) << 24) | (uint(blk[k + 1]) << 16) | \
+            (uint(blk[k + 2]) << 8) | uint(blk[k + 3])
         j += 1
     while j < 68:
         x = uint(w[j - 16]) ^ uint(w[j - 9])
@@ -106,7 +108,7 @@ class SM3:
             self._n += k
             i += k
             if self._n == 64:
-                _compress(self._v, buf, self._w)
+                _compress(self._v, buf, 0, self._w)
                 self._n = 0
         return self
 
@@ -120,11 +122,11 @@ class SM3:
         for k in range(n, 64):
             buf[k] = 0
         if n > 56:
-            _compress(v, buf, self._w)
+            _compress(v, buf, 0, self._w)
             for k in range(64):
                 buf[k] = 0
         struct.pack_into(">II", buf, 56, (bits >> 32) & 0xFFFFFFFF, bits & 0xFFFFFFFF)
-        _compress(v, buf, self._w)
+        _compress(v, buf, 0, self._w)
         out = bytearray(32)
         for k in range(8):
             struct.pack_into(">I", out, 4 * k, v[k])

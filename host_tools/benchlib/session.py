@@ -160,9 +160,10 @@ def run_session(cfg: dict | None = None, params: BmsParams | None = None,
                 interval_ms: int = 1000,
                 flood_rate: float = 0.0, flood_frames: list | None = None,
                 on_step: Callable | None = None, target: str = "unix",
-                image: Path | None = None) -> SessionResult:
+                image: Path | None = None, sim_kw: dict | None = None) -> SessionResult:
     """Run plug -> unlock with the BMS simulator.  ``ok`` = the BMS simulator
-    finished, the firmware reached ``done`` and never fell into fail-safe."""
+    finished, the firmware reached ``done`` and never fell into fail-safe.
+    ``sim_kw``: more arguments for ``Simulation`` (e.g. ``qemu_files``)."""
     params = params or small_params()
     pack = BatteryPack(params.chemistry, params.capacity_ah, params.cells, params.soc)
     plant = Plant(pack)
@@ -171,7 +172,7 @@ def run_session(cfg: dict | None = None, params: BmsParams | None = None,
         t0 = time.perf_counter()
         sim = Simulation(step_ms=step_ms, plant=plant, config=cfg_path, heapsize=heapsize,
                          firmware_dir=firmware_dir, state_dir=os.path.join(td, "state"),
-                         target=target, image=image)
+                         target=target, image=image, **(sim_kw or {}))
         stages = {g: StageStats() for g in GROUPS}
         group = "handshake"
         t_mark = 0

@@ -105,8 +105,44 @@ def _bms_replay_frames():
     return [(0x181056F4, None), (0x181356F4, None)]
 
 
-def _session(flood_fps: int = 0, quick: bool = False):
+# The platform link in service (docs/security.md, "C-2 in service"): the
+# board's key file holds the link keys of the suite (``sec.policy`` prefer,
+# the default, then puts the link into service), and the link is sealed
+# before the session as after a handshake in production.  The harness has
+# no platform answering the handshake on the board's console, so the
+# session keys are installed the way tests/mp/test_security_link.py does:
+# a record layer of fixed test keys, made when the link is built at the link
+# task's first run (45 ms after boot, where a handshake would begin).
+_LINK_PRELUDE = """import security.platlink as _P
+_b0 = _P._build
+def _sealed(app, out):
+    link = _b0(app, out)
+    from security import linkrec as _L
+    link.records = _L.RecordLayer(%d, (b'\\x11' * 16, b'\\x22' * 32), (b'\\x33' * 16, b'\\x44' * 32))
+    return link
+_P._build = _sealed
+"""
+
+
+def link_setup(suite: str) -> tuple[dict, dict]:
+    """(config, Simulation keywords) of a charger with a sealed platform
+    link of ``suite`` ("sm" or "aes") on the QEMU board."""
+    import tempfile
+    from host_tools import seckeys
+    with tempfile.TemporaryDirectory(prefix="bench_keys_") as td:
+        p = Path(td) / "keys.json"
+        seckeys.new_keys(p)
+        keys = p.read_bytes()
+    cfg = {"sec.policy": "prefer", "sec.suite": suite}
+    return cfg, {"qemu_files": {"keys.json": keys},
+                 "qemu_prelude": _LINK_PRELUDE % (1 if suite == "sm" else 2)}
+
+
+def _session(flood_fps: int = 0, quick: bool = False, link: str | None = None):
+    """One charging session on the QEMU image; ``link``: with the platform
+    link of that suite in service and sealed (``link_setup``)."""
     heap = {}
+    cfg, sim_kw = link_setup(link) if link else (None, None)
 
     def on_step(sim):
         if sim.steps == 1:
@@ -119,8 +155,9 @@ def _session(flood_fps: int = 0, quick: bool = False):
             heap["charging"] = st["mem_alloc"]
             heap["charging_free"] = st["mem_free"]
     params = small_params() if quick or not flood_fps else small_params()
-    r = run_session(params=params, target="qemu", on_step=on_step,
-                    flood_rate=flood_fps, flood_frames=_bms_replay_frames() if flood_fps else None)
+    r = run_session(cfg=cfg, params=params, target="qemu", on_step=on_step,
+                    flood_rate=flood_fps, flood_frames=_bms_replay_frames() if flood_fps else None,
+                    sim_kw=sim_kw)
     if not r.ok:
         raise RuntimeError("target session failed: %s" % r.why)
     for _, t in r.texts:

@@ -169,7 +169,7 @@ class PlatformHandshake:
 
 
 # -- the link in service: what the TCU relays (docs/security.md "C-2 in service") --
-LINK_MAGIC = 0xEC                 # firmware security/platlink.py: envelope on the telemetry channel
+LINK_MAGIC = 0xEC                 # firmware security/linkservice.py: envelope on the telemetry channel
 T_TELEMETRY, T_STOP, T_RESULT, T_VIN = 1, 2, 3, 4
 LINK_HDR = struct.Struct("<QIH")  # MQTT evc/<id>/link payload: first_n, boot, record count; frame
 

@@ -234,12 +234,16 @@ class QemuFirmwareProcess(QemuMachine):
     def __init__(self, config: str | None = None, epoch_s: int | None = None,
                  image: Path | None = None, board: str = DEFAULT_BOARD, stderr=None,
                  config_text: str | None = None, boot_timeout: float = 30.0,
-                 state_dir: str | None = None):
+                 state_dir: str | None = None, files: dict | None = None,
+                 prelude: str | None = None):
         """``state_dir``: a host directory that stands for the board's
         ``state/`` on flash: its files are copied onto the board's RAM
         filesystem before the app starts and the board's files are written
         back when the firmware stops (``close``), so records can be read and
-        a second run boots from them (a reboot)."""
+        a second run boots from them (a reboot).  ``files``: more files for
+        the board's filesystem (name -> bytes, e.g. ``keys.json``);
+        ``prelude``: code run on the board after them, before the app
+        starts (a measurement's set-up, e.g. a sealed link's session keys)."""
         super().__init__(image=image, board=board, stderr=stderr)
         self.raw_repl()
         lines = ["import qemu.main as m", "m.prepare()"]
@@ -247,6 +251,10 @@ class QemuFirmwareProcess(QemuMachine):
             config_text = Path(config).read_text()
         if config_text is not None:
             lines.append("m.put('config.json', %r)" % config_text.encode())
+        for name, data in (files or {}).items():
+            lines.append("m.put(%r, %r)" % (name, bytes(data)))
+        if prelude:
+            lines.append(prelude)
         extra = ""
         if state_dir:
             sd = Path(state_dir).resolve()

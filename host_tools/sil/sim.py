@@ -164,7 +164,8 @@ class Simulation(_Base):
                  heapsize=None, channel: str | None = None, console_fd=None,
                  state_dir: str | None = None, firmware_dir: Path | None = None, stderr=None,
                  epoch_s: int | None = None, target: str | None = None, image: Path | None = None,
-                 board_dir: str | Path | None = None, console_auth: int | None = 0):
+                 board_dir: str | Path | None = None, console_auth: int | None = 0,
+                 qemu_files: dict | None = None, qemu_prelude: str | None = None):
         """``epoch_s``: the simulated date (UTC seconds) at t = 0, the
         firmware's RTC in lock-step (default 2026-01-01 00:00 UTC).
 
@@ -183,7 +184,10 @@ class Simulation(_Base):
 
         ``console_auth``: 0 (default) opens the console without roles (a
         bench has no keys); None lets ``console.auth`` decide (roles, with
-        the key in ``board_dir/keys.json``; docs/security.md)."""
+        the key in ``board_dir/keys.json``; docs/security.md).
+
+        ``qemu_files``, ``qemu_prelude`` (target qemu): files put on the
+        board's filesystem and code run before the app (``QemuFirmwareProcess``)."""
         import os
         target = target or os.environ.get("EVCHARGER_TARGET") or "unix"
         if target not in ("unix", "qemu"):
@@ -204,7 +208,8 @@ class Simulation(_Base):
                 if config is None and (bd / "config.json").exists():
                     config = str(bd / "config.json")
             self.fw = QemuFirmwareProcess(config=config, epoch_s=epoch_s, image=image,
-                                          stderr=stderr, state_dir=state_dir)
+                                          stderr=stderr, state_dir=state_dir,
+                                          files=qemu_files, prelude=qemu_prelude)
         else:
             self.fw = L.FirmwareProcess("lockstep", config=config, heapsize=heapsize,
                                         console_fd=console_fd, state_dir=state_dir,

@@ -59,6 +59,89 @@ def test_c2_records_round_trip_both_suites():
         eq(charger.open(platform.seal(L.T_STOP, b"stop")), (L.T_STOP, b"stop"), "other way")
 
 
+# Frames sealed by the one-shot seal of main (cda51e2, before the stepped
+# sealer): SHA-256 of the whole 248-byte frame and its tag, per suite.
+_KAT_TX = (bytes(range(16)), bytes(range(100, 132)))
+_KAT_P = bytes((i * 7 + 3) & 0xFF for i in range(220))
+_KAT = {L.SUITE_SM: ("aae33bce2c27e447cbe2b595c37d4ad783a925d7ed1baa9ecfd4f39541bd22af",
+                     "5c962726d5ea06afb259f24f8676fa34"),
+        L.SUITE_AES: ("876d1e879e9b8d8c117a3288fd936f5a149734f9513672c284663529c447508c",
+                      "3986d2b3d59202dad8bee966233703f1")}
+
+
+def _kat_layer(suite):
+    lay = L.RecordLayer(suite, _KAT_TX, (bytes(16), bytes(32)))
+    lay.seal(L.T_TELEMETRY, _KAT_P)          # the known frame is record 2
+    return lay
+
+
+def test_c2_stepped_seal_gives_the_one_shot_frames():
+    import hashlib
+    from binascii import hexlify
+    for suite in (L.SUITE_SM, L.SUITE_AES):
+        f = _kat_layer(suite).seal(L.T_TELEMETRY, _KAT_P)
+        eq(hexlify(f[-16:]).decode(), _KAT[suite][1], "suite %d: tag of the known frame" % suite)
+        eq(hexlify(hashlib.sha256(f).digest()).decode(), _KAT[suite][0], "suite %d: frame" % suite)
+        for budget in (1, 20, 50, 69, 500):
+            lay = _kat_layer(suite)
+            out = bytearray(3 + len(f))
+            s = lay.sealer
+            s.budget = budget
+            s.begin(L.T_TELEMETRY, b"xy" + _KAT_P, 2, len(_KAT_P), out, 1)
+            steps = 1
+            while not s.step():
+                steps += 1
+            eq(bytes(out[1:1 + len(f)]), f, "suite %d, step budget %d" % (suite, budget))
+            true(not s.busy, "idle when done")
+            if budget >= 69:
+                true(steps < 20, "suite %d: %d steps of %d" % (suite, steps, budget))
+
+
+def test_c2_seal_steps_bounded_and_allocation_free():
+    import micropython
+    for suite in (L.SUITE_SM, L.SUITE_AES):
+        charger, platform = _pair(suite)
+        s = charger.sealer
+        s.budget = 50
+        unit = L._UNIT[suite]
+        out = bytearray(2 + 12 + 220 + 16)
+        for n in (220, 160, 43, 44, 52, 0):     # tails of 55, 56 (two pad blocks), 0 bytes
+            src = bytes(range(n))
+            micropython.heap_lock()
+            try:
+                s.begin(L.T_TELEMETRY, src, 0, n, out, 2)
+                steps = 1
+                while not s.step():
+                    steps += 1
+            finally:
+                micropython.heap_unlock()
+            eq(platform.open(bytes(out[2:2 + 12 + n + 16])), (L.T_TELEMETRY, src),
+               "suite %d, %d bytes: the stepped frame opens" % (suite, n))
+        one = L.STEP_COST + max(unit)
+        true(s.largest <= max(50, one), "suite %d: largest step %d within the budget (or one unit)"
+             % (suite, s.largest))
+        true(s.largest >= 40, "the budget is used, not one unit a step")
+
+
+def test_c2_hmac_of_the_record_layer_matches_hashlib():
+    import hashlib
+    from security.hmac256 import hmac_sha256
+    for n in (0, 1, 55, 56, 63, 64, 65, 119, 120, 300):
+        msg = bytes((i * 13) & 0xFF for i in range(n))
+        for key in (b"k" * 32, b"x" * 70):
+            out = bytearray(32)
+            L.Mac(L.SUITE_AES, key).mac_into(msg, 0, n, out, 0, 8)
+            eq(bytes(out), hmac_sha256(key, msg), "HMAC-SHA256, %d bytes" % n)
+    from security.sm3 import sm3
+    # HMAC-SM3 from its definition on the (hashlib-free) SM3 of the board
+    key = b"\x0b" * 20
+    ip = bytes(b ^ 0x36 for b in key + bytes(44))
+    op = bytes(b ^ 0x5C for b in key + bytes(44))
+    for n in (0, 55, 56, 64, 200):
+        msg = bytes(range(n))
+        eq(L.hmac_sm3(key, msg), sm3(op + sm3(ip + msg)), "HMAC-SM3, %d bytes" % n)
+
+
 def test_c2_replayed_and_reordered_records_refused():
     charger, platform = _pair(L.SUITE_SM)
     f1 = platform.seal(L.T_STOP, b"stop 1")
@@ -137,7 +220,7 @@ class _Site:
 
     def __init__(self, policy, psk=b"\x5a" * 32, plat_psk=None):
         from security import handshake as H
-        from security import platlink as PL
+        from security import linkservice as PL
         from security.hmac256 import hmac_sha256
         self.H, self.PL, self.hmac = H, PL, hmac_sha256
         self.events = []
@@ -221,6 +304,107 @@ def test_c2_sealed_stop_obeyed_forged_replayed_tampered_refused():
     PL = s.PL
     eq([e[1] for e in s.events], [PL.IXL_REPLAY, PL.IXL_TAG, PL.IXL_TAG, PL.IXL_SHORT],
        "each refusal is an intrusion event")
+
+
+def _record(seq, n):
+    # a telemetry record as the link queues it: byte 3 is its length
+    r = bytearray(n)
+    r[0] = 0xA5
+    r[3] = n
+    r[4] = seq & 0xFF
+    r[5] = seq >> 8
+    return r
+
+
+def test_c2_in_service_batches_sealed_in_steps_in_order():
+    """The app's task table played here: records every 50 ms (offset 5),
+    the link task at 45, the sealing task every 5 ms.  Every record
+    reaches the platform once, in order, in frames with consecutive
+    sequence numbers; no sealing step in a records pass; a sealed stop that
+    arrives while a batch is half sealed is answered after that batch."""
+    import micropython
+    from security import linkservice as PL
+    cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.batch_ms": 1000,
+           "sec.batch_fill": 160, "sec.seal_kinstr": 45}
+    for suite in (L.SUITE_SM, L.SUITE_AES):
+        charger, platform = _pair(suite)
+        sent = []
+        now = [0]
+        locked = [False]
+
+        def out(mv):
+            # the channel (here: a list) may allocate; the link may not
+            if locked[0]:
+                micropython.heap_unlock()
+            sent.append(bytes(mv))
+            if locked[0]:
+                micropython.heap_lock()
+        link = PL.PlatformLink("require", None, lambda: None, lambda c, a, b: None)
+        from array import array
+        rt = array("i", [0])             # the records task's run count
+        link.serve(out, lambda: now[0], lambda: 0, cfg, (rt, 0))
+        link.records = charger
+        seq = 0
+        stepped_in_records_pass = 0
+        stop_at = 2400 if suite == L.SUITE_SM else 3200
+        answer = None
+        frames_before_stop = 0
+        for t in range(0, 6000, 5):
+            now[0] = t
+            records_pass = t % 50 == 5
+            if records_pass:
+                rt[0] += 1
+                # demand every 50 ms (80 B), status every 250 ms (92 B)
+                link.record(memoryview(_record(seq, 80)))
+                seq += 1
+                if t % 250 == 5:
+                    link.record(memoryview(_record(seq, 92)))
+                    seq += 1
+            if t % 50 == 45:
+                link.task(t)
+            before = charger.sealer.largest, charger.sealer.busy, len(sent), charger.tx.seq
+            if t > 3300:
+                locked[0] = True              # the views of each length exist by now
+                micropython.heap_lock()
+            try:
+                link.seal_task(t)
+            finally:
+                if locked[0]:
+                    micropython.heap_unlock()
+                    locked[0] = False
+            if records_pass and before != (charger.sealer.largest, charger.sealer.busy,
+                                           len(sent), charger.tx.seq):
+                stepped_in_records_pass += 1
+            if answer is None and t >= stop_at and charger.sealer.busy:
+                # a batch is half sealed when the stop comes
+                frames_before_stop = len(sent)
+                answer = link.command(platform.seal(L.T_STOP, b"stop"))
+                true(len(sent) >= frames_before_stop + 1, "the half-sealed batch went out first")
+                sent.append(bytes((PL.LINK_MAGIC, 0)) + answer)
+        eq(stepped_in_records_pass, 0, "no sealing step in a records pass")
+        got = []
+        results = 0
+        for f in sent:
+            r = platform.open(f[2:])
+            true(r is not None, "suite %d: every frame opens, in order (%r)" % (suite, platform.rejected))
+            if r[0] == L.T_RESULT:
+                results += 1
+                eq(r[1], b"stopped", "the stop's result")
+                continue
+            p = r[1]
+            k = 0
+            c = 0
+            while k < len(p):
+                got.append(p[k + 4] | (p[k + 5] << 8))
+                k += p[k + 3]
+                c += 1
+            eq(c, f[1], "the envelope counts the batch's records")
+        eq(results, 1, "one result")
+        true(answer is not None and frames_before_stop > 0, "the stop came mid-batch")
+        eq(link.dropped, 0, "the sealer keeps up (suite %d)" % suite)
+        true(len(got) > 100, "records went out")
+        eq(got, list(range(len(got))), "suite %d: every record once, in order" % suite)
+        true(seq - len(got) <= 6, "what is left is the last batch still waiting")
 
 
 mptest.main(globals())

@@ -1,0 +1,519 @@
+"""The charger's end of the platform link under the site policy (issue 13,
+C-2): what telemetry may leave plain, which platform commands are obeyed.
+(Put into service by security/platlink.py ``install``, which imports this
+module only at the link task's first run.)
+
+``sec.policy``:
+  off      plain link as before: telemetry goes out as records, no handshake.
+  prefer   handshake when asked; while a sealed link is up, telemetry is
+           sealed; otherwise it goes out plain (counted in ``plain_sent``,
+           and a failed handshake is logged).
+  require  no plain link: until the handshake has succeeded telemetry is
+           held (counted in ``held``, not sent) and a platform command that
+           is not sealed is refused.
+The vehicle side is never involved: plain GB/T 27930 vehicles charge under
+every policy.  A sealed frame that does not open (forged, replayed,
+reordered, tampered, truncated) is refused and logged as an intrusion event
+(``EV_INTRUSION``, kind ``IXL_*``, argument: the charger's refusal count);
+a sealed stop that opens stops the session through ``stop`` (the same call
+as the console's ``stop()``) and is answered with a sealed result.
+
+In service (``build``): the records pass only queues each record; the
+link's task (``task``, ``sec.link_ms``) cuts the queue into batches and
+runs the handshake, ``sec.hs_steps`` steps a slot and only with no session
+in progress (its steps are longer than a control pass); the sealing task
+(``seal_task``, ``sec.seal_ms``) seals the batches in order, one bounded
+step a run (``linkrec.Sealer``, ``sec.seal_kinstr``), never in the records
+task's pass, and sends each frame in a run of its own; nothing is
+allocated per step or frame.  What leaves for the platform goes on the telemetry channel
+in a link envelope (``LINK_MAGIC``, record count, frame) that a telemetry
+reader tells from a record by its first byte; what the platform sends
+comes in through the console commands ``link("<hex>")`` (a REPLY or a
+sealed command: the frame authenticates itself, so a viewer may pass it
+on), ``pstop()`` (a plain platform stop) and ``pvin("<VIN>")`` (a plain
+VIN authorisation), which the policy may refuse (docs/security.md)."""
+import micropython
+from array import array
+from micropython import const
+from security import linkrec as L
+from rt.clock import ticks_diff, ticks_add
+
+IXL_SHORT = const(0x21)       # sealed frame truncated / wrong length
+IXL_TAG = const(0x22)         # sealed frame forged or tampered
+IXL_REPLAY = const(0x23)      # sealed frame replayed or reordered
+IXL_PLAIN = const(0x24)       # plain command refused (policy require)
+IXL_HANDSHAKE = const(0x25)   # handshake failed (impostor platform, timeout)
+_IX_OF = {L.REJECT_SHORT: IXL_SHORT, L.REJECT_TAG: IXL_TAG, L.REJECT_REPLAY: IXL_REPLAY}
+IXL_NOKEYS = const(0x26)      # policy require but no link keys: nothing can be sealed
+EV_INTRUSION = const(16)      # diag.eventlog.EV_INTRUSION (not imported: heap)
+EV_OPERATOR = const(12)       # diag.eventlog.EV_OPERATOR
+OP_STOP = const(2)            # diag.eventlog.OP_STOP
+T_VIN = const(4)              # sealed record type: VIN authorisation (platform -> charger)
+LINK_MAGIC = const(0xEC)      # link envelope on the telemetry channel (records: 0xA5)
+# Telemetry batch: at most this many bytes of records in one sealed frame
+# (envelope 2 + header 12 + batch + tag 16 <= 251, the SIL packet / UART
+# frame limit of one telemetry write)
+BATCH_MAX = const(220)
+_BUF = const(480)             # records waiting for their batch to be sealed
+_CUTS = const(4)              # batches cut and waiting for the sealer, at most
+_SESSION_FREE = const(0x2003)  # stages IDLE, CONNECTED, DONE (as charger._GC_STAGES)
+
+
+class PlatformLink:
+    """``make_handshake()`` -> a new ``handshake.ChargerHandshake``;
+    ``stop()`` stops the session; ``log(code, a, b)`` writes the event log."""
+
+    def __init__(self, policy, make_handshake, stop, log):
+        if policy not in ("off", "prefer", "require"):
+            raise ValueError("sec.policy")
+        self.policy = policy
+        self._make = make_handshake
+        self._stop = stop
+        self._log = log
+        self.hs = None
+        self.records = None
+        self.plain_sent = 0
+        self.held = 0
+        self.refused = 0
+        self.stops = 0
+        self.vin = None             # the VIN the platform authorised last (bytes)
+        self.last_type = 0          # record type of the last sealed command that opened
+        self.vin_auths = 0
+        self.out = None             # the telemetry channel (install)
+        self.sealed_frames = 0
+        self.dropped = 0            # records lost: the batch buffer was full
+        self.failures = 0           # handshakes that failed
+        self.reason = None          # why the last handshake failed
+        self._buf = None
+        self._n = 0                 # bytes of records waiting
+        self._count = 0             # ... how many records
+        self._t_first = 0
+        # batches cut, waiting for the sealing task: a ring of (bytes, records)
+        self._cn = 0                # bytes of the queue's head that are cut
+        self._nc = 0                # ... in this many batches
+        self._qh = 0                # ring index of the first
+        self._cut_len = array("H", bytes(2 * _CUTS))
+        self._cut_cnt = bytearray(_CUTS)
+        self._batch = 0             # records in the batch being sealed
+        self._fb = None             # envelope + frame of the batch being sealed (install)
+        self._views = {}
+        self._rec_arr = None        # where the records task's run count is (serve)
+        self._rec_ix = 0
+        self._rec_runs = 0
+        self._ready = False         # a sealed frame waits for the next run to go out
+        self.seal_kinstr = 50
+
+    @property
+    def sealed(self):
+        return self.records is not None
+
+    def start(self):
+        """Begin a handshake (between sessions); no-op under ``off`` or
+        without link keys."""
+        if self.policy != "off" and self.hs is None and self._make is not None:
+            self.hs = self._make()
+
+    def poll(self, now_ms):
+        """One handshake step; the handshake message to send now, or None."""
+        hs = self.hs
+        if hs is None:
+            return None
+        if not hs.step(now_ms):
+            self.hs = None
+            self.failures += 1
+            self.reason = hs.reason
+            self._log(EV_INTRUSION, IXL_HANDSHAKE, 0)
+            return None
+        m = hs.take(now_ms)
+        if hs.records is not None and hs.outbox is None:
+            self.records = hs.records          # FINISH taken: the link is sealed
+            self.hs = None
+        return m
+
+    def reply(self, msg, now_ms):
+        """The platform's handshake REPLY."""
+        if self.hs is not None and not self.hs.feed(msg, now_ms):
+            self.failures += 1
+            self.reason = self.hs.reason
+            self.hs = None
+            self._log(EV_INTRUSION, IXL_HANDSHAKE, 1)
+
+    def telemetry(self, payload):
+        """What to hand the TCU for a batch of records: the sealed frame,
+        the plain records, or None (held under ``require``)."""
+        if self.records is not None:
+            self._drain()
+            return self.records.seal(L.T_TELEMETRY, payload)
+        if self.policy == "require":
+            self.held += 1
+            return None
+        if self.policy == "prefer":
+            self.plain_sent += 1
+        return payload
+
+    def plain_command(self):
+        """A plain (unsealed) platform stop arrived: may it be obeyed?"""
+        if self.policy == "require":
+            self.refused += 1
+            self._log(EV_INTRUSION, IXL_PLAIN, self.refused)
+            return False
+        return True
+
+    def command(self, frame):
+        """A sealed platform command: opens, verifies, obeys; returns the
+        sealed result frame, or None when refused."""
+        rec = self.records
+        if rec is None:
+            self.refused += 1
+            self._log(EV_INTRUSION, IXL_TAG, self.refused)
+            return None
+        r = rec.open(frame)
+        if r is None:
+            self.refused += 1
+            self._log(EV_INTRUSION, _IX_OF[rec.last_reject], self.refused)
+            return None
+        self.last_type = r[0]
+        self._drain()
+        if r[0] == T_VIN:
+            self.vin = r[1]
+            self.vin_auths += 1
+            return rec.seal(L.T_RESULT, b"vin " + r[1])
+        if r[0] != L.T_STOP:
+            return rec.seal(L.T_RESULT, b"unknown command")
+        self.stops += 1
+        self._stop()
+        return rec.seal(L.T_RESULT, b"stopped")
+
+    # ---- in service (install) ----------------------------------------------
+    def serve(self, out, ticks_ms, stage, cfg, rec_runs=None):
+        """Into service: ``out`` the telemetry channel's write, ``stage()``
+        the session's stage, ``cfg`` the ``sec.*`` settings, ``rec_runs``
+        (array, index): where the records task's run count is (its passes
+        get no sealing step; the scheduler's statistics array)."""
+        self.out = out
+        self._buf = bytearray(_BUF)
+        self._ticks = ticks_ms
+        self._stage = stage
+        self.steps = cfg["sec.hs_steps"]
+        self.retry_ms = cfg["sec.hs_retry_s"] * 1000
+        self.batch_ms = cfg["sec.batch_ms"]
+        self.batch_fill = cfg["sec.batch_fill"]
+        self.seal_kinstr = cfg["sec.seal_kinstr"]
+        self.errors = 0
+        self._retry = None
+        self._fb = bytearray(2 + L.HEADER + BATCH_MAX + L.TAG)
+        self._fb[0] = LINK_MAGIC
+        if rec_runs is not None:
+            self._rec_arr, self._rec_ix = rec_runs
+
+    def pvin_check(self, vin):
+        """May a session start with ``vin`` (bytes) as far as the platform's
+        authorisation goes (``sec.vin_auth``)?  Under require only a sealed
+        authorisation counts (a plain ``pvin`` is refused there)."""
+        return self.vin is not None and self.vin == vin
+
+    def plain_vin(self, vin):
+        """A plain VIN authorisation (``pvin``): obeyed unless require."""
+        if not self.plain_command():
+            return False
+        self.vin = vin
+        self.vin_auths += 1
+        return True
+
+    def record(self, mv):
+        """The telemetry sink while the link is in service (records pass:
+        no allocation, no crypto).  Plain out, held, or queued for sealing."""
+        if self.records is None:
+            if self.policy == "require":
+                self.held += 1
+                return
+            self.plain_sent += 1
+            self.out(mv)
+            return
+        n = len(mv)
+        k = self._n
+        if k + n > _BUF:
+            self.dropped += 1           # the link task fell behind
+            return
+        if k == 0:
+            self._t_first = self._ticks()
+        _copy(self._buf, k, mv, n)
+        self._n = k + n
+        self._count += 1
+
+    def _send(self, count, frame):
+        self.out(bytes((LINK_MAGIC, count)) + frame)
+
+    def _cut_batches(self, force):
+        """Cut the queued records into batches, whole records, up to
+        ``BATCH_MAX`` bytes each (the rule and the moments of the one-shot
+        seal: the same records in the same frames); the sealing task seals
+        the cuts in order.  At most ``_CUTS`` cuts wait."""
+        b = self._buf
+        while self._n > self._cn and (force or self._n - self._cn >= self.batch_fill) \
+                and self._nc < _CUTS:
+            s = self._cn
+            j = s
+            c = 0
+            while j < self._n and j - s + b[j + 3] <= BATCH_MAX:
+                j += b[j + 3]
+                c += 1
+            if c == 0:                  # a record too long for a batch (never with Table 1)
+                k = b[s + 3]
+                L._copy(b, s, b, s + k, self._n - s - k)
+                self._n -= k
+                self._count -= 1
+                self.dropped += 1
+            else:
+                q = (self._qh + self._nc) % _CUTS
+                self._cut_len[q] = j - s
+                self._cut_cnt[q] = c
+                self._nc += 1
+                self._cn = j
+            force = False
+            self._t_first = self._ticks()
+
+    def _load(self):
+        """The first cut into the frame buffer, its seal begun; the queue
+        moves down (the records pass appends behind it)."""
+        q = self._qh
+        j = self._cut_len[q]
+        self._batch = self._cut_cnt[q]
+        self._qh = (q + 1) % _CUTS
+        self._nc -= 1
+        fb = self._fb
+        fb[1] = self._batch
+        self.records.sealer.begin(L.T_TELEMETRY, self._buf, 0, j, fb, 2)
+        rest = self._n - j
+        if rest:
+            L._copy(self._buf, 0, self._buf, j, rest)
+        self._n = rest
+        self._cn -= j
+        self._count -= self._batch
+
+    def _sent(self):
+        """The frame buffer's complete frame onto the telemetry channel
+        (one view per frame length, made the first time the length occurs:
+        Table 1's records give a handful)."""
+        n = 2 + L.HEADER + self.records.sealer.n + L.TAG
+        mv = self._views.get(n)
+        if mv is None:
+            mv = self._views[n] = memoryview(self._fb)[:n]
+        self.sealed_frames += 1
+        self.out(mv)
+
+    def _drain(self):
+        """Finish the batch being sealed now and send it (before a command
+        result takes the next sequence number: frames leave in order)."""
+        rec = self.records
+        if rec is None or self._fb is None:
+            return
+        if rec.sealer.busy:
+            rec.sealer.finish()
+            self._ready = True
+        if self._ready:
+            self._ready = False
+            self._sent()
+
+    def seal_task(self, now):
+        """The sealing task (``sec.seal_ms``): a run either begins the next
+        batch (copies it into the frame buffer, writes the header), or does
+        one step of the batch being sealed, or puts the sealed frame out
+        onto the channel (the board's write copies it).  Skips the passes in which the records task ran
+        (its own pass is the longest of a session: the event-log commit)."""
+        rec = self.records
+        if rec is None or (not self._nc and not rec.sealer.busy and not self._ready):
+            return
+        a = self._rec_arr
+        if a is not None:
+            r = a[self._rec_ix]
+            if r != self._rec_runs:
+                self._rec_runs = r
+                return
+        try:
+            if self._ready:
+                self._ready = False
+                self._sent()
+                return
+            s = rec.sealer
+            if not s.busy:
+                self._load()            # a run of its own: the copy and the header
+                return
+            if s.step(self.seal_kinstr):
+                self._ready = True
+        except Exception as e:
+            self._failed(now, e)
+
+    def task(self, now):
+        """The link's slot: handshake steps (no session in progress only),
+        then the telemetry batches due are cut (sealed by ``seal_task``).
+        Never raises: a broken link must not fail the charger safe (H-9 is
+        for the charging path)."""
+        try:
+            self._task(now)
+        except Exception as e:
+            self._failed(now, e)
+
+    def _failed(self, now, e):
+        self.errors += 1
+        self.hs = None
+        self.records = None         # back to what the policy allows unsealed
+        self._n = self._count = self._cn = self._nc = self._qh = 0
+        self._ready = False
+        self.reason = "link error: %s" % e
+        self._retry = now
+        self._log(EV_INTRUSION, IXL_HANDSHAKE, 3)
+
+    def _task(self, now):
+        if self.records is None and self.hs is None and self._make is not None:
+            if self._retry is None or ticks_diff(now, self._retry) >= 0:
+                self._retry = ticks_add(now, self.retry_ms)
+                self._since = now
+                self.start()
+        hs = self.hs
+        if hs is not None and (_SESSION_FREE >> self._stage()) & 1:
+            i = self.steps
+            while i > 0 and self.hs is not None:
+                m = self.poll(now)
+                if m is not None:
+                    self._send(0, m)
+                if self.hs is None or self.hs.stage == "wait":
+                    break
+                i -= 1
+        if self.records is not None and self._n > self._cn and \
+                (self._n - self._cn >= self.batch_fill or
+                 ticks_diff(now, self._t_first) >= self.batch_ms):
+            self._cut_batches(True)
+            if self._rec_arr is not None:            # this pass is not the records pass
+                self._rec_runs = self._rec_arr[self._rec_ix]
+
+    def link(self, hexframe):
+        """Console ``link("<hex>")``: a frame from the platform (the TCU
+        passes it on).  A REPLY goes to the handshake, a sealed command is
+        opened and obeyed (answered with a sealed result on the telemetry
+        channel); refusals are logged as intrusion events."""
+        from binascii import unhexlify
+        try:
+            frame = unhexlify(hexframe)
+        except Exception:
+            frame = b""
+        if frame[:4] == b"EVR1":
+            if self.hs is None:
+                return "no handshake waiting: REPLY ignored"
+            self.reply(frame, self._ticks())
+            if self.hs is None:
+                return "REPLY refused: %s" % self.reason
+            return "REPLY taken"
+        res = self.command(frame)
+        if res is None:
+            return "refused (%s)" % (self.records.last_reject if self.records else "no link")
+        self._send(0, res)
+        t = self.last_type
+        return "accepted: %s" % ("stop" if t == L.T_STOP else "VIN authorisation" if t == T_VIN
+                                 else "unknown command")
+
+    def status(self):
+        """Console ``platlink()``: the link's state and counters."""
+        hs = self.hs
+        st = "sealed" if self.sealed else ("handshake " + hs.stage if hs else "not sealed")
+        r = self.records.rejected if self.records else {}
+        return ("platform link: policy %s, %s\n"
+                "telemetry: frames sealed %d, records plain %d, held %d, dropped %d\n"
+                "platform commands: stops %d, VIN authorisations %d, refused %d\n"
+                "refused sealed frames: short %d, tag %d, replay %d\n"
+                "handshake failures %d%s" % (
+                    self.policy, st, self.sealed_frames, self.plain_sent, self.held,
+                    self.dropped, self.stops, self.vin_auths, self.refused,
+                    r.get("short", 0), r.get("tag", 0), r.get("replay", 0),
+                    self.failures, (" (last: %s)" % self.reason) if self.reason else ""))
+
+
+@micropython.viper
+def _copy(dst: ptr8, o: int, src: ptr8, n: int):
+    i = 0
+    while i < n:
+        dst[o + i] = src[i]
+        i += 1
+
+
+def _keys_path(app):
+    return getattr(app.board, "keys_path", None) or "keys.json"
+
+
+def build(app, out):
+    """The ``PlatformLink`` in service in ``app``, ``out`` the board's
+    telemetry channel (security/platlink.py ``install``: the link task's
+    first run)."""
+    cfg = app.cfg
+    path = _keys_path(app)
+    suite = cfg["sec.suite"]
+    try:
+        import json
+        with open(path) as f:
+            have = ("link_priv" if suite == "sm" else "link_psk") in json.load(f)
+    except Exception:
+        have = False
+    cid = cfg["charger.id"]
+    clock = app.clock
+    log = app.log
+    keys = []
+
+    def make():
+        # The handshake's code (~1.7 KB of heap with SM2) and the keys are
+        # loaded by the first handshake, not while the link is being built.
+        from security import handshake as H
+        from security.rng import random_bytes
+        if not keys:
+            keys.append(H.load_keys(path))
+        return H.ChargerHandshake(suite, cid, keys[0], random_bytes, cfg["sec.hs_reply_s"] * 1000,
+                                  cfg["sec.hs_stage_s"] * 1000, clock.ticks_ms())
+
+    def note(code, a, b):
+        log.log(app.rtc_s(), code, a, b)
+        if code == EV_INTRUSION:
+            app.event("intrusion", "platform link 0x%x %d" % (a, b))
+
+    def stop():
+        app.session.operator_stop()
+        log.log(app.rtc_s(), EV_OPERATOR, OP_STOP, 1, "platform")
+        app.event("platform", "stop")
+
+    link = PlatformLink(cfg["sec.policy"], make if have else None, stop, note)
+    if not have:
+        note(EV_INTRUSION, IXL_NOKEYS, 0)
+    tel = app.tel
+    sched = app.sched
+    runs = None
+    for t in sched.tasks:
+        if t.name == "records":
+            # the run count in the scheduler's statistics (read each sealing
+            # run: the Task attribute is a Python __getattr__, ~4 kinstr)
+            from rt.scheduler import _TFIELDS
+            runs = (sched._T, t._i * (len(sched._T) // len(sched.tasks)) + _TFIELDS.index("runs"))
+    link.serve(out, clock.ticks_ms, lambda: app.session.stage, cfg, runs)
+    tel._w = link.record
+    con = app.console
+    if con is not None:
+        w = con.out.write
+
+        def cmd_link(h):
+            w(link.link(h) + "\n")
+
+        def cmd_pstop():
+            if link.plain_command():
+                link._stop()
+                w("stop requested (plain platform stop)\n")
+            else:
+                w("refused: sec.policy require: sealed stop only\n")
+
+        def cmd_pvin(v):
+            w(("VIN %s authorised (plain)" % v if link.plain_vin(v.encode()) else
+               "refused: sec.policy require: sealed authorisation only") + "\n")
+
+        def cmd_status():
+            w(link.status() + "\n")
+        con.add("link", cmd_link)
+        con.add("pstop", cmd_pstop)
+        con.add("pvin", cmd_pvin)
+        con.add("platlink", cmd_status)
+    return link
