@@ -253,6 +253,7 @@ def run_plink(path):
     from binascii import hexlify
     from security import linkrec as L
     from security import linkservice as P
+    from security import linkbuild as LB
     ka, kb = (b"\x11" * 16, b"\x22" * 32), (b"\x33" * 16, b"\x44" * 32)
     i = -1
     for suite in (L.SUITE_SM, L.SUITE_AES):
@@ -304,8 +305,8 @@ def run_plink(path):
                 text = hexlify(rest).decode()
                 text = text[:len(text) - rest[0] % 3]
             n_stops, n_out, vin = stops[0], outs[0], link.vin
-            ans = link.link(text)
-            if not isinstance(ans, str) or not isinstance(link.status(), str):
+            ans = LB.console_link(link, text)
+            if not isinstance(ans, str) or not isinstance(LB.status(link), str):
                 return i, "no text answer: %r" % (ans,)
             if want is not None:
                 if not ans.startswith("accepted") or outs[0] != n_out + 1:

@@ -37,23 +37,6 @@ REJECT_TAG = "tag"
 REJECT_REPLAY = "replay"
 
 
-# Work of a seal step, in kinstr of the QEMU target (``ticks_us`` under
-# ``-icount shift=0``; host_tools/secbench.py --seal, "seal unit" rows):
-# a step's own cost (the call, the blocks loop), then per unit one CTR
-# block (cipher block + XOR), one compression of the HMAC's hash, one
-# padding or outer-hash unit (a compression + building its block).  A step
-# does units while their sum stays within the step budget (``Sealer.budget``,
-# ``sec.seal_kinstr``), at least one.
-STEP_COST = const(8)
-_UNIT = {SUITE_SM: (10, 42, 48), SUITE_AES: (10, 33, 39)}
-
-_P_IDLE = const(0)
-_P_CTR = const(1)
-_P_MAC = const(2)       # full blocks of header + ciphertext, then the first padded block
-_P_TAIL2 = const(3)     # the length-only block (when the tail was 56..63 bytes)
-_P_OUTER = const(4)     # the outer hash, tag into the frame
-
-
 @micropython.viper
 def _copy(dst: ptr8, do: int, src: ptr8, so: int, n: int):
     """dst[do:do+n] = src[so:so+n], ascending (a move down the same buffer is safe)."""
@@ -264,144 +247,6 @@ class Direction:
         self.seq = 0                # last sent (tx) or last accepted (rx)
 
 
-class Sealer:
-    """Seals one record at a time into a caller's buffer, in steps of
-    bounded work (``budget`` kinstr of the target, see ``_UNIT``): the CTR
-    blocks, then the HMAC's compressions over header + ciphertext in place,
-    then the outer hash.  ``begin`` takes the sequence number, writes the
-    header and copies the payload (it need not stay unchanged after
-    ``begin``); ``step`` returns True once the frame is complete.  Nothing
-    is allocated by ``begin`` or ``step``.  ``RecordLayer.seal`` is this
-    run to completion: one implementation for the stepped and the one-shot
-    seal, so the frames are the same bytes."""
-
-    def __init__(self, layer):
-        self._l = layer
-        d = layer.tx
-        self._ctr = d.ctr
-        self._mac = d.mac
-        u = _UNIT[layer.suite]
-        self._cb = u[0]
-        self._hc = u[1]
-        self._hp = u[2]
-        self.budget = 50            # kinstr of the target a step (sec.seal_kinstr)
-        self.busy = False
-        self.out = None
-        self.off = 0
-        self.n = 0
-        self.largest = 0            # the largest step so far, in units' cost (kinstr)
-        self._ph = _P_IDLE
-        self._i = 0
-        self._nb = 0
-        self._m = 0
-
-    def begin(self, rtype, src, so, n, out, off):
-        """Start sealing src[so:so+n] as record ``rtype`` into
-        out[off:off+HEADER+n+TAG]."""
-        if self.busy:
-            raise RuntimeError("sealer busy")
-        if n > MAX_PAYLOAD:
-            raise ValueError("record payload too long")
-        lay = self._l
-        d = lay.tx
-        d.seq += 1
-        out[off] = lay.suite
-        out[off + 1] = rtype
-        _pack_seq(out, off + 2, d.seq)
-        struct.pack_into(">H", out, off + 10, n)
-        _copy(out, off + HEADER, src, so, n)
-        self._ctr.start(d.seq)
-        self.out = out
-        self.off = off
-        self.n = n
-        self._nb = (n + 15) >> 4
-        self._m = HEADER + n
-        self._i = 0
-        if self._nb:
-            self._ph = _P_CTR
-        else:
-            self._ph = _P_MAC
-            self._mac.start()
-        self.busy = True
-
-    def step(self, budget=0):
-        """One step (of ``budget`` kinstr, default ``self.budget``); True
-        once the frame is complete (then not busy)."""
-        left = (budget or self.budget) - STEP_COST
-        spent = STEP_COST
-        first = True
-        while True:
-            if self._ph == _P_CTR:
-                k = left // self._cb
-                if k <= 0:
-                    if not first:
-                        break
-                    k = 1
-                i = self._i
-                if k > self._nb - i:
-                    k = self._nb - i
-                self._ctr.blocks(self.out, self.off + HEADER, self.n, i, k)
-                i += k
-                if i == self._nb:
-                    i = 0
-                    self._ph = _P_MAC
-                    self._mac.start()
-                self._i = i
-                c = k * self._cb
-            else:
-                c = self._hc if (self._ph == _P_MAC and self._i < self._m >> 6) else self._hp
-                if c > left and not first:
-                    break
-                if self._hash_unit():
-                    spent += c
-                    if spent > self.largest:
-                        self.largest = spent
-                    return True
-            first = False
-            spent += c
-            left -= c
-        if spent > self.largest:
-            self.largest = spent
-        return False
-
-    def finish(self):
-        """The rest of the frame at once (a command result must follow the
-        batch being sealed: sequence numbers in order on the wire)."""
-        if self._ph == _P_CTR:
-            self._ctr.blocks(self.out, self.off + HEADER, self.n, self._i, self._nb - self._i)
-            self._i = 0
-            self._ph = _P_MAC
-            self._mac.start()
-        while self.busy:
-            self._hash_unit()
-
-    def _hash_unit(self):
-        """One compression of the HMAC; True when the tag is in the frame."""
-        ph = self._ph
-        out = self.out
-        o = self.off
-        i = self._i
-        m = self._m
-        full = m >> 6
-        if ph == _P_MAC:
-            if i < full:
-                self._mac.block(out, o + 64 * i)
-                self._i = i + 1
-                return False
-            k = m - 64 * full
-            self._mac.tail(0, out, o + 64 * full, k, m)
-            self._ph = _P_TAIL2 if k >= 56 else _P_OUTER
-            return False
-        if ph == _P_TAIL2:
-            self._mac.tail(1, out, o + 64 * full, m - 64 * full, m)
-            self._ph = _P_OUTER
-            return False
-        self._mac.finish(out, o + m, TAG >> 2)
-        self._ph = _P_IDLE
-        self.busy = False
-        return True
-
-
 class RecordLayer:
     """Both directions of an established link (keys from the handshake)."""
 
@@ -409,6 +254,7 @@ class RecordLayer:
         self.tx = Direction(suite, tx_keys[0], tx_keys[1])
         self.rx = Direction(suite, rx_keys[0], rx_keys[1])
         self.suite = suite
+        from security.linkseal import Sealer    # the link is up: now, not at import
         self.sealer = Sealer(self)
         self._tag = bytearray(TAG)
         self.rejected = {REJECT_SHORT: 0, REJECT_TAG: 0, REJECT_REPLAY: 0}

@@ -1,6 +1,6 @@
 """The charger's end of the platform link under the site policy (issue 13,
 C-2): what telemetry may leave plain, which platform commands are obeyed.
-(Put into service by security/platlink.py ``install``, which imports this
+(Put into service by security/platlink.py ``install`` through security/linkbuild.py, which imports this
 module only at the link task's first run.)
 
 ``sec.policy``:
@@ -23,7 +23,7 @@ link's task (``task``, ``sec.link_ms``) cuts the queue into batches and
 runs the handshake, ``sec.hs_steps`` steps a slot and only with no session
 in progress (its steps are longer than a control pass); the sealing task
 (``seal_task``, ``sec.seal_ms``) seals the batches in order, one bounded
-step a run (``linkrec.Sealer``, ``sec.seal_kinstr``), never in the records
+step a run (``linkseal.Sealer``, ``sec.seal_kinstr``), never in the records
 task's pass, and sends each frame in a run of its own; nothing is
 allocated per step or frame.  What leaves for the platform goes on the telemetry channel
 in a link envelope (``LINK_MAGIC``, record count, frame) that a telemetry
@@ -387,46 +387,6 @@ class PlatformLink:
             if self._rec_arr is not None:            # this pass is not the records pass
                 self._rec_runs = self._rec_arr[self._rec_ix]
 
-    def link(self, hexframe):
-        """Console ``link("<hex>")``: a frame from the platform (the TCU
-        passes it on).  A REPLY goes to the handshake, a sealed command is
-        opened and obeyed (answered with a sealed result on the telemetry
-        channel); refusals are logged as intrusion events."""
-        from binascii import unhexlify
-        try:
-            frame = unhexlify(hexframe)
-        except Exception:
-            frame = b""
-        if frame[:4] == b"EVR1":
-            if self.hs is None:
-                return "no handshake waiting: REPLY ignored"
-            self.reply(frame, self._ticks())
-            if self.hs is None:
-                return "REPLY refused: %s" % self.reason
-            return "REPLY taken"
-        res = self.command(frame)
-        if res is None:
-            return "refused (%s)" % (self.records.last_reject if self.records else "no link")
-        self._send(0, res)
-        t = self.last_type
-        return "accepted: %s" % ("stop" if t == L.T_STOP else "VIN authorisation" if t == T_VIN
-                                 else "unknown command")
-
-    def status(self):
-        """Console ``platlink()``: the link's state and counters."""
-        hs = self.hs
-        st = "sealed" if self.sealed else ("handshake " + hs.stage if hs else "not sealed")
-        r = self.records.rejected if self.records else {}
-        return ("platform link: policy %s, %s\n"
-                "telemetry: frames sealed %d, records plain %d, held %d, dropped %d\n"
-                "platform commands: stops %d, VIN authorisations %d, refused %d\n"
-                "refused sealed frames: short %d, tag %d, replay %d\n"
-                "handshake failures %d%s" % (
-                    self.policy, st, self.sealed_frames, self.plain_sent, self.held,
-                    self.dropped, self.stops, self.vin_auths, self.refused,
-                    r.get("short", 0), r.get("tag", 0), r.get("replay", 0),
-                    self.failures, (" (last: %s)" % self.reason) if self.reason else ""))
-
 
 @micropython.viper
 def _copy(dst: ptr8, o: int, src: ptr8, n: int):
@@ -434,86 +394,3 @@ def _copy(dst: ptr8, o: int, src: ptr8, n: int):
     while i < n:
         dst[o + i] = src[i]
         i += 1
-
-
-def _keys_path(app):
-    return getattr(app.board, "keys_path", None) or "keys.json"
-
-
-def build(app, out):
-    """The ``PlatformLink`` in service in ``app``, ``out`` the board's
-    telemetry channel (security/platlink.py ``install``: the link task's
-    first run)."""
-    cfg = app.cfg
-    path = _keys_path(app)
-    suite = cfg["sec.suite"]
-    try:
-        import json
-        with open(path) as f:
-            have = ("link_priv" if suite == "sm" else "link_psk") in json.load(f)
-    except Exception:
-        have = False
-    cid = cfg["charger.id"]
-    clock = app.clock
-    log = app.log
-    keys = []
-
-    def make():
-        # The handshake's code (~1.7 KB of heap with SM2) and the keys are
-        # loaded by the first handshake, not while the link is being built.
-        from security import handshake as H
-        from security.rng import random_bytes
-        if not keys:
-            keys.append(H.load_keys(path))
-        return H.ChargerHandshake(suite, cid, keys[0], random_bytes, cfg["sec.hs_reply_s"] * 1000,
-                                  cfg["sec.hs_stage_s"] * 1000, clock.ticks_ms())
-
-    def note(code, a, b):
-        log.log(app.rtc_s(), code, a, b)
-        if code == EV_INTRUSION:
-            app.event("intrusion", "platform link 0x%x %d" % (a, b))
-
-    def stop():
-        app.session.operator_stop()
-        log.log(app.rtc_s(), EV_OPERATOR, OP_STOP, 1, "platform")
-        app.event("platform", "stop")
-
-    link = PlatformLink(cfg["sec.policy"], make if have else None, stop, note)
-    if not have:
-        note(EV_INTRUSION, IXL_NOKEYS, 0)
-    tel = app.tel
-    sched = app.sched
-    runs = None
-    for t in sched.tasks:
-        if t.name == "records":
-            # the run count in the scheduler's statistics (read each sealing
-            # run: the Task attribute is a Python __getattr__, ~4 kinstr)
-            from rt.scheduler import _TFIELDS
-            runs = (sched._T, t._i * (len(sched._T) // len(sched.tasks)) + _TFIELDS.index("runs"))
-    link.serve(out, clock.ticks_ms, lambda: app.session.stage, cfg, runs)
-    tel._w = link.record
-    con = app.console
-    if con is not None:
-        w = con.out.write
-
-        def cmd_link(h):
-            w(link.link(h) + "\n")
-
-        def cmd_pstop():
-            if link.plain_command():
-                link._stop()
-                w("stop requested (plain platform stop)\n")
-            else:
-                w("refused: sec.policy require: sealed stop only\n")
-
-        def cmd_pvin(v):
-            w(("VIN %s authorised (plain)" % v if link.plain_vin(v.encode()) else
-               "refused: sec.policy require: sealed authorisation only") + "\n")
-
-        def cmd_status():
-            w(link.status() + "\n")
-        con.add("link", cmd_link)
-        con.add("pstop", cmd_pstop)
-        con.add("pvin", cmd_pvin)
-        con.add("platlink", cmd_status)
-    return link

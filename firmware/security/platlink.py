@@ -74,5 +74,5 @@ def install(app):
 
 
 def _build(app, out):
-    from security.linkservice import build
+    from security.linkbuild import build
     return build(app, out)

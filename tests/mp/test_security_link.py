@@ -8,6 +8,7 @@ from binascii import unhexlify
 from security.sm4 import SM4
 from security.aes128 import AES128
 from security import linkrec as L
+from security import linkseal as S
 
 _SM4_KEY = unhexlify("0123456789abcdeffedcba9876543210")
 
@@ -103,7 +104,7 @@ def test_c2_seal_steps_bounded_and_allocation_free():
         charger, platform = _pair(suite)
         s = charger.sealer
         s.budget = 50
-        unit = L._UNIT[suite]
+        unit = S._UNIT[suite]
         out = bytearray(2 + 12 + 220 + 16)
         for n in (220, 160, 43, 44, 52, 0):     # tails of 55, 56 (two pad blocks), 0 bytes
             src = bytes(range(n))
@@ -117,7 +118,7 @@ def test_c2_seal_steps_bounded_and_allocation_free():
                 micropython.heap_unlock()
             eq(platform.open(bytes(out[2:2 + 12 + n + 16])), (L.T_TELEMETRY, src),
                "suite %d, %d bytes: the stepped frame opens" % (suite, n))
-        one = L.STEP_COST + max(unit)
+        one = S.STEP_COST + max(unit)
         true(s.largest <= max(50, one), "suite %d: largest step %d within the budget (or one unit)"
              % (suite, s.largest))
         true(s.largest >= 40, "the budget is used, not one unit a step")
