@@ -123,8 +123,8 @@ def status(link):
             "telemetry: frames sealed %d, records plain %d, held %d, dropped %d\n"
             "platform commands: stops %d, VIN authorisations %d, refused %d\n"
             "refused sealed frames: short %d, tag %d, replay %d\n"
-            "handshake failures %d%s" % (
+            "handshakes finished %d, failures %d%s" % (
                 link.policy, st, link.sealed_frames, link.plain_sent, link.held,
                 link.dropped, link.stops, link.vin_auths, link.refused,
                 r.get("short", 0), r.get("tag", 0), r.get("replay", 0),
-                link.failures, (" (last: %s)" % link.reason) if link.reason else ""))
+                link.keyed, link.failures, (" (last: %s)" % link.reason) if link.reason else ""))

@@ -102,6 +102,9 @@ class PlatformLink:
         self._rec_runs = 0
         self._ready = False         # a sealed frame waits for the next run to go out
         self.seal_kinstr = 50
+        self.keyed = 0              # handshakes finished (2 and up: re-keyed)
+        self.rekey_ms = 0           # sec.rekey_s (0: never)
+        self._rekey = 0
 
     @property
     def sealed(self):
@@ -126,8 +129,11 @@ class PlatformLink:
             return None
         m = hs.take(now_ms)
         if hs.records is not None and hs.outbox is None:
+            self._drain()                      # a re-key: the old keys' last frame first
             self.records = hs.records          # FINISH taken: the link is sealed
             self.hs = None
+            self.keyed += 1
+            self._rekey = ticks_add(now_ms, self.rekey_ms)
         return m
 
     def reply(self, msg, now_ms):
@@ -196,6 +202,8 @@ class PlatformLink:
         self._stage = stage
         self.steps = cfg["sec.hs_steps"]
         self.retry_ms = cfg["sec.hs_retry_s"] * 1000
+        self.rekey_ms = cfg["sec.rekey_s"] * 1000
+        self._rekey = ticks_add(ticks_ms(), self.rekey_ms)
         self.batch_ms = cfg["sec.batch_ms"]
         self.batch_fill = cfg["sec.batch_fill"]
         self.seal_kinstr = cfg["sec.seal_kinstr"]
@@ -370,6 +378,10 @@ class PlatformLink:
                 self._retry = ticks_add(now, self.retry_ms)
                 self._since = now
                 self.start()
+        elif self.hs is None and self.rekey_ms and self.records is not None and \
+                ticks_diff(now, self._rekey) >= 0 and (_SESSION_FREE >> self._stage()) & 1:
+            self._rekey = ticks_add(now, self.retry_ms)   # again then, if this one fails
+            self.start()                # the old keys seal until its FINISH
         hs = self.hs
         if hs is not None and (_SESSION_FREE >> self._stage()) & 1:
             i = self.steps

@@ -29,6 +29,10 @@ SEC_SCHEMA = (
     ("sec.hs_retry_s", 60, 5, 3600, "s",
      "Platform link: a new handshake this long after the last attempt began, while "
      "the link is not sealed"),
+    ("sec.rekey_s", 86400, 0, 2592000, "s",
+     "Platform link: new session keys (a new handshake, between sessions only) after "
+     "this long sealed; the old keys seal until the new handshake finishes, a failed "
+     "one is tried again after sec.hs_retry_s; 0 = never"),
     ("sec.link_ms", 50, 10, 1000, "ms",
      "Platform link task period (handshake steps, sealing telemetry batches)"),
     ("sec.seal_ms", 5, 1, 100, "ms",

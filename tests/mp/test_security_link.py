@@ -325,7 +325,7 @@ def test_c2_in_service_batches_sealed_in_steps_in_order():
     arrives while a batch is half sealed is answered after that batch."""
     import micropython
     from security import linkservice as PL
-    cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.batch_ms": 1000,
+    cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.rekey_s": 0, "sec.batch_ms": 1000,
            "sec.batch_fill": 160, "sec.seal_kinstr": 45}
     for suite in (L.SUITE_SM, L.SUITE_AES):
         charger, platform = _pair(suite)
@@ -406,6 +406,44 @@ def test_c2_in_service_batches_sealed_in_steps_in_order():
         true(len(got) > 100, "records went out")
         eq(got, list(range(len(got))), "suite %d: every record once, in order" % suite)
         true(seq - len(got) <= 6, "what is left is the last batch still waiting")
+
+
+
+
+def test_c2_rekey_sends_the_half_sealed_batch_with_the_old_keys_first():
+    """sec.rekey_s: when a new handshake finishes while a telemetry batch
+    is half sealed, that batch is finished and sent with the old keys
+    before the link switches (the platform still holds the old keys until
+    it takes the FINISH); the next batches are sealed with the new keys."""
+    s = _Site("require")
+    link = s.link
+    sent = []
+    cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.rekey_s": 3600, "sec.batch_ms": 1000,
+           "sec.batch_fill": 160, "sec.seal_kinstr": 45}
+    link.serve(lambda mv: sent.append(bytes(mv)), lambda: 0, lambda: 0, cfg)
+    old = s.handshake()
+    true(old is not None and link.keyed == 1, "sealed")
+    seq = 0
+    while not link.records.sealer.busy:
+        link.record(memoryview(_record(seq, 80)))
+        seq += 1
+        link.task(0)
+        link.seal_task(0)
+    eq(sent, [], "nothing sent yet: the first batch is half sealed")
+    new = s.handshake()
+    true(new is not None and link.keyed == 2, "re-keyed")
+    eq(len(sent), 1, "the half-sealed batch went out when the FINISH was taken")
+    r = old.open(sent[0][2:])
+    true(r is not None and r[0] == L.T_TELEMETRY, "sealed with the old keys")
+    for i in range(4):
+        link.record(memoryview(_record(seq, 80)))
+        seq += 1
+    link.task(0)
+    for i in range(40):
+        link.seal_task(0)
+    true(len(sent) >= 2, "the next batch went out")
+    r = new.open(sent[1][2:])
+    true(r is not None and r[0] == L.T_TELEMETRY, "sealed with the new keys")
 
 
 mptest.main(globals())
