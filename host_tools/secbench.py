@@ -16,7 +16,9 @@ from pathlib import Path
 
 US_PER_KINSTR = 14.43
 
-SCRIPT = r"""
+# The scripts run on the target (raw REPL); the seal-only one is the full
+# one without the console, hash, SM2, handshake and update rows.
+_HEAD = r"""
 import qemu.main as m
 m.prepare()
 import os, time, gc
@@ -43,13 +45,17 @@ def t(name, fn, n=3):
         best = d if best is None or d < best else best
     res[name] = best
 k = bytes(32); nonce = bytes(16); d64 = bytes(64); d1k = bytes(1024)
-t("hmac_sha256 64 B", lambda: hmac_sha256(k, d64))
+"""
+
+_EXTRA = r"""t("hmac_sha256 64 B", lambda: hmac_sha256(k, d64))
 t("console unlock check (role key + answer, 2 HMAC)", lambda: roles.response(k, 1, 1, nonce))
 t("console command parse (cfg_set line)", lambda: cmdline.parse(b'cfg_set("h8.ma", 1000)'))
 t("sm3 64 B", lambda: sm3(d64))
 t("sm3 1 KB", lambda: sm3(d1k))
 t("sm2 verify (SM3withSM2, 18 B message)", lambda: sm2.verify(V.PUB, V.MSG, V.SIG), 1)
-from security.sm4 import SM4
+"""
+
+_SEAL = r"""from security.sm4 import SM4
 from security.aes128 import AES128
 from security import linkrec as L
 blk = bytearray(16); k16 = bytes(16)
@@ -133,7 +139,9 @@ for su, nm in ((L.SUITE_SM, "sm"), (L.SUITE_AES, "aes")):
     res["sealing task %s in service, largest run (sec.seal_kinstr %d)" % (nm, cfg["sec.seal_kinstr"])] = worst
     res["sealing task %s in service: frames sealed, records dropped" % nm] = "%d, %d" % (pl.sealed_frames, pl.dropped)
 L._cipher = _aes
-from security import ecstep as E
+"""
+
+_HANDSHAKE = r"""from security import ecstep as E
 from security import handshake as H
 def stepped(name, gen):
     op = E.Op(gen)
@@ -166,124 +174,14 @@ link = BmsLink(lambda c, b, n: True, SimClock(), BmsData())
 w = IxWatch(link, link.bms)
 w.tick(0, True)
 t("intrusion look (IxWatch.tick, charging)", lambda: w.tick(1000, True))
-import json
+"""
+
+_END = r"""import json
 print("RESULT " + json.dumps(res))
 """
 
-SEAL_SCRIPT = r"""
-import qemu.main as m
-m.prepare()
-import os, time, gc
-try:
-    os.mkdir('/tmp')
-except OSError:
-    pass
-import secvectors as V
-from security.sm3 import sm3
-from security import sm2, update, roles, cmdline
-from security.hmac256 import hmac_sha256
-from gbt.link import BmsLink
-from gbt.bmsdata import BmsData
-from gbt.ixwatch import IxWatch
-from rt.clock import SimClock
-res = {}
-def t(name, fn, n=3):
-    best = None
-    for _ in range(n):
-        gc.collect()
-        a = time.ticks_us()
-        fn()
-        d = time.ticks_diff(time.ticks_us(), a)
-        best = d if best is None or d < best else best
-    res[name] = best
-k = bytes(32); nonce = bytes(16); d64 = bytes(64); d1k = bytes(1024)
-from security.sm4 import SM4
-from security.aes128 import AES128
-from security import linkrec as L
-blk = bytearray(16); k16 = bytes(16)
-c4 = SM4(k16); ca = AES128(k16, pure=True)
-t("sm4 key schedule", lambda: SM4(k16))
-t("sm4 block", lambda: c4.encrypt_into(blk, blk))
-ct4 = L.CTR(c4); cta = L.CTR(ca); o1k = bytearray(1024)
-t("sm4-ctr 1 KB", lambda: ct4.crypt_into(1, d1k, o1k))
-t("aes-128 key schedule (pure; the first key also builds the tables)", lambda: AES128(k16, pure=True))
-t("aes-128 block (pure)", lambda: ca.encrypt_into(blk, blk))
-t("aes-128-ctr 1 KB (pure)", lambda: cta.crypt_into(1, d1k, o1k))
-from security.linkrec import hmac_sm3
-t("hmac-sm3 64 B", lambda: hmac_sm3(k, d64))
-batch = b'{"t":1,"st":"CHARGING","v":612.5,"i":120.2,"soc":42}' * 6
-b220 = bytes(range(220))
-fb = bytearray(2 + 12 + 220 + 16)
-_aes = L._cipher
-def _pure(suite, key):
-    # the target has no cryptolib; the pure path is forced all the same
-    return AES128(key, pure=True) if suite == L.SUITE_AES else _aes(suite, key)
-L._cipher = _pure
-from security import linkservice as PL
-for su, nm in ((L.SUITE_SM, "sm"), (L.SUITE_AES, "aes")):
-    t("link-up %s (key schedule, HMAC keys, both directions)" % nm,
-      lambda: L.RecordLayer(su, (k16, k), (k16, k)))
-    a = L.RecordLayer(su, (k16, k), (k16, k)); b = L.RecordLayer(su, (k16, k), (k16, k))
-    ctr = a.tx.ctr; mac = a.tx.mac
-    ctr.start(1)
-    t("seal unit %s: CTR block" % nm, lambda: ctr.blocks(fb, 14, 220, 3, 1))
-    t("seal unit %s: 4 CTR blocks" % nm, lambda: ctr.blocks(fb, 14, 220, 3, 4))
-    t("seal unit %s: hash compression" % nm, lambda: mac.block(fb, 0))
-    t("seal unit %s: outer hash + tag" % nm, lambda: mac.finish(fb, 0, 4))
-    t("record seal %s, telemetry batch %d B" % (nm, len(batch)), lambda: a.seal(L.T_TELEMETRY, batch))
-    t("record seal %s, telemetry batch 220 B (one shot)" % nm, lambda: a.seal(L.T_TELEMETRY, b220))
-    fr = [a.seal(L.T_TELEMETRY, batch) for _ in range(3)]
-    t("record open %s, telemetry batch %d B" % (nm, len(batch)), lambda: b.open(fr.pop(0)))
-    stops = [b.seal(L.T_STOP, b"stop") for _ in range(3)]
-    t("record open %s, sealed stop" % nm, lambda: a.open(stops.pop(0)))
-    t("record seal %s, command result" % nm, lambda: a.seal(L.T_RESULT, b"stopped"))
-    for budget in (30, 45, 60):
-        s = a.sealer
-        s.budget = budget
-        worst = total = steps = 0
-        for n in (220, 172, 160, 92):
-            s.begin(L.T_TELEMETRY, b220, 0, n, fb, 2)
-            while True:
-                x = time.ticks_us()
-                d = s.step()
-                dt = time.ticks_diff(time.ticks_us(), x)
-                worst = dt if dt > worst else worst
-                total += dt
-                steps += 1
-                if d:
-                    break
-        res["stepped seal %s, budget %d: largest step" % (nm, budget)] = worst
-        res["stepped seal %s, budget %d: steps for 220+172+160+92 B" % (nm, budget)] = steps
-        res["stepped seal %s, budget %d: total for 220+172+160+92 B" % (nm, budget)] = total
-    # the sealing task in service, as the app runs it (load, steps, send)
-    cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.rekey_s": 0, "sec.batch_ms": 1000,
-           "sec.batch_fill": 160, "sec.seal_kinstr": 45}
-    pl = PL.PlatformLink("require", None, lambda: None, lambda c, x, y: None)
-    pl.serve(lambda mv: None, time.ticks_ms, lambda: 0, cfg, None)
-    pl.records = L.RecordLayer(su, (k16, k), (k16, k))
-    rec = bytearray(80); rec[0] = 0xA5; rec[3] = 80
-    rmv = memoryview(rec)
-    worst = 0
-    for r in range(800):
-        if r % 10 == 0:
-            x = time.ticks_us()
-            pl.record(rmv)
-            dt = time.ticks_diff(time.ticks_us(), x)
-            res["link record (queue an 80 B record, records pass)"] = dt
-            continue                # no sealing step in the records pass
-        if r % 10 == 9:
-            pl.task(time.ticks_ms())
-        x = time.ticks_us()
-        pl.seal_task(0)
-        dt = time.ticks_diff(time.ticks_us(), x)
-        if r >= 400:                # the frame lengths' views made in the first half
-            worst = dt if dt > worst else worst
-    res["sealing task %s in service, largest run (sec.seal_kinstr %d)" % (nm, cfg["sec.seal_kinstr"])] = worst
-    res["sealing task %s in service: frames sealed, records dropped" % nm] = "%d, %d" % (pl.sealed_frames, pl.dropped)
-L._cipher = _aes
-import json
-print("RESULT " + json.dumps(res))
-"""
+SCRIPT = _HEAD + _EXTRA + _SEAL + _HANDSHAKE + _END
+SEAL_SCRIPT = _HEAD + _SEAL + _END
 
 
 def measure(image: Path | None = None, seal_only: bool = False) -> dict:
