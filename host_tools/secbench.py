@@ -115,7 +115,7 @@ for su, nm in ((L.SUITE_SM, "sm"), (L.SUITE_AES, "aes")):
         res["stepped seal %s, budget %d: total for 220+172+160+92 B" % (nm, budget)] = total
     # the sealing task in service, as the app runs it (load, steps, send)
     cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.rekey_s": 0, "sec.batch_ms": 1000,
-           "sec.batch_fill": 160, "sec.seal_kinstr": 45}
+           "sec.batch_fill": 160, "sec.seal_kinstr": 45, "sec.tel_delta": 1}
     pl = PL.PlatformLink("require", None, lambda: None, lambda c, x, y: None)
     pl.serve(lambda mv: None, time.ticks_ms, lambda: 0, cfg, None)
     pl.records = L.RecordLayer(su, (k16, k), (k16, k))

@@ -190,6 +190,60 @@ def test_fuzz_platform_link_record_open_host():
     fuzz("platform seclink open", st.binary(min_size=1, max_size=120), _check_seclink, FUZZ)
 
 
+def _delta_entries(recs):
+    """This test's own encoding of delta entries (docs/security.md
+    "Telemetry batches"), to give the parser valid batches too."""
+    out, refs, last = bytearray(), {}, b""
+    for r in recs:
+        n = len(r)
+        ref = refs.get(n, (last + bytes(n))[:n])
+        masks = [sum(1 << b for b in range(8) if 8 * g + b < n and r[8 * g + b] != ref[8 * g + b])
+                 for g in range((n + 7) // 8)]
+        gm = sum(1 << g for g, m in enumerate(masks) if m)
+        out += bytes([n]) + gm.to_bytes(((n + 7) // 8 + 7) // 8, "little")
+        out += bytes(m for m in masks if m)
+        out += bytes(x for x, y in zip(r, ref) if x != y)
+        refs[n] = last = r
+    return bytes(out + bytes(-len(out) % 16))
+
+
+def _check_delta(b):
+    """Raw bytes (mode bit 0 set): decoded or ValueError, nothing else.
+    Otherwise records cut from the input (lengths 4..92, repeating bytes
+    as telemetry does) encoded: decoded to exactly those records, and any
+    one byte changed in the encoding decodes to something else or is a
+    ValueError (never an exception of another kind)."""
+    if b[0] & 1:
+        try:
+            r = SL.expand_delta(b[1:])
+        except ValueError:
+            return
+        assert isinstance(r, bytes)
+        return
+    recs, i, prev = [], 1, b""
+    while i + 1 < len(b):
+        n = 4 + b[i] % 89
+        body = bytes(b[i + 1:i + 1 + n])
+        r = (body + prev[len(body):] + bytes(n))[:n]
+        recs.append(r)
+        prev = r
+        i += 1 + max(1, len(body))
+    enc = _delta_entries(recs)
+    assert SL.expand_delta(enc) == b"".join(recs)
+    if enc:
+        j = b[-1] % len(enc)
+        bad = bytearray(enc)
+        bad[j] ^= 0x5A
+        try:
+            SL.expand_delta(bytes(bad))
+        except ValueError:
+            pass
+
+
+def test_fuzz_platform_delta_batch_expand():
+    fuzz("platform delta batch expand", st.binary(min_size=1, max_size=300), _check_delta, FUZZ)
+
+
 _PSK = {"link_psk": b"\x5a" * 32}
 
 

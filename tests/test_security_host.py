@@ -270,6 +270,70 @@ for k, m in %r:
         assert line == S.hmac_sm3(k, m).hex()
 
 
+def test_c2_delta_batches_of_the_board_expand_on_the_platform(tmp_path):
+    """The board's batch queue (security/linkqueue.py, sec.tel_delta 1)
+    fed Table-1-like records (demand 80 B every record, status 92 B every
+    fifth, an event 60 B now and then; counters, times and values that
+    change a little, as a charging session's do): every cut batch expands
+    on the platform (host_tools/platform/seclink.py) to exactly the records
+    put into it, in order, padded to whole 16-byte blocks and within 208
+    bytes; the delta batches are under half the records' bytes.  A record
+    too long for a reference slot is dropped and counted, not sent broken."""
+    import random
+    from host_tools.platform import seclink as S
+    rnd = random.Random(7)
+    recs = []
+    base = bytes(rnd.randrange(256) for _ in range(92))
+    for k in range(400):
+        for n in ((80, 92) if k % 5 == 0 else (80,)) + ((60,) if rnd.random() < 0.05 else ()):
+            r = bytearray(base[:n])
+            r[3] = n
+            r[4:6] = k.to_bytes(2, "little")
+            r[8:12] = (50 * k).to_bytes(4, "little")
+            for j in rnd.sample(range(48, n - 2), 4):
+                r[j] = rnd.randrange(256)
+            r[n - 2:n] = rnd.randbytes(2)
+            recs.append(bytes(r))
+    out = _mp(tmp_path, """
+from security import linkqueue as Q
+from binascii import hexlify, unhexlify
+class Sealer:
+    # security/linkseal.py's begin: the 12-byte record header, then the payload
+    def begin(self, rtype, src, so, n, out, off):
+        out[off + 12:off + 12 + n] = src[so:so + n]
+        self.n = n
+q = Q.BatchQueue(1)
+s = Sealer()
+fb = bytearray(2 + 12 + 220 + 16)
+def flush():
+    while q.waiting():
+        c = q.load(s, 5, fb, 2)
+        print("B", c, hexlify(fb[14:14 + s.n]).decode())
+for h in %r:
+    r = q.put(memoryview(unhexlify(h)))
+    print("P", r)
+    flush()
+q.cut()
+flush()
+print("P", q.put(memoryview(bytearray(97))))
+""" % [r.hex() for r in recs]).split("\n")
+    puts = [int(x[2:]) for x in out if x.startswith("P ")]
+    assert puts[-1] == 3, "a 97-byte record: PUT_DROP"
+    assert set(puts[:-1]) <= {0, 1, 2} and puts[0] == 1
+    batches = [x.split() for x in out if x.startswith("B ")]
+    got, sent = [], 0
+    for _, count, h in batches:
+        b = bytes.fromhex(h)
+        assert len(b) % 16 == 0 and len(b) <= 208
+        sent += len(b)
+        rs = S.split_records(S.expand_delta(b))
+        assert len(rs) == int(count)
+        got += rs
+    assert got == recs
+    assert sent < sum(map(len, recs)) / 2, (sent, sum(map(len, recs)))
+
+
+
 @pytest.mark.parametrize("suite", [1, 2], ids=["sm", "aes"])
 def test_c2_records_interoperate_with_the_platform_and_foreign_ones_are_refused(tmp_path, suite):
     """The board seals telemetry the platform (host references) opens; the

@@ -64,26 +64,35 @@ def build(tasks, base):
     offs = sorted(marks)
     if len(offs) > _SMAX:
         return None
+    # groups first, then one bytearray for the whole table: no list that
+    # grows slot by slot (a list of ~650 slots is a 2.6 KB block, and the
+    # boot heap of a PYBv1.1 with the platform link had no such hole)
     gidx = {}
     groups = []
-    slots = []
-    for j, o in enumerate(offs):
+    nm = 0
+    for o in offs:
         m = marks[o]
-        g = gidx.get(m)
-        if g is None:
-            g = gidx[m] = len(groups)
-            groups.append([t._i for t in tasks if m & (1 << t._i)])
-        gap = (offs[j + 1] if j + 1 < len(offs) else offs[0] + h) - o
-        if gap > 255 or g > 255:
-            return None
-        slots.append(gap)
-        slots.append(g)
-    starts = [0]
-    members = []
-    for g in groups:
-        members.extend(g)
-        starts.append(len(members))
-    if len(members) > 255:
+        if m not in gidx:
+            gidx[m] = len(groups)
+            g = [t._i for t in tasks if m & (1 << t._i)]
+            groups.append(g)
+            nm += len(g)
+    if len(groups) > 256 or nm > 255:
         return None
-    return (bytearray(slots + starts + members), h, offs[0],
-            len(slots), len(slots) + len(starts))
+    n2 = 2 * len(offs)
+    gs = n2 + len(groups) + 1
+    tb = bytearray(gs + nm)
+    for j, o in enumerate(offs):
+        gap = (offs[j + 1] if j + 1 < len(offs) else offs[0] + h) - o
+        if gap > 255:
+            return None
+        tb[2 * j] = gap
+        tb[2 * j + 1] = gidx[marks[o]]
+    k = gs
+    for i, g in enumerate(groups):
+        tb[n2 + i] = k - gs
+        for x in g:
+            tb[k] = x
+            k += 1
+    tb[n2 + len(groups)] = k - gs
+    return (tb, h, offs[0], n2, gs)

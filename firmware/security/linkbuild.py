@@ -59,7 +59,12 @@ def build(app, out):
             # run: the Task attribute is a Python __getattr__, ~4 kinstr)
             from rt.scheduler import _TFIELDS
             runs = (sched._T, t._i * (len(sched._T) // len(sched.tasks)) + _TFIELDS.index("runs"))
-    link.serve(out, clock.ticks_ms, lambda: app.session.stage, cfg, runs)
+    seal = None
+    for t in sched.tasks:
+        if t.name == "seal":
+            seal = t
+    link.serve(out, clock.ticks_ms, lambda: app.session.stage, cfg, runs,
+               None if seal is None else (lambda on: sched.park(seal, on)))
     tel._w = link.record
     con = app.console
     if con is not None:

@@ -32,10 +32,9 @@ comes in through the console commands ``link("<hex>")`` (a REPLY or a
 sealed command: the frame authenticates itself, so a viewer may pass it
 on), ``pstop()`` (a plain platform stop) and ``pvin("<VIN>")`` (a plain
 VIN authorisation), which the policy may refuse (docs/security.md)."""
-import micropython
-from array import array
 from micropython import const
 from security import linkrec as L
+from security import linkqueue as Q
 from rt.clock import ticks_diff, ticks_add
 
 IXL_SHORT = const(0x21)       # sealed frame truncated / wrong length
@@ -50,12 +49,6 @@ EV_OPERATOR = const(12)       # diag.eventlog.EV_OPERATOR
 OP_STOP = const(2)            # diag.eventlog.OP_STOP
 T_VIN = const(4)              # sealed record type: VIN authorisation (platform -> charger)
 LINK_MAGIC = const(0xEC)      # link envelope on the telemetry channel (records: 0xA5)
-# Telemetry batch: at most this many bytes of records in one sealed frame
-# (envelope 2 + header 12 + batch + tag 16 <= 251, the SIL packet / UART
-# frame limit of one telemetry write)
-BATCH_MAX = const(220)
-_BUF = const(480)             # records waiting for their batch to be sealed
-_CUTS = const(4)              # batches cut and waiting for the sealer, at most
 _SESSION_FREE = const(0x2003)  # stages IDLE, CONNECTED, DONE (as charger._GC_STAGES)
 
 
@@ -84,16 +77,8 @@ class PlatformLink:
         self.dropped = 0            # records lost: the batch buffer was full
         self.failures = 0           # handshakes that failed
         self.reason = None          # why the last handshake failed
-        self._buf = None
-        self._n = 0                 # bytes of records waiting
-        self._count = 0             # ... how many records
-        self._t_first = 0
-        # batches cut, waiting for the sealing task: a ring of (bytes, records)
-        self._cn = 0                # bytes of the queue's head that are cut
-        self._nc = 0                # ... in this many batches
-        self._qh = 0                # ring index of the first
-        self._cut_len = array("H", bytes(2 * _CUTS))
-        self._cut_cnt = bytearray(_CUTS)
+        self._q = None              # the telemetry batch queue (serve: security/linkqueue.py)
+        self._t_first = 0           # when the open batch's first record came
         self._batch = 0             # records in the batch being sealed
         self._fb = None             # envelope + frame of the batch being sealed (install)
         self._views = {}
@@ -105,6 +90,7 @@ class PlatformLink:
         self.keyed = 0              # handshakes finished (2 and up: re-keyed)
         self.rekey_ms = 0           # sec.rekey_s (0: never)
         self._rekey = 0
+        self._park = _no_park       # parks / wakes the sealing task (serve)
 
     @property
     def sealed(self):
@@ -191,13 +177,14 @@ class PlatformLink:
         return rec.seal(L.T_RESULT, b"stopped")
 
     # ---- in service (install) ----------------------------------------------
-    def serve(self, out, ticks_ms, stage, cfg, rec_runs=None):
+    def serve(self, out, ticks_ms, stage, cfg, rec_runs=None, park=None):
         """Into service: ``out`` the telemetry channel's write, ``stage()``
         the session's stage, ``cfg`` the ``sec.*`` settings, ``rec_runs``
         (array, index): where the records task's run count is (its passes
-        get no sealing step; the scheduler's statistics array)."""
+        get no sealing step; the scheduler's statistics array), ``park(on)``
+        parks (1) or wakes (0) the sealing task (``Scheduler.park``): it
+        sleeps while nothing waits to be sealed or sent."""
         self.out = out
-        self._buf = bytearray(_BUF)
         self._ticks = ticks_ms
         self._stage = stage
         self.steps = cfg["sec.hs_steps"]
@@ -207,12 +194,20 @@ class PlatformLink:
         self.batch_ms = cfg["sec.batch_ms"]
         self.batch_fill = cfg["sec.batch_fill"]
         self.seal_kinstr = cfg["sec.seal_kinstr"]
+        self.delta = cfg["sec.tel_delta"]
+        self._q = Q.BatchQueue(self.delta)
         self.errors = 0
         self._retry = None
-        self._fb = bytearray(2 + L.HEADER + BATCH_MAX + L.TAG)
+        self._fb = bytearray(2 + L.HEADER + Q.BATCH_MAX + L.TAG)
         self._fb[0] = LINK_MAGIC
+        if self.delta:
+            for b in range(16, Q.DELTA_MAX + 1, 16):
+                n = 2 + L.HEADER + b + L.TAG
+                self._views[n] = memoryview(self._fb)[:n]
         if rec_runs is not None:
             self._rec_arr, self._rec_ix = rec_runs
+        if park is not None:
+            self._park = park
 
     def pvin_check(self, vin):
         """May a session start with ``vin`` (bytes) as far as the platform's
@@ -238,71 +233,34 @@ class PlatformLink:
             self.plain_sent += 1
             self.out(mv)
             return
-        n = len(mv)
-        k = self._n
-        if k + n > _BUF:
-            self.dropped += 1           # the link task fell behind
-            return
-        if k == 0:
+        r = self._q.put(mv)
+        if r:
+            if r == Q.PUT_DROP:
+                self.dropped += 1       # the sealing task fell behind (or a record too long)
+                return
             self._t_first = self._ticks()
-        _copy(self._buf, k, mv, n)
-        self._n = k + n
-        self._count += 1
+            if r == Q.PUT_CUT:
+                self._park(0)           # the sealing task has work
 
     def _send(self, count, frame):
         self.out(bytes((LINK_MAGIC, count)) + frame)
 
-    def _cut_batches(self, force):
-        """Cut the queued records into batches, whole records, up to
-        ``BATCH_MAX`` bytes each (the rule and the moments of the one-shot
-        seal: the same records in the same frames); the sealing task seals
-        the cuts in order.  At most ``_CUTS`` cuts wait."""
-        b = self._buf
-        while self._n > self._cn and (force or self._n - self._cn >= self.batch_fill) \
-                and self._nc < _CUTS:
-            s = self._cn
-            j = s
-            c = 0
-            while j < self._n and j - s + b[j + 3] <= BATCH_MAX:
-                j += b[j + 3]
-                c += 1
-            if c == 0:                  # a record too long for a batch (never with Table 1)
-                k = b[s + 3]
-                L._copy(b, s, b, s + k, self._n - s - k)
-                self._n -= k
-                self._count -= 1
-                self.dropped += 1
-            else:
-                q = (self._qh + self._nc) % _CUTS
-                self._cut_len[q] = j - s
-                self._cut_cnt[q] = c
-                self._nc += 1
-                self._cn = j
-            force = False
-            self._t_first = self._ticks()
+    def _cut(self):
+        """Close the open batch and wake the sealing task."""
+        if self._q.cut():
+            self._park(0)
 
     def _load(self):
-        """The first cut into the frame buffer, its seal begun; the queue
-        moves down (the records pass appends behind it)."""
-        q = self._qh
-        j = self._cut_len[q]
-        self._batch = self._cut_cnt[q]
-        self._qh = (q + 1) % _CUTS
-        self._nc -= 1
-        fb = self._fb
-        fb[1] = self._batch
-        self.records.sealer.begin(L.T_TELEMETRY, self._buf, 0, j, fb, 2)
-        rest = self._n - j
-        if rest:
-            L._copy(self._buf, 0, self._buf, j, rest)
-        self._n = rest
-        self._cn -= j
-        self._count -= self._batch
+        """The first cut batch into the frame buffer, its seal begun."""
+        self._batch = self._q.load(self.records.sealer,
+                                   L.T_TELEMETRY_DELTA if self.delta else L.T_TELEMETRY,
+                                   self._fb, 2)
 
     def _sent(self):
         """The frame buffer's complete frame onto the telemetry channel
-        (one view per frame length, made the first time the length occurs:
-        Table 1's records give a handful)."""
+        (one view per frame length: delta batches' 13 made at ``serve``;
+        plain batches' made the first time the length occurs, Table 1's
+        records give a handful)."""
         n = 2 + L.HEADER + self.records.sealer.n + L.TAG
         mv = self._views.get(n)
         if mv is None:
@@ -330,7 +288,8 @@ class PlatformLink:
         onto the channel (the board's write copies it).  Skips the passes in which the records task ran
         (its own pass is the longest of a session: the event-log commit)."""
         rec = self.records
-        if rec is None or (not self._nc and not rec.sealer.busy and not self._ready):
+        if rec is None or (not rec.sealer.busy and not self._ready and not self._q.waiting()):
+            self._park(1)               # until the link task cuts the next batch
             return
         a = self._rec_arr
         if a is not None:
@@ -366,7 +325,7 @@ class PlatformLink:
         self.errors += 1
         self.hs = None
         self.records = None         # back to what the policy allows unsealed
-        self._n = self._count = self._cn = self._nc = self._qh = 0
+        self._q.clear()
         self._ready = False
         self.reason = "link error: %s" % e
         self._retry = now
@@ -392,17 +351,14 @@ class PlatformLink:
                 if self.hs is None or self.hs.stage == "wait":
                     break
                 i -= 1
-        if self.records is not None and self._n > self._cn and \
-                (self._n - self._cn >= self.batch_fill or
-                 ticks_diff(now, self._t_first) >= self.batch_ms):
-            self._cut_batches(True)
-            if self._rec_arr is not None:            # this pass is not the records pass
-                self._rec_runs = self._rec_arr[self._rec_ix]
+        if self.records is not None:
+            k = self._q.open_bytes()
+            if k and (k >= self.batch_fill or ticks_diff(now, self._t_first) >= self.batch_ms):
+                self._cut()
+                if self._rec_arr is not None:            # this pass is not the records pass
+                    self._rec_runs = self._rec_arr[self._rec_ix]
 
 
-@micropython.viper
-def _copy(dst: ptr8, o: int, src: ptr8, n: int):
-    i = 0
-    while i < n:
-        dst[o + i] = src[i]
-        i += 1
+def _no_park(on):
+    pass
+

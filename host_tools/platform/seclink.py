@@ -171,6 +171,7 @@ class PlatformHandshake:
 # -- the link in service: what the TCU relays (docs/security.md "C-2 in service") --
 LINK_MAGIC = 0xEC                 # firmware security/linkservice.py: envelope on the telemetry channel
 T_TELEMETRY, T_STOP, T_RESULT, T_VIN = 1, 2, 3, 4
+T_TELEMETRY_DELTA = 5             # a batch of delta entries (sec.tel_delta; expand_delta)
 LINK_HDR = struct.Struct("<QIH")  # MQTT evc/<id>/link payload: first_n, boot, record count; frame
 
 
@@ -198,7 +199,7 @@ class PlatformEndpoint:
         self.keys = keys
         self.hs = None
         self.records = None
-        self.refused = {"short": 0, "tag": 0, "replay": 0, "handshake": 0}
+        self.refused = {"short": 0, "tag": 0, "replay": 0, "handshake": 0, "format": 0}
 
     @property
     def sealed(self) -> bool:
@@ -229,6 +230,12 @@ class PlatformEndpoint:
             return "refused", why, None
         if r[0] == T_TELEMETRY:
             return "telemetry", r[1], None
+        if r[0] == T_TELEMETRY_DELTA:
+            try:
+                return "telemetry", expand_delta(r[1]), None
+            except ValueError:
+                self.refused["format"] += 1
+                return "refused", "format", None
         if r[0] == T_RESULT:
             return "result", r[1].decode(errors="replace"), None
         return "refused", "type %d" % r[0], None
@@ -238,6 +245,58 @@ class PlatformEndpoint:
 
     def seal_vin(self, vin: str) -> bytes:
         return self.records.seal(T_VIN, vin.encode())
+
+
+def expand_delta(data: bytes) -> bytes:
+    """A batch of delta entries (firmware security/linkqueue.py) back to
+    the records, back to back.  An entry: the record's length n (0: the
+    zeros that pad the batch to whole 16-byte blocks); the group mask,
+    ceil(ceil(n/8)/8) bytes (bit g of byte g//8: the 8 bytes from 8g have
+    a change); for each group in the mask, in order, its byte mask (bit i:
+    byte 8g+i follows); then those bytes, in order.  The bytes not sent are
+    those of the batch's last record of the same length; for a length new
+    in the batch, those of the batch's previous record (cut or padded with
+    zeros to the length; zeros for the batch's first record).  Anything
+    else is a ValueError (an authenticated frame that does not decode is a
+    broken charger, not an attacker: counted as ``format``)."""
+    out = bytearray()
+    refs: dict[int, bytes] = {}
+    last = b""
+    i, end = 0, len(data)
+    while i < end:
+        n = data[i]
+        if n == 0:                  # the padding to whole 16-byte blocks
+            if any(data[i:]) or end - i > 15:
+                raise ValueError("broken padding in a sealed batch")
+            break
+        nb = (n + 7) >> 3
+        ng = (nb + 7) >> 3
+        if n < 4 or i + 1 + ng > end:
+            raise ValueError("broken delta entry in a sealed batch")
+        gm = int.from_bytes(data[i + 1:i + 1 + ng], "little")
+        if gm >> nb:
+            raise ValueError("delta group mask past the record")
+        k = i + 1 + ng
+        groups = [g for g in range(nb) if gm >> g & 1]
+        if k + len(groups) > end:
+            raise ValueError("broken delta entry in a sealed batch")
+        ref = refs.get(n)
+        rec = bytearray((last + bytes(n))[:n] if ref is None else ref)
+        masks = data[k:k + len(groups)]
+        k += len(groups)
+        for g, m in zip(groups, masks):
+            if not m or (m >> (n - 8 * g) if n - 8 * g < 8 else 0):
+                raise ValueError("broken delta byte mask")
+            for b in range(8):
+                if m >> b & 1:
+                    if k >= end:
+                        raise ValueError("broken delta entry in a sealed batch")
+                    rec[8 * g + b] = data[k]
+                    k += 1
+        refs[n] = last = bytes(rec)
+        out += rec
+        i = k
+    return bytes(out)
 
 
 def split_records(data: bytes) -> list[bytes]:

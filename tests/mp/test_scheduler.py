@@ -261,4 +261,32 @@ def test_table_builder_is_not_kept_in_ram():
         mptest.true(not hasattr(rt, "schedtable"), "start %d: dropped from the rt package" % k)
 
 
+
+
+def test_parked_task_is_not_called_and_woken_runs_at_its_next_slot():
+    # Scheduler.park (the platform link's sealing task sleeps while nothing
+    # waits to be sealed): parked, its slots pass without a call and
+    # nothing is counted; woken, it runs at its own next slot.  The same
+    # in table mode (the machine-code pass) and scan mode (general path).
+    for table in (True, False):
+        c = SimClock()
+        s = Scheduler(c, table=table)
+        a = Recorder(400)
+        b = Recorder(400)
+        s.add("a", a.fn, 5)
+        tb = s.add("b", b.fn, 5, 2)
+        s.start()
+        _drive(c, s, 50)
+        mptest.eq(b.n, 10, "runs every 5 ms (table=%r)" % table)
+        s.park(tb)
+        _drive(c, s, 100)
+        mptest.eq(b.n, 10, "parked: not called (table=%r)" % table)
+        mptest.eq(tb.runs, 10, "parked: no run counted")
+        mptest.eq(a.n, 21, "the other task runs on (0, 5, .., 100)")
+        s.park(tb, 0)
+        _drive(c, s, 110)
+        mptest.eq(b.n, 12, "woken: runs again")
+        mptest.eq(b.t[10], 102, "at its own next slot (offset 2)")
+
+
 mptest.main(globals())

@@ -43,6 +43,39 @@ def test_c2_key_length_checked():
         true(False, "%s accepted a 5-byte key" % cls.__name__)
 
 
+def _expand(p):
+    """A delta batch back to its records (this test's own reading of the
+    entry layout, apart from the platform's host_tools/platform/seclink.py)."""
+    out = b""
+    last = {}
+    prev = b""
+    i = 0
+    while i < len(p):
+        n = p[i]
+        if n == 0:
+            eq(p[i:], bytes(len(p) - i), "zeros pad the batch")
+            true(len(p) % 16 == 0, "to whole blocks")
+            break
+        nb = (n + 7) // 8
+        ng = (nb + 7) // 8
+        gm = 0
+        for j in range(ng):
+            gm |= p[i + 1 + j] << (8 * j)
+        i += 1 + ng
+        groups = [g for g in range(nb) if gm & (1 << g)]
+        masks = p[i:i + len(groups)]
+        i += len(groups)
+        rec = bytearray(last.get(n, (prev + bytes(n))[:n]))
+        for g, m in zip(groups, masks):
+            for b in range(8):
+                if m & (1 << b):
+                    rec[8 * g + b] = p[i]
+                    i += 1
+        last[n] = prev = bytes(rec)
+        out += rec
+    return out
+
+
 def _pair(suite):
     a = (b"\x11" * 16, b"\x22" * 32)
     b = (b"\x33" * 16, b"\x44" * 32)
@@ -325,9 +358,9 @@ def test_c2_in_service_batches_sealed_in_steps_in_order():
     arrives while a batch is half sealed is answered after that batch."""
     import micropython
     from security import linkservice as PL
-    cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.rekey_s": 0, "sec.batch_ms": 1000,
-           "sec.batch_fill": 160, "sec.seal_kinstr": 45}
-    for suite in (L.SUITE_SM, L.SUITE_AES):
+    for suite, delta in ((L.SUITE_SM, 1), (L.SUITE_AES, 1), (L.SUITE_SM, 0)):
+        cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.rekey_s": 0, "sec.batch_ms": 1000,
+               "sec.batch_fill": 160, "sec.seal_kinstr": 45, "sec.tel_delta": delta}
         charger, platform = _pair(suite)
         sent = []
         now = [0]
@@ -392,7 +425,8 @@ def test_c2_in_service_batches_sealed_in_steps_in_order():
                 results += 1
                 eq(r[1], b"stopped", "the stop's result")
                 continue
-            p = r[1]
+            eq(r[0], L.T_TELEMETRY_DELTA if delta else L.T_TELEMETRY, "batch type (sec.tel_delta)")
+            p = _expand(r[1]) if delta else r[1]
             k = 0
             c = 0
             while k < len(p):
@@ -405,7 +439,9 @@ def test_c2_in_service_batches_sealed_in_steps_in_order():
         eq(link.dropped, 0, "the sealer keeps up (suite %d)" % suite)
         true(len(got) > 100, "records went out")
         eq(got, list(range(len(got))), "suite %d: every record once, in order" % suite)
-        true(seq - len(got) <= 6, "what is left is the last batch still waiting")
+        # the rest: the batch still open (at most sec.batch_ms = 1 s of
+        # records, 24) and the one being sealed
+        true(seq - len(got) <= (6 if not delta else 30), "what is left is the last batch still waiting")
 
 
 
@@ -419,7 +455,7 @@ def test_c2_rekey_sends_the_half_sealed_batch_with_the_old_keys_first():
     link = s.link
     sent = []
     cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.rekey_s": 3600, "sec.batch_ms": 1000,
-           "sec.batch_fill": 160, "sec.seal_kinstr": 45}
+           "sec.batch_fill": 160, "sec.seal_kinstr": 45, "sec.tel_delta": 0}
     link.serve(lambda mv: sent.append(bytes(mv)), lambda: 0, lambda: 0, cfg)
     old = s.handshake()
     true(old is not None and link.keyed == 1, "sealed")
@@ -444,6 +480,44 @@ def test_c2_rekey_sends_the_half_sealed_batch_with_the_old_keys_first():
     true(len(sent) >= 2, "the next batch went out")
     r = new.open(sent[1][2:])
     true(r is not None and r[0] == L.T_TELEMETRY, "sealed with the new keys")
+
+
+def test_c2_sealing_task_sleeps_while_nothing_waits():
+    """The sealing task parks itself (Scheduler.park) when nothing waits to
+    be sealed or sent, and is woken when a batch is cut: the records pass
+    cutting a full batch, or the link task cutting by sec.batch_ms."""
+    from security import linkservice as PL
+    charger, platform = _pair(L.SUITE_SM)
+    parked = []
+    sent = []
+    cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.rekey_s": 0, "sec.batch_ms": 1000,
+           "sec.batch_fill": 200, "sec.seal_kinstr": 45, "sec.tel_delta": 1}
+    link = PL.PlatformLink("require", None, lambda: None, lambda c, a, b: None)
+    now = [0]
+    link.serve(lambda mv: sent.append(bytes(mv)), lambda: now[0], lambda: 0, cfg, None,
+               parked.append)
+    link.records = charger
+    link.seal_task(0)
+    eq(parked, [1], "nothing to seal: parked")
+    link.record(memoryview(_record(0, 80)))
+    eq(parked, [1], "a record in the open batch: still parked")
+    now[0] = 999
+    link.task(999)
+    eq(parked, [1], "the batch is not due yet")
+    now[0] = 1000
+    link.task(1000)
+    eq(parked, [1, 0], "cut by sec.batch_ms: woken")
+    while parked[-1] == 0:
+        link.seal_task(now[0])
+    eq(len(sent), 1, "the batch went out before the task parked again")
+    r = platform.open(sent[0][2:])
+    eq(r[0], L.T_TELEMETRY_DELTA, "a delta batch")
+    eq(bytes(_expand(r[1])), bytes(_record(0, 80)), "that record")
+    seq = 1
+    while parked[-1] == 1:
+        link.record(memoryview(_record(seq, 80)))
+        seq += 1
+    true(seq > 2, "woken by the records pass when the open batch was full (%d records)" % seq)
 
 
 mptest.main(globals())
