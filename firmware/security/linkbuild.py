@@ -96,8 +96,10 @@ def build(app, out):
 def console_link(link, hexframe):
     """Console ``link("<hex>")``: a frame from the platform (the TCU
     passes it on).  A REPLY goes to the handshake, a sealed command is
-    opened and obeyed (answered with a sealed result on the telemetry
-    channel); refusals are logged as intrusion events."""
+    opened and obeyed here (the answer says so at once); its sealed result
+    follows on the telemetry channel, sealed in steps by the sealing task
+    after the telemetry batch being sealed.  Refusals are logged as
+    intrusion events."""
     from binascii import unhexlify
     try:
         frame = unhexlify(hexframe)
@@ -113,7 +115,8 @@ def console_link(link, hexframe):
     res = link.command(frame)
     if res is None:
         return "refused (%s)" % (link.records.last_reject if link.records else "no link")
-    link._send(0, res)
+    if res:
+        link._send(0, res)              # (not in service: sealed at once)
     t = link.last_type
     return "accepted: %s" % ("stop" if t == L.T_STOP else "VIN authorisation" if t == T_VIN
                              else "unknown command")

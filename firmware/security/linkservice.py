@@ -91,6 +91,7 @@ class PlatformLink:
         self.rekey_ms = 0           # sec.rekey_s (0: never)
         self._rekey = 0
         self._park = _no_park       # parks / wakes the sealing task (serve)
+        self._res = None            # a command's result waiting to be sealed (bytes)
 
     @property
     def sealed(self):
@@ -152,8 +153,11 @@ class PlatformLink:
         return True
 
     def command(self, frame):
-        """A sealed platform command: opens, verifies, obeys; returns the
-        sealed result frame, or None when refused."""
+        """A sealed platform command: opens, verifies, obeys.  Returns None
+        when refused; else the sealed result frame, or (in service) b"":
+        the result is sealed by the sealing task, in steps, after the batch
+        being sealed (one sequence order on the wire), and goes out on the
+        telemetry channel from there."""
         rec = self.records
         if rec is None:
             self.refused += 1
@@ -165,16 +169,27 @@ class PlatformLink:
             self._log(EV_INTRUSION, _IX_OF[rec.last_reject], self.refused)
             return None
         self.last_type = r[0]
-        self._drain()
         if r[0] == T_VIN:
             self.vin = r[1]
             self.vin_auths += 1
-            return rec.seal(L.T_RESULT, b"vin " + r[1])
+            return self._result(b"vin " + r[1])
         if r[0] != L.T_STOP:
-            return rec.seal(L.T_RESULT, b"unknown command")
+            return self._result(b"unknown command")
         self.stops += 1
         self._stop()
-        return rec.seal(L.T_RESULT, b"stopped")
+        return self._result(b"stopped")
+
+    def _result(self, text):
+        if self._fb is None or len(text) > Q.BATCH_MAX:
+            # not in service (or longer than the frame buffer: a VIN
+            # authorisation of 200+ bytes): sealed at once
+            self._drain()
+            return self.records.seal(L.T_RESULT, text)
+        if self._res is not None:       # one still waiting (a second command at once)
+            self._drain()
+        self._res = text
+        self._park(0)
+        return b""
 
     # ---- in service (install) ----------------------------------------------
     def serve(self, out, ticks_ms, stage, cfg, rec_runs=None, park=None):
@@ -262,6 +277,9 @@ class PlatformLink:
         plain batches' made the first time the length occurs, Table 1's
         records give a handful)."""
         n = 2 + L.HEADER + self.records.sealer.n + L.TAG
+        if not self._fb[1]:             # a command's result (rare): a view of its own
+            self.out(memoryview(self._fb)[:n])
+            return
         mv = self._views.get(n)
         if mv is None:
             mv = self._views[n] = memoryview(self._fb)[:n]
@@ -269,8 +287,9 @@ class PlatformLink:
         self.out(mv)
 
     def _drain(self):
-        """Finish the batch being sealed now and send it (before a command
-        result takes the next sequence number: frames leave in order)."""
+        """Finish the frame being sealed now and send it, then a command
+        result still waiting (before anything else takes the next sequence
+        number, or the keys change: frames leave in order)."""
         rec = self.records
         if rec is None or self._fb is None:
             return
@@ -280,6 +299,17 @@ class PlatformLink:
         if self._ready:
             self._ready = False
             self._sent()
+        if self._res is not None:
+            self._load_result()
+            rec.sealer.finish()
+            self._sent()
+
+    def _load_result(self):
+        fb = self._fb
+        fb[1] = 0                       # the envelope's record count: not telemetry
+        t = self._res
+        self._res = None
+        self.records.sealer.begin(L.T_RESULT, t, 0, len(t), fb, 2)
 
     def seal_task(self, now):
         """The sealing task (``sec.seal_ms``): a run either begins the next
@@ -288,7 +318,8 @@ class PlatformLink:
         onto the channel (the board's write copies it).  Skips the passes in which the records task ran
         (its own pass is the longest of a session: the event-log commit)."""
         rec = self.records
-        if rec is None or (not rec.sealer.busy and not self._ready and not self._q.waiting()):
+        if rec is None or (not rec.sealer.busy and not self._ready and self._res is None
+                           and not self._q.waiting()):
             self._park(1)               # until the link task cuts the next batch
             return
         a = self._rec_arr
@@ -304,7 +335,12 @@ class PlatformLink:
                 return
             s = rec.sealer
             if not s.busy:
-                self._load()            # a run of its own: the copy and the header
+                # a run of its own: the copy and the header; a command's
+                # result before the next batch
+                if self._res is not None:
+                    self._load_result()
+                else:
+                    self._load()
                 return
             if s.step(self.seal_kinstr):
                 self._ready = True
@@ -327,6 +363,7 @@ class PlatformLink:
         self.records = None         # back to what the policy allows unsealed
         self._q.clear()
         self._ready = False
+        self._res = None
         self.reason = "link error: %s" % e
         self._retry = now
         self._log(EV_INTRUSION, IXL_HANDSHAKE, 3)
