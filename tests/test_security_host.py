@@ -270,6 +270,23 @@ for k, m in %r:
         assert line == S.hmac_sm3(k, m).hex()
 
 
+def test_c2_platform_refuses_a_sealed_batch_that_does_not_expand():
+    """A frame that opens (the charger's keys) but whose delta entries do
+    not decode is refused as ``format`` and stores nothing; a good one in
+    the same link still opens after it."""
+    from host_tools.platform import seclink as S
+    ep = S.PlatformEndpoint({})
+    up, down = (b"\x01" * 16, b"\x02" * 32), (b"\x03" * 16, b"\x04" * 32)
+    ep.records = S.RecordLayer(S.SUITE_AES, down, up)
+    charger = S.RecordLayer(S.SUITE_AES, up, down)
+    bad = charger.seal(S.T_TELEMETRY_DELTA, bytes([80, 0xFF, 0xFF]) + bytes(13))
+    assert ep.uplink(bad) == ("refused", "format", None)
+    assert ep.refused["format"] == 1
+    rec = bytes([0xA5, 1, 3, 8, 1, 2, 3, 4])
+    good = charger.seal(S.T_TELEMETRY_DELTA, bytes([8, 1, 0xFF]) + rec + bytes(5))
+    assert ep.uplink(good) == ("telemetry", rec, None)
+
+
 def test_c2_delta_batches_of_the_board_expand_on_the_platform(tmp_path):
     """The board's batch queue (security/linkqueue.py, sec.tel_delta 1)
     fed Table-1-like records (demand 80 B every record, status 92 B every
