@@ -9,8 +9,10 @@ module only at the link task's first run.)
            sealed; otherwise it goes out plain (counted in ``plain_sent``,
            and a failed handshake is logged).
   require  no plain link: until the handshake has succeeded telemetry is
-           held (counted in ``held``, not sent) and a platform command that
-           is not sealed is refused.
+           held (counted in ``held``, never sent plain; kept in the batch
+           queue while it has room and sealed once the link is up, the rest
+           counted in ``dropped``) and a platform command that is not
+           sealed is refused.
 The vehicle side is never involved: plain GB/T 27930 vehicles charge under
 every policy.  A sealed frame that does not open (forged, replayed,
 reordered, tampered, truncated) is refused and logged as an intrusion event
@@ -118,6 +120,7 @@ class PlatformLink:
         if hs.records is not None and hs.outbox is None:
             self._drain()                      # a re-key: the old keys' last frame first
             self.records = hs.records          # FINISH taken: the link is sealed
+            self._park(0)                      # records kept while it was not: sealed now
             self.hs = None
             self.keyed += 1
             self._rekey = ticks_add(now_ms, self.rekey_ms)
@@ -242,12 +245,15 @@ class PlatformLink:
         """The telemetry sink while the link is in service (records pass:
         no allocation, no crypto).  Plain out, held, or queued for sealing."""
         if self.records is None:
-            if self.policy == "require":
-                self.held += 1
+            if self.policy != "require":
+                self.plain_sent += 1
+                self.out(mv)
                 return
-            self.plain_sent += 1
-            self.out(mv)
-            return
+            # require: never sent plain; kept in the batch queue while it
+            # has room (sealed once the link is up), if the link can come up
+            self.held += 1
+            if self._make is None:
+                return
         r = self._q.put(mv)
         if r:
             if r == Q.PUT_DROP:

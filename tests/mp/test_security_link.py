@@ -552,4 +552,40 @@ def test_c2_command_result_longer_than_a_frame_is_sealed_at_once():
     eq(platform.open(sent[0][2:]), (L.T_RESULT, b"vin LVIN0123456789012"), "in order after the first")
 
 
+def test_c2_require_keeps_held_records_and_seals_them_once_up():
+    """Under require nothing leaves plain before the handshake; the held
+    records are kept in the batch queue while it has room and go out
+    sealed, in order, once the link is up; what did not fit is counted
+    (dropped), never sent plain."""
+    s = _Site("require")
+    link = s.link
+    sent = []
+    cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.rekey_s": 0, "sec.batch_ms": 1000,
+           "sec.batch_fill": 200, "sec.seal_kinstr": 45, "sec.tel_delta": 1}
+    link.serve(lambda mv: sent.append(bytes(mv)), lambda: 0, lambda: 0, cfg)
+    for seq in range(200):
+        link.record(memoryview(_record(seq, 80)))
+    eq(sent, [], "nothing sent plain")
+    eq(link.held, 200, "all held")
+    true(0 < link.dropped < 200, "some kept, the rest counted (%d)" % link.dropped)
+    kept = 200 - link.dropped
+    plat = s.handshake()
+    true(plat is not None, "sealed")
+    sent.clear()                    # (the handshake's HELLO and FINISH)
+    for t in range(2000, 4000, 5):
+        if t % 50 == 45:
+            link.task(t)
+        link.seal_task(t)
+    got = []
+    for f in sent:
+        r = plat.open(f[2:])
+        true(r is not None and r[0] == L.T_TELEMETRY_DELTA, "sealed telemetry")
+        p = _expand(r[1])
+        k = 0
+        while k < len(p):
+            got.append(p[k + 4] | (p[k + 5] << 8))
+            k += p[k + 3]
+    eq(got, list(range(kept)), "the kept records, in order, the oldest first")
+
+
 mptest.main(globals())
