@@ -37,6 +37,12 @@ REJECT_SHORT = "short"
 REJECT_TAG = "tag"
 REJECT_REPLAY = "replay"
 
+# Scratch shared by every Mac, both directions (a call uses it only
+# while it runs: a seal's steps keep nothing there); the hash's made by the
+# first Mac, so that importing the constants costs no buffers.
+_w = None           # hash message schedule, 68 words
+_blk = None         # HMAC padding / outer block, 64 bytes
+
 
 @micropython.viper
 def _copy(dst: ptr8, do: int, src: ptr8, so: int, n: int):
@@ -109,9 +115,11 @@ class Mac:
     bytes.  The key's inner and outer chaining values are computed once
     (at link-up); a message is hashed in place (buffer + offset), one
     compression per call, so that a seal can be cut into steps.  Nothing
-    is allocated after ``__init__``."""
+    is allocated after ``__init__``.  The message schedule and the padding
+    block are the module's ``_w`` and ``_blk``, shared by every ``Mac``."""
 
     def __init__(self, suite, key):
+        global _w, _blk
         comp, iv = _hash(suite)
         if len(key) > 64:
             if suite == SUITE_SM:
@@ -120,13 +128,16 @@ class Mac:
             else:
                 from security.hmac256 import sha256
                 key = sha256(key)
+        if _w is None:
+            _w = array("I", bytes(4 * 68))      # SM3: 68 words
+            _blk = bytearray(64)
         self._comp = comp
-        self._w = array("I", bytes(4 * 68))     # message schedule (SM3: 68 words)
+        self._w = _w                            # message schedule (shared)
         self.v = array("I", iv)                 # running chaining value
         self._ki = array("I", iv)
         self._ko = array("I", iv)
-        blk = bytearray(64)
-        self._blk = blk                         # padding / outer block
+        blk = _blk
+        self._blk = blk                         # padding / outer block (shared)
         nk = len(key)
         for x, st in ((0x36, self._ki), (0x5C, self._ko)):
             for i in range(64):

@@ -3,7 +3,7 @@ platform link (issue 13, C-2).
 
 ``SM4(key)`` expands the 16-byte key once into 32 round keys; ``encrypt_into
 (src, dst)`` enciphers one 16-byte block without allocating.  CTR mode only
-needs the forward direction (security/ctr.py), so decryption is not built.
+needs the forward direction (security/linkrec.py), so decryption is not built.
 The round function is viper with 32-bit masks so that 64-bit ports (unix)
 and 32-bit boards give the same words.  Checked against the standard's
 example, its 1,000,000-iteration example and gmssl on the host
@@ -82,7 +82,6 @@ class SM4:
     def __init__(self, key):
         if len(key) != 16:
             raise ValueError("SM4 key is 16 bytes")
-        self._sbox = _SBOX
         self._rk = array("I", bytes(128))
         k = [((key[4 * i] << 24) | (key[4 * i + 1] << 16) | (key[4 * i + 2] << 8)
               | key[4 * i + 3]) ^ _FK[i] for i in range(4)]
@@ -90,15 +89,15 @@ class SM4:
             ck = 0
             for j in range(4):
                 ck = (ck << 8) | (((4 * i + j) * 7) & 0xFF)
-            nk = k[i] ^ _t(k[i + 1] ^ k[i + 2] ^ k[i + 3] ^ ck, self._sbox, 1)
+            nk = k[i] ^ _t(k[i + 1] ^ k[i + 2] ^ k[i + 3] ^ ck, _SBOX, 1)
             k.append(nk)
             self._rk[i] = nk
 
     def encrypt_into(self, src, dst):
         """Encipher the 16-byte block ``src`` into ``dst`` (may be the same buffer)."""
-        _block(self._rk, self._sbox, src, dst)
+        _block(self._rk, _SBOX, src, dst)
 
     def encrypt(self, block):
         out = bytearray(16)
-        _block(self._rk, self._sbox, block, out)
+        _block(self._rk, _SBOX, block, out)
         return bytes(out)

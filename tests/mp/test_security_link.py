@@ -34,6 +34,40 @@ def test_c2_aes128_fips197_c1_pure_and_cryptolib():
     eq(AES128(k).encrypt(p), want, "port AES (cryptolib where present)")
 
 
+def _table_words(t):
+    # a word table as the viper code reads it: the bytes constant itself
+    # (little-endian words) or its copy in an array (CPUs that fault on an
+    # unaligned word load)
+    import struct
+    return list(t) if not isinstance(t, bytes) else list(struct.unpack("<%dI" % (len(t) // 4), t))
+
+
+def test_c2_constant_tables_match_their_definitions():
+    """The AES S-box and round table and the SHA-256 round constants are
+    stored constants (flash, not heap): they are what their definitions
+    give (FIPS 197 5.1.1 and 5.1.3: the module's own derivation, used where
+    the CPU cannot read the constant as words; FIPS 180-4 4.2.2)."""
+    import security.aes128 as A
+    import security.sha256 as H
+    box = A._make_sbox()
+    eq(bytes(A._sbox), box, "AES S-box")
+    eq(box[0x00] == 0x63 and box[0x01] == 0x7C and box[0x53] == 0xED and box[0xFF] == 0x16, True,
+       "FIPS 197 figure 7 entries")
+    eq(_table_words(A._te), list(A._make_te(box)), "AES round table (2s, s, s, 3s)")
+    primes = [n for n in range(2, 312) if all(n % d for d in range(2, n))][:64]
+    k = []
+    for n in primes:                # floor(cbrt(n) * 2**32) mod 2**32
+        lo, hi = 0, 1 << 40
+        while lo < hi:
+            mid = (lo + hi + 1) >> 1
+            if mid ** 3 <= n << 96:
+                lo = mid
+            else:
+                hi = mid - 1
+        k.append(lo & 0xFFFFFFFF)
+    eq(_table_words(H._K), k, "SHA-256 round constants")
+
+
 def test_c2_key_length_checked():
     for cls in (SM4, AES128):
         try:
@@ -307,6 +341,29 @@ def test_c2_policy_prefer_seals_when_the_platform_answers_else_plain():
     true(not s2.link.sealed, "not sealed")
     eq(s2.events[-1][:2], (16, s2.PL.IXL_HANDSHAKE), "failed handshake logged")
     eq(s2.link.telemetry(b"REC"), b"REC", "prefer falls back to plain")
+
+
+def test_c2_handshake_code_not_resident_once_sealed():
+    """The handshake's modules (~1.7 KB of heap on the target) leave
+    sys.modules when a handshake finishes; a failed one keeps them (its
+    retry may begin in a session); the next handshake imports them again."""
+    import sys
+    import security
+    names = ("security.handshake", "security.ecstep", "security.sm2")
+    s2 = _Site("prefer", plat_psk=b"\x00" * 32)
+    eq(s2.handshake(), None, "an impostor platform")
+    for name in names:
+        true(name in sys.modules, "%s kept after a failed handshake" % name)
+    s = _Site("require")
+    plat = s.handshake()
+    true(s.link.sealed, "sealed")
+    for name in names:
+        true(name not in sys.modules, "%s dropped after the FINISH" % name)
+        true(not hasattr(security, name[9:]), "%s: no package attribute" % name)
+    eq(plat.open(s.link.telemetry(b"REC")), (L.T_TELEMETRY, b"REC"), "the link seals without them")
+    from security import handshake as H
+    true(hasattr(H, "ChargerHandshake") and "security.ecstep" in sys.modules,
+         "a later handshake imports them again")
 
 
 def test_c2_policy_require_holds_telemetry_and_refuses_plain_stop():
