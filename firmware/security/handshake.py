@@ -18,8 +18,16 @@ bytes) = charger->platform cipher 16 | MAC 32, platform->charger cipher 16 |
 MAC 32.  ``step(now_ms)`` does at most ~4 products of 256-bit numbers
 (security/ecstep.py); every stage has a deadline from configuration
 (``sec.hs_reply_s`` for the platform's answer, ``sec.hs_stage_s`` for each
-computing stage)."""
+computing stage).
+
+The handshake's code (this module, security/ecstep.py, security/sm2.py:
+~1.7 KB of heap on the target) is dropped from ``sys.modules`` once a
+handshake has finished (``take`` of the FINISH): the sealed link needs none
+of it, and the next handshake (re-keying: between sessions only) imports it
+again.  A failed handshake keeps it: its retry may begin in a session, where
+importing it again would lengthen a control pass."""
 import struct
+import sys
 from security import ecstep as E
 from security import linkrec as L
 from security.hmac256 import hmac_sha256, equal
@@ -38,6 +46,18 @@ SIGN = "sign"            # sm: the charger's signature over T
 SEND_FINISH = "finish"   # FINISH ready in ``outbox``; ``records`` usable
 DONE = "done"
 FAILED = "failed"
+
+
+def _forget():
+    """Drop the modules only a handshake needs (security/rng.py stays: its
+    hash chain is state); the running handshake keeps its own references
+    until the link lets it go."""
+    pkg = sys.modules.get("security")
+    for sub in ("handshake", "ecstep", "sm2"):
+        m = getattr(pkg, sub, None)
+        if m is not None:
+            sys.modules.pop(m.__name__, None)
+            delattr(pkg, sub)
 
 
 def hkdf_sha256(ikm, salt, info, n):
@@ -117,6 +137,7 @@ class ChargerHandshake:
             self._goto(WAIT_REPLY, now_ms)
         elif self.stage == SEND_FINISH:
             self._goto(DONE, now_ms)
+            _forget()
         return m
 
     def feed(self, reply, now_ms):
