@@ -97,25 +97,37 @@ class Sealer:
         """One step (of ``budget`` kinstr, default ``self.budget``); True
         once the frame is complete (then not busy)."""
         budget = budget or self.budget
-        i = self._i
-        if self._ph == _P_MAC and i < self._full and 2 * self._hc + STEP_COST > budget:
-            # the common step: one compression of a full block (the same
-            # unit as the loop below; ~1/3 of a step's calls and lookups)
-            self._comp(self._v, self.out, self.off + (i << 6), self._w)
-            self._i = i + 1
-            c = STEP_COST + self._hc
+        ph = self._ph
+        if ph != _P_CTR and 2 * self._hc + STEP_COST > budget:
+            # the common steps: one hash unit (a full block, the padding,
+            # the length block or the outer hash: the units of the loop
+            # below), called without the loop's calls and lookups
+            i = self._i
+            if ph == _P_MAC and i < self._full:
+                self._comp(self._v, self.out, self.off + (i << 6), self._w)
+                self._i = i + 1
+                c = STEP_COST + self._hc
+            elif ph == _P_OUTER:
+                self._mac.finish(self.out, self.off + self._m, TAG >> 2)
+                self._ph = _P_IDLE
+                self.busy = False
+                c = STEP_COST + self._hp
+                if c > self.largest:
+                    self.largest = c
+                return True
+            else:
+                f = self._full << 6
+                k = self._m - f
+                if ph == _P_MAC:
+                    self._mac.tail(0, self.out, self.off + f, k, self._m)
+                    self._ph = _P_TAIL2 if k >= 56 else _P_OUTER
+                else:
+                    self._mac.tail(1, self.out, self.off + f, k, self._m)
+                    self._ph = _P_OUTER
+                c = STEP_COST + self._hp
             if c > self.largest:
                 self.largest = c
             return False
-        if self._ph == _P_OUTER:
-            # the last step: the outer hash, the tag into the frame
-            self._mac.finish(self.out, self.off + self._m, TAG >> 2)
-            self._ph = _P_IDLE
-            self.busy = False
-            c = STEP_COST + self._hp
-            if c > self.largest:
-                self.largest = c
-            return True
         left = budget - STEP_COST
         spent = STEP_COST
         first = True
