@@ -16,9 +16,15 @@ end).  Messages:
 Transcript T = HELLO || REPLY up to (not including) sigP/macP.  Keys (96
 bytes) = charger->platform cipher 16 | MAC 32, platform->charger cipher 16 |
 MAC 32.  ``step(now_ms)`` does at most ~4 products of 256-bit numbers
-(security/ecstep.py); every stage has a deadline from configuration
-(``sec.hs_reply_s`` for the platform's answer, ``sec.hs_stage_s`` for each
-computing stage).
+(security/ecstep.py), or one of the pieces that are not products: checking
+the REPLY (its MAC, or its ephemeral point and the transcript digest), a
+KDF, one direction's key schedules, the FINISH's MAC or digest; after such
+a piece ``heavy`` is set (the link task ends its run there).  ``feed``
+only takes the REPLY (its length and magic): everything the REPLY needs
+runs in ``step``, which the link task calls only between sessions, never
+in the console's slot that received it.  Every stage has a deadline from
+configuration (``sec.hs_reply_s`` for the platform's answer,
+``sec.hs_stage_s`` for each computing stage).
 
 The handshake's code (this module, security/ecstep.py, security/sm2.py:
 ~1.7 KB of heap on the target) is dropped from ``sys.modules`` once a
@@ -43,6 +49,14 @@ WAIT_REPLY = "wait"      # waiting for the platform's REPLY
 VERIFY = "verify"        # sm: the platform's signature over T
 ECDH = "ecdh"            # sm: e*Ep
 SIGN = "sign"            # sm: the charger's signature over T
+REPLY = "reply"          # the REPLY taken, to be checked (``step``)
+DIGEST = "digest"        # sm: the platform's point checked, the digest of T next
+KDF = "kdf"              # the session keys from the shared secret
+KEYS = "keys"            # the sending direction's cipher key schedule
+KEYS_TX = "keys-tx"      # ... its MAC keys (inner and outer chaining values)
+KEYS_RX = "keys-rx"      # the receiving direction's cipher key schedule
+KEYS_END = "keys-end"    # ... its MAC keys, the record layer, FINISH
+SIGN_PREP = "sign-prep"  # sm: the digest of T to sign
 SEND_FINISH = "finish"   # FINISH ready in ``outbox``; ``records`` usable
 DONE = "done"
 FAILED = "failed"
@@ -98,6 +112,11 @@ class ChargerHandshake:
         self._reply = None
         self._e = None
         self._ec = None
+        self._k = None
+        self._auth = None
+        self._tx = None
+        self._ctr = None
+        self.heavy = False              # the last step was a long piece (see the module)
         self._goto(KEYGEN if self.suite == L.SUITE_SM else SEND_HELLO, now_ms)
         if self.suite == L.SUITE_SM:
             self._e = self._scalar()
@@ -141,7 +160,8 @@ class ChargerHandshake:
         return m
 
     def feed(self, reply, now_ms):
-        """The platform's REPLY.  False (stage FAILED, ``reason``) if refused."""
+        """The platform's REPLY: taken if its length and magic fit (checked
+        by ``step``).  False (stage FAILED, ``reason``) if refused."""
         if self.stage != WAIT_REPLY:
             return False
         n = 20 + (64 if self.suite == L.SUITE_SM else 0)     # up to sigP / macP
@@ -149,30 +169,72 @@ class ChargerHandshake:
             return self._fail("malformed reply")
         self._t = self._t + reply[:n]
         self._reply = reply
+        self._goto(REPLY, now_ms)
+        return True
+
+    def _check_reply(self, now_ms):
+        reply = self._reply
         np_ = reply[4:20]
         if self.suite == L.SUITE_AES:
             psk = self._keys["link_psk"]
-            if not equal(hmac_sha256(psk, b"evc-c2-aes|platform|", self._t), reply[n:]):
+            if not equal(hmac_sha256(psk, b"evc-c2-aes|platform|", self._t), reply[20:]):
                 return self._fail("platform not authenticated")
-            k = hkdf_sha256(psk, self._nc + np_, b"evc-c2-aes|" + sm3(self._t), KEYS_LEN)
-            self._established(k, hmac_sha256(psk, b"evc-c2-aes|charger|", self._t), now_ms)
+            self._k = (self._nc + np_, b"evc-c2-aes|" + sm3(self._t))
+            self._goto(KDF, now_ms)
             return True
-        ep = E.point_of(reply[20:84])
-        if ep is None:
+        if E.point_of(reply[20:84]) is None:
             return self._fail("platform ephemeral key not on the curve")
-        pub = self._keys["platform_pub"]
-        self._op = E.Op(E.verify(pub, E.digest(pub, self._t + b"platform"), reply[84:148]))
-        self._goto(VERIFY, now_ms)
+        self._goto(DIGEST, now_ms)
         return True
 
-    def _established(self, k, auth, now_ms):
-        tx, rx = split_keys(k)
-        self.records = L.RecordLayer(self.suite, tx, rx)
-        self.outbox = b"EVF1" + auth
-        self._goto(SEND_FINISH, now_ms)
+    def _established(self, k, now_ms):
+        self._k = split_keys(k)
+        self._goto(KEYS, now_ms)
+
+    def _piece(self, st, now_ms):
+        """The stages that are one piece each (not products)."""
+        if st == REPLY:
+            return self._check_reply(now_ms)
+        if st == DIGEST:
+            pub = self._keys["platform_pub"]
+            self._op = E.Op(E.verify(pub, E.digest(pub, self._t + b"platform"),
+                                     self._reply[84:148]))
+            self._goto(VERIFY, now_ms)
+        elif st == SIGN_PREP:
+            pub = self._keys["sm2_pub"]
+            e = E.digest(pub, self._t + b"charger")
+            self._op = E.Op(E.sign(self._keys["sm2_priv"], e, self._scalar()))
+            self._goto(SIGN, now_ms)
+        elif st == KDF:
+            if self.suite == L.SUITE_AES:
+                psk = self._keys["link_psk"]
+                salt, info = self._k
+                self._established(hkdf_sha256(psk, salt, info, KEYS_LEN), now_ms)
+            else:
+                k = E.kdf(self._shared + sm3(self._t), KEYS_LEN)
+                self._shared = None
+                self._established(k, now_ms)
+        elif st == KEYS or st == KEYS_RX:
+            # a direction's cipher key schedule (one step), then its MAC's
+            self._ctr = L.cipher_of(self.suite, self._k[0 if st == KEYS else 1][0])
+            self._goto(KEYS_TX if st == KEYS else KEYS_END, now_ms)
+        elif st == KEYS_TX:
+            self._tx = L.Direction(self.suite, None, self._k[0][1], self._ctr)
+            self._goto(KEYS_RX, now_ms)
+        else:                           # KEYS_END
+            if self.suite == L.SUITE_AES:
+                self._auth = hmac_sha256(self._keys["link_psk"], b"evc-c2-aes|charger|", self._t)
+            rx = L.Direction(self.suite, None, self._k[1][1], self._ctr)
+            self.records = L.RecordLayer(self.suite, None, None, self._tx, rx)
+            self._k = self._tx = self._ctr = None
+            self.outbox = b"EVF1" + self._auth
+            self._auth = None
+            self._goto(SEND_FINISH, now_ms)
+        return True
 
     def step(self, now_ms):
         """One small piece of work; False once the handshake has failed."""
+        self.heavy = False
         st = self.stage
         if st == FAILED:
             return False
@@ -184,6 +246,9 @@ class ChargerHandshake:
             return True
         if now_ms - self._since > self._stage_ms:
             return self._fail("stage %s timed out" % st)
+        if st in (REPLY, DIGEST, SIGN_PREP, KDF, KEYS, KEYS_TX, KEYS_RX, KEYS_END):
+            self.heavy = True
+            return self._piece(st, now_ms)
         if not self._op.step():
             return True
         r = self._op.result
@@ -201,21 +266,14 @@ class ChargerHandshake:
                 return self._fail("shared point at infinity")
             self._shared = E.point_bytes(r)
             self._e = None
-            self._sign(now_ms)
+            self._goto(SIGN_PREP, now_ms)
         elif st == SIGN:
             if r is None:
-                self._sign(now_ms)
+                self._goto(SIGN_PREP, now_ms)      # a new nonce
                 return True
-            k = E.kdf(self._shared + sm3(self._t), KEYS_LEN)
-            self._shared = None
-            self._established(k, r, now_ms)
+            self._auth = r
+            self._goto(KDF, now_ms)
         return True
-
-    def _sign(self, now_ms):
-        pub = self._keys["sm2_pub"]
-        e = E.digest(pub, self._t + b"charger")
-        self._op = E.Op(E.sign(self._keys["sm2_priv"], e, self._scalar()))
-        self._goto(SIGN, now_ms)
 
 
 def load_keys(path="keys.json"):

@@ -2,26 +2,39 @@
 ``PlatformLink`` with its key check, handshake factory, event-log notes and
 platform stop, the sealing task's statistics hook, the telemetry channel
 taken over, and the console's ``link``/``pstop``/``pvin``/``platlink``
-commands.  Called once, by the link task's first run
+commands.  Called by the link task's fourth run
 (security/platlink.py ``install``)."""
 from security import linkrec as L
 from security.linkservice import (PlatformLink, EV_INTRUSION, EV_OPERATOR, OP_STOP,
                                   IXL_NOKEYS, T_VIN)
 
 
-def build(app, out):
-    """The ``PlatformLink`` in service in ``app``, ``out`` the board's
-    telemetry channel (security/platlink.py ``install``: the link task's
-    first run)."""
-    cfg = app.cfg
-    path = getattr(app.board, "keys_path", None) or "keys.json"
-    suite = cfg["sec.suite"]
+def _path(app):
+    return getattr(app.board, "keys_path", None) or "keys.json"
+
+
+def have_keys(app):
+    """Does the key file hold the link key of ``sec.suite``?  (Its name in
+    the file's text: parsing the JSON cost ~0.55 Mkinstr of a boot pass;
+    the handshake parses and checks the keys themselves when it loads
+    them, ``handshake.load_keys``.)"""
     try:
-        import json
-        with open(path) as f:
-            have = ("link_priv" if suite == "sm" else "link_psk") in json.load(f)
+        with open(_path(app)) as f:
+            return ('"link_priv"' if app.cfg["sec.suite"] == "sm" else '"link_psk"') in f.read()
     except Exception:
-        have = False
+        return False
+
+
+def build(app, out, have=None):
+    """The ``PlatformLink`` in service in ``app``, ``out`` the board's
+    telemetry channel (security/platlink.py ``install``: a run of the link
+    task after the imports; ``have``: ``have_keys`` when not given);
+    ``wire`` (the next run) gives it the telemetry and the console."""
+    cfg = app.cfg
+    path = _path(app)
+    suite = cfg["sec.suite"]
+    if have is None:
+        have = have_keys(app)
     cid = cfg["charger.id"]
     clock = app.clock
     log = app.log
@@ -50,7 +63,6 @@ def build(app, out):
     link = PlatformLink(cfg["sec.policy"], make if have else None, stop, note)
     if not have:
         note(EV_INTRUSION, IXL_NOKEYS, 0)
-    tel = app.tel
     sched = app.sched
     runs = None
     for t in sched.tasks:
@@ -65,7 +77,12 @@ def build(app, out):
             seal = t
     link.serve(out, clock.ticks_ms, lambda: app.session.stage, cfg, runs,
                None if seal is None else (lambda on: sched.park(seal, on)))
-    tel._w = link.record
+    return link
+
+
+def wire(app, link):
+    """The telemetry sink and the console's commands of ``link``."""
+    app.tel._w = link.record
     con = app.console
     if con is not None:
         w = con.out.write

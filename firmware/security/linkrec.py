@@ -250,21 +250,32 @@ class CTR:
 
 class Direction:
     """One direction of the link: its cipher (key schedule done here, once),
-    its MAC (keyed chaining values, once) and its sequence number."""
+    its MAC (keyed chaining values, once) and its sequence number.
+    ``ctr``: the counter mode over its cipher already made (``cipher_of``:
+    the handshake makes the key schedule and the MAC in steps of their
+    own); then ``enc_key`` is not used."""
 
-    def __init__(self, suite, enc_key, mac_key):
+    def __init__(self, suite, enc_key, mac_key, ctr=None):
         self.suite = suite
-        self.ctr = CTR(_cipher(suite, enc_key))
+        self.ctr = ctr or CTR(_cipher(suite, enc_key))
         self.mac = Mac(suite, mac_key)
         self.seq = 0                # last sent (tx) or last accepted (rx)
 
 
-class RecordLayer:
-    """Both directions of an established link (keys from the handshake)."""
+def cipher_of(suite, enc_key):
+    """The counter mode over the suite's cipher keyed with ``enc_key`` (a
+    ``Direction``'s first half)."""
+    return CTR(_cipher(suite, enc_key))
 
-    def __init__(self, suite, tx_keys, rx_keys):
-        self.tx = Direction(suite, tx_keys[0], tx_keys[1])
-        self.rx = Direction(suite, rx_keys[0], rx_keys[1])
+
+class RecordLayer:
+    """Both directions of an established link (keys from the handshake).
+    ``tx``, ``rx``: directions already made (the handshake makes their key
+    schedules in steps of their own); then their keys are not used."""
+
+    def __init__(self, suite, tx_keys, rx_keys, tx=None, rx=None):
+        self.tx = tx or Direction(suite, tx_keys[0], tx_keys[1])
+        self.rx = rx or Direction(suite, rx_keys[0], rx_keys[1])
         self.suite = suite
         from security.linkseal import Sealer    # the link is up: now, not at import
         self.sealer = Sealer(self)

@@ -379,11 +379,13 @@ class PlatformLink:
             if self._retry is None or ticks_diff(now, self._retry) >= 0:
                 self._retry = ticks_add(now, self.retry_ms)
                 self._since = now
-                self.start()
+                self.start()            # (its import and keys: this run; steps: the next)
+                return
         elif self.hs is None and self.rekey_ms and self.records is not None and \
                 ticks_diff(now, self._rekey) >= 0 and (_SESSION_FREE >> self._stage()) & 1:
             self._rekey = ticks_add(now, self.retry_ms)   # again then, if this one fails
             self.start()                # the old keys seal until its FINISH
+            return
         hs = self.hs
         if hs is not None and (_SESSION_FREE >> self._stage()) & 1:
             i = self.steps
@@ -391,7 +393,9 @@ class PlatformLink:
                 m = self.poll(now)
                 if m is not None:
                     self._send(0, m)
-                if self.hs is None or self.hs.stage == "wait":
+                hs = self.hs
+                # a long piece (a KDF, key schedules, a digest) ends the run
+                if hs is None or hs.stage == "wait" or hs.heavy:
                     break
                 i -= 1
         if self.records is not None:

@@ -111,14 +111,37 @@ def _bms_replay_frames():
 # before the session as after a handshake in production.  The harness has
 # no platform answering the handshake on the board's console, so the
 # session keys are installed the way tests/mp/test_security_link.py does:
-# a record layer of fixed test keys, made when the link is built at the link
-# task's first run (45 ms after boot, where a handshake would begin).
+# a record layer of fixed test keys, made in the link task's four runs after
+# the link is built (where a handshake's last four steps, the two
+# directions' key schedules and MAC keys, would run).
 _LINK_PRELUDE = """import security.platlink as _P
 _b0 = _P._build
-def _sealed(app, out):
-    link = _b0(app, out)
+def _sealed(app, out, have):
+    link = _b0(app, out, have)
     from security import linkrec as _L
-    link.records = _L.RecordLayer(%d, (b'\\x11' * 16, b'\\x22' * 32), (b'\\x33' * 16, b'\\x44' * 32))
+    from security import linkservice as _S
+    t0 = _S.PlatformLink.task
+    st = []
+    def task(self, now):
+        # the handshake's last four steps: each direction's cipher key
+        # schedule, then its MAC keys; then the record layer (the class's
+        # method for those runs: no instance attribute)
+        n = len(st)
+        if n == 0:
+            st.append(_L.cipher_of(%d, b'\\x11' * 16))
+        elif n == 1:
+            st.append(_L.Direction(%d, None, b'\\x22' * 32, st[0]))
+        elif n == 2:
+            st.append(_L.cipher_of(%d, b'\\x33' * 16))
+        else:
+            rx = _L.Direction(%d, None, b'\\x44' * 32, st[2])
+            self.records = _L.RecordLayer(%d, None, None, st[1], rx)
+            st.clear()
+            _S.PlatformLink.task = t0
+            for t in app.sched.tasks:
+                if t.name == "link":
+                    t.fn = self.task
+    _S.PlatformLink.task = task
     return link
 _P._build = _sealed
 """
@@ -134,8 +157,15 @@ def link_setup(suite: str) -> tuple[dict, dict]:
         seckeys.new_keys(p)
         keys = p.read_bytes()
     cfg = {"sec.policy": "prefer", "sec.suite": suite}
-    return cfg, {"qemu_files": {"keys.json": keys},
-                 "qemu_prelude": _LINK_PRELUDE % (1 if suite == "sm" else 2)}
+    # the vehicle plugs in once the link is up (``LINK_PLUG_MS``): the link
+    # is built and keyed only with no session in progress
+    return cfg, {"qemu_files": {"keys.json": keys}, "plugged": False,
+                 "qemu_prelude": _LINK_PRELUDE % ((1 if suite == "sm" else 2,) * 5)}
+
+
+# when the vehicle plugs in with a link: after the link's four build runs and
+# the four key runs (link task every 50 ms from 45 ms: the last at 445 ms)
+LINK_PLUG_MS = 600
 
 
 def _session(flood_fps: int = 0, quick: bool = False, link: str | None = None):
@@ -147,6 +177,9 @@ def _session(flood_fps: int = 0, quick: bool = False, link: str | None = None):
     def on_step(sim):
         if sim.steps == 1:
             sim.stats(heap_watch=True)
+        if link and "plugged_at_ms" not in heap and sim.now_ms >= LINK_PLUG_MS:
+            heap["plugged_at_ms"] = sim.now_ms
+            sim.plug()
         if "charging_at_ms" not in heap and any(t == "stage charging" for _, t in sim.texts[-5:]):
             heap["charging_at_ms"] = sim.now_ms
         if "charging_at_ms" in heap and "charging" not in heap and \

@@ -165,7 +165,8 @@ class Simulation(_Base):
                  state_dir: str | None = None, firmware_dir: Path | None = None, stderr=None,
                  epoch_s: int | None = None, target: str | None = None, image: Path | None = None,
                  board_dir: str | Path | None = None, console_auth: int | None = 0,
-                 qemu_files: dict | None = None, qemu_prelude: str | None = None):
+                 qemu_files: dict | None = None, qemu_prelude: str | None = None,
+                 plugged: bool = True):
         """``epoch_s``: the simulated date (UTC seconds) at t = 0, the
         firmware's RTC in lock-step (default 2026-01-01 00:00 UTC).
 
@@ -187,7 +188,10 @@ class Simulation(_Base):
         the key in ``board_dir/keys.json``; docs/security.md).
 
         ``qemu_files``, ``qemu_prelude`` (target qemu): files put on the
-        board's filesystem and code run before the app (``QemuFirmwareProcess``)."""
+        board's filesystem and code run before the app (``QemuFirmwareProcess``).
+
+        ``plugged``: whether the vehicle is plugged in at start (``plug()``
+        later)."""
         import os
         target = target or os.environ.get("EVCHARGER_TARGET") or "unix"
         if target not in ("unix", "qemu"):
@@ -198,6 +202,7 @@ class Simulation(_Base):
         self.channel = channel or ("sim%d" % next(_names))
         self.hub = open_hub(self.channel, clock=lambda: self.now_ms / 1000.0)
         self._setup(plant)
+        self.plant.plugged = plugged
         self.step_hooks: list[Callable[[int], None]] = []
         if target == "qemu":
             from .qemu import QemuFirmwareProcess

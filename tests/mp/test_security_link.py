@@ -273,7 +273,9 @@ def test_c2_handshake_stage_timeout():
 def test_c2_handshake_forged_or_malformed_reply_refused():
     H, hs = _hs("aes")
     hs.take(0)
-    true(not hs.feed(b"EVR1" + bytes(16) + bytes(32), 5), "an aes REPLY with a wrong MAC")
+    true(hs.feed(b"EVR1" + bytes(16) + bytes(32), 5), "a REPLY of the right form is taken")
+    eq(hs.stage, H.REPLY, "checked by the next step, not in feed's (the console's) call")
+    true(not hs.step(6), "an aes REPLY with a wrong MAC")
     eq(hs.reason, "platform not authenticated", "reason")
     H, hs = _hs("aes")
     hs.take(0)
@@ -311,7 +313,11 @@ class _Site:
         np_ = b"\x77" * 16
         t = hello + b"EVR1" + np_
         link.reply(b"EVR1" + np_ + self.hmac(self.psk, b"evc-c2-aes|platform|", t), 2)
-        fin = link.poll(3)
+        fin = None
+        now = 3
+        while fin is None and link.hs is not None:   # the REPLY checked, keys, FINISH: steps
+            fin = link.poll(now)
+            now += 1
         if fin is None:
             return None
         k = H.hkdf_sha256(self.psk, hello[9:25] + np_, b"evc-c2-aes|" + H.sm3(t), 96)

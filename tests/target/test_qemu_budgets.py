@@ -69,21 +69,22 @@ LINK_LIMIT = {
     # instead of ~2 KB/s of records (seal task 1,583 / 1,397 kinstr/s,
     # 7,182 / 6,418 before), the records pass encodes them (+~260)
     "charging_kinstr_per_s": 13_860,
-    # the link's first run at boot (idle, every output off): the link is
-    # built (key file check, buffers) and here the session keys' schedule
-    # (in production the handshake's last step): 3,523 (sm) / 5,905 (aes);
-    # 3,873 / 6,345 since the link's modules were split to ~400 lines
-    # (linkbuild, linkseal: two more imports in that run); 3,957 / 6,418
-    # with re-keying; 4,166 / 6,505 with the batch queue (one more import,
-    # its buffers and the frame views)
-    "worst_pass_kinstr": {"sm": 4_400, "aes": 6_800},
-    # the records pass with an event-log commit, no sealing step in it
-    # (304 / 306), since the delta batches with the encoding of its records
-    # in it (~8 kinstr a record): 321..326 / 317..324 across images of the
-    # same code; guarded at the no-link limit + 6 %.  The sealing task's
-    # worst run: 63 (sm) / 56 (aes) since a step of one hash unit skips the
-    # general loop (72 / 60 before): the 69 of a 1 ms pass is the limit
-    "worst_pass_in_session_kinstr": 345,
+    # the link's build at boot (idle, every output off): one run of
+    # 3,523 (sm) / 5,905 (aes) .. 4,155 / 4,248 kinstr until it was split
+    # (security/platlink.py: imports, imports + key check, a collection,
+    # build + wire; then the handshake's last four steps, here the
+    # prelude's key schedules): 948 / 883, the longest the build + wire
+    # (~940; the runs: 678, 423, 718, 943, keys 502, 594, 313, 467)
+    "worst_pass_kinstr": {"sm": 1_050, "aes": 1_050},
+    # The vehicle plugs in at 600 ms here (LINK_PLUG_MS: the link is built
+    # and keyed only where the main output cannot be on); the same session
+    # without the link and the same plug time: 367 (the records pass with
+    # an event-log commit, 349); with the link 373 / 363 (the delta
+    # encoding of its records in it, ~8 kinstr a record).  The sealing
+    # task's worst run: 63 (sm) / 56 (aes) since a step of one hash unit
+    # skips the general loop (72 / 60 before): the 69 of a 1 ms pass is the
+    # limit
+    "worst_pass_in_session_kinstr": 400,
     "seal_run_kinstr": 69,
     # budget 60,000 missed: 69,216 (sm) / 70,768 (aes) B; without the link
     # 58,848: the link's modules (~4 KB), the record layer (2.4 / 4.4 KB:
