@@ -403,6 +403,14 @@ def test_c2_sealed_stop_obeyed_forged_replayed_tampered_refused():
        "each refusal is an intrusion event")
 
 
+def _cfg(rekey_s=0, batch_fill=200, tel_delta=1):
+    """The ``sec.*`` settings a link in service reads (the defaults of
+    security/settings.py, except re-keying off unless asked)."""
+    return {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.rekey_s": rekey_s,
+            "sec.batch_ms": 1000, "sec.batch_fill": batch_fill, "sec.seal_kinstr": 45,
+            "sec.tel_delta": tel_delta}
+
+
 def _record(seq, n):
     # a telemetry record as the link queues it: byte 3 is its length
     r = bytearray(n)
@@ -422,8 +430,7 @@ def test_c2_in_service_batches_sealed_in_steps_in_order():
     import micropython
     from security import linkservice as PL
     for suite, delta in ((L.SUITE_SM, 1), (L.SUITE_AES, 1), (L.SUITE_SM, 0)):
-        cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.rekey_s": 0, "sec.batch_ms": 1000,
-               "sec.batch_fill": 160, "sec.seal_kinstr": 45, "sec.tel_delta": delta}
+        cfg = _cfg(batch_fill=160, tel_delta=delta)
         charger, platform = _pair(suite)
         sent = []
         now = [0]
@@ -523,8 +530,7 @@ def test_c2_rekey_sends_the_half_sealed_batch_with_the_old_keys_first():
     s = _Site("require")
     link = s.link
     sent = []
-    cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.rekey_s": 3600, "sec.batch_ms": 1000,
-           "sec.batch_fill": 160, "sec.seal_kinstr": 45, "sec.tel_delta": 0}
+    cfg = _cfg(rekey_s=3600, batch_fill=160, tel_delta=0)
     link.serve(lambda mv: sent.append(bytes(mv)), lambda: 0, lambda: 0, cfg)
     old = s.handshake()
     true(old is not None and link.keyed == 1, "sealed")
@@ -559,8 +565,7 @@ def test_c2_sealing_task_sleeps_while_nothing_waits():
     charger, platform = _pair(L.SUITE_SM)
     parked = []
     sent = []
-    cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.rekey_s": 0, "sec.batch_ms": 1000,
-           "sec.batch_fill": 200, "sec.seal_kinstr": 45, "sec.tel_delta": 1}
+    cfg = _cfg()
     link = PL.PlatformLink("require", None, lambda: None, lambda c, a, b: None)
     now = [0]
     link.serve(lambda mv: sent.append(bytes(mv)), lambda: now[0], lambda: 0, cfg, None,
@@ -597,8 +602,7 @@ def test_c2_command_result_longer_than_a_frame_is_sealed_at_once():
     from security import linkservice as PL
     charger, platform = _pair(L.SUITE_AES)
     sent = []
-    cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.rekey_s": 0, "sec.batch_ms": 1000,
-           "sec.batch_fill": 200, "sec.seal_kinstr": 45, "sec.tel_delta": 1}
+    cfg = _cfg()
     link = PL.PlatformLink("require", None, lambda: None, lambda c, a, b: None)
     link.serve(lambda mv: sent.append(bytes(mv)), lambda: 0, lambda: 0, cfg)
     link.records = charger
@@ -623,8 +627,7 @@ def test_c2_require_keeps_held_records_and_seals_them_once_up():
     s = _Site("require")
     link = s.link
     sent = []
-    cfg = {"sec.hs_steps": 16, "sec.hs_retry_s": 60, "sec.rekey_s": 0, "sec.batch_ms": 1000,
-           "sec.batch_fill": 200, "sec.seal_kinstr": 45, "sec.tel_delta": 1}
+    cfg = _cfg()
     link.serve(lambda mv: sent.append(bytes(mv)), lambda: 0, lambda: 0, cfg)
     for seq in range(200):
         link.record(memoryview(_record(seq, 80)))
